@@ -1,0 +1,21 @@
+"""tformer: the Transformer of "Attention Is All You Need" (Vaswani et al., 2017), exact and visible.
+
+    >>> import tformer
+    >>> model = tformer.Transformer(tformer.TransformerConfig.tiny())
+"""
+
+from tformer.config import ConfigError, TransformerConfig
+from tformer.model import Transformer
+
+__version__ = "0.1.0"
+
+__all__ = ["ConfigError", "Transformer", "TransformerConfig", "__version__", "interop"]
+
+
+def __getattr__(name: str):
+    # Lazy submodules: `tformer.interop` pulls in nothing heavy until used.
+    if name in ("interop", "decoding", "data", "training", "evaluation"):
+        import importlib
+
+        return importlib.import_module(f"tformer.{name}")
+    raise AttributeError(f"module 'tformer' has no attribute {name!r}")

@@ -1,0 +1,272 @@
+"""Frozen, validated configuration dataclasses and their YAML form.
+
+Every knob of the model lives in :class:`TransformerConfig`. Names follow the paper
+(d_model, num_heads, d_ff, num_layers, P_drop, eps_ls). Configs are immutable: derive a
+changed one with :func:`dataclasses.replace` or :meth:`TransformerConfig.replace`, which
+validates again. Unknown keys are rejected everywhere (a misspelled key is an error, never
+silently dropped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+from tformer.fileio import atomic_write_text
+
+ACTIVATIONS = ("relu", "gelu", "silu")
+POSITIONAL = ("sinusoidal", "learned")
+SINUSOIDAL_LAYOUTS = ("interleaved", "halves")
+NORMS = ("post", "pre")
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid. The message is one line meant for users."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """The encoder-decoder Transformer (§3, Table 3).
+
+    Attributes:
+        vocab_size: source vocabulary size (and target vocabulary when ``tgt_vocab_size`` is None).
+        tgt_vocab_size: target vocabulary size for separate vocabularies; None = shared.
+        d_model: model width d_model (§3.1).
+        num_heads: number of attention heads h; d_k = d_v = d_model / h (§3.2.2).
+        d_ff: inner width of the position-wise feed-forward network (§3.3).
+        num_encoder_layers: N for the encoder stack.
+        num_decoder_layers: N for the decoder stack.
+        dropout: P_drop, applied to each sub-layer output before the residual add and to the sums
+            of embeddings and positional encodings (§5.4).
+        attention_dropout: dropout on the attention weights (not in the paper; 0 = off).
+        activation_dropout: dropout after the FFN activation (not in the paper; 0 = off).
+        activation: FFN non-linearity: "relu" (paper), "gelu" or "silu" (Marian's "swish").
+        norm: "post" = LayerNorm(x + Sublayer(x)) as in the paper; "pre" = x + Sublayer(LayerNorm(x))
+            with a final LayerNorm after each stack.
+        layer_norm_eps: epsilon of every LayerNorm.
+        positional: "sinusoidal" (§3.5) or "learned" position embeddings.
+        sinusoidal_layout: "interleaved" = the paper's PE(pos, 2i) = sin, PE(pos, 2i+1) = cos;
+            "halves" = all sines then all cosines (Marian / fairseq), same frequencies.
+        max_len: the longest sequence the position table covers.
+        scale_embedding: multiply token embeddings by sqrt(d_model) (§3.4).
+        share_embeddings: one embedding matrix for source and target (needs a shared vocabulary).
+        tie_output: the pre-softmax linear layer reuses the target embedding matrix (§3.4).
+        output_bias: a bias on the pre-softmax linear layer (Marian's final_logits_bias).
+        pad_id: padding id; bos_id: the decoder's start token; eos_id: end of sentence; unk_id: unknown.
+        init_std: std of the normal initialisation of embeddings; None = d_model ** -0.5.
+    """
+
+    vocab_size: int
+    tgt_vocab_size: int | None = None
+    d_model: int = 512
+    num_heads: int = 8
+    d_ff: int = 2048
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    activation: str = "relu"
+    norm: str = "post"
+    layer_norm_eps: float = 1e-5
+    positional: str = "sinusoidal"
+    sinusoidal_layout: str = "interleaved"
+    max_len: int = 1024
+    scale_embedding: bool = True
+    share_embeddings: bool = True
+    tie_output: bool = True
+    output_bias: bool = False
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    unk_id: int = 3
+    init_std: float | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
+        _check(
+            self.tgt_vocab_size is None or self.tgt_vocab_size > 0,
+            f"tgt_vocab_size must be positive or null, got {self.tgt_vocab_size}",
+        )
+        _check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
+        _check(
+            self.d_model % self.num_heads == 0,
+            f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})",
+        )
+        _check(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
+        _check(self.num_encoder_layers >= 1, "num_encoder_layers must be >= 1")
+        _check(self.num_decoder_layers >= 1, "num_decoder_layers must be >= 1")
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
+            p = getattr(self, name)
+            _check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
+        _check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        _check(self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}")
+        _check(self.positional in POSITIONAL, f"positional must be one of {POSITIONAL}, got {self.positional!r}")
+        _check(
+            self.sinusoidal_layout in SINUSOIDAL_LAYOUTS,
+            f"sinusoidal_layout must be one of {SINUSOIDAL_LAYOUTS}, got {self.sinusoidal_layout!r}",
+        )
+        _check(self.positional != "sinusoidal" or self.d_model % 2 == 0, "sinusoidal positions need an even d_model")
+        _check(self.max_len >= 2, f"max_len must be >= 2, got {self.max_len}")
+        _check(self.layer_norm_eps > 0, "layer_norm_eps must be positive")
+        _check(
+            not (self.share_embeddings and self.tgt_vocab_size not in (None, self.vocab_size)),
+            "share_embeddings needs one shared vocabulary: set tgt_vocab_size to null or share_embeddings to false",
+        )
+        for name in ("pad_id", "bos_id", "eos_id", "unk_id"):
+            i = getattr(self, name)
+            _check(0 <= i < min(self.vocab_size, self.target_vocab_size), f"{name}={i} is outside the vocabulary")
+        _check(self.eos_id != self.pad_id, "eos_id must differ from pad_id")
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def target_vocab_size(self) -> int:
+        """The target vocabulary size (equal to ``vocab_size`` when the vocabulary is shared)."""
+        return self.vocab_size if self.tgt_vocab_size is None else self.tgt_vocab_size
+
+    @property
+    def d_head(self) -> int:
+        """d_k = d_v = d_model / h (§3.2.2)."""
+        return self.d_model // self.num_heads
+
+    # ---- presets (Table 3) ----------------------------------------------------------------
+    @classmethod
+    def tiny(cls, vocab_size: int = 64, **kw: Any) -> TransformerConfig:
+        """A very small model for tests: d_model 32, 2+2 layers, 4 heads."""
+        base = dict(d_model=32, num_heads=4, d_ff=64, num_encoder_layers=2, num_decoder_layers=2, max_len=128)
+        return cls(vocab_size=vocab_size, **{**base, **kw})
+
+    @classmethod
+    def small(cls, vocab_size: int = 8000, **kw: Any) -> TransformerConfig:
+        """A CPU-sized model: d_model 256, 3+3 layers, 4 heads, d_ff 1024."""
+        base = dict(d_model=256, num_heads=4, d_ff=1024, num_encoder_layers=3, num_decoder_layers=3)
+        return cls(vocab_size=vocab_size, **{**base, **kw})
+
+    @classmethod
+    def base(cls, vocab_size: int = 37000, **kw: Any) -> TransformerConfig:
+        """The paper's base model (Table 3): N=6, d_model=512, d_ff=2048, h=8, P_drop=0.1."""
+        base = dict(d_model=512, num_heads=8, d_ff=2048, num_encoder_layers=6, num_decoder_layers=6, dropout=0.1)
+        return cls(vocab_size=vocab_size, **{**base, **kw})
+
+    @classmethod
+    def big(cls, vocab_size: int = 37000, **kw: Any) -> TransformerConfig:
+        """The paper's big model (Table 3): N=6, d_model=1024, d_ff=4096, h=16, P_drop=0.3."""
+        base = dict(d_model=1024, num_heads=16, d_ff=4096, num_encoder_layers=6, num_decoder_layers=6, dropout=0.3)
+        return cls(vocab_size=vocab_size, **{**base, **kw})
+
+    # ---- (de)serialisation ----------------------------------------------------------------
+    def replace(self, **changes: Any) -> TransformerConfig:
+        """A copy with ``changes`` applied and validated again."""
+        return from_dict(type(self), {**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TransformerConfig:
+        return from_dict(cls, d)
+
+    def save_json(self, path: str | os.PathLike) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load_json(cls, path: str | os.PathLike) -> TransformerConfig:
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid JSON: {e}") from None
+        return from_dict(cls, d, where=str(path))
+
+
+def from_dict(cls: type[C], d: Any, where: str = "") -> C:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types in one line.
+
+    Nested dataclass fields are built recursively. ``where`` prefixes error messages (a file or
+    a dotted key path).
+    """
+    prefix = f"{where}: " if where else ""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix}expected a mapping for {cls.__name__}, got {type(d).__name__}")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ConfigError(f"{prefix}unknown key(s) for {cls.__name__}: {', '.join(unknown)} (known: {', '.join(known)})")
+    kwargs: dict[str, Any] = {}
+    hints = _resolved_types(cls)
+    for name, value in d.items():
+        tp = hints[name]
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            kwargs[name] = value if isinstance(value, tp) else from_dict(tp, value, where=key)
+        else:
+            kwargs[name] = _coerce(value, tp, key)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field is missing
+        raise ConfigError(f"{prefix}{e}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{prefix}{e}") from None
+
+
+def _resolved_types(cls: type) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against a simple annotation (int, float, str, bool, X | None, tuple)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        (inner, *_rest) = typing.get_args(tp) or (Any,)
+        return tuple(_coerce(v, inner, key) for v in value) if origin is tuple else [_coerce(v, inner, key) for v in value]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    return value

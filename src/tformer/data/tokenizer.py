@@ -1,0 +1,410 @@
+"""Subword tokenization (BPE or unigram) with the Hugging Face ``tokenizers`` library.
+
+The paper encodes sentences with byte-pair encoding into a shared source-target vocabulary of about
+37000 tokens (§5.1). :class:`Tokenizer` wraps one trained ``tokenizers.Tokenizer`` with the fixed
+special ids every other module relies on:
+
+    ``<pad>`` = 0 (PAD_ID), ``<s>`` = 1 (BOS_ID), ``</s>`` = 2 (EOS_ID), ``<unk>`` = 3 (UNK_ID)
+
+What happens to a text, in order:
+
+1. Normalization: Unicode NFC; every run of Unicode whitespace (spaces, tabs, newlines, no-break
+   spaces) becomes one space; leading and trailing whitespace is removed. Nothing else: case,
+   accents, umlauts, ß and punctuation are kept as written.
+2. Pre-tokenization: each space becomes the sentencepiece marker ``▁`` that starts the following
+   word (Metaspace), then every digit and every punctuation character is split off on its own. Subwords
+   therefore never cross a word boundary, never glue punctuation to a word, and numbers are spelled
+   digit by digit (so ``1987`` and ``1988`` share all but one token).
+3. The subword model (BPE merges or a unigram language model) splits each piece into vocabulary
+   tokens. A character never seen in training becomes ``<unk>``. BPE training always includes every
+   character of the training text, so training-text characters round-trip exactly.
+
+Decoding joins the tokens and turns each ``▁`` back into a space. Consequently
+``decode(encode(text)) == text`` for any text made of training characters that is already normalized
+(NFC, single spaces between words, no leading or trailing space). A literal ``▁`` in the input is
+read as a space. Special-token strings written in the input (such as ``"<s>"``) are encoded as
+ordinary text, never as control ids.
+
+``encode`` adds no BOS/EOS: the model's input layout (source + EOS, BOS + target) is built by
+:func:`tformer.data.batching.collate`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import tokenizers
+import torch
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+
+from tformer.data.files import atomic_write_text
+
+__all__ = [
+    "BOS_ID",
+    "EOS_ID",
+    "PAD_ID",
+    "SPECIAL_TOKENS",
+    "UNK_ID",
+    "Tokenizer",
+    "TokenizerError",
+    "Vocabularies",
+]
+
+PAD_ID = 0
+BOS_ID = 1
+EOS_ID = 2
+UNK_ID = 3
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # index in this tuple == id
+WORD_MARKER = "▁"  # U+2581, marks the start of a word (sentencepiece convention)
+
+SubwordModel = Literal["bpe", "unigram"]
+
+
+class TokenizerError(ValueError):
+    """A tokenizer file is missing or unreadable, or a trained tokenizer breaks the id convention."""
+
+
+def _normalizer() -> normalizers.Normalizer:
+    return normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
+    )
+
+
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    # Metaspace must come first: splitting punctuation before it would give "." its own "▁".
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement=WORD_MARKER, prepend_scheme="always", split=True),
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.Punctuation(behavior="isolated"),
+        ]
+    )
+
+
+class Tokenizer:
+    """A trained subword tokenizer with the fixed special ids PAD_ID, BOS_ID, EOS_ID, UNK_ID.
+
+    Build one with :meth:`train` or :meth:`load`; the constructor wraps an existing
+    ``tokenizers.Tokenizer`` and checks that its special tokens sit at the expected ids.
+
+    Args:
+        backend: A trained ``tokenizers.Tokenizer`` whose ids 0-3 are ``<pad> <s> </s> <unk>``.
+
+    Raises:
+        TokenizerError: If the special tokens are not at their fixed ids.
+    """
+
+    def __init__(self, backend: tokenizers.Tokenizer) -> None:
+        for expected_id, token in enumerate(SPECIAL_TOKENS):
+            if backend.token_to_id(token) != expected_id:
+                raise TokenizerError(
+                    f"tokenizer has {token!r} at id {backend.token_to_id(token)}, expected {expected_id}"
+                )
+        backend.encode_special_tokens = True  # "<s>" typed in the text is text; not stored in the json
+        self._backend = backend
+
+    # ----------------------------------------------------------------------------------- training
+
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        vocab_size: int,
+        *,
+        model: SubwordModel = "bpe",
+        min_frequency: int = 2,
+    ) -> Tokenizer:
+        """Trains a new tokenizer on ``texts``.
+
+        Args:
+            texts: Training sentences, one per item. Read once into memory.
+            vocab_size: The largest vocabulary size, special tokens included. It must hold at least
+                the special tokens, the word marker and every distinct character of the training
+                text; the result is smaller when the text has fewer distinct subwords.
+            model: ``"bpe"`` (byte-pair encoding, as in the paper) or ``"unigram"`` (sentencepiece's
+                unigram language model).
+            min_frequency: BPE only: a pair seen fewer times than this is never merged.
+
+        Returns:
+            The trained tokenizer.
+
+        Raises:
+            ValueError: If ``model`` is unknown or ``vocab_size`` cannot hold the special tokens and
+                the characters of the training text.
+        """
+        backend = tokenizers.Tokenizer(_empty_model(model))
+        backend.normalizer = _normalizer()
+        backend.pre_tokenizer = _pre_tokenizer()
+        backend.decoder = decoders.Metaspace(replacement=WORD_MARKER, prepend_scheme="always", split=True)
+
+        texts = list(texts)
+        alphabet = _alphabet(backend.normalizer, texts)
+        if vocab_size < len(SPECIAL_TOKENS) + len(alphabet):
+            raise ValueError(
+                f"vocab_size {vocab_size} is too small: it must hold {len(SPECIAL_TOKENS)} special tokens "
+                f"and the {len(alphabet)} distinct characters of the training text (word marker included)"
+            )
+        if model == "bpe":
+            trainer = trainers.BpeTrainer(
+                vocab_size=vocab_size,
+                min_frequency=min_frequency,
+                special_tokens=list(SPECIAL_TOKENS),
+                initial_alphabet=alphabet,
+                show_progress=False,
+            )
+        else:
+            trainer = trainers.UnigramTrainer(
+                vocab_size=vocab_size,
+                special_tokens=list(SPECIAL_TOKENS),
+                unk_token=SPECIAL_TOKENS[UNK_ID],
+                initial_alphabet=alphabet,
+                show_progress=False,
+            )
+        backend.train_from_iterator(texts, trainer, length=len(texts))
+        return cls(backend)
+
+    # ----------------------------------------------------------------------------- text <-> ids
+
+    def encode(self, text: str) -> list[int]:
+        """Returns the token ids of ``text``, without BOS or EOS."""
+        return self._backend.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Returns the token ids of each text (encoded in parallel by the library), without BOS or EOS."""
+        return [enc.ids for enc in self._backend.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        """Turns ids back into text: pad and BOS are dropped and decoding stops at the first EOS.
+
+        Args:
+            ids: A list of ids or a 1-D integer tensor, such as one row of a model's output.
+
+        Returns:
+            The text. Unknown characters appear as ``<unk>``.
+
+        Raises:
+            ValueError: If a tensor is not 1-D or an id is outside the vocabulary.
+        """
+        return self._backend.decode(self._clean_ids(ids), skip_special_tokens=False)
+
+    def decode_batch(self, batch: Sequence[Sequence[int]] | torch.Tensor) -> list[str]:
+        """Decodes each row of a list of id lists or of a 2-D tensor (B, L), like :meth:`decode`."""
+        if isinstance(batch, torch.Tensor) and batch.dim() != 2:
+            raise ValueError(f"decode_batch expects a 2-D tensor (B, L), got shape {tuple(batch.shape)}")
+        rows = [self._clean_ids(row) for row in batch]
+        return self._backend.decode_batch(rows, skip_special_tokens=False)
+
+    def tokens(self, text: str) -> list[str]:
+        """Returns the subword strings of ``text`` (``▁`` marks a word start), e.g. to label attention maps."""
+        return self._backend.encode(text, add_special_tokens=False).tokens
+
+    def id_to_token(self, i: int) -> str:
+        """Returns the subword string of id ``i``.
+
+        Raises:
+            ValueError: If ``i`` is outside the vocabulary.
+        """
+        token = self._backend.id_to_token(i) if 0 <= i < self.vocab_size else None
+        if token is None:
+            raise ValueError(f"token id {i} is outside the vocabulary of size {self.vocab_size}")
+        return token
+
+    def _clean_ids(self, ids: Sequence[int] | torch.Tensor) -> list[int]:
+        if isinstance(ids, torch.Tensor):
+            if ids.dim() != 1:
+                raise ValueError(f"decode expects a 1-D tensor, got shape {tuple(ids.shape)}")
+            ids = ids.tolist()
+        kept: list[int] = []
+        for i in ids:
+            if i == EOS_ID:
+                break
+            if i in (PAD_ID, BOS_ID):
+                continue
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"token id {i} is outside the vocabulary of size {self.vocab_size}")
+            kept.append(int(i))
+        return kept
+
+    # ------------------------------------------------------------------------------- properties
+
+    @property
+    def vocab_size(self) -> int:
+        """The number of ids, special tokens included (the model's embedding size)."""
+        return self._backend.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def pad_id(self) -> int:
+        """The id of ``<pad>`` (always PAD_ID = 0)."""
+        return PAD_ID
+
+    @property
+    def bos_id(self) -> int:
+        """The id of ``<s>``, the beginning-of-sentence token (always BOS_ID = 1)."""
+        return BOS_ID
+
+    @property
+    def eos_id(self) -> int:
+        """The id of ``</s>``, the end-of-sentence token (always EOS_ID = 2)."""
+        return EOS_ID
+
+    @property
+    def unk_id(self) -> int:
+        """The id of ``<unk>`` (always UNK_ID = 3)."""
+        return UNK_ID
+
+    def __repr__(self) -> str:
+        kind = type(self._backend.model).__name__
+        return f"Tokenizer({kind}, vocab_size={self.vocab_size})"
+
+    # ------------------------------------------------------------------------------ persistence
+
+    def to_json(self) -> str:
+        """Returns the complete tokenizer as the JSON text of a ``tokenizer.json`` file."""
+        return self._backend.to_str()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Writes the tokenizer to ``path`` (a ``tokenizer.json`` file) atomically."""
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
+        """Reads a tokenizer written by :meth:`save`.
+
+        Raises:
+            TokenizerError: If the file is missing, is not a valid tokenizer file, or breaks the
+                special-id convention; the message is one line naming the file.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise TokenizerError(f"tokenizer file not found: {path}")
+        try:
+            backend = tokenizers.Tokenizer.from_str(path.read_text(encoding="utf-8"))
+        except Exception as err:  # OSError, UnicodeDecodeError, or the library's plain Exception
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise TokenizerError(f"cannot read tokenizer file {path}: {reason}") from None
+        try:
+            return cls(backend)
+        except TokenizerError as err:
+            raise TokenizerError(f"invalid tokenizer file {path}: {err}") from None
+
+
+def _empty_model(model: str) -> models.Model:
+    if model == "bpe":
+        return models.BPE(unk_token=SPECIAL_TOKENS[UNK_ID])
+    if model == "unigram":
+        return models.Unigram()
+    raise ValueError(f"unknown subword model {model!r}; expected 'bpe' or 'unigram'")
+
+
+def _alphabet(normalizer: normalizers.Normalizer, texts: Sequence[str]) -> list[str]:
+    """Every character of the normalized texts, with spaces shown as the word marker."""
+    chars: set[str] = set()
+    for text in texts:
+        chars.update(normalizer.normalize_str(text))
+    chars.discard(" ")
+    chars.add(WORD_MARKER)
+    return sorted(chars)
+
+
+class Vocabularies:
+    """The source and target tokenizers of a translation model, shared (one object) or separate.
+
+    The paper shares one BPE vocabulary between English and German (§5.1) so that the two embedding
+    matrices and the output projection can share weights (§3.4); separate vocabularies suit language
+    pairs with different scripts.
+
+    Args:
+        src: The source-language tokenizer.
+        tgt: The target-language tokenizer; pass the same object as ``src`` for a shared vocabulary.
+    """
+
+    SHARED_FILE = "tokenizer.json"
+    SRC_FILE = "tokenizer.src.json"
+    TGT_FILE = "tokenizer.tgt.json"
+
+    def __init__(self, src: Tokenizer, tgt: Tokenizer) -> None:
+        self.src = src
+        self.tgt = tgt
+
+    @property
+    def shared(self) -> bool:
+        """True when source and target use the same tokenizer object."""
+        return self.src is self.tgt
+
+    @classmethod
+    def train(
+        cls,
+        src_texts: Iterable[str],
+        tgt_texts: Iterable[str],
+        vocab_size: int,
+        *,
+        shared: bool = True,
+        model: SubwordModel = "bpe",
+        min_frequency: int = 2,
+    ) -> Vocabularies:
+        """Trains the tokenizers: one on both sides' text when ``shared``, else one per side.
+
+        Args:
+            src_texts: Source-side training sentences.
+            tgt_texts: Target-side training sentences.
+            vocab_size: The vocabulary size of each tokenizer (see :meth:`Tokenizer.train`).
+            shared: Train one tokenizer on the union of both sides.
+            model: ``"bpe"`` or ``"unigram"``.
+            min_frequency: BPE only: the minimum count of a pair to be merged.
+
+        Returns:
+            The trained vocabularies.
+        """
+        if shared:
+            both = [*src_texts, *tgt_texts]
+            tok = Tokenizer.train(both, vocab_size, model=model, min_frequency=min_frequency)
+            return cls(tok, tok)
+        src = Tokenizer.train(src_texts, vocab_size, model=model, min_frequency=min_frequency)
+        tgt = Tokenizer.train(tgt_texts, vocab_size, model=model, min_frequency=min_frequency)
+        return cls(src, tgt)
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Writes ``tokenizer.json`` (shared) or ``tokenizer.src.json`` + ``tokenizer.tgt.json``.
+
+        Tokenizer files of the other layout left in ``directory`` by an earlier save are removed, so
+        that :meth:`load` always finds exactly one layout.
+        """
+        directory = Path(directory)
+        if self.shared:
+            self.src.save(directory / self.SHARED_FILE)
+            stale = [self.SRC_FILE, self.TGT_FILE]
+        else:
+            self.src.save(directory / self.SRC_FILE)
+            self.tgt.save(directory / self.TGT_FILE)
+            stale = [self.SHARED_FILE]
+        for name in stale:
+            (directory / name).unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Vocabularies:
+        """Reads the vocabularies written by :meth:`save`, detecting shared or separate.
+
+        Raises:
+            TokenizerError: If the directory holds neither layout, both, or an unreadable file.
+        """
+        directory = Path(directory)
+        has_shared = (directory / cls.SHARED_FILE).is_file()
+        has_separate = (directory / cls.SRC_FILE).is_file() or (directory / cls.TGT_FILE).is_file()
+        if has_shared and has_separate:
+            raise TokenizerError(
+                f"{directory} holds both {cls.SHARED_FILE} and {cls.SRC_FILE}/{cls.TGT_FILE}; keep one layout"
+            )
+        if has_shared:
+            tok = Tokenizer.load(directory / cls.SHARED_FILE)
+            return cls(tok, tok)
+        if has_separate:
+            return cls(Tokenizer.load(directory / cls.SRC_FILE), Tokenizer.load(directory / cls.TGT_FILE))
+        raise TokenizerError(f"no tokenizer found in {directory}: expected {cls.SHARED_FILE} or {cls.SRC_FILE}")
+
+    def __repr__(self) -> str:
+        if self.shared:
+            return f"Vocabularies(shared={self.src!r})"
+        return f"Vocabularies(src={self.src!r}, tgt={self.tgt!r})"

@@ -1,0 +1,114 @@
+"""Hugging Face Marian -> tformer: the same weights give the same logits.
+
+Marian (Junczys-Dowmunt et al., 2018; ``transformers.MarianMTModel``) is the paper's post-norm
+encoder-decoder. The details a faithful copy must honour:
+
+* its sinusoidal table holds all sines in the first half and all cosines in the second
+  (``sinusoidal_layout="halves"``; same frequencies as §3.5);
+* ``final_logits_bias`` is added to the output logits (``output_bias=True``);
+* the decoder starts from ``decoder_start_token_id``, which for Marian is the pad id (``bos_id``);
+* embeddings are scaled by sqrt(d_model) only when ``scale_embedding`` is set;
+* the FFN activation is configurable ("swish" is SiLU).
+
+``transformers`` is imported by the caller, never by this module.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tformer.config import TransformerConfig
+from tformer.model.transformer import Transformer
+
+_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "swish": "silu", "silu": "silu"}
+
+# Per-layer parameter names: Hugging Face Marian -> tformer.
+_ENCODER_LAYER = {
+    "self_attn.q_proj": "self_attn.q_proj",
+    "self_attn.k_proj": "self_attn.k_proj",
+    "self_attn.v_proj": "self_attn.v_proj",
+    "self_attn.out_proj": "self_attn.out_proj",
+    "self_attn_layer_norm": "self_attn_residual.norm",
+    "fc1": "ffn.w_1",
+    "fc2": "ffn.w_2",
+    "final_layer_norm": "ffn_residual.norm",
+}
+_DECODER_LAYER = {
+    **_ENCODER_LAYER,
+    "encoder_attn.q_proj": "cross_attn.q_proj",
+    "encoder_attn.k_proj": "cross_attn.k_proj",
+    "encoder_attn.v_proj": "cross_attn.v_proj",
+    "encoder_attn.out_proj": "cross_attn.out_proj",
+    "encoder_attn_layer_norm": "cross_attn_residual.norm",
+}
+
+
+def config_from_marian(hf_config) -> TransformerConfig:
+    """The :class:`TransformerConfig` of a ``transformers.MarianConfig``."""
+    c = hf_config
+    if c.encoder_attention_heads != c.decoder_attention_heads or c.encoder_ffn_dim != c.decoder_ffn_dim:
+        raise ValueError("tformer needs the same number of heads and FFN width in encoder and decoder")
+    if c.activation_function not in _ACTIVATIONS:
+        raise ValueError(f"unsupported Marian activation {c.activation_function!r} (supported: {sorted(_ACTIVATIONS)})")
+    shared = bool(c.share_encoder_decoder_embeddings)
+    unk = getattr(c, "unk_token_id", None)
+    return TransformerConfig(
+        vocab_size=c.vocab_size,
+        tgt_vocab_size=None if shared else c.decoder_vocab_size,
+        d_model=c.d_model,
+        num_heads=c.encoder_attention_heads,
+        d_ff=c.encoder_ffn_dim,
+        num_encoder_layers=c.encoder_layers,
+        num_decoder_layers=c.decoder_layers,
+        dropout=float(c.dropout),
+        attention_dropout=float(c.attention_dropout),
+        activation_dropout=float(c.activation_dropout),
+        activation=_ACTIVATIONS[c.activation_function],
+        norm="post",
+        layer_norm_eps=1e-5,
+        positional="sinusoidal",
+        sinusoidal_layout="halves",
+        max_len=c.max_position_embeddings,
+        scale_embedding=bool(c.scale_embedding),
+        share_embeddings=shared,
+        tie_output=bool(getattr(c, "tie_word_embeddings", True)),
+        output_bias=True,
+        pad_id=c.pad_token_id,
+        bos_id=c.decoder_start_token_id,
+        eos_id=c.eos_token_id,
+        unk_id=1 if unk is None else unk,
+    )
+
+
+@torch.no_grad()
+def from_hf_marian(hf_model) -> Transformer:
+    """A :class:`Transformer` holding a copy of the weights of a ``transformers.MarianMTModel``.
+
+    The copy gives the same logits (to float rounding) for the same, possibly padded, inputs.
+    """
+    cfg = config_from_marian(hf_model.config)
+    model = Transformer(cfg)
+    hf = {k: v for k, v in hf_model.state_dict().items()}
+    ours = model.state_dict()
+    mapping: dict[str, str] = {}
+    if cfg.share_embeddings:
+        mapping["model.shared.weight"] = "encoder.embed.tokens.weight"
+    else:
+        mapping["model.encoder.embed_tokens.weight"] = "encoder.embed.tokens.weight"
+        mapping["model.decoder.embed_tokens.weight"] = "decoder.embed.tokens.weight"
+    for stack, n, table in (("encoder", cfg.num_encoder_layers, _ENCODER_LAYER),
+                            ("decoder", cfg.num_decoder_layers, _DECODER_LAYER)):
+        for i in range(n):
+            for src_name, dst_name in table.items():
+                for p in ("weight", "bias"):
+                    mapping[f"model.{stack}.layers.{i}.{src_name}.{p}"] = f"{stack}.layers.{i}.{dst_name}.{p}"
+    if not cfg.tie_output:
+        mapping["lm_head.weight"] = "output_projection.weight"
+    for src_name, dst_name in mapping.items():
+        if src_name not in hf:
+            raise ValueError(f"Marian state dict has no {src_name}")
+        if hf[src_name].shape != ours[dst_name].shape:
+            raise ValueError(f"shape mismatch for {src_name}: {tuple(hf[src_name].shape)} vs {tuple(ours[dst_name].shape)}")
+        ours[dst_name].copy_(hf[src_name])
+    model.output_projection.bias.copy_(hf["final_logits_bias"].view(-1))
+    return model

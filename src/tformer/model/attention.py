@@ -1,0 +1,124 @@
+"""Scaled dot-product attention (Eq. 1, §3.2.1) and multi-head attention (§3.2.2).
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / sqrt(d_k)) V                                  (Eq. 1)
+    MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O,
+        head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)                                 (§3.2.2)
+
+Two paths compute Eq. 1 and are tested equal: :func:`attention_reference`, written out as in
+the paper, and :func:`attention_fast`, PyTorch's fused ``scaled_dot_product_attention``
+(flash / memory-efficient kernels where the device has them). The reference path is used
+when attention weights are asked for, since the fused kernels never materialise them.
+
+Masks follow :mod:`tformer.model.masks`: boolean, True = may attend.
+
+Shape legend: B batch, H heads, Tq queries, Tk keys, D d_model, Dh = d_k = d_v = D / H.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tformer.model.cache import KVCache, StaticKV
+from tformer.model.masks import causal_mask, combine
+
+
+def attention_reference(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, *, causal: bool = False,
+    dropout_p: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """Eq. 1 written out. q (B, H, Tq, Dh), k/v (B, H, Tk, Dh), mask broadcasts to (B, H, Tq, Tk).
+
+    Returns:
+        output (B, H, Tq, Dh) and the attention weights (B, H, Tq, Tk).
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, Tq, Tk)
+    if causal:
+        mask = combine(mask, causal_mask(q.shape[-2], k.shape[-2], device=q.device))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk), rows sum to 1
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ v, weights  # (B, H, Tq, Dh)
+
+
+def attention_fast(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, *, causal: bool = False,
+    dropout_p: float = 0.0,
+) -> Tensor:
+    """Eq. 1 through ``torch.nn.functional.scaled_dot_product_attention``; same contract, no weights."""
+    if causal and mask is not None:  # SDPA takes either a mask or is_causal, not both
+        mask, causal = combine(mask, causal_mask(q.shape[-2], k.shape[-2], device=q.device)), False
+    if causal and q.shape[-2] != k.shape[-2]:  # SDPA's is_causal aligns top-left; ours aligns bottom-right
+        mask, causal = causal_mask(q.shape[-2], k.shape[-2], device=q.device), False
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+
+
+class MultiHeadAttention(nn.Module):
+    """h parallel attention heads of width d_k = d_v = d_model / h, then the output projection W^O.
+
+    Used three ways (§3.2.3): encoder self-attention, decoder masked self-attention (``causal=True``)
+    and encoder-decoder attention (``memory`` = the encoder output).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, attention_dropout: float = 0.0) -> None:
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.d_head = d_model // num_heads
+        self.attention_dropout = attention_dropout
+        # W^Q, W^K, W^V for all heads at once (the h matrices W_i side by side), and W^O.
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, self.d_head).transpose(1, 2)  # (B, T, D) -> (B, H, T, Dh)
+
+    def project_kv(self, x: Tensor) -> StaticKV:
+        """Keys and values of ``x`` (B, Tk, D), split into heads: computed once per source for cross-attention."""
+        return StaticKV(self._split_heads(self.k_proj(x)), self._split_heads(self.v_proj(x)))
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        mask: Tensor | None = None,
+        *,
+        causal: bool = False,
+        cache: KVCache | StaticKV | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attend from ``x`` (B, Tq, D) to ``memory`` (B, Tk, D), or to ``x`` itself when memory is None.
+
+        Args:
+            mask: boolean, broadcastable to (B, H, Tq, Tk), True = may attend.
+            causal: also forbid attending to later positions (decoder self-attention).
+            cache: a :class:`KVCache` to append this call's keys/values to (incremental
+                self-attention), or a :class:`StaticKV` of precomputed cross-attention keys/values.
+            need_weights: also return the attention weights (B, H, Tq, Tk) (uses the reference path).
+
+        Returns:
+            (B, Tq, D) output and the weights or None.
+        """
+        b, t_q, d = x.shape
+        q = self._split_heads(self.q_proj(x))  # (B, H, Tq, Dh)
+        if isinstance(cache, StaticKV):
+            k, v = cache.k, cache.v  # (B, H, Tk, Dh)
+        else:
+            kv = self.project_kv(x if memory is None else memory)
+            k, v = (kv.k, kv.v) if cache is None else cache.append(kv.k, kv.v)  # (B, H, Tk, Dh)
+        p = self.attention_dropout if self.training else 0.0
+        if need_weights:
+            out, weights = attention_reference(q, k, v, mask, causal=causal, dropout_p=p)
+        else:
+            out, weights = attention_fast(q, k, v, mask, causal=causal, dropout_p=p), None
+        out = out.transpose(1, 2).reshape(b, t_q, d)  # (B, H, Tq, Dh) -> (B, Tq, D): Concat(head_1..head_h)
+        return self.out_proj(out), weights

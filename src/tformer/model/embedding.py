@@ -1,0 +1,93 @@
+"""Token embeddings scaled by sqrt(d_model) (§3.4) and positional encodings (§3.5).
+
+    PE(pos, 2i)   = sin(pos / 10000^(2i / d_model))
+    PE(pos, 2i+1) = cos(pos / 10000^(2i / d_model))                                   (§3.5)
+
+The input to each stack is Dropout(Embedding(x) * sqrt(d_model) + PE) (§3.4, §5.4).
+
+Shape legend: B batch, T length, D d_model, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def sinusoidal_table(max_len: int, d_model: int, layout: str = "interleaved") -> Tensor:
+    """The §3.5 table, (max_len, d_model).
+
+    Args:
+        layout: "interleaved" puts sin on even and cos on odd dimensions, as the paper writes it;
+            "halves" puts all sines first and all cosines second (Marian, fairseq): the same
+            frequencies in another order.
+    """
+    pos = torch.arange(max_len, dtype=torch.float64)[:, None]  # (T, 1)
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (D/2,) the values 2i
+    angle = pos / torch.pow(10000.0, two_i / d_model)  # (T, D/2)
+    table = torch.empty(max_len, d_model, dtype=torch.float64)
+    if layout == "interleaved":
+        table[:, 0::2], table[:, 1::2] = torch.sin(angle), torch.cos(angle)
+    elif layout == "halves":
+        table[:, : d_model // 2], table[:, d_model // 2 :] = torch.sin(angle), torch.cos(angle)
+    else:
+        raise ValueError(f"unknown sinusoidal layout {layout!r}")
+    return table.float()
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Fixed sinusoids (§3.5): no parameters, any position below ``max_len``."""
+
+    def __init__(self, max_len: int, d_model: int, layout: str = "interleaved") -> None:
+        super().__init__()
+        self.register_buffer("table", sinusoidal_table(max_len, d_model, layout), persistent=False)
+
+    def forward(self, length: int, offset: int = 0) -> Tensor:
+        """Encodings of positions offset .. offset+length-1, (length, D)."""
+        return self.table[offset : offset + length]
+
+
+class LearnedPositionalEmbedding(nn.Module):
+    """Learned position embeddings (the paper's alternative in Table 3, row E)."""
+
+    def __init__(self, max_len: int, d_model: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_len, d_model))
+        nn.init.normal_(self.weight, std=d_model**-0.5)
+
+    def forward(self, length: int, offset: int = 0) -> Tensor:
+        return self.weight[offset : offset + length]  # (length, D)
+
+
+class TokenEmbedding(nn.Module):
+    """Embedding(x) * sqrt(d_model) (§3.4). Its ``weight`` may be shared with the other stack and the
+    pre-softmax projection."""
+
+    def __init__(self, vocab_size: int, d_model: int, *, scale: bool = True, std: float | None = None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
+        nn.init.normal_(self.weight, std=d_model**-0.5 if std is None else std)
+        self.scale = math.sqrt(d_model) if scale else 1.0
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return nn.functional.embedding(ids, self.weight) * self.scale  # (B, T) -> (B, T, D)
+
+
+class Embeddings(nn.Module):
+    """The input of a stack: Dropout(TokenEmbedding(x) + PE(positions)) (§3.4, §3.5, §5.4)."""
+
+    def __init__(self, tokens: TokenEmbedding, positions: nn.Module, dropout: float, max_len: int) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.positions = positions
+        self.dropout = nn.Dropout(dropout)
+        self.max_len = max_len
+
+    def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
+        """ids (B, T) at positions offset .. offset+T-1 -> (B, T, D)."""
+        t = ids.shape[1]
+        if offset + t > self.max_len:
+            raise ValueError(f"sequence of {offset + t} positions exceeds the model's max_len {self.max_len}")
+        return self.dropout(self.tokens(ids) + self.positions(t, offset))

@@ -1,0 +1,98 @@
+"""One encoder layer and one decoder layer (§3.1), and the residual connection around sub-layers.
+
+Post-norm, as in the paper:  LayerNorm(x + Dropout(Sublayer(x)))                         (§3.1, §5.4)
+Pre-norm, an option:         x + Dropout(Sublayer(LayerNorm(x)))  (then a final LayerNorm per stack)
+
+Shape legend: B batch, S source length, T target length, D d_model.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from tformer.model.attention import MultiHeadAttention
+from tformer.model.cache import KVCache, StaticKV
+from tformer.model.feedforward import PositionwiseFeedForward
+
+
+class Residual(nn.Module):
+    """The residual connection and layer normalisation around one sub-layer.
+
+    Call ``normed_input(x)`` to get what the sub-layer reads, then ``add(x, sublayer_output)``.
+    """
+
+    def __init__(self, d_model: int, dropout: float, pre_norm: bool, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+        self.pre_norm = pre_norm
+
+    def normed_input(self, x: Tensor) -> Tensor:
+        return self.norm(x) if self.pre_norm else x
+
+    def add(self, x: Tensor, y: Tensor) -> Tensor:
+        out = x + self.dropout(y)
+        return out if self.pre_norm else self.norm(out)
+
+
+class EncoderLayer(nn.Module):
+    """Multi-head self-attention, then the position-wise FFN, each inside a :class:`Residual`."""
+
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, *, dropout: float, attention_dropout: float,
+                 activation: str, activation_dropout: float, pre_norm: bool, eps: float) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, num_heads, attention_dropout)
+        self.self_attn_residual = Residual(d_model, dropout, pre_norm, eps)
+        self.ffn = PositionwiseFeedForward(d_model, d_ff, activation, activation_dropout)
+        self.ffn_residual = Residual(d_model, dropout, pre_norm, eps)
+
+    def forward(self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """x (B, S, D), src_mask (B, 1, 1, S) -> (B, S, D) and self-attention weights (B, H, S, S) if asked."""
+        h, weights = self.self_attn(self.self_attn_residual.normed_input(x), mask=src_mask, need_weights=need_weights)
+        x = self.self_attn_residual.add(x, h)
+        x = self.ffn_residual.add(x, self.ffn(self.ffn_residual.normed_input(x)))
+        return x, weights
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention, encoder-decoder attention, then the FFN (§3.1), each inside a :class:`Residual`."""
+
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, *, dropout: float, attention_dropout: float,
+                 activation: str, activation_dropout: float, pre_norm: bool, eps: float) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, num_heads, attention_dropout)
+        self.self_attn_residual = Residual(d_model, dropout, pre_norm, eps)
+        self.cross_attn = MultiHeadAttention(d_model, num_heads, attention_dropout)
+        self.cross_attn_residual = Residual(d_model, dropout, pre_norm, eps)
+        self.ffn = PositionwiseFeedForward(d_model, d_ff, activation, activation_dropout)
+        self.ffn_residual = Residual(d_model, dropout, pre_norm, eps)
+
+    def forward(
+        self,
+        y: Tensor,
+        memory: Tensor | None,
+        memory_mask: Tensor | None,
+        *,
+        self_cache: KVCache | None = None,
+        cross_kv: StaticKV | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """y (B, T, D) attends causally to itself and to ``memory`` (B, S, D) (or the cached ``cross_kv``).
+
+        With ``self_cache``, y holds only the new positions and the cache holds the earlier ones.
+
+        Returns:
+            (B, T, D), self-attention weights (B, H, T, T') and cross-attention weights (B, H, T, S) if asked.
+        """
+        # A single new position may attend to every cached one: no causal mask is needed.
+        causal = self_cache is None or y.shape[1] > 1
+        h, self_w = self.self_attn(
+            self.self_attn_residual.normed_input(y), causal=causal, cache=self_cache, need_weights=need_weights
+        )
+        y = self.self_attn_residual.add(y, h)
+        h, cross_w = self.cross_attn(
+            self.cross_attn_residual.normed_input(y), memory, memory_mask, cache=cross_kv, need_weights=need_weights
+        )
+        y = self.cross_attn_residual.add(y, h)
+        y = self.ffn_residual.add(y, self.ffn(self.ffn_residual.normed_input(y)))
+        return y, self_w, cross_w

@@ -1,0 +1,269 @@
+"""The encoder-decoder Transformer (§3, Figure 1), read top to bottom.
+
+    src ids ──Embeddings──► N × EncoderLayer ──► memory ─┐
+                                                          ▼ (cross-attention in every decoder layer)
+    tgt_in ids ──Embeddings──► N × DecoderLayer ──► Linear ──► logits ──softmax──► p(y_t | y_<t, x)
+
+``tgt_in`` is the target shifted right behind BOS (teacher forcing); logits at position t predict
+target token t. Softmax is left to the loss and to decoding (they need log-probabilities).
+
+Shape legend: B batch, S source length, T target length, D d_model, H heads, V target vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from tformer.config import ConfigError, TransformerConfig
+from tformer.fileio import atomic_write_text
+from tformer.model.cache import DecoderCache, KVCache
+from tformer.model.embedding import (
+    Embeddings,
+    LearnedPositionalEmbedding,
+    SinusoidalPositionalEncoding,
+    TokenEmbedding,
+)
+from tformer.model.layers import DecoderLayer, EncoderLayer
+from tformer.model.masks import padding_mask
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class AttentionMaps:
+    """Attention weights of every layer, returned only when asked for (``need_weights=True``).
+
+    Each entry is one layer's weights, (B, H, T_query, T_key).
+    """
+
+    encoder: list[Tensor] = field(default_factory=list)  # (B, H, S, S) per layer
+    decoder_self: list[Tensor] = field(default_factory=list)  # (B, H, T, T) per layer
+    decoder_cross: list[Tensor] = field(default_factory=list)  # (B, H, T, S) per layer
+
+
+def _positions(cfg: TransformerConfig) -> nn.Module:
+    if cfg.positional == "learned":
+        return LearnedPositionalEmbedding(cfg.max_len, cfg.d_model)
+    return SinusoidalPositionalEncoding(cfg.max_len, cfg.d_model, cfg.sinusoidal_layout)
+
+
+def _layer_kwargs(cfg: TransformerConfig) -> dict:
+    return dict(dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, activation=cfg.activation,
+                activation_dropout=cfg.activation_dropout, pre_norm=cfg.norm == "pre", eps=cfg.layer_norm_eps)
+
+
+class Encoder(nn.Module):
+    """Embeddings, then N identical layers of self-attention + FFN (§3.1)."""
+
+    def __init__(self, cfg: TransformerConfig, tokens: TokenEmbedding) -> None:
+        super().__init__()
+        self.embed = Embeddings(tokens, _positions(cfg), cfg.dropout, cfg.max_len)
+        self.layers = nn.ModuleList(
+            EncoderLayer(cfg.d_model, cfg.num_heads, cfg.d_ff, **_layer_kwargs(cfg)) for _ in range(cfg.num_encoder_layers)
+        )
+        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
+
+    def forward(self, src: Tensor, src_mask: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
+        """src (B, S) ids, src_mask (B, 1, 1, S) -> memory (B, S, D) and per-layer weights if asked."""
+        x = self.embed(src)  # (B, S, D)
+        weights = []
+        for layer in self.layers:
+            x, w = layer(x, src_mask, need_weights)
+            if need_weights:
+                weights.append(w)
+        return self.final_norm(x), weights
+
+
+class Decoder(nn.Module):
+    """Embeddings, then N identical layers of masked self-attention, cross-attention and FFN (§3.1)."""
+
+    def __init__(self, cfg: TransformerConfig, tokens: TokenEmbedding) -> None:
+        super().__init__()
+        self.embed = Embeddings(tokens, _positions(cfg), cfg.dropout, cfg.max_len)
+        self.layers = nn.ModuleList(
+            DecoderLayer(cfg.d_model, cfg.num_heads, cfg.d_ff, **_layer_kwargs(cfg)) for _ in range(cfg.num_decoder_layers)
+        )
+        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
+
+    def forward(
+        self, tgt: Tensor, memory: Tensor | None, memory_mask: Tensor, *, cache: DecoderCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """tgt (B, T) ids -> hidden states (B, T, D), self- and cross-attention weights per layer if asked.
+
+        With ``cache``, ``tgt`` holds only new positions, which continue the cached ones.
+        """
+        offset = 0 if cache is None else cache.length
+        y = self.embed(tgt, offset)  # (B, T, D)
+        self_ws, cross_ws = [], []
+        for i, layer in enumerate(self.layers):
+            y, sw, cw = layer(
+                y, memory, memory_mask,
+                self_cache=None if cache is None else cache.self_kv[i],
+                cross_kv=None if cache is None else cache.cross_kv[i],
+                need_weights=need_weights,
+            )
+            if need_weights:
+                self_ws.append(sw)
+                cross_ws.append(cw)
+        return self.final_norm(y), self_ws, cross_ws
+
+
+class Transformer(nn.Module):
+    """The paper's encoder-decoder model. See the module docstring for the data flow."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        std = cfg.init_std
+        src_tokens = TokenEmbedding(cfg.vocab_size, cfg.d_model, scale=cfg.scale_embedding, std=std)
+        tgt_tokens = (
+            src_tokens if cfg.share_embeddings
+            else TokenEmbedding(cfg.target_vocab_size, cfg.d_model, scale=cfg.scale_embedding, std=std)
+        )
+        self.encoder = Encoder(cfg, src_tokens)
+        self.decoder = Decoder(cfg, tgt_tokens)
+        # The pre-softmax linear transformation (§3.4), optionally sharing the target embedding matrix.
+        self.output_projection = nn.Linear(cfg.d_model, cfg.target_vocab_size, bias=cfg.output_bias)
+        self._init_weights()
+        if cfg.tie_output:
+            self.output_projection.weight = tgt_tokens.weight
+
+    def _init_weights(self) -> None:
+        """Xavier-uniform projection matrices and zero biases (as tensor2tensor / fairseq); embeddings
+        are drawn N(0, d_model^-1/2) in :class:`TokenEmbedding`, so that embedding * sqrt(d_model) has unit scale."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    # ---- the three plain methods -------------------------------------------------------
+    def encode(self, src: Tensor, *, need_weights: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """src (B, S) int64 ids, right-padded with pad_id -> memory (B, S, D) (and weights if asked)."""
+        memory, weights = self.encoder(src, padding_mask(src, self.cfg.pad_id), need_weights)
+        return (memory, weights) if need_weights else memory
+
+    def decode(
+        self, tgt_in: Tensor, memory: Tensor, src: Tensor, *, need_weights: bool = False
+    ) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Logits (B, T, V) for decoder input ``tgt_in`` (B, T), given the encoded source.
+
+        ``src`` (B, S) is needed only for its padding: the decoder never attends to source pads.
+        """
+        hidden, self_ws, cross_ws = self.decoder(
+            tgt_in, memory, padding_mask(src, self.cfg.pad_id), need_weights=need_weights
+        )
+        logits = self.output_projection(hidden)  # (B, T, D) -> (B, T, V)
+        return (logits, self_ws, cross_ws) if need_weights else logits
+
+    def forward(self, src: Tensor, tgt_in: Tensor, *, need_weights: bool = False) -> Tensor | tuple[Tensor, AttentionMaps]:
+        """Teacher-forced logits (B, T, V); with ``need_weights`` also every layer's attention weights."""
+        if not need_weights:
+            return self.decode(tgt_in, self.encode(src), src)
+        memory, enc_ws = self.encode(src, need_weights=True)
+        logits, self_ws, cross_ws = self.decode(tgt_in, memory, src, need_weights=True)
+        return logits, AttentionMaps(enc_ws, self_ws, cross_ws)
+
+    # ---- incremental decoding ------------------------------------------------------------
+    def start_decoding(self, memory: Tensor, src: Tensor) -> DecoderCache:
+        """A cache holding each layer's cross-attention keys/values, computed once for this source."""
+        return DecoderCache(
+            self_kv=[KVCache() for _ in self.decoder.layers],
+            cross_kv=[layer.cross_attn.project_kv(memory) for layer in self.decoder.layers],
+            memory_mask=padding_mask(src, self.cfg.pad_id),
+        )
+
+    def decode_step(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
+        """Logits (B, t, V) for new decoder inputs ``tokens`` (B, t) that continue the cached positions."""
+        hidden, _, _ = self.decoder(tokens, None, cache.memory_mask, cache=cache)
+        return self.output_projection(hidden)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        src: Tensor,
+        beam_size: int = 1,
+        max_len: int | None = None,
+        min_len: int = 0,
+        length_penalty: float = 0.6,
+    ) -> Tensor:
+        """Translate a batch: (B, S) source ids -> (B, L) output ids.
+
+        Each row is the best hypothesis without the leading BOS, ending in EOS when the model
+        produced one within ``max_len`` tokens, then padded with pad_id.
+
+        Args:
+            beam_size: 1 = greedy search; more = beam search (§6.1: beam 4).
+            max_len: the most tokens to generate, EOS included; None = source length + 50 (§6.1).
+            min_len: EOS is forbidden before this many tokens.
+            length_penalty: alpha of the GNMT length penalty ((5 + |Y|) / 6)^alpha (§6.1: 0.6).
+        """
+        from tformer.decoding import beam_search, greedy_search
+
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        if max_len is None:
+            max_len = src.shape[1] + 50
+        max_len = min(max_len, self.cfg.max_len - 1)  # position 0 is BOS
+        if not 0 <= min_len <= max_len:
+            raise ValueError(f"min_len must be in [0, max_len={max_len}], got {min_len}")
+        was_training = self.training
+        self.eval()
+        try:
+            if beam_size == 1:
+                return greedy_search(self, src, max_len=max_len, min_len=min_len)
+            return beam_search(self, src, beam_size=beam_size, max_len=max_len, min_len=min_len,
+                               length_penalty=length_penalty)
+        finally:
+            self.train(was_training)
+
+    # ---- bookkeeping ---------------------------------------------------------------------
+    def num_parameters(self) -> int:
+        """Number of distinct trainable parameters (tied matrices counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (tied tensors stored once), each atomically."""
+        from safetensors.torch import save_model
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{WEIGHTS_NAME}.tmp"
+        save_model(self, str(tmp), metadata={"format": "pt", "tformer": "Transformer"})
+        os.replace(tmp, d / WEIGHTS_NAME)
+        atomic_write_text(d / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> Transformer:
+        """Load a model written by :meth:`save_pretrained`.
+
+        Raises:
+            ConfigError: a missing, corrupt or mismatched file, in one line naming it.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_model
+
+        d = Path(directory)
+        cfg = TransformerConfig.load_json(d / CONFIG_NAME)
+        model = cls(cfg)
+        weights = d / WEIGHTS_NAME
+        if not weights.is_file():
+            raise ConfigError(f"weights file not found: {weights}")
+        try:
+            missing, unexpected = load_model(model, str(weights), strict=False, device=str(map_location))
+        except (SafetensorError, RuntimeError, OSError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"cannot load {weights}: {first}") from None
+        if missing or unexpected:
+            raise ConfigError(
+                f"{weights} does not match {d / CONFIG_NAME}: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+            )
+        return model
