@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from tformer.errors import TformerError
 from tformer.fileio import atomic_write_text
 
 ACTIVATIONS = ("relu", "gelu", "silu")
@@ -25,7 +26,7 @@ NORMS = ("post", "pre")
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
+class ConfigError(TformerError):
     """A configuration value or key is invalid. The message is one line meant for users."""
 
 
@@ -203,7 +204,9 @@ def from_dict(cls: type[C], d: Any, where: str = "") -> C:
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(d) - set(known))
     if unknown:
-        raise ConfigError(f"{prefix}unknown key(s) for {cls.__name__}: {', '.join(unknown)} (known: {', '.join(known)})")
+        raise ConfigError(
+            f"{prefix}unknown key(s) for {cls.__name__}: {', '.join(unknown)} (known: {', '.join(known)})"
+        )
     kwargs: dict[str, Any] = {}
     hints = _resolved_types(cls)
     for name, value in d.items():
@@ -250,7 +253,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key} must be a list, got {value!r}")
         (inner, *_rest) = typing.get_args(tp) or (Any,)
-        return tuple(_coerce(v, inner, key) for v in value) if origin is tuple else [_coerce(v, inner, key) for v in value]
+        items = [_coerce(v, inner, key) for v in value]
+        return tuple(items) if origin is tuple else items
     if tp is Any:
         return value
     if tp is bool:

@@ -43,18 +43,26 @@ _DECODER_LAYER = {
 }
 
 
-def config_from_marian(hf_config) -> TransformerConfig:
-    """The :class:`TransformerConfig` of a ``transformers.MarianConfig``."""
+def config_from_marian(
+    hf_config, *, share_embeddings: bool | None = None, tie_output: bool | None = None
+) -> TransformerConfig:
+    """The :class:`TransformerConfig` of a ``transformers.MarianConfig``.
+
+    ``share_embeddings`` and ``tie_output`` default to what the config says; :func:`from_hf_marian`
+    passes what the model's tensors really do (in ``transformers`` 5, ``tie_word_embeddings=False``
+    also unties the encoder and decoder embeddings, whatever ``share_encoder_decoder_embeddings`` says).
+    """
     c = hf_config
     if c.encoder_attention_heads != c.decoder_attention_heads or c.encoder_ffn_dim != c.decoder_ffn_dim:
         raise ValueError("tformer needs the same number of heads and FFN width in encoder and decoder")
     if c.activation_function not in _ACTIVATIONS:
         raise ValueError(f"unsupported Marian activation {c.activation_function!r} (supported: {sorted(_ACTIVATIONS)})")
-    shared = bool(c.share_encoder_decoder_embeddings)
+    shared = bool(c.share_encoder_decoder_embeddings) if share_embeddings is None else share_embeddings
+    tied = bool(getattr(c, "tie_word_embeddings", True)) if tie_output is None else tie_output
     unk = getattr(c, "unk_token_id", None)
     return TransformerConfig(
         vocab_size=c.vocab_size,
-        tgt_vocab_size=None if shared else c.decoder_vocab_size,
+        tgt_vocab_size=None if shared else (c.decoder_vocab_size or c.vocab_size),
         d_model=c.d_model,
         num_heads=c.encoder_attention_heads,
         d_ff=c.encoder_ffn_dim,
@@ -71,7 +79,7 @@ def config_from_marian(hf_config) -> TransformerConfig:
         max_len=c.max_position_embeddings,
         scale_embedding=bool(c.scale_embedding),
         share_embeddings=shared,
-        tie_output=bool(getattr(c, "tie_word_embeddings", True)),
+        tie_output=tied,
         output_bias=True,
         pad_id=c.pad_token_id,
         bos_id=c.decoder_start_token_id,
@@ -85,30 +93,32 @@ def from_hf_marian(hf_model) -> Transformer:
     """A :class:`Transformer` holding a copy of the weights of a ``transformers.MarianMTModel``.
 
     The copy gives the same logits (to float rounding) for the same, possibly padded, inputs.
+    Which matrices are shared is read from the model's tensors, not trusted from its config.
     """
-    cfg = config_from_marian(hf_model.config)
+    enc_emb = hf_model.get_encoder().embed_tokens.weight
+    dec_emb = hf_model.get_decoder().embed_tokens.weight
+    lm_head = hf_model.lm_head.weight
+    cfg = config_from_marian(hf_model.config, share_embeddings=enc_emb is dec_emb, tie_output=lm_head is dec_emb)
     model = Transformer(cfg)
-    hf = {k: v for k, v in hf_model.state_dict().items()}
+    hf = hf_model.state_dict()
     ours = model.state_dict()
-    mapping: dict[str, str] = {}
-    if cfg.share_embeddings:
-        mapping["model.shared.weight"] = "encoder.embed.tokens.weight"
-    else:
-        mapping["model.encoder.embed_tokens.weight"] = "encoder.embed.tokens.weight"
-        mapping["model.decoder.embed_tokens.weight"] = "decoder.embed.tokens.weight"
+    copies: list[tuple[str, torch.Tensor, str]] = [("encoder embeddings", enc_emb, "encoder.embed.tokens.weight")]
+    if not cfg.share_embeddings:
+        copies.append(("decoder embeddings", dec_emb, "decoder.embed.tokens.weight"))
+    if not cfg.tie_output:
+        copies.append(("lm_head.weight", lm_head, "output_projection.weight"))
+    copies.append(("final_logits_bias", hf["final_logits_bias"].view(-1), "output_projection.bias"))
     for stack, n, table in (("encoder", cfg.num_encoder_layers, _ENCODER_LAYER),
                             ("decoder", cfg.num_decoder_layers, _DECODER_LAYER)):
         for i in range(n):
             for src_name, dst_name in table.items():
                 for p in ("weight", "bias"):
-                    mapping[f"model.{stack}.layers.{i}.{src_name}.{p}"] = f"{stack}.layers.{i}.{dst_name}.{p}"
-    if not cfg.tie_output:
-        mapping["lm_head.weight"] = "output_projection.weight"
-    for src_name, dst_name in mapping.items():
-        if src_name not in hf:
-            raise ValueError(f"Marian state dict has no {src_name}")
-        if hf[src_name].shape != ours[dst_name].shape:
-            raise ValueError(f"shape mismatch for {src_name}: {tuple(hf[src_name].shape)} vs {tuple(ours[dst_name].shape)}")
-        ours[dst_name].copy_(hf[src_name])
-    model.output_projection.bias.copy_(hf["final_logits_bias"].view(-1))
+                    name = f"model.{stack}.layers.{i}.{src_name}.{p}"
+                    if name not in hf:
+                        raise ValueError(f"Marian state dict has no {name}")
+                    copies.append((name, hf[name], f"{stack}.layers.{i}.{dst_name}.{p}"))
+    for name, tensor, dst_name in copies:
+        if tensor.shape != ours[dst_name].shape:
+            raise ValueError(f"shape mismatch for {name}: {tuple(tensor.shape)} vs {tuple(ours[dst_name].shape)}")
+        ours[dst_name].copy_(tensor)
     return model

@@ -66,7 +66,8 @@ class Encoder(nn.Module):
         super().__init__()
         self.embed = Embeddings(tokens, _positions(cfg), cfg.dropout, cfg.max_len)
         self.layers = nn.ModuleList(
-            EncoderLayer(cfg.d_model, cfg.num_heads, cfg.d_ff, **_layer_kwargs(cfg)) for _ in range(cfg.num_encoder_layers)
+            EncoderLayer(cfg.d_model, cfg.num_heads, cfg.d_ff, **_layer_kwargs(cfg))
+            for _ in range(cfg.num_encoder_layers)
         )
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
 
@@ -88,7 +89,8 @@ class Decoder(nn.Module):
         super().__init__()
         self.embed = Embeddings(tokens, _positions(cfg), cfg.dropout, cfg.max_len)
         self.layers = nn.ModuleList(
-            DecoderLayer(cfg.d_model, cfg.num_heads, cfg.d_ff, **_layer_kwargs(cfg)) for _ in range(cfg.num_decoder_layers)
+            DecoderLayer(cfg.d_model, cfg.num_heads, cfg.d_ff, **_layer_kwargs(cfg))
+            for _ in range(cfg.num_decoder_layers)
         )
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
 
@@ -164,7 +166,9 @@ class Transformer(nn.Module):
         logits = self.output_projection(hidden)  # (B, T, D) -> (B, T, V)
         return (logits, self_ws, cross_ws) if need_weights else logits
 
-    def forward(self, src: Tensor, tgt_in: Tensor, *, need_weights: bool = False) -> Tensor | tuple[Tensor, AttentionMaps]:
+    def forward(
+        self, src: Tensor, tgt_in: Tensor, *, need_weights: bool = False
+    ) -> Tensor | tuple[Tensor, AttentionMaps]:
         """Teacher-forced logits (B, T, V); with ``need_weights`` also every layer's attention weights."""
         if not need_weights:
             return self.decode(tgt_in, self.encode(src), src)
@@ -264,6 +268,7 @@ class Transformer(nn.Module):
             raise ConfigError(f"cannot load {weights}: {first}") from None
         if missing or unexpected:
             raise ConfigError(
-                f"{weights} does not match {d / CONFIG_NAME}: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+                f"{weights} does not match {d / CONFIG_NAME}: "
+                f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
             )
         return model

@@ -1,0 +1,1 @@
+"""Command-line interface: ``tformer SUBCOMMAND`` (see tformer.cli.main)."""

@@ -1,0 +1,48 @@
+"""The ``tformer`` command: a thin dispatcher, one small module per subcommand.
+
+A user error (missing file, bad config key or value, misaligned corpus) prints one line,
+``tformer: error: ...``, and exits with status 2; it never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module in tformer.cli with add_arguments(parser) and run(args) -> int
+SUBCOMMANDS = {
+    "params": ("params", "print parameter counts of the presets against the paper"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tformer import __version__
+
+    parser = argparse.ArgumentParser(prog="tformer", description="The Transformer of 'Attention Is All You Need'.")
+    parser.add_argument("--version", action="version", version=f"tformer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(f"tformer.cli.{module}").add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tformer.errors import TformerError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(f"tformer.cli.{SUBCOMMANDS[args.command][0]}")
+    try:
+        return int(module.run(args) or 0)
+    except TformerError as e:
+        print(f"tformer: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tformer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

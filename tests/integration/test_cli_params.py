@@ -1,0 +1,19 @@
+import json
+import subprocess
+import sys
+
+
+def _tformer(*args):
+    return subprocess.run([sys.executable, "-m", "tformer.cli.main", *args], capture_output=True, text=True)
+
+
+def test_params_prints_counts_within_4_percent_of_the_paper():
+    r = _tformer("params")
+    assert r.returncode == 0, r.stderr
+    rows = {row["preset"]: row for row in map(json.loads, r.stdout.splitlines())}
+    assert abs(rows["base"]["relative_difference"]) < 0.04
+    assert abs(rows["big"]["relative_difference"]) < 0.04
+
+
+def test_bad_argument_exits_2():
+    assert _tformer("params", "--vocab-size", "many").returncode == 2

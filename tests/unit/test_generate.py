@@ -1,0 +1,127 @@
+"""Greedy and beam search: stopping, lengths, beam 1 = greedy, exhaustive beam = brute force, batch independence."""
+
+import itertools
+
+import pytest
+import torch
+
+from tformer import Transformer, TransformerConfig
+from tformer.decoding import beam_search, beam_search_nbest, greedy_search, length_penalty
+
+EOS, PAD = 2, 0
+
+
+def _model(vocab=64, **kw):
+    m = Transformer(TransformerConfig.tiny(vocab_size=vocab, **kw)).eval()
+    with torch.no_grad():  # random but not degenerate: spread the logits
+        m.output_projection.weight.mul_(3.0)
+    return m
+
+
+def _favour_eos(model, bias):
+    """Make EOS likely by adding to its output logit (an output bias only on EOS)."""
+    cfg = model.cfg.replace(output_bias=True, tie_output=False, share_embeddings=False)
+    m = Transformer(cfg).eval()
+    missing, unexpected = m.load_state_dict(model.state_dict(), strict=False)
+    assert missing == ["output_projection.bias"] and not unexpected
+    with torch.no_grad():
+        m.output_projection.bias.zero_()
+        m.output_projection.bias[EOS] = bias
+    return m
+
+
+def _teacher_forced_logprob(model, src, out):
+    tgt_in = torch.cat([torch.full((1, 1), model.cfg.bos_id), out[None, :-1]], dim=1)
+    logp = model(src, tgt_in).log_softmax(-1)[0]
+    return logp.gather(1, out[:, None]).sum().item()
+
+
+def test_greedy_picks_the_argmax_each_step():
+    model = _model()
+    src = torch.randint(4, 64, (1, 6))
+    out = greedy_search(model, src, max_len=6)
+    for t in range(out.shape[1]):
+        tgt_in = torch.cat([torch.tensor([[model.cfg.bos_id]]), out[:, :t]], dim=1)
+        assert model(src, tgt_in)[0, -1].argmax().item() == out[0, t].item()
+
+
+def test_greedy_stops_at_eos_and_pads_after():
+    model = _favour_eos(_model(), bias=0.0)
+    src = torch.randint(4, 64, (4, 5))
+    free = greedy_search(model, src, max_len=10)
+    with torch.no_grad():
+        model.output_projection.bias[EOS] = 8.0  # EOS soon
+    out = greedy_search(model, src, max_len=10)
+    for row in out.tolist():
+        assert EOS in row
+        after = row[row.index(EOS) + 1 :]
+        assert all(t == PAD for t in after)
+    assert out.shape[1] <= free.shape[1]
+
+
+def test_max_len_and_min_len_are_honoured():
+    model = _favour_eos(_model(), bias=50.0)  # EOS is always the argmax
+    src = torch.randint(4, 64, (3, 5))
+    assert greedy_search(model, src, max_len=10).tolist() == [[EOS]] * 3
+    out = greedy_search(model, src, max_len=10, min_len=4)
+    assert out.shape == (3, 5) and (out[:, 4] == EOS).all() and (out[:, :4] != EOS).all()
+    model2 = _model()
+    out = model2.generate(src, beam_size=1, max_len=7)
+    assert out.shape[1] <= 7
+    out = model.generate(src, beam_size=3, max_len=10, min_len=4)
+    assert (out[:, 4] == EOS).all() and (out[:, :4] != EOS).all()
+
+
+def test_beam_size_one_equals_greedy():
+    model = _model()
+    src = torch.randint(4, 64, (5, 6))
+    src[2, 4:] = PAD
+    greedy = greedy_search(model, src, max_len=12)
+    beam = beam_search(model, src, beam_size=1, max_len=12, length_penalty=0.0)
+    assert torch.equal(beam, greedy)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0])
+def test_exhaustive_beam_finds_the_brute_force_best(alpha):
+    # With 7 tokens and at most 3 steps, a beam of 7*7 never prunes: it must return the
+    # best of all 7 + 49 + 343 sequences under score = logprob / lp, found by enumeration.
+    vocab, max_len = 7, 3
+    model = _favour_eos(_model(vocab=vocab), bias=1.0)
+    src = torch.randint(4, vocab, (1, 4))
+    best, best_score = None, float("-inf")
+    for n in range(1, max_len + 1):
+        for seq in itertools.product(range(vocab), repeat=n):
+            if EOS in seq[:-1] or (n < max_len and seq[-1] != EOS):
+                continue
+            s = _teacher_forced_logprob(model, src, torch.tensor(seq)) / length_penalty(n, alpha)
+            if s > best_score:
+                best, best_score = seq, s
+    hyp = beam_search_nbest(model, src, beam_size=vocab * vocab, max_len=max_len, length_penalty_alpha=alpha)[0][0]
+    assert hyp.tokens == best
+    assert hyp.score == pytest.approx(best_score, abs=1e-4)
+
+
+def test_nbest_is_sorted_and_scores_are_true_logprobs():
+    model = _favour_eos(_model(), bias=2.0)
+    src = torch.randint(4, 64, (2, 5))
+    nbest = beam_search_nbest(model, src, beam_size=4, max_len=8, nbest=4)
+    for i, hyps in enumerate(nbest):
+        assert len(hyps) == 4
+        assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+        for h in hyps:
+            assert h.logprob == pytest.approx(_teacher_forced_logprob(model, src[i : i + 1], torch.tensor(h.tokens)),
+                                              abs=1e-4)
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_output_does_not_depend_on_the_rest_of_the_batch(beam):
+    model = _favour_eos(_model(), bias=2.0)
+    src = torch.randint(4, 64, (5, 7))
+    src[1, 3:] = PAD
+    src[3, 5:] = PAD
+    together = model.generate(src, beam_size=beam, max_len=12)
+    for i in range(5):
+        alone = model.generate(src[i : i + 1, : int((src[i] != PAD).sum())], beam_size=beam, max_len=12)
+        row = together[i, : alone.shape[1]]
+        assert torch.equal(row, alone[0]), i
+        assert (together[i, alone.shape[1] :] == PAD).all()
