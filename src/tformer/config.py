@@ -274,3 +274,194 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key} must be a string, got {value!r}")
     return value
+
+
+# ---- training runs ---------------------------------------------------------------------------
+MODEL_PRESETS = ("tiny", "small", "base", "big")
+DATA_FORMATS = ("auto", "text", "tsv", "jsonl")
+TOKENIZER_MODELS = ("bpe", "unigram")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the parallel text is and how it becomes subwords.
+
+    Attributes:
+        train_src, train_tgt: plain-text files, one sentence a line (``.gz`` read transparently);
+            or, for ``format: tsv|jsonl``, ``train_src`` alone holds both sides.
+        valid_src, valid_tgt: validation files, same form (optional but needed for early stopping).
+        data_dir: prefix for relative paths above (e.g. ``../shared/data/multi30k``).
+        format: "auto" (from the suffix), "text", "tsv" or "jsonl".
+        vocab_size: subword vocabulary size; tokenizer: "bpe" or "unigram"; shared_vocab: one
+            vocabulary for both languages (needed to tie all three matrices).
+        max_len: pairs with more subwords than this on either side are dropped (and counted).
+        max_len_ratio: pairs whose length ratio exceeds this are dropped; 0 = no limit.
+    """
+
+    train_src: str = ""
+    train_tgt: str = ""
+    valid_src: str = ""
+    valid_tgt: str = ""
+    data_dir: str = ""
+    format: str = "auto"
+    vocab_size: int = 8000
+    tokenizer: str = "bpe"
+    shared_vocab: bool = True
+    max_len: int = 128
+    max_len_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.format in DATA_FORMATS, f"data.format must be one of {DATA_FORMATS}, got {self.format!r}")
+        _check(self.tokenizer in TOKENIZER_MODELS, f"data.tokenizer must be one of {TOKENIZER_MODELS}")
+        _check(self.vocab_size >= 16, f"data.vocab_size must be >= 16, got {self.vocab_size}")
+        _check(self.max_len >= 1, f"data.max_len must be >= 1, got {self.max_len}")
+        _check(self.max_len_ratio >= 0, "data.max_len_ratio must be >= 0")
+
+    def path(self, name: str) -> str:
+        """A data path with ``data_dir`` applied ('' stays '')."""
+        p = getattr(self, name)
+        return os.path.join(self.data_dir, p) if p and self.data_dir and not os.path.isabs(p) else p
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation (§5.3, §5.4) and the loop around it.
+
+    Attributes:
+        max_tokens: token budget of one batch (padded source or target tokens, whichever is larger).
+        accumulate: batches whose gradients are summed before one optimizer step.
+        max_steps: optimizer steps to run (0 = until max_epochs); max_epochs: passes over the data (0 = no limit).
+        warmup_steps, lr_scale: lrate = lr_scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5) (Eq. 3).
+        beta1, beta2, adam_eps: Adam's (§5.3: 0.9, 0.98, 1e-9). weight_decay: 0 in the paper.
+        label_smoothing: eps_ls (§5.4: 0.1).
+        clip_norm: gradient-norm clipping (0 = off).
+        eval_every: validate every this many steps (0 = once per epoch).
+        bleu_samples: validation sentences translated greedily for BLEU at each validation (0 = skip).
+        bleu_tokenize: sacreBLEU's tokenizer for that BLEU ("13a", "intl", "char", ...).
+        patience: stop after this many validations without a better validation loss (0 = never).
+        keep_checkpoints: how many recent step checkpoints to keep besides last and best.
+        log_every: steps between progress lines in metrics.jsonl.
+        device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps".
+        precision: "auto" (bf16 autocast on CUDA when supported, else fp32), "fp32", "bf16", "fp16".
+        threads: torch CPU threads (0 = torch's default).
+    """
+
+    max_tokens: int = 4096
+    accumulate: int = 1
+    max_steps: int = 0
+    max_epochs: int = 0
+    warmup_steps: int = 4000
+    lr_scale: float = 1.0
+    beta1: float = 0.9
+    beta2: float = 0.98
+    adam_eps: float = 1e-9
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1
+    clip_norm: float = 0.0
+    eval_every: int = 0
+    bleu_samples: int = 200
+    bleu_tokenize: str = "13a"
+    patience: int = 0
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.max_tokens >= 1, "train.max_tokens must be >= 1")
+        _check(self.accumulate >= 1, "train.accumulate must be >= 1")
+        _check(self.max_steps >= 0 and self.max_epochs >= 0, "train.max_steps and train.max_epochs must be >= 0")
+        _check(self.max_steps > 0 or self.max_epochs > 0, "set train.max_steps or train.max_epochs (> 0)")
+        _check(self.warmup_steps >= 1, "train.warmup_steps must be >= 1")
+        _check(self.lr_scale > 0, "train.lr_scale must be positive")
+        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "train.beta1 and train.beta2 must be in [0, 1)")
+        _check(0 <= self.label_smoothing < 1, "train.label_smoothing must be in [0, 1)")
+        _check(self.clip_norm >= 0, "train.clip_norm must be >= 0")
+        _check(self.eval_every >= 0 and self.bleu_samples >= 0 and self.patience >= 0, "negative train setting")
+        _check(self.keep_checkpoints >= 0 and self.log_every >= 1, "train.keep_checkpoints >= 0, log_every >= 1")
+        _check(self.device in ("auto", "cpu", "cuda", "mps"), f"train.device: unknown device {self.device!r}")
+        _check(self.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}")
+        from sacrebleu.metrics.bleu import _TOKENIZERS
+
+        _check(self.bleu_tokenize in _TOKENIZERS, f"train.bleu_tokenize must be one of {sorted(_TOKENIZERS)}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole training run: what ``tformer train CONFIG.yaml`` reads.
+
+    ``model`` holds a preset name and any :class:`TransformerConfig` fields to change; the
+    vocabulary sizes and special-token ids come from the trained tokenizer.
+    """
+
+    run_dir: str = "runs/default"
+    seed: int = 1
+    data: DataConfig = DataConfig()
+    model: dict = dataclasses.field(default_factory=lambda: {"preset": "small"})
+    train: TrainConfig = TrainConfig(max_steps=1000)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.model, dict), f"model must be a mapping (preset: ..., d_model: ...), got {self.model!r}")
+        self.model_config(vocab_size=64)  # validates the model section now, not after tokenizing
+
+    def model_config(self, vocab_size: int, tgt_vocab_size: int | None = None, **ids: int) -> TransformerConfig:
+        """The :class:`TransformerConfig` of this run for the given vocabulary."""
+        spec = dict(self.model)
+        preset = spec.pop("preset", "small")
+        _check(preset in MODEL_PRESETS, f"model.preset must be one of {MODEL_PRESETS}, got {preset!r}")
+        fixed = {"vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id", "unk_id"}
+        _check(not fixed & set(spec), f"model: {', '.join(sorted(fixed & set(spec)))} come(s) from the tokenizer")
+        known = {f.name for f in fields(TransformerConfig)}
+        unknown = sorted(set(spec) - known)
+        allowed = ", ".join(sorted(known - fixed))
+        _check(not unknown, f"model: unknown key(s) {', '.join(unknown)} (known: preset, {allowed})")
+        base = getattr(TransformerConfig, preset)(vocab_size=vocab_size).to_dict()
+        typed = {k: _coerce(v, _resolved_types(TransformerConfig)[k], f"model.{k}") for k, v in spec.items()}
+        extra = {"tgt_vocab_size": tgt_vocab_size} if tgt_vocab_size is not None else {}
+        if tgt_vocab_size is not None:
+            typed.setdefault("share_embeddings", False)
+        return from_dict(TransformerConfig, {**base, **typed, **extra, **ids}, where="model")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_run_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML run config and apply ``key=value`` overrides (dotted keys, YAML values).
+
+    Raises:
+        ConfigError: missing file, bad YAML, unknown key or bad value, in one line.
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    for item in overrides:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        value = yaml.safe_load(raw) if raw else ""
+        node = d
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+        node[parts[-1]] = value
+    return from_dict(RunConfig, d, where=str(path))
+
+
+def dump_run_config(cfg: RunConfig) -> str:
+    """The YAML text of a resolved run config."""
+    import yaml
+
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

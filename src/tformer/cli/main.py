@@ -12,6 +12,8 @@ import sys
 
 # subcommand -> module in tformer.cli with add_arguments(parser) and run(args) -> int
 SUBCOMMANDS = {
+    "demo": ("demo", "generate a translation task, train, evaluate (no data needed)"),
+    "train": ("train", "train a model from a YAML config"),
     "params": ("params", "print parameter counts of the presets against the paper"),
 }
 

@@ -11,8 +11,8 @@ mark is ignored); each line loses its newline and surrounding whitespace. Lines 
 (and ``\\r\\n``), never at the other characters Python's ``str.splitlines`` treats as breaks, so line
 numbers match what ``wc -l`` and an editor show.
 
-Every problem with the input raises :class:`CorpusError` (a ``ValueError``) with one line that names
-the file and, where it applies, the 1-based line number, e.g.::
+Every problem with the input raises :class:`CorpusError` (a ``TformerError``, so a ``ValueError``) with
+one line that names the file and, where it applies, the 1-based line number, e.g.::
 
     misaligned corpus: data/train.de has 29000 lines but data/train.en has 28999
     data/train.jsonl:17: invalid JSON (Expecting ',' delimiter: line 1 column 12 (char 11))
@@ -32,15 +32,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from tformer.data.files import is_gzip_path
+from tformer.errors import TformerError
 
-__all__ = ["CorpusError", "FilterReport", "filter_pairs", "read_jsonl", "read_lines", "read_parallel", "read_tsv"]
+__all__ = [
+    "CorpusError",
+    "FilterReport",
+    "filter_pairs",
+    "read_jsonl",
+    "read_lines",
+    "read_parallel",
+    "read_tsv",
+]
 
 PathLike = str | os.PathLike[str]
 PairT = TypeVar("PairT", bound=tuple[Sized, Sized])
 
 
-class CorpusError(ValueError):
+class CorpusError(TformerError):
     """A corpus file is missing, unreadable, not UTF-8, malformed, or misaligned with its partner."""
 
 
@@ -53,14 +61,12 @@ def _numbered_lines(path: PathLike) -> Iterator[tuple[int, str]]:
     if not path.is_file():
         raise CorpusError(f"corpus file not found: {path}")
     try:
-        with gzip.open(path, "rb") if is_gzip_path(path) else open(path, "rb") as f:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
             for number, raw in enumerate(f, start=1):
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as err:
-                    raise CorpusError(
-                        f"{path}:{number}: invalid UTF-8 at byte {err.start} of the line"
-                    ) from None
+                    raise CorpusError(f"{path}:{number}: invalid UTF-8 at byte {err.start} of the line") from None
                 if number == 1:
                     text = text.removeprefix("\ufeff")
                 yield number, text.strip()
@@ -95,10 +101,8 @@ def read_parallel(src_path: PathLike, tgt_path: PathLike) -> list[tuple[str, str
     src = read_lines(src_path)
     tgt = read_lines(tgt_path)
     if len(src) != len(tgt):
-        raise CorpusError(
-            f"misaligned corpus: {src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}"
-        )
-    return list(zip(src, tgt))
+        raise CorpusError(f"misaligned corpus: {src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}")
+    return list(zip(src, tgt, strict=True))
 
 
 def read_tsv(path: PathLike, src_col: int = 0, tgt_col: int = 1) -> list[tuple[str, str]]:
@@ -163,9 +167,7 @@ def read_jsonl(path: PathLike, src_key: str = "src", tgt_key: str = "tgt") -> li
             if key not in record:
                 raise CorpusError(f"{path}:{number}: missing key {key!r}")
             if not isinstance(record[key], str):
-                raise CorpusError(
-                    f"{path}:{number}: key {key!r} holds {type(record[key]).__name__}, expected a string"
-                )
+                raise CorpusError(f"{path}:{number}: key {key!r} holds {type(record[key]).__name__}, expected a string")
             sentences.append(record[key].strip())
         pairs.append((sentences[0], sentences[1]))
     return pairs
@@ -218,12 +220,12 @@ def filter_pairs(
         The kept pairs, in their original order, and a :class:`FilterReport`.
 
     Raises:
-        ValueError: If ``max_len`` < 1 or ``max_ratio`` < 1.
+        TformerError: If ``max_len`` < 1 or ``max_ratio`` < 1.
     """
     if max_len is not None and max_len < 1:
-        raise ValueError(f"max_len must be at least 1, got {max_len}")
+        raise TformerError(f"max_len must be at least 1, got {max_len}")
     if max_ratio is not None and max_ratio < 1:
-        raise ValueError(f"max_ratio must be at least 1, got {max_ratio}")
+        raise TformerError(f"max_ratio must be at least 1, got {max_ratio}")
     kept: list[PairT] = []
     total = empty = too_long = ratio = 0
     for pair in pairs:

@@ -40,7 +40,8 @@ import tokenizers
 import torch
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 
-from tformer.data.files import atomic_write_text
+from tformer.errors import TformerError
+from tformer.fileio import atomic_write_text
 
 __all__ = [
     "BOS_ID",
@@ -63,14 +64,12 @@ WORD_MARKER = "▁"  # U+2581, marks the start of a word (sentencepiece conventi
 SubwordModel = Literal["bpe", "unigram"]
 
 
-class TokenizerError(ValueError):
-    """A tokenizer file is missing or unreadable, or a trained tokenizer breaks the id convention."""
+class TokenizerError(TformerError):
+    """A tokenizer file is missing or unreadable, or a tokenizer cannot be trained as asked."""
 
 
 def _normalizer() -> normalizers.Normalizer:
-    return normalizers.Sequence(
-        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
-    )
+    return normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
 
 
 def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
@@ -123,7 +122,8 @@ class Tokenizer:
             texts: Training sentences, one per item. Read once into memory.
             vocab_size: The largest vocabulary size, special tokens included. It must hold at least
                 the special tokens, the word marker and every distinct character of the training
-                text; the result is smaller when the text has fewer distinct subwords.
+                text. BPE's result is smaller when the text has fewer distinct subwords; unigram
+                training can end a few tokens off ``vocab_size`` on tiny corpora.
             model: ``"bpe"`` (byte-pair encoding, as in the paper) or ``"unigram"`` (sentencepiece's
                 unigram language model).
             min_frequency: BPE only: a pair seen fewer times than this is never merged.
@@ -132,7 +132,7 @@ class Tokenizer:
             The trained tokenizer.
 
         Raises:
-            ValueError: If ``model`` is unknown or ``vocab_size`` cannot hold the special tokens and
+            TokenizerError: If ``model`` is unknown or ``vocab_size`` cannot hold the special tokens and
                 the characters of the training text.
         """
         backend = tokenizers.Tokenizer(_empty_model(model))
@@ -143,7 +143,7 @@ class Tokenizer:
         texts = list(texts)
         alphabet = _alphabet(backend.normalizer, texts)
         if vocab_size < len(SPECIAL_TOKENS) + len(alphabet):
-            raise ValueError(
+            raise TokenizerError(
                 f"vocab_size {vocab_size} is too small: it must hold {len(SPECIAL_TOKENS)} special tokens "
                 f"and the {len(alphabet)} distinct characters of the training text (word marker included)"
             )
@@ -198,7 +198,7 @@ class Tokenizer:
         return self._backend.decode_batch(rows, skip_special_tokens=False)
 
     def tokens(self, text: str) -> list[str]:
-        """Returns the subword strings of ``text`` (``▁`` marks a word start), e.g. to label attention maps."""
+        """Returns the subword strings of ``text`` (``▁`` starts a word), e.g. to label attention maps."""
         return self._backend.encode(text, add_special_tokens=False).tokens
 
     def id_to_token(self, i: int) -> str:
@@ -266,8 +266,23 @@ class Tokenizer:
         return self._backend.to_str()
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Writes the tokenizer to ``path`` (a ``tokenizer.json`` file) atomically."""
+        """Writes the tokenizer to ``path`` (a ``tokenizer.json`` file) atomically, creating its directory."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def from_json(cls, text: str) -> Tokenizer:
+        """Rebuilds a tokenizer from the text of :meth:`to_json` (e.g. one stored in a checkpoint).
+
+        Raises:
+            TokenizerError: If the text is not a valid tokenizer or breaks the special-id convention.
+        """
+        try:
+            backend = tokenizers.Tokenizer.from_str(text)
+        except Exception as err:  # the library raises a plain Exception
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise TokenizerError(f"not a valid tokenizer: {reason}") from None
+        return cls(backend)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
@@ -281,14 +296,9 @@ class Tokenizer:
         if not path.is_file():
             raise TokenizerError(f"tokenizer file not found: {path}")
         try:
-            backend = tokenizers.Tokenizer.from_str(path.read_text(encoding="utf-8"))
-        except Exception as err:  # OSError, UnicodeDecodeError, or the library's plain Exception
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise TokenizerError(f"cannot read tokenizer file {path}: {reason}") from None
-        try:
-            return cls(backend)
-        except TokenizerError as err:
-            raise TokenizerError(f"invalid tokenizer file {path}: {err}") from None
+            return cls.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, TokenizerError) as err:
+            raise TokenizerError(f"cannot load tokenizer file {path}: {err}") from None
 
 
 def _empty_model(model: str) -> models.Model:
@@ -296,7 +306,7 @@ def _empty_model(model: str) -> models.Model:
         return models.BPE(unk_token=SPECIAL_TOKENS[UNK_ID])
     if model == "unigram":
         return models.Unigram()
-    raise ValueError(f"unknown subword model {model!r}; expected 'bpe' or 'unigram'")
+    raise TokenizerError(f"unknown subword model {model!r}; expected 'bpe' or 'unigram'")
 
 
 def _alphabet(normalizer: normalizers.Normalizer, texts: Sequence[str]) -> list[str]:
@@ -402,7 +412,9 @@ class Vocabularies:
             return cls(tok, tok)
         if has_separate:
             return cls(Tokenizer.load(directory / cls.SRC_FILE), Tokenizer.load(directory / cls.TGT_FILE))
-        raise TokenizerError(f"no tokenizer found in {directory}: expected {cls.SHARED_FILE} or {cls.SRC_FILE}")
+        raise TokenizerError(
+            f"no tokenizer found in {directory}: expected {cls.SHARED_FILE} or {cls.SRC_FILE} + {cls.TGT_FILE}"
+        )
 
     def __repr__(self) -> str:
         if self.shared:

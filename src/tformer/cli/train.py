@@ -1,0 +1,28 @@
+"""``tformer train CONFIG.yaml [key=value ...] [--resume]``: train a model as a YAML recipe says.
+
+Overrides use dotted keys and YAML values: ``train.max_steps=2000 model.d_model=128 data.shared_vocab=false``.
+Prints the run summary as one JSON line on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from tformer.config import load_run_config
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML run config (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.max_steps=100")
+    p.add_argument("--resume", action="store_true", help="continue the run in run_dir from its newest checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tformer.training.trainer import run_training
+
+    cfg = load_run_config(args.config, args.overrides)
+    summary = run_training(cfg, resume=args.resume, show_progress=False if args.no_progress else None)
+    print(json.dumps(summary))
+    return 0

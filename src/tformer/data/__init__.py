@@ -1,0 +1,54 @@
+"""The data layer: tokenization, reading corpora, token-budget batching, and the demo task.
+
+* :mod:`tformer.data.tokenizer`: subword tokenizers with fixed special ids (pad 0, BOS 1, EOS 2, unk 3).
+* :mod:`tformer.data.corpus`: parallel text from aligned files, TSV or JSON Lines; pair filtering.
+* :mod:`tformer.data.batching`: batches by token budget, and padding into the model's tensors.
+* :mod:`tformer.data.synthetic`: English -> German number words, the task of ``tformer demo``.
+"""
+
+from tformer.data.batching import Batch, TokenBatchSampler, collate
+from tformer.data.corpus import (
+    CorpusError,
+    FilterReport,
+    filter_pairs,
+    read_jsonl,
+    read_lines,
+    read_parallel,
+    read_tsv,
+)
+from tformer.data.synthetic import english_words, german_words, make_number_task, write_parallel
+from tformer.data.tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    Tokenizer,
+    TokenizerError,
+    Vocabularies,
+)
+
+__all__ = [
+    "BOS_ID",
+    "EOS_ID",
+    "PAD_ID",
+    "SPECIAL_TOKENS",
+    "UNK_ID",
+    "Batch",
+    "CorpusError",
+    "FilterReport",
+    "TokenBatchSampler",
+    "Tokenizer",
+    "TokenizerError",
+    "Vocabularies",
+    "collate",
+    "english_words",
+    "filter_pairs",
+    "german_words",
+    "make_number_task",
+    "read_jsonl",
+    "read_lines",
+    "read_parallel",
+    "read_tsv",
+    "write_parallel",
+]

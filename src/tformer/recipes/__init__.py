@@ -1,0 +1,1 @@
+"""YAML recipes shipped with the package (the demo's)."""

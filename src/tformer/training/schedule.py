@@ -1,0 +1,30 @@
+"""The learning-rate schedule of §5.3:
+
+    lrate = d_model^-0.5 * min(step_num^-0.5, step_num * warmup_steps^-1.5)            (Eq. 3)
+
+linear warm-up for ``warmup_steps`` steps, then decay with the inverse square root of the step
+(the paper: warmup_steps = 4000). ``scale`` multiplies the whole curve (1 = the paper).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def noam_lr(step: int, d_model: int, warmup_steps: int, scale: float = 1.0) -> float:
+    """Eq. 3 at optimizer step ``step`` (counted from 1)."""
+    step = max(step, 1)
+    return scale * d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
+
+
+def noam_scheduler(
+    optimizer: torch.optim.Optimizer, d_model: int, warmup_steps: int, scale: float = 1.0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A LambdaLR that sets the optimizer's lr to Eq. 3 (the optimizer's own lr must be 1.0).
+
+    LambdaLR counts from 0 at construction; Eq. 3 counts the first update as step 1.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = 1.0
+        group["initial_lr"] = 1.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: noam_lr(i + 1, d_model, warmup_steps, scale))

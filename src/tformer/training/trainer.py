@@ -1,0 +1,421 @@
+"""The training loop: teacher forcing, label smoothing, Adam with Eq. 3, validation, checkpoints.
+
+One optimizer step:
+
+    for each of `accumulate` token-budget batches:
+        logits = model(src, tgt_in)                 # teacher forcing: tgt_in = BOS + target
+        loss  += label_smoothed(logits, tgt_out)    # summed over real target tokens (§5.4)
+    (loss / target tokens).backward(); clip; Adam step; lr = Eq. 3 (§5.3)
+
+The run directory receives the resolved config, the tokenizer, ``metrics.jsonl`` (one JSON object
+per log line), the checkpoints (see :mod:`tformer.training.checkpoint`) and ``model/``, the best
+model so far as ``config.json`` + ``model.safetensors``, which :class:`tformer.Translator` loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tformer import __version__
+from tformer.config import RunConfig, TransformerConfig, dump_run_config
+from tformer.data.batching import TokenBatchSampler, collate
+from tformer.data.corpus import filter_pairs, read_jsonl, read_parallel, read_tsv
+from tformer.data.tokenizer import Vocabularies
+from tformer.errors import TformerError
+from tformer.fileio import atomic_write_text
+from tformer.model.transformer import Transformer
+from tformer.training.checkpoint import (
+    copy_checkpoint,
+    latest_valid_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from tformer.training.loss import label_smoothed_loss
+from tformer.training.schedule import noam_scheduler
+from tformer.training.seed import rng_state, set_rng_state, set_seed
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def log(msg: str) -> None:
+    """Progress messages go to stderr; stdout is kept for results (the demo's JSON line)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- data ----------------------------------------------------------------------------------
+@dataclass
+class ParallelData:
+    """Tokenized training and validation pairs, and the validation text for BLEU."""
+
+    vocabs: Vocabularies
+    train: list[tuple[list[int], list[int]]]
+    valid: list[tuple[list[int], list[int]]] = field(default_factory=list)
+    valid_text: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_pairs(cfg: RunConfig, split: str) -> list[tuple[str, str]]:
+    """Read the ``train`` or ``valid`` pairs named in the data config."""
+    d = cfg.data
+    src, tgt = d.path(f"{split}_src"), d.path(f"{split}_tgt")
+    if not src:
+        return []
+    fmt = d.format
+    if fmt == "auto":
+        name = src[:-3] if src.endswith(".gz") else src
+        fmt = "tsv" if name.endswith(".tsv") else "jsonl" if name.endswith((".jsonl", ".json")) else "text"
+    if fmt == "tsv":
+        return read_tsv(src)
+    if fmt == "jsonl":
+        return read_jsonl(src)
+    if not tgt:
+        raise TformerError(f"data.{split}_tgt is not set (plain-text corpora need a source and a target file)")
+    return read_parallel(src, tgt)
+
+
+def prepare_data(cfg: RunConfig, vocabs: Vocabularies | None = None) -> ParallelData:
+    """Read the corpus, train the tokenizer (unless given), tokenize and filter. Reports counts."""
+    train_text = read_pairs(cfg, "train")
+    if not train_text:
+        raise TformerError("no training data: set data.train_src and data.train_tgt")
+    valid_text = read_pairs(cfg, "valid")
+    if vocabs is None:
+        t0 = time.perf_counter()
+        vocabs = Vocabularies.train(
+            [s for s, _ in train_text], [t for _, t in train_text], vocab_size=cfg.data.vocab_size,
+            shared=cfg.data.shared_vocab, model=cfg.data.tokenizer,
+        )
+        log(f"tokenizer: {cfg.data.tokenizer}, vocabulary {vocabs.src.vocab_size}"
+            f"{'' if vocabs.shared else f' + {vocabs.tgt.vocab_size}'} ({time.perf_counter() - t0:.1f}s)")
+
+    def tokenize(pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+        src = vocabs.src.encode_batch([s for s, _ in pairs])
+        tgt = vocabs.tgt.encode_batch([t for _, t in pairs])
+        return list(zip(src, tgt, strict=True))
+
+    ratio = cfg.data.max_len_ratio or None
+    train, report = filter_pairs(tokenize(train_text), max_len=cfg.data.max_len, max_ratio=ratio)
+    log(f"train: {report}")
+    if not train:
+        raise TformerError("every training pair was filtered out (check data.max_len and the files)")
+    valid_ids = tokenize(valid_text) if valid_text else []
+    keep = [i for i, (s, t) in enumerate(valid_ids) if s and t and max(len(s), len(t)) <= cfg.data.max_len]
+    if valid_text:
+        log(f"valid: kept {len(keep)} of {len(valid_text)} pairs")
+    return ParallelData(vocabs, train, [valid_ids[i] for i in keep], [valid_text[i] for i in keep])
+
+
+# ---- devices and precision -----------------------------------------------------------------
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TformerError("train.device is cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if name == "fp32" or (name == "auto" and device.type != "cuda"):
+        return None
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and name == "fp16":
+        raise TformerError("train.precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
+    return torch.bfloat16 if name == "bf16" else torch.float16
+
+
+# ---- the loop ------------------------------------------------------------------------------
+@dataclass
+class TrainState:
+    """Counters that a checkpoint restores."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of this epoch already trained on
+    best_valid_loss: float = math.inf
+    bad_validations: int = 0  # validations since the best one (early stopping)
+    stopped_early: bool = False
+
+
+class Trainer:
+    """Trains ``model`` on ``data`` as ``cfg`` says, writing into ``cfg.run_dir``."""
+
+    def __init__(self, cfg: RunConfig, model: Transformer, data: ParallelData, *, show_progress: bool | None = None):
+        self.cfg = cfg
+        self.tc = cfg.train
+        self.data = data
+        self.run_dir = Path(cfg.run_dir)
+        self.ckpt_dir = self.run_dir / CHECKPOINT_DIR
+        self.device = pick_device(self.tc.device)
+        self.amp_dtype = pick_precision(self.tc.precision, self.device)
+        self.model = model.to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=1.0, betas=(self.tc.beta1, self.tc.beta2), eps=self.tc.adam_eps,
+            weight_decay=self.tc.weight_decay,
+        )
+        self.scheduler = noam_scheduler(self.optimizer, model.cfg.d_model, self.tc.warmup_steps, self.tc.lr_scale)
+        self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
+        self.sampler = TokenBatchSampler(
+            [len(s) for s, _ in data.train], [len(t) for _, t in data.train], self.tc.max_tokens,
+            shuffle=True, seed=cfg.seed,
+        )
+        self.state = TrainState()
+        self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
+        self._tb = None
+
+    # -- checkpoints --
+    def _checkpoint_state(self) -> dict[str, Any]:
+        git = _git_commit()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "train_state": vars(self.state).copy(),
+            "rng": rng_state(),
+            "model_config": self.model.cfg.to_dict(),
+            "run_config": self.cfg.to_dict(),
+            "versions": {"tformer": __version__, "torch": str(torch.__version__), **({"git": git} if git else {})},
+        }
+
+    def save(self, best: bool) -> None:
+        """Write the step checkpoint, last.pt, and (if ``best``) best.pt and model/."""
+        state = self._checkpoint_state()
+        last = self.ckpt_dir / "last.pt"
+        if self.tc.keep_checkpoints > 0:
+            step_file = self.ckpt_dir / f"step-{self.state.step:08d}.pt"
+            save_checkpoint(step_file, state)
+            copy_checkpoint(step_file, last)
+            prune_checkpoints(self.ckpt_dir, self.tc.keep_checkpoints)
+        else:
+            save_checkpoint(last, state)
+        if best:
+            copy_checkpoint(last, self.ckpt_dir / "best.pt")
+            self.model.save_pretrained(self.run_dir / "model")
+
+    def resume(self) -> bool:
+        """Load the newest usable checkpoint of the run directory; False if there is none."""
+        found = latest_valid_checkpoint(self.ckpt_dir, warn=log)
+        if found is None:
+            return False
+        path, ckpt = found
+        if ckpt["model_config"] != self.model.cfg.to_dict():
+            raise TformerError(f"{path} was trained with another model config; start a new run_dir")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["train_state"])
+        set_rng_state(ckpt["rng"])
+        log(f"resumed from {path} at step {self.state.step} (epoch {self.state.epoch})")
+        return True
+
+    # -- metrics --
+    def _write_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self._tb.add_scalar(f"{record['kind']}/{k}", v, record["step"])
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # -- validation --
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        """Validation loss and perplexity over all validation pairs; BLEU of greedy translations of a sample."""
+        from tformer.evaluation.bleu import score
+
+        self.model.eval()
+        pairs = self.data.valid
+        sampler = TokenBatchSampler([len(s) for s, _ in pairs], [len(t) for _, t in pairs], self.tc.max_tokens,
+                                    shuffle=False)
+        cfg = self.model.cfg
+        loss_sum = nll_sum = 0.0
+        tokens = 0
+        for idx in sampler.batches_for_epoch(0):
+            b = collate([pairs[i] for i in idx], cfg.pad_id, cfg.bos_id, cfg.eos_id).to(self.device)
+            with self._autocast():
+                logits = self.model(b.src, b.tgt_in)
+            out = label_smoothed_loss(logits, b.tgt_out, self.tc.label_smoothing, cfg.pad_id)
+            loss_sum, nll_sum, tokens = loss_sum + out.loss.item(), nll_sum + out.nll.item(), tokens + out.num_tokens
+        result: dict[str, Any] = {"kind": "valid", "step": self.state.step, "epoch": self.state.epoch,
+                                  "loss": loss_sum / tokens, "nll": nll_sum / tokens,
+                                  "ppl": math.exp(min(nll_sum / tokens, 50.0))}
+        n = min(self.tc.bleu_samples, len(self.data.valid_text))
+        if n:
+            from tformer.translator import Translator
+
+            sample = self.data.valid_text[:n]
+            hyps = Translator(self.model, self.data.vocabs, self.device).translate(
+                [s for s, _ in sample], beam_size=1, max_tokens=self.tc.max_tokens)
+            result["bleu"] = score(hyps, [t for _, t in sample], tokenize=self.tc.bleu_tokenize)["bleu"]
+            result["bleu_sentences"] = n
+        self.model.train()
+        return result
+
+    # -- training --
+    def train(self) -> dict[str, Any]:
+        """Run until max_steps / max_epochs / early stopping; return a summary."""
+        tc, st, cfg = self.tc, self.state, self.model.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._open_tensorboard()
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        steps_per_epoch = math.ceil(len(self.sampler.batches_for_epoch(0)) / tc.accumulate)
+        total = tc.max_steps or steps_per_epoch * tc.max_epochs
+        if tc.max_epochs:
+            total = min(total, steps_per_epoch * tc.max_epochs)
+        log(f"training {self.model.num_parameters():,} parameters on {self.device}"
+            f"{'' if self.amp_dtype is None else f' ({self.amp_dtype})'}: {len(self.data.train)} pairs, "
+            f"{steps_per_epoch} steps per epoch, padding {self.sampler.padding_ratio(0):.1%}, {total} steps")
+        eval_every = tc.eval_every or steps_per_epoch
+        bar = _progress(total, st.step, self.show_progress)
+        t_start = time.perf_counter()
+        window = {"loss": 0.0, "nll": 0.0, "tgt": 0, "src": 0, "t0": time.perf_counter()}
+        self.model.train()
+        summary_valid: dict[str, Any] = {}
+        while st.step < total and not st.stopped_early:
+            batches = self.sampler.batches_for_epoch(st.epoch)
+            while st.batch_in_epoch < len(batches) and st.step < total:
+                group = batches[st.batch_in_epoch : st.batch_in_epoch + tc.accumulate]
+                micro = [collate([self.data.train[i] for i in idx], cfg.pad_id, cfg.bos_id, cfg.eos_id)
+                         for idx in group]
+                num_tgt = sum(b.num_tgt_tokens for b in micro)
+                self.optimizer.zero_grad(set_to_none=True)
+                for b in micro:
+                    b = b.to(self.device, non_blocking=True)
+                    with self._autocast():
+                        logits = self.model(b.src, b.tgt_in)  # (B, T, V)
+                    out = label_smoothed_loss(logits, b.tgt_out, tc.label_smoothing, cfg.pad_id)
+                    self.scaler.scale(out.loss / num_tgt).backward()
+                    window["loss"] += out.loss.item()
+                    window["nll"] += out.nll.item()
+                    window["src"] += b.num_src_tokens
+                window["tgt"] += num_tgt
+                if tc.clip_norm > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                st.step += 1
+                st.batch_in_epoch += len(group)
+                bar.update(1)
+                if st.step % tc.log_every == 0 or st.step == total:
+                    self._log_train(window, bar)
+                if st.step % eval_every == 0 or st.step == total:
+                    summary_valid = self._validate_and_save()
+                    if st.stopped_early:
+                        break
+            if st.batch_in_epoch >= len(batches):
+                st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+        bar.close()
+        if self._tb is not None:
+            self._tb.close()
+        return {"steps": st.step, "epochs": st.epoch, "seconds": time.perf_counter() - t_start,
+                "stopped_early": st.stopped_early, "best_valid_loss": st.best_valid_loss, **{
+                    f"valid_{k}": v for k, v in summary_valid.items() if k in ("loss", "ppl", "bleu")}}
+
+    def _log_train(self, window: dict[str, Any], bar) -> None:
+        dt = max(time.perf_counter() - window["t0"], 1e-9)
+        tgt = max(window["tgt"], 1)
+        rec = {"kind": "train", "step": self.state.step, "epoch": self.state.epoch,
+               "loss": window["loss"] / tgt, "ppl": math.exp(min(window["nll"] / tgt, 50.0)),
+               "lr": self.scheduler.get_last_lr()[0], "tgt_tokens_per_s": window["tgt"] / dt,
+               "tokens_per_s": (window["tgt"] + window["src"]) / dt}
+        self._write_metrics(rec)
+        bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.2e}", tok_s=f"{rec['tokens_per_s']:.0f}")
+        if not self.show_progress:
+            log(f"step {rec['step']} | loss {rec['loss']:.3f} | lr {rec['lr']:.2e} | {rec['tokens_per_s']:.0f} tok/s")
+        window.update(loss=0.0, nll=0.0, tgt=0, src=0, t0=time.perf_counter())
+
+    def _validate_and_save(self) -> dict[str, Any]:
+        st = self.state
+        if not self.data.valid:
+            self.save(best=True)  # without validation data the newest model is the one to use
+            return {}
+        v = self.validate()
+        self._write_metrics(v)
+        improved = v["loss"] < st.best_valid_loss
+        if improved:
+            st.best_valid_loss, st.bad_validations = v["loss"], 0
+        else:
+            st.bad_validations += 1
+            if self.tc.patience and st.bad_validations >= self.tc.patience:
+                st.stopped_early = True
+        bleu = f" | bleu {v['bleu']:.2f}" if "bleu" in v else ""
+        log(f"step {st.step} | valid loss {v['loss']:.3f} | ppl {v['ppl']:.2f}{bleu}"
+            f"{' | best' if improved else ''}{' | early stop' if st.stopped_early else ''}")
+        self.save(best=improved)
+        return v
+
+    def _open_tensorboard(self) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        r = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() or None if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ---- a whole run ---------------------------------------------------------------------------
+def run_training(cfg: RunConfig, *, resume: bool = False, show_progress: bool | None = None) -> dict[str, Any]:
+    """What ``tformer train`` does: prepare the run directory and data, build the model, train."""
+    run_dir = Path(cfg.run_dir)
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    has_run = ckpt_dir.is_dir() and any(ckpt_dir.glob("*.pt"))
+    if has_run and not resume:
+        raise TformerError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another run_dir")
+    seed = set_seed(cfg.seed)
+    vocabs = Vocabularies.load(run_dir) if resume and has_run else None
+    data = prepare_data(cfg, vocabs)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if vocabs is None:
+        data.vocabs.save(run_dir)
+    atomic_write_text(run_dir / "config.yaml", dump_run_config(cfg))
+    src_v, tgt_v = data.vocabs.src, data.vocabs.tgt
+    model_cfg: TransformerConfig = cfg.model_config(
+        src_v.vocab_size, None if data.vocabs.shared else tgt_v.vocab_size,
+        pad_id=src_v.pad_id, bos_id=tgt_v.bos_id, eos_id=tgt_v.eos_id, unk_id=src_v.unk_id,
+    )
+    model = Transformer(model_cfg)
+    trainer = Trainer(cfg, model, data, show_progress=show_progress)
+    if resume and has_run and not trainer.resume():
+        raise TformerError(f"no usable checkpoint in {ckpt_dir}")
+    summary = trainer.train()
+    return {"run_dir": str(run_dir), "seed": seed, **summary}
