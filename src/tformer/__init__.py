@@ -4,12 +4,14 @@
     >>> model = tformer.Transformer(tformer.TransformerConfig.tiny())
 """
 
-from tformer.config import ConfigError, TransformerConfig
-from tformer.model import Transformer
-
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "Transformer", "TransformerConfig", "__version__", "interop"]
+from tformer.config import ConfigError, TransformerConfig  # noqa: E402
+from tformer.errors import TformerError  # noqa: E402
+from tformer.model import Transformer  # noqa: E402
+from tformer.translator import Translator  # noqa: E402
+
+__all__ = ["ConfigError", "TformerError", "Transformer", "TransformerConfig", "Translator", "__version__", "interop"]
 
 
 def __getattr__(name: str):

@@ -63,7 +63,13 @@ def test_every_parameter_receives_a_gradient():
     src, tgt = _ids(2, 6), _ids(2, 5)
     model(src, tgt).logsumexp(-1).sum().backward()
     for name, p in model.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
+        assert p.grad is not None, name
+        if name.endswith("k_proj.bias"):
+            # q.(k + b) adds the same q.b to every score of a query, and softmax ignores a shift:
+            # the key bias gets no gradient (kept for weight compatibility with Marian and torch).
+            assert p.grad.abs().max() < 1e-5, name
+        else:
+            assert p.grad.abs().sum() > 1e-4, name
 
 
 def test_three_way_tying_with_a_shared_vocabulary():
