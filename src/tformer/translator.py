@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,6 +49,39 @@ class Translator:
         self.model.save_pretrained(d / MODEL_SUBDIR)
         self.vocabs.save(d)
 
+    def _encode(self, texts: Sequence[str], warn) -> list[list[int] | None]:
+        """Source ids + EOS per sentence (None for an empty one), cut to the model's maximum length."""
+        if isinstance(texts, str):
+            raise TformerError("translate() takes a list of sentences, not one string")
+        cfg = self.model.cfg
+        out: list[list[int] | None] = []
+        for n, ids in enumerate(self.vocabs.src.encode_batch(list(texts)), start=1):
+            if not ids:
+                out.append(None)
+                continue
+            if len(ids) + 1 > cfg.max_len:
+                warn(f"warning: sentence {n} has {len(ids)} tokens; truncated to the model's maximum of "
+                     f"{cfg.max_len - 1}")
+                ids = ids[: cfg.max_len - 1]
+            out.append(ids + [cfg.eos_id])
+        return out
+
+    def _batches(self, ids: list[list[int] | None], max_tokens: int):
+        """Yield (sentence indices, padded source (B, S)) for the non-empty sentences, shortest first,
+        each batch under ``max_tokens`` padded source tokens."""
+        order = sorted((i for i, s in enumerate(ids) if s is not None), key=lambda i: len(ids[i]))
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end - start + 1) * len(ids[order[end]]) <= max_tokens:
+                end += 1
+            chunk = order[start:end]
+            src = torch.full((len(chunk), len(ids[chunk[-1]])), self.model.cfg.pad_id, dtype=torch.long)  # (B, S)
+            for row, i in enumerate(chunk):
+                src[row, : len(ids[i])] = torch.tensor(ids[i])
+            yield chunk, src.to(self.device)
+            start = end
+
     @torch.no_grad()
     def translate(
         self,
@@ -57,34 +91,77 @@ class Translator:
         min_len: int = 0,
         length_penalty: float = 0.6,
         max_tokens: int = 4096,
+        *,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        progress: bool = False,
+        warn=None,
     ) -> list[str]:
-        """Translate ``texts``; sentences are batched by length under a budget of ``max_tokens`` source tokens.
+        """Translate ``texts``, batched by length under ``max_tokens`` padded source tokens.
+
+        Empty sentences translate to empty strings; over-long ones are truncated with a warning.
 
         Args:
-            max_len: most output tokens per sentence; None = that sentence's length + 50 (§6.1).
+            max_len: most output tokens per sentence; None = the batch's source length + 50 (§6.1).
+            do_sample, temperature, top_k, top_p, seed: sample instead of searching (see ``generate``).
+            progress: show a progress bar (stderr).
+            warn: where warnings go (default: stderr).
         """
-        if isinstance(texts, str):
-            raise TformerError("translate() takes a list of sentences, not one string")
-        cfg = self.model.cfg
-        ids = [s + [cfg.eos_id] for s in self.vocabs.src.encode_batch(list(texts))]
-        limit = cfg.max_len
-        ids = [s[: limit - 1] + [cfg.eos_id] if len(s) > limit else s for s in ids]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out: list[str] = [""] * len(ids)
-        start = 0
-        while start < len(order):
-            end = start + 1
-            while end < len(order) and (end - start + 1) * len(ids[order[end]]) <= max_tokens:
-                end += 1
-            chunk = order[start:end]
-            width = len(ids[chunk[-1]])
-            src = torch.full((len(chunk), width), cfg.pad_id, dtype=torch.long)  # (B, S)
-            for row, i in enumerate(chunk):
-                src[row, : len(ids[i])] = torch.tensor(ids[i])
-            n = max_len if max_len is not None else width + 50
-            hyps = self.model.generate(src.to(self.device), beam_size=beam_size, max_len=n, min_len=min_len,
-                                       length_penalty=length_penalty)
+        ids = self._encode(texts, warn or _stderr)
+        out = [""] * len(ids)
+        batches = list(self._batches(ids, max_tokens))
+        for chunk, src in _maybe_progress(batches, progress):
+            hyps = self.model.generate(
+                src, beam_size=beam_size, max_len=max_len, min_len=min_len, length_penalty=length_penalty,
+                do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+            )
             for row, i in enumerate(chunk):
                 out[i] = self.vocabs.tgt.decode(hyps[row].tolist())
-            start = end
         return out
+
+    @torch.no_grad()
+    def translate_nbest(
+        self,
+        texts: Sequence[str],
+        beam_size: int = 4,
+        nbest: int = 4,
+        max_len: int | None = None,
+        min_len: int = 0,
+        length_penalty: float = 0.6,
+        max_tokens: int = 4096,
+        *,
+        progress: bool = False,
+        warn=None,
+    ) -> list[list[tuple[str, float]]]:
+        """The ``nbest`` best translations of each sentence with their scores (log-probability / lp), best first.
+
+        An empty sentence gets ``[("", 0.0)]``.
+        """
+        from tformer.decoding import beam_search_nbest
+
+        ids = self._encode(texts, warn or _stderr)
+        out: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in ids]
+        cfg = self.model.cfg
+        self.model.eval()
+        for chunk, src in _maybe_progress(list(self._batches(ids, max_tokens)), progress):
+            n = min(src.shape[1] + 50 if max_len is None else max_len, cfg.max_len - 1)
+            hyps = beam_search_nbest(self.model, src, beam_size=beam_size, max_len=n, min_len=min_len,
+                                     length_penalty_alpha=length_penalty, nbest=nbest)
+            for row, i in enumerate(chunk):
+                out[i] = [(self.vocabs.tgt.decode(list(h.tokens)), h.score) for h in hyps[row]]
+        return out
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _maybe_progress(items: list, enabled: bool):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, unit="batch", file=sys.stderr, dynamic_ncols=True)

@@ -145,3 +145,18 @@ def test_write_parallel_rejects_line_breaks(tmp_path):
     with pytest.raises(ValueError, match="line break"):
         write_parallel([("a\nb", "c")], tmp_path / "s", tmp_path / "t")
     assert not (tmp_path / "s").exists()
+
+
+def test_balanced_digits_covers_every_magnitude_without_repeats():
+    splits = make_number_task(3000, 200, 200, seed=5, balanced_digits=True)
+    english = [e for pairs in splits.values() for e, _ in pairs]
+    assert len(set(english)) == 3400
+    one_digit = {english_words(n) for n in range(10)}
+    two_digits = {english_words(n) for n in range(10, 100)}
+    # 1- and 2-digit numbers are used up (100 of them); the rest is spread over 3..6 digits.
+    assert one_digit | two_digits <= set(english)
+    below_1000 = {english_words(n) for n in range(1000)}
+    share = sum(e in below_1000 for e in english) / len(english)
+    assert 0.2 < share < 0.45  # uniform draws would give about 0.1%
+    assert make_number_task(50, 5, 5, seed=2, balanced_digits=True) == make_number_task(
+        50, 5, 5, seed=2, balanced_digits=True)

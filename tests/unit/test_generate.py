@@ -125,3 +125,50 @@ def test_output_does_not_depend_on_the_rest_of_the_batch(beam):
         row = together[i, : alone.shape[1]]
         assert torch.equal(row, alone[0]), i
         assert (together[i, alone.shape[1] :] == PAD).all()
+
+
+def test_filter_logits_top_k_and_top_p():
+    from tformer.decoding import filter_logits
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(filter_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]
+    # top-p 0.7: 0.5 alone is below 0.7, 0.5 + 0.3 reaches it -> keep two.
+    assert torch.isinf(filter_logits(logits, top_p=0.7)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, top_p=0.5)).tolist() == [[False, True, True, True]]
+    assert not torch.isinf(filter_logits(logits)).any()
+
+
+def test_sampling_is_seeded_and_follows_the_distribution():
+    model = _model()
+    src = torch.randint(4, 64, (1, 5)).repeat(400, 1)  # one sentence, 400 draws
+    a = model.generate(src, do_sample=True, max_len=1, seed=7)
+    b = model.generate(src, do_sample=True, max_len=1, seed=7)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, model.generate(src, do_sample=True, max_len=1, seed=8))
+    p = model(src[:1], torch.tensor([[model.cfg.bos_id]]))[0, -1].softmax(-1)
+    freq = torch.bincount(a[:, 0], minlength=64).float() / 400
+    top = p.argmax()
+    assert abs(freq[top] - p[top]) < 4 * (p[top] * (1 - p[top]) / 400) ** 0.5 + 1e-3
+
+
+def test_top_k_one_sampling_is_greedy():
+    model = _model()
+    src = torch.randint(4, 64, (3, 6))
+    assert torch.equal(model.generate(src, do_sample=True, top_k=1, max_len=8, seed=0),
+                       model.generate(src, beam_size=1, max_len=8))
+
+
+def test_low_temperature_sampling_approaches_greedy():
+    model = _model()
+    src = torch.randint(4, 64, (3, 6))
+    assert torch.equal(model.generate(src, do_sample=True, temperature=1e-4, max_len=8, seed=0),
+                       model.generate(src, beam_size=1, max_len=8))
+
+
+def test_sampling_argument_errors():
+    model = _model()
+    src = torch.randint(4, 64, (1, 4))
+    with pytest.raises(ValueError, match="beam_size=1"):
+        model.generate(src, beam_size=2, do_sample=True)
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate(src, do_sample=True, temperature=0)

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else _free_run_dir("runs/demo")
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    task = make_number_task(args.train_size, 500, args.test_size, seed=args.seed)
+    task = make_number_task(args.train_size, 500, args.test_size, seed=args.seed, balanced_digits=True)
     for split, pairs in task.items():
         write_parallel(pairs, data_dir / f"{split}.en", data_dir / f"{split}.de")
     log(f"demo: {len(task['train'])} training pairs, e.g. {task['train'][0][0]!r} -> {task['train'][0][1]!r}")

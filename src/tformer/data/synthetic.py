@@ -128,8 +128,15 @@ def make_number_task(
     *,
     max_number: int = MAX_NUMBER,
     seed: int = 0,
+    balanced_digits: bool = False,
 ) -> dict[str, list[tuple[str, str]]]:
     """Draws the English -> German number task with disjoint splits.
+
+    Uniform draws from 0..999,999 are 90% six-digit numbers, so a model rarely sees "three hundred
+    twenty-one" alone. With ``balanced_digits`` each draw first picks a digit count uniformly, then a
+    not yet drawn number of that many digits (a count whose numbers are used up is skipped), so
+    every magnitude is well represented. The splits are cut from one shuffled draw and so share the
+    same distribution.
 
     Args:
         n_train: The number of training pairs.
@@ -137,6 +144,7 @@ def make_number_task(
         n_test: The number of test pairs.
         max_number: Numbers are drawn from 0..max_number (at most 999_999).
         seed: The seed of the ``random.Random`` that draws the numbers.
+        balanced_digits: Draw digit counts uniformly (see above) instead of numbers uniformly.
 
     Returns:
         ``{"train": [...], "valid": [...], "test": [...]}``, each a list of ``(english, german)``
@@ -153,13 +161,38 @@ def make_number_task(
     total = sum(sizes.values())
     if total > max_number + 1:
         raise TformerError(f"cannot draw {total} distinct numbers from 0..{max_number}")
-    numbers = random.Random(seed).sample(range(max_number + 1), total)
+    rng = random.Random(seed)
+    numbers = _balanced_sample(rng, max_number, total) if balanced_digits else rng.sample(range(max_number + 1), total)
     splits: dict[str, list[tuple[str, str]]] = {}
     start = 0
     for name, size in sizes.items():
         splits[name] = [(english_words(n), german_words(n)) for n in numbers[start : start + size]]
         start += size
     return splits
+
+
+def _balanced_sample(rng: random.Random, max_number: int, total: int) -> list[int]:
+    """``total`` distinct numbers in 0..max_number, digit counts drawn uniformly among those not used up."""
+    pools = []  # per digit count, a shuffled list of its numbers (lazily drawn from a range)
+    low = 0
+    for digits in range(1, len(str(max_number)) + 1):
+        high = min(10**digits - 1, max_number)
+        pools.append([low, high, set()])  # range [low, high] and the numbers taken from it
+        low = high + 1
+    out: list[int] = []
+    while len(out) < total:
+        open_pools = [p for p in pools if len(p[2]) < p[1] - p[0] + 1]
+        lo, hi, taken = rng.choice(open_pools)
+        if len(taken) > (hi - lo + 1) // 2:  # dense: draw from what is left
+            n = rng.choice([k for k in range(lo, hi + 1) if k not in taken])
+        else:
+            n = rng.randint(lo, hi)
+            while n in taken:
+                n = rng.randint(lo, hi)
+        taken.add(n)
+        out.append(n)
+    rng.shuffle(out)
+    return out
 
 
 def write_parallel(

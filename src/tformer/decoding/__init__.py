@@ -1,6 +1,11 @@
-"""Autoregressive decoding: greedy and beam search over the KV cache."""
+"""Autoregressive decoding, one engine for generate, the Translator, validation and the CLI:
+greedy search, beam search and sampling, all over the KV cache."""
 
 from tformer.decoding.beam import Hypothesis, beam_search, beam_search_nbest, length_penalty
-from tformer.decoding.greedy import greedy_search
+from tformer.decoding.greedy import decode_single_path, greedy_search
+from tformer.decoding.sampling import filter_logits, sample
 
-__all__ = ["Hypothesis", "beam_search", "beam_search_nbest", "greedy_search", "length_penalty"]
+__all__ = [
+    "Hypothesis", "beam_search", "beam_search_nbest", "decode_single_path", "filter_logits", "greedy_search",
+    "length_penalty", "sample",
+]

@@ -1,23 +1,29 @@
 """Greedy search: at each step take the most probable next token (argmax of the logits).
 
-Uses the KV cache (one new position per step) and drops finished sentences from the batch,
-so the work per step shrinks as sentences end.
+:func:`decode_single_path` is the loop shared with sampling: one hypothesis per sentence, the KV
+cache extended by one position per step, finished sentences dropped from the batch so that the
+work per step shrinks as sentences end. Greedy and sampling differ only in how they choose.
 
 Shape legend: B sentences, B' sentences still decoding, L generated length, V vocabulary.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 
 @torch.no_grad()
-def greedy_search(model, src: Tensor, *, max_len: int, min_len: int = 0) -> Tensor:
+def decode_single_path(
+    model, src: Tensor, choose: Callable[[Tensor], Tensor], *, max_len: int, min_len: int = 0
+) -> Tensor:
     """(B, S) source ids -> (B, L) output ids without BOS, ending in EOS when produced, pad-filled.
 
     Args:
         model: a :class:`tformer.Transformer` (anything with encode / start_decoding / decode_step / cfg).
+        choose: next-token logits (B', V) -> chosen ids (B',).
         max_len: the most tokens to generate, EOS included.
         min_len: EOS is forbidden before this many tokens.
     """
@@ -29,10 +35,10 @@ def greedy_search(model, src: Tensor, *, max_len: int, min_len: int = 0) -> Tens
     tokens = src.new_full((b, 1), cfg.bos_id)  # (B', 1) the last token of each row
     length = 0
     for t in range(max_len):
-        logits = model.decode_step(tokens, cache)[:, -1]  # (B', V)
+        logits = model.decode_step(tokens, cache)[:, -1].float()  # (B', V)
         if t < min_len:
             logits[:, cfg.eos_id] = float("-inf")
-        next_tok = logits.argmax(dim=-1)  # (B',)
+        next_tok = choose(logits)  # (B',)
         out[rows, t] = next_tok
         length = t + 1
         done = next_tok == cfg.eos_id
@@ -44,3 +50,8 @@ def greedy_search(model, src: Tensor, *, max_len: int, min_len: int = 0) -> Tens
             rows, next_tok = rows[keep], next_tok[keep]
         tokens = next_tok[:, None]  # (B', 1)
     return out[:, :length]
+
+
+def greedy_search(model, src: Tensor, *, max_len: int, min_len: int = 0) -> Tensor:
+    """The argmax path; see :func:`decode_single_path`."""
+    return decode_single_path(model, src, lambda logits: logits.argmax(dim=-1), max_len=max_len, min_len=min_len)

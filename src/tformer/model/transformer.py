@@ -198,22 +198,32 @@ class Transformer(nn.Module):
         max_len: int | None = None,
         min_len: int = 0,
         length_penalty: float = 0.6,
+        *,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
     ) -> Tensor:
         """Translate a batch: (B, S) source ids -> (B, L) output ids.
 
-        Each row is the best hypothesis without the leading BOS, ending in EOS when the model
-        produced one within ``max_len`` tokens, then padded with pad_id.
+        Each row is the best hypothesis (or the sample) without the leading BOS, ending in EOS
+        when the model produced one within ``max_len`` tokens, then padded with pad_id.
 
         Args:
             beam_size: 1 = greedy search; more = beam search (§6.1: beam 4).
             max_len: the most tokens to generate, EOS included; None = source length + 50 (§6.1).
             min_len: EOS is forbidden before this many tokens.
             length_penalty: alpha of the GNMT length penalty ((5 + |Y|) / 6)^alpha (§6.1: 0.6).
+            do_sample: draw tokens instead of searching (``beam_size`` must be 1), with
+                ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off) and ``seed``.
         """
-        from tformer.decoding import beam_search, greedy_search
+        from tformer.decoding import beam_search, greedy_search, sample
 
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        if do_sample and beam_size != 1:
+            raise ValueError("sampling draws one hypothesis per sentence: use beam_size=1 with do_sample=True")
         if max_len is None:
             max_len = src.shape[1] + 50
         max_len = min(max_len, self.cfg.max_len - 1)  # position 0 is BOS
@@ -222,6 +232,9 @@ class Transformer(nn.Module):
         was_training = self.training
         self.eval()
         try:
+            if do_sample:
+                return sample(self, src, max_len=max_len, min_len=min_len, temperature=temperature, top_k=top_k,
+                              top_p=top_p, seed=seed)
             if beam_size == 1:
                 return greedy_search(self, src, max_len=max_len, min_len=min_len)
             return beam_search(self, src, beam_size=beam_size, max_len=max_len, min_len=min_len,

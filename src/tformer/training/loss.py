@@ -43,13 +43,12 @@ def label_smoothed_loss(logits: Tensor, target: Tensor, eps: float, pad_id: int)
     v = logits.shape[-1]
     logp = logits.reshape(-1, v).float().log_softmax(dim=-1)  # (N, V)
     target = target.reshape(-1)  # (N,)
-    real = target != pad_id
-    logp, target = logp[real], target[real]  # (N', V), (N',)
-    gold = logp.gather(1, target[:, None]).squeeze(1)  # (N',)
-    nll = -gold.sum()
+    real = (target != pad_id).to(logp.dtype)  # (N,) 1 = real token; masks per-row numbers, not the (N, V) matrix
+    gold = logp.gather(1, target[:, None]).squeeze(1)  # (N,)
+    nll = -(gold * real).sum()
     if eps > 0:
-        others = logp.sum(dim=1) - gold - logp[:, pad_id]  # sum over k not in {y, pad}
-        loss = (1.0 - eps) * nll - eps / (v - 2) * others.sum()
+        others = logp.sum(dim=1) - gold - logp[:, pad_id]  # (N,) sum over k not in {y, pad}
+        loss = (1.0 - eps) * nll - eps / (v - 2) * (others * real).sum()
     else:
         loss = nll
     return LossOutput(loss=loss, nll=nll.detach(), num_tokens=int(real.sum()))
