@@ -1,55 +1,21 @@
 """`tformer train` end to end on a tiny corpus the test writes: loss falls, the run directory loads."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-
-from tformer.data.synthetic import make_number_task, write_parallel
+from cli_helpers import tformer_cli as _tformer
+from cli_helpers import write_recipe
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-def _tformer(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tformer.cli.main", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
-
-
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("corpus")
-    task = make_number_task(400, 40, 0, max_number=999, seed=3)
-    write_parallel(task["train"], d / "train.en", d / "train.de.gz")
-    write_parallel(task["valid"], d / "valid.en", d / "valid.de")
-    cfg = d / "tiny.yaml"
-    cfg.write_text(f"""
-run_dir: {d / "run"}
-seed: 7
-data:
-  data_dir: {d}
-  train_src: train.en
-  train_tgt: train.de.gz
-  valid_src: valid.en
-  valid_tgt: valid.de
-  vocab_size: 60
-model:
-  preset: tiny
-  dropout: 0.0
-train:
-  max_tokens: 600
-  max_steps: 60
-  warmup_steps: 20
-  eval_every: 30
-  bleu_samples: 10
-  log_every: 10
-  keep_checkpoints: 1
-""")
-    return d, cfg
+def recipe(corpus):
+    return corpus, write_recipe(corpus, corpus / "run", max_steps=60)
 
 
-def test_train_lowers_the_loss_and_writes_a_loadable_run(corpus):
-    d, cfg = corpus
+def test_train_lowers_the_loss_and_writes_a_loadable_run(recipe):
+    d, cfg = recipe
     r = _tformer("train", str(cfg), "--no-progress")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
@@ -63,7 +29,7 @@ def test_train_lowers_the_loss_and_writes_a_loadable_run(corpus):
     for name in ("config.yaml", "tokenizer.json", "model/config.json", "model/model.safetensors",
                  "checkpoints/last.pt", "checkpoints/best.pt", "checkpoints/step-00000060.pt"):
         assert (run / name).is_file(), name
-    assert not (run / "checkpoints/step-00000030.pt").exists()  # keep_checkpoints: 1
+    assert (run / "checkpoints/step-00000030.pt").exists()  # keep_checkpoints: 3
 
     from tformer.translator import Translator
 
@@ -88,16 +54,16 @@ def test_train_lowers_the_loss_and_writes_a_loadable_run(corpus):
         ("model.d_model=30", "divisible"),
     ],
 )
-def test_user_errors_are_one_line_and_exit_2(corpus, override, message, tmp_path):
-    _, cfg = corpus
+def test_user_errors_are_one_line_and_exit_2(recipe, override, message, tmp_path):
+    _, cfg = recipe
     r = _tformer("train", str(cfg), override, f"run_dir={tmp_path / 'r'}")
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-def test_misaligned_corpus_names_both_files_and_counts(corpus, tmp_path):
-    d, cfg = corpus
+def test_misaligned_corpus_names_both_files_and_counts(recipe, tmp_path):
+    d, cfg = recipe
     (tmp_path / "short.de").write_text("eins\nzwei\n")
     r = _tformer("train", str(cfg), f"data.train_tgt={tmp_path / 'short.de'}", f"run_dir={tmp_path / 'r'}")
     assert r.returncode == 2

@@ -14,6 +14,9 @@ import sys
 SUBCOMMANDS = {
     "demo": ("demo", "generate a translation task, train, evaluate (no data needed)"),
     "train": ("train", "train a model from a YAML config"),
+    "translate": ("translate", "translate text with a trained run (stdin/stdout or files)"),
+    "evaluate": ("evaluate", "translate and score with sacreBLEU (BLEU, chrF), or score a file"),
+    "average": ("average", "average the parameters of several checkpoints (§6.1)"),
     "params": ("params", "print parameter counts of the presets against the paper"),
 }
 

@@ -1,0 +1,56 @@
+"""``tformer evaluate RUN_DIR --src F --ref F``: translate and score with sacreBLEU; prints JSON.
+
+``--hyp F`` scores an existing translation file instead of decoding (RUN_DIR is then optional).
+Scores are BLEU and chrF on detokenized, cased text, with sacreBLEU's signatures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from tformer.cli.translate import add_decoding_arguments, decoding_kwargs
+from tformer.errors import TformerError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", nargs="?", help="run directory (not needed with --hyp)")
+    p.add_argument("--src", help="source file (one sentence a line, .gz allowed)")
+    p.add_argument("--ref", required=True, help="reference translations, aligned with --src")
+    p.add_argument("--hyp", help="score this file of translations instead of decoding")
+    p.add_argument("--output", "-o", help="also write the translations here (atomically)")
+    p.add_argument("--tokenize", default="13a", help="sacreBLEU tokenizer for BLEU (default 13a)")
+    add_decoding_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tformer.cli.translate import write_output
+    from tformer.data.corpus import read_lines
+    from tformer.evaluation.bleu import score
+
+    refs = read_lines(args.ref)
+    result: dict = {}
+    if args.hyp:
+        hyps = read_lines(args.hyp)
+        if len(hyps) != len(refs):
+            raise TformerError(f"{args.hyp} has {len(hyps)} lines but {args.ref} has {len(refs)}")
+    else:
+        if not args.run_dir or not args.src:
+            raise TformerError("give RUN_DIR and --src to translate, or --hyp to score existing translations")
+        from tformer.translator import Translator
+
+        srcs = read_lines(args.src)
+        if len(srcs) != len(refs):
+            raise TformerError(f"{args.src} has {len(srcs)} lines but {args.ref} has {len(refs)}")
+        translator = Translator.from_pretrained(args.run_dir, device=args.device)
+        kw = decoding_kwargs(args)
+        t0 = time.perf_counter()
+        hyps = translator.translate(srcs, **kw)
+        result["decode_seconds"] = round(time.perf_counter() - t0, 2)
+        result["beam"] = kw["beam_size"]
+        result["alpha"] = kw["length_penalty"]
+        if args.output:
+            write_output(args.output, hyps)
+    print(json.dumps({**score(hyps, refs, tokenize=args.tokenize), **result}))
+    return 0

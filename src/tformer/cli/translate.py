@@ -1,0 +1,96 @@
+"""``tformer translate RUN_DIR``: one sentence a line in (stdin or --input), one out (stdout or --output).
+
+Empty lines stay empty, so line counts always match. ``--output`` is written atomically: a failed
+run never leaves a half-written file. ``--nbest N`` prints N lines per sentence as
+``index ||| translation ||| score`` (Moses n-best style); ``--scores`` appends a tab and the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tformer.errors import TformerError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run directory (or a folder written by `tformer average`)")
+    p.add_argument("--input", "-i", help="source file (default: stdin)")
+    p.add_argument("--output", "-o", help="output file (default: stdout)")
+    add_decoding_arguments(p)
+    p.add_argument("--nbest", type=int, default=0, help="print the N best translations per sentence (beam search)")
+    p.add_argument("--scores", action="store_true", help="append the score (log-probability / length penalty)")
+
+
+def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--beam", type=int, default=None, help="beam size; 1 = greedy (default 4, as in §6.1)")
+    p.add_argument("--alpha", type=float, default=0.6, help="length penalty alpha (default 0.6)")
+    p.add_argument("--max-len", type=int, default=None, help="most output tokens (default: source length + 50)")
+    p.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch")
+    p.add_argument("--sample", action="store_true", help="sample instead of searching (with --temperature etc.)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+
+
+def decoding_kwargs(args: argparse.Namespace) -> dict:
+    if args.beam is not None and args.beam < 1:
+        raise TformerError("--beam must be >= 1")
+    if args.sample and args.beam not in (None, 1):
+        raise TformerError("--sample draws one translation per sentence: do not combine it with --beam")
+    return dict(
+        beam_size=1 if args.sample else (args.beam or 4), length_penalty=args.alpha, max_len=args.max_len,
+        max_tokens=args.max_tokens, do_sample=args.sample, temperature=args.temperature, top_k=args.top_k,
+        top_p=args.top_p, seed=args.seed,
+    )
+
+
+def read_input_lines(path: str | None) -> list[str]:
+    if path is None:
+        return sys.stdin.read().splitlines()
+    from tformer.data.corpus import read_lines
+
+    return read_lines(path)
+
+
+def write_output(path: str | None, lines: list[str]) -> None:
+    text = "".join(line + "\n" for line in lines)
+    if path is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from tformer.fileio import atomic_write_text
+
+    try:
+        atomic_write_text(path, text)
+    except OSError as e:
+        raise TformerError(f"cannot write {path}: {e.strerror}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from tformer.translator import Translator
+
+    translator = Translator.from_pretrained(args.run_dir, device=args.device)
+    lines = read_input_lines(args.input)
+    kw = decoding_kwargs(args)
+    progress = len(lines) > 200 and sys.stderr.isatty()
+    if args.nbest:
+        if args.sample:
+            raise TformerError("--nbest needs beam search, not --sample")
+        if not 1 <= args.nbest <= kw["beam_size"]:
+            raise TformerError(f"--nbest must be between 1 and --beam ({kw['beam_size']})")
+        nbest = translator.translate_nbest(lines, beam_size=kw["beam_size"], nbest=args.nbest, max_len=args.max_len,
+                                           length_penalty=args.alpha, max_tokens=args.max_tokens, progress=progress)
+        out = [f"{i} ||| {text} ||| {s:.4f}" for i, hyps in enumerate(nbest) for text, s in hyps]
+    elif args.scores:
+        if args.sample:
+            raise TformerError("--scores needs beam search, not --sample")
+        best = translator.translate_nbest(lines, beam_size=kw["beam_size"], nbest=1, max_len=args.max_len,
+                                          length_penalty=args.alpha, max_tokens=args.max_tokens, progress=progress)
+        out = [f"{hyps[0][0]}\t{hyps[0][1]:.4f}" for hyps in best]
+    else:
+        out = translator.translate(lines, progress=progress, **kw)
+    write_output(args.output, out)
+    return 0

@@ -1,0 +1,109 @@
+"""`tformer translate`, `evaluate` and `average` on a run made by `tformer train`."""
+
+import json
+
+from cli_helpers import tformer_cli
+
+from tformer.evaluation.bleu import score
+
+
+def test_translate_stdin_to_stdout_keeps_empty_lines(trained_run):
+    r = tformer_cli("translate", str(trained_run), "--beam", "2", input="one hundred five\n\ntwelve\n")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""  # 3 lines + final newline
+    assert lines[0] and lines[2]
+
+
+def test_translate_files_nbest_and_scores(trained_run, corpus, tmp_path):
+    out = tmp_path / "out.de"
+    r = tformer_cli("translate", str(trained_run), "-i", str(corpus / "test.en"), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    n = len((corpus / "test.en").read_text().splitlines())
+    assert len(out.read_text().splitlines()) == n
+
+    r = tformer_cli("translate", str(trained_run), "--beam", "3", "--nbest", "3", input="seven\nnine\n")
+    rows = [line.split(" ||| ") for line in r.stdout.splitlines()]
+    assert [row[0] for row in rows] == ["0"] * 3 + ["1"] * 3
+    scores = [float(row[2]) for row in rows[:3]]
+    assert scores == sorted(scores, reverse=True)
+
+    r = tformer_cli("translate", str(trained_run), "--scores", input="seven\n")
+    text, s = r.stdout.rstrip("\n").split("\t")
+    assert float(s) <= 0
+    plain = tformer_cli("translate", str(trained_run), input="seven\n").stdout.strip()
+    assert text == plain  # --scores shows the same best translation
+
+
+def test_sampling_is_repeatable_with_a_seed(trained_run):
+    a = tformer_cli("translate", str(trained_run), "--sample", "--seed", "3", "--temperature", "2", input="seven\n" * 5)
+    b = tformer_cli("translate", str(trained_run), "--sample", "--seed", "3", "--temperature", "2", input="seven\n" * 5)
+    assert a.returncode == 0 and a.stdout == b.stdout
+
+
+def test_overlong_line_is_truncated_with_a_warning(trained_run):
+    r = tformer_cli("translate", str(trained_run), "--beam", "1", input="one " * 300 + "\n")
+    assert r.returncode == 0 and "truncated" in r.stderr and len(r.stdout.splitlines()) == 1
+
+
+def test_evaluate_decodes_and_scores_with_sacrebleu(trained_run, corpus, tmp_path):
+    hyp = tmp_path / "hyp.de"
+    r = tformer_cli("evaluate", str(trained_run), "--src", str(corpus / "test.en"), "--ref", str(corpus / "test.de"),
+                    "--beam", "2", "-o", str(hyp))
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    refs = (corpus / "test.de").read_text().splitlines()
+    expected = score(hyp.read_text().splitlines(), refs)
+    assert result["bleu"] == expected["bleu"] and result["chrf"] == expected["chrf"]
+    assert result["bleu_signature"].startswith("nrefs:1|case:mixed") and "tok:13a" in result["bleu_signature"]
+    # --hyp scores a file without a model
+    again = tformer_cli("evaluate", "--hyp", str(hyp), "--ref", str(corpus / "test.de"))
+    assert json.loads(again.stdout)["bleu"] == result["bleu"]
+
+
+def test_evaluate_of_a_perfect_file_is_100(corpus):
+    # One-word sentences have no 4-grams of words: word BLEU is 0 even when perfect; chrF and char BLEU see it.
+    r = tformer_cli("evaluate", "--hyp", str(corpus / "test.de"), "--ref", str(corpus / "test.de"), "--tokenize", "char")
+    result = json.loads(r.stdout)
+    assert result["bleu"] == 100.0 and result["chrf"] == 100.0 and "tok:char" in result["bleu_signature"]
+
+
+def test_average_of_checkpoints_translates(trained_run, corpus, tmp_path):
+    import torch
+
+    from tformer import Transformer
+    from tformer.training.checkpoint import load_checkpoint, step_checkpoints
+
+    out = tmp_path / "avg"
+    r = tformer_cli("average", "--run", str(trained_run), "--last", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    ckpts = step_checkpoints(trained_run / "checkpoints")[-2:]
+    states = [load_checkpoint(p)["model"] for p in ckpts]
+    avg = Transformer.from_pretrained(out / "model").state_dict()
+    name = "encoder.layers.0.ffn.w_1.weight"
+    torch.testing.assert_close(avg[name], (states[0][name] + states[1][name]) / 2)
+    t = tformer_cli("translate", str(out), input="seven\n")
+    assert t.returncode == 0 and t.stdout.strip()
+
+
+def test_user_errors_exit_2_with_one_line(trained_run, corpus, tmp_path):
+    cases = [
+        ("translate", str(tmp_path / "no-run")),
+        ("translate", str(corpus)),  # a folder without a model
+        ("translate", str(trained_run), "-i", str(tmp_path / "missing.txt")),
+        ("evaluate", "--hyp", str(corpus / "test.de"), "--ref", str(corpus / "train.en")),  # misaligned
+        ("evaluate", "--ref", str(corpus / "test.de")),
+        ("average", "--out", str(tmp_path / "x")),
+        ("translate", str(trained_run), "--sample", "--beam", "3"),
+    ]
+    for args in cases:
+        r = tformer_cli(*args, input="seven\n")
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+
+
+def test_failed_translation_leaves_existing_output_untouched(trained_run, tmp_path):
+    out = tmp_path / "keep.txt"
+    out.write_text("precious\n")
+    r = tformer_cli("translate", str(trained_run), "-i", str(tmp_path / "missing.txt"), "-o", str(out))
+    assert r.returncode == 2 and out.read_text() == "precious\n"
