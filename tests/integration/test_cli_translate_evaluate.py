@@ -63,7 +63,8 @@ def test_evaluate_decodes_and_scores_with_sacrebleu(trained_run, corpus, tmp_pat
 
 def test_evaluate_of_a_perfect_file_is_100(corpus):
     # One-word sentences have no 4-grams of words: word BLEU is 0 even when perfect; chrF and char BLEU see it.
-    r = tformer_cli("evaluate", "--hyp", str(corpus / "test.de"), "--ref", str(corpus / "test.de"), "--tokenize", "char")
+    ref = str(corpus / "test.de")
+    r = tformer_cli("evaluate", "--hyp", ref, "--ref", ref, "--tokenize", "char")
     result = json.loads(r.stdout)
     assert result["bleu"] == 100.0 and result["chrf"] == 100.0 and "tok:char" in result["bleu_signature"]
 
