@@ -187,26 +187,36 @@ class TransformerConfig:
                 d = json.load(f)
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
+        except OSError as e:
+            raise ConfigError(f"cannot read {path}: {e.strerror}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path} is not valid JSON: {e}") from None
-        return from_dict(cls, d, where=str(path))
+        try:
+            return from_dict(cls, d)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
 
 
 def from_dict(cls: type[C], d: Any, where: str = "") -> C:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types in one line.
 
-    Nested dataclass fields are built recursively. ``where`` prefixes error messages (a file or
-    a dotted key path).
+    Nested dataclass fields are built recursively. ``where`` is the dotted key path of ``d``
+    (e.g. "train"), used in error messages.
     """
     prefix = f"{where}: " if where else ""
     if not isinstance(d, dict):
         raise ConfigError(f"{prefix}expected a mapping for {cls.__name__}, got {type(d).__name__}")
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(d) - set(known))
+    unknown = sorted(str(k) for k in d if k not in known)
     if unknown:
         raise ConfigError(
             f"{prefix}unknown key(s) for {cls.__name__}: {', '.join(unknown)} (known: {', '.join(known)})"
         )
+    required = [n for n, f in known.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in d]
+    if missing:
+        raise ConfigError(f"{prefix}missing required key(s) for {cls.__name__}: {', '.join(missing)}")
     kwargs: dict[str, Any] = {}
     hints = _resolved_types(cls)
     for name, value in d.items():
@@ -218,8 +228,6 @@ def from_dict(cls: type[C], d: Any, where: str = "") -> C:
             kwargs[name] = _coerce(value, tp, key)
     try:
         return cls(**kwargs)
-    except TypeError as e:  # a required field is missing
-        raise ConfigError(f"{prefix}{e}") from None
     except ConfigError as e:
         raise ConfigError(f"{prefix}{e}") from None
 
@@ -268,6 +276,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-9 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{key} must be a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -308,7 +321,7 @@ class DataConfig:
     vocab_size: int = 8000
     tokenizer: str = "bpe"
     shared_vocab: bool = True
-    max_len: int = 128
+    max_len: int = 100
     max_len_ratio: float = 0.0
 
     def __post_init__(self) -> None:
@@ -383,9 +396,12 @@ class TrainConfig:
         _check(self.keep_checkpoints >= 0 and self.log_every >= 1, "train.keep_checkpoints >= 0, log_every >= 1")
         _check(self.device in ("auto", "cpu", "cuda", "mps"), f"train.device: unknown device {self.device!r}")
         _check(self.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}")
-        from sacrebleu.metrics.bleu import _TOKENIZERS
+        from tformer.evaluation.bleu import check_tokenizer
 
-        _check(self.bleu_tokenize in _TOKENIZERS, f"train.bleu_tokenize must be one of {sorted(_TOKENIZERS)}")
+        try:
+            check_tokenizer(self.bleu_tokenize)
+        except TformerError as e:
+            raise ConfigError(f"train.bleu_tokenize: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -404,25 +420,27 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(isinstance(self.model, dict), f"model must be a mapping (preset: ..., d_model: ...), got {self.model!r}")
-        self.model_config(vocab_size=64)  # validates the model section now, not after tokenizing
+        m = self.model_config(vocab_size=64)  # validates the model section now, not after tokenizing
+        _check(
+            self.data.shared_vocab or not self.model.get("share_embeddings", False),
+            "model.share_embeddings needs data.shared_vocab: true (one vocabulary for both languages)",
+        )
+        _check(
+            self.data.max_len + 1 <= m.max_len,
+            f"data.max_len ({self.data.max_len}) + 1 for BOS/EOS exceeds model.max_len ({m.max_len}): "
+            f"lower data.max_len or raise model.max_len",
+        )  # validates the model section now, not after tokenizing
 
     def model_config(self, vocab_size: int, tgt_vocab_size: int | None = None, **ids: int) -> TransformerConfig:
-        """The :class:`TransformerConfig` of this run for the given vocabulary."""
+        """The :class:`TransformerConfig` of this run for the given vocabulary (and special-token ids)."""
         spec = dict(self.model)
         preset = spec.pop("preset", "small")
         _check(preset in MODEL_PRESETS, f"model.preset must be one of {MODEL_PRESETS}, got {preset!r}")
         fixed = {"vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id", "unk_id"}
         _check(not fixed & set(spec), f"model: {', '.join(sorted(fixed & set(spec)))} come(s) from the tokenizer")
-        known = {f.name for f in fields(TransformerConfig)}
-        unknown = sorted(set(spec) - known)
-        allowed = ", ".join(sorted(known - fixed))
-        _check(not unknown, f"model: unknown key(s) {', '.join(unknown)} (known: preset, {allowed})")
+        separate = {"tgt_vocab_size": tgt_vocab_size, "share_embeddings": False} if tgt_vocab_size is not None else {}
         base = getattr(TransformerConfig, preset)(vocab_size=vocab_size).to_dict()
-        typed = {k: _coerce(v, _resolved_types(TransformerConfig)[k], f"model.{k}") for k, v in spec.items()}
-        extra = {"tgt_vocab_size": tgt_vocab_size} if tgt_vocab_size is not None else {}
-        if tgt_vocab_size is not None:
-            typed.setdefault("share_embeddings", False)
-        return from_dict(TransformerConfig, {**base, **typed, **extra, **ids}, where="model")
+        return from_dict(TransformerConfig, {**base, **separate, **spec, **ids}, where="model")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -441,7 +459,9 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunCo
             d = yaml.safe_load(f) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as e:
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
@@ -449,7 +469,10 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunCo
         key, eq, raw = item.partition("=")
         if not eq or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        value = yaml.safe_load(raw) if raw else ""
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
         node = d
         parts = key.split(".")
         for part in parts[:-1]:
@@ -457,7 +480,10 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunCo
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
         node[parts[-1]] = value
-    return from_dict(RunConfig, d, where=str(path))
+    try:
+        return from_dict(RunConfig, d)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def dump_run_config(cfg: RunConfig) -> str:

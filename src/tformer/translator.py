@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from tformer.console import log
+from tformer.console import progress as progress_bar
 from tformer.data.tokenizer import Vocabularies
 from tformer.errors import TformerError
 from tformer.model.transformer import Transformer
@@ -37,7 +38,9 @@ class Translator:
         """
         d = Path(run_dir)
         if not d.is_dir():
-            raise TformerError(f"run directory not found: {d}")
+            raise TformerError(f"{d} is a file, not a run directory" if d.exists() else f"run directory not found: {d}")
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise TformerError("device cuda was asked for but no CUDA device is available")
         model_dir = d / MODEL_SUBDIR if (d / MODEL_SUBDIR).is_dir() else d
         if not (model_dir / "model.safetensors").is_file():
             raise TformerError(f"no trained model in {d} (expected {d / MODEL_SUBDIR / 'model.safetensors'})")
@@ -110,10 +113,10 @@ class Translator:
             progress: show a progress bar (stderr).
             warn: where warnings go (default: stderr).
         """
-        ids = self._encode(texts, warn or _stderr)
+        ids = self._encode(texts, warn or log)
         out = [""] * len(ids)
         batches = list(self._batches(ids, max_tokens))
-        for chunk, src in _maybe_progress(batches, progress):
+        for chunk, src in progress_bar(batches, enabled=progress, unit="batch"):
             hyps = self.model.generate(
                 src, beam_size=beam_size, max_len=max_len, min_len=min_len, length_penalty=length_penalty,
                 do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
@@ -140,28 +143,13 @@ class Translator:
 
         An empty sentence gets ``[("", 0.0)]``.
         """
-        from tformer.decoding import beam_search_nbest
-
-        ids = self._encode(texts, warn or _stderr)
+        ids = self._encode(texts, warn or log)
         out: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in ids]
-        cfg = self.model.cfg
-        self.model.eval()
-        for chunk, src in _maybe_progress(list(self._batches(ids, max_tokens)), progress):
-            n = min(src.shape[1] + 50 if max_len is None else max_len, cfg.max_len - 1)
-            hyps = beam_search_nbest(self.model, src, beam_size=beam_size, max_len=n, min_len=min_len,
-                                     length_penalty_alpha=length_penalty, nbest=nbest)
+        for chunk, src in progress_bar(list(self._batches(ids, max_tokens)), enabled=progress, unit="batch"):
+            hyps = self.model.generate_nbest(src, beam_size=beam_size, nbest=nbest, max_len=max_len, min_len=min_len,
+                                             length_penalty=length_penalty)
             for row, i in enumerate(chunk):
                 out[i] = [(self.vocabs.tgt.decode(list(h.tokens)), h.score) for h in hyps[row]]
         return out
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _maybe_progress(items: list, enabled: bool):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, unit="batch", file=sys.stderr, dynamic_ncols=True)

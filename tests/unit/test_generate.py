@@ -77,20 +77,21 @@ def test_beam_size_one_equals_greedy():
     src = torch.randint(4, 64, (5, 6))
     src[2, 4:] = PAD
     greedy = greedy_search(model, src, max_len=12)
-    beam = beam_search(model, src, beam_size=1, max_len=12, length_penalty=0.0)
+    beam = beam_search(model, src, beam_size=1, max_len=12, length_penalty_alpha=0.0)
     assert torch.equal(beam, greedy)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0])
 def test_exhaustive_beam_finds_the_brute_force_best(alpha):
-    # With 7 tokens and at most 3 steps, a beam of 7*7 never prunes: it must return the
-    # best of all 7 + 49 + 343 sequences under score = logprob / lp, found by enumeration.
+    # With 7 tokens (5 of them allowed in an output: not pad, not BOS) and at most 3 steps, a beam
+    # of 7*7 never prunes: it must return the best of all sequences under score = logprob / lp,
+    # found by enumeration.
     vocab, max_len = 7, 3
     model = _favour_eos(_model(vocab=vocab), bias=1.0)
     src = torch.randint(4, vocab, (1, 4))
     best, best_score = None, float("-inf")
     for n in range(1, max_len + 1):
-        for seq in itertools.product(range(vocab), repeat=n):
+        for seq in itertools.product(range(2, vocab), repeat=n):
             if EOS in seq[:-1] or (n < max_len and seq[-1] != EOS):
                 continue
             s = _teacher_forced_logprob(model, src, torch.tensor(seq)) / length_penalty(n, alpha)
@@ -114,14 +115,15 @@ def test_nbest_is_sorted_and_scores_are_true_logprobs():
 
 
 @pytest.mark.parametrize("beam", [1, 4])
-def test_output_does_not_depend_on_the_rest_of_the_batch(beam):
-    model = _favour_eos(_model(), bias=2.0)
+@pytest.mark.parametrize("max_len", [12, None])  # None: each sentence's own length + 50, not the batch's
+def test_output_does_not_depend_on_the_rest_of_the_batch(beam, max_len):
+    model = _favour_eos(_model(), bias=-1.0 if max_len is None else 2.0)  # None: long outputs, limits matter
     src = torch.randint(4, 64, (5, 7))
     src[1, 3:] = PAD
     src[3, 5:] = PAD
-    together = model.generate(src, beam_size=beam, max_len=12)
+    together = model.generate(src, beam_size=beam, max_len=max_len)
     for i in range(5):
-        alone = model.generate(src[i : i + 1, : int((src[i] != PAD).sum())], beam_size=beam, max_len=12)
+        alone = model.generate(src[i : i + 1, : int((src[i] != PAD).sum())], beam_size=beam, max_len=max_len)
         row = together[i, : alone.shape[1]]
         assert torch.equal(row, alone[0]), i
         assert (together[i, alone.shape[1] :] == PAD).all()
@@ -172,3 +174,25 @@ def test_sampling_argument_errors():
         model.generate(src, beam_size=2, do_sample=True)
     with pytest.raises(ValueError, match="temperature"):
         model.generate(src, do_sample=True, temperature=0)
+
+
+@pytest.mark.parametrize("kw", [{"beam_size": 1}, {"beam_size": 3}, {"do_sample": True, "seed": 0}])
+def test_pad_and_bos_are_never_generated(kw):
+    m = _favour_eos(_model(), bias=0.0)
+    with torch.no_grad():  # make pad and BOS by far the most likely tokens everywhere
+        m.output_projection.bias[PAD] = 50.0
+        m.output_projection.bias[1] = 50.0
+    out = m.generate(torch.randint(4, 64, (3, 5)), max_len=6, **kw)
+    for row in out.tolist():
+        body = row[: row.index(EOS)] if EOS in row else row
+        assert len(body) > 0 or row[0] == EOS
+        assert PAD not in body and 1 not in body, row
+
+
+def test_default_max_len_is_each_source_length_plus_50():
+    model = _favour_eos(_model(), bias=-30.0)  # never EOS: outputs run to their limits
+    src = torch.randint(4, 64, (2, 9))
+    src[1, 4:] = PAD
+    out = model.generate(src, beam_size=1)
+    assert out.shape[1] == 59
+    assert (out[0] != PAD).sum() == 59 and (out[1] != PAD).sum() == 54

@@ -65,7 +65,9 @@ def test_greedy_generation_matches_transformers_generate():
     ours = from_hf_marian(hf).eval()
     src, _, _ = _batch()
     with torch.no_grad():
+        # Real Marian checkpoints forbid generating pad (their decoder start token): bad_words_ids=[[pad]].
         ref = hf.generate(src, attention_mask=(src != PAD).long(), num_beams=1, do_sample=False, max_new_tokens=10,
+                          bad_words_ids=[[PAD]],
                           min_new_tokens=0)
     out = ours.generate(src, beam_size=1, max_len=10)
     ref = ref[:, 1:]  # drop the decoder start token

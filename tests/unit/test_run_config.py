@@ -56,3 +56,32 @@ def test_missing_and_invalid_files(tmp_path):
 
 def test_defaults_validate():
     assert RunConfig().model_config(vocab_size=50).vocab_size == 50
+
+
+def test_data_max_len_must_fit_the_model(tmp_path):
+    with pytest.raises(ConfigError, match="model.max_len"):
+        load_run_config(_write(tmp_path), ["data.max_len=200", "model.max_len=128"])
+
+
+def test_shared_embeddings_need_a_shared_vocabulary(tmp_path):
+    with pytest.raises(ConfigError, match="shared_vocab"):
+        load_run_config(_write(tmp_path), ["data.shared_vocab=false", "model.share_embeddings=true"])
+    cfg = load_run_config(_write(tmp_path), ["data.shared_vocab=false"])
+    m = cfg.model_config(vocab_size=100, tgt_vocab_size=100)  # equal sizes, still two matrices
+    assert not m.share_embeddings and m.tie_output
+
+
+def test_yaml_scientific_notation_without_a_dot_is_a_number(tmp_path):
+    # PyYAML reads 1e-9 as a string; the paper's Adam epsilon must still load.
+    assert load_run_config(_write(tmp_path), ["train.adam_eps=1e-9"]).train.adam_eps == 1e-9
+
+
+@pytest.mark.parametrize("override", ["train.max_steps=[1", "train.bleu_tokenize=bogus", "1=2"])
+def test_more_bad_overrides(tmp_path, override):
+    with pytest.raises(ConfigError):
+        load_run_config(_write(tmp_path), [override])
+
+
+def test_a_directory_is_not_a_config(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_run_config(tmp_path)

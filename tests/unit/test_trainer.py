@@ -38,18 +38,33 @@ def test_accumulating_two_batches_equals_one_batch_of_the_same_pairs(tmp_path):
 
 def test_resume_gives_bit_identical_parameters(tmp_path):
     pairs = _pairs(40, 6, seed=1) + _pairs(20, 3, seed=2)
-    straight = _trainer(tmp_path / "straight", pairs, dropout=0.2, max_tokens=60, max_steps=9, eval_every=3)
+    valid = _pairs(6, 4, seed=9)
+    straight = _trainer(tmp_path / "straight", pairs, valid, dropout=0.2, max_tokens=60, max_steps=9, eval_every=3)
     straight.train()
-    first = _trainer(tmp_path / "resumed", pairs, dropout=0.2, max_tokens=60, max_steps=5, eval_every=5)
-    first.train()  # stops mid-epoch at step 5 and checkpoints there
-    second = _trainer(tmp_path / "resumed", pairs, dropout=0.2, max_tokens=60, max_steps=9, eval_every=3)
+    first = _trainer(tmp_path / "resumed", pairs, valid, dropout=0.2, max_tokens=60, max_steps=6, eval_every=3)
+    assert len(first.sampler.batches_for_epoch(0)) == 7
+    first.train()  # stops mid-epoch at step 6 (of 7) and checkpoints there
+    second = _trainer(tmp_path / "resumed", pairs, valid, dropout=0.2, max_tokens=60, max_steps=9, eval_every=3)
     torch.manual_seed(12345)  # whatever the process did since: the checkpoint's RNG state wins
-    assert second.resume() and second.state.step == 5
+    assert second.resume() and second.state.step == 6
     second.train()
     assert second.state.step == straight.state.step == 9
     for (name, a), (_, b) in zip(second.model.state_dict().items(), straight.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert second.scheduler.get_last_lr() == straight.scheduler.get_last_lr()
+    assert second.state.best_valid_loss == straight.state.best_valid_loss
+
+
+def test_resume_refuses_changed_batches(tmp_path):
+    import pytest
+
+    from tformer.errors import TformerError
+
+    pairs = _pairs(30, 5)
+    _trainer(tmp_path, pairs, max_tokens=60, max_steps=2).train()
+    changed = _trainer(tmp_path, pairs, max_tokens=90, max_steps=4)
+    with pytest.raises(TformerError, match="max_tokens"):
+        changed.resume()
 
 
 def test_early_stopping_after_patience_validations_without_improvement(tmp_path, monkeypatch):

@@ -37,13 +37,15 @@ def run(args: argparse.Namespace) -> int:
         paths += found[-args.last :]
     if not paths:
         raise TformerError("name checkpoint files, or --run RUN_DIR")
-    model = average_checkpoints(paths)
-    out = Path(args.out)
-    model.save_pretrained(out / "model")
     run_dir = paths[0].resolve().parent.parent  # RUN_DIR/checkpoints/step-N.pt
     tokenizers = sorted(run_dir.glob("tokenizer*.json"))
     if not tokenizers:
         raise TformerError(f"no tokenizer files in {run_dir}: cannot make a translatable folder")
+    out = Path(args.out)
+    if out.resolve() == run_dir:
+        raise TformerError("--out must not be the run directory (its model/ would be replaced)")
+    model = average_checkpoints(paths)  # all checks done: from here on, files are written
+    model.save_pretrained(out / "model")
     for t in tokenizers:
         shutil.copyfile(t, out / t.name)
     print(json.dumps({"averaged": [str(p) for p in paths], "out": str(out)}))

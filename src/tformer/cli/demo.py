@@ -43,9 +43,10 @@ def _free_run_dir(base: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tformer.console import log
     from tformer.data.synthetic import make_number_task, write_parallel
     from tformer.evaluation.bleu import score
-    from tformer.training.trainer import log, run_training
+    from tformer.training.trainer import run_training
     from tformer.translator import Translator
 
     if args.train_size < 100 or args.test_size < 1:

@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     except TformerError as e:
         print(f"tformer: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file or folder the user named cannot be read or written
+        where = f": {e.filename}" if e.filename else ""
+        print(f"tformer: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("tformer: interrupted", file=sys.stderr)
         return 130

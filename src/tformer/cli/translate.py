@@ -48,11 +48,21 @@ def decoding_kwargs(args: argparse.Namespace) -> dict:
 
 
 def read_input_lines(path: str | None) -> list[str]:
-    if path is None:
-        return sys.stdin.read().splitlines()
-    from tformer.data.corpus import read_lines
+    """Lines of ``path`` or of stdin; invalid UTF-8 is a one-line error naming the line."""
+    if path is not None:
+        from tformer.data.corpus import read_lines
 
-    return read_lines(path)
+        return read_lines(path)
+    lines = sys.stdin.buffer.read().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out = []
+    for n, raw in enumerate(lines, start=1):
+        try:
+            out.append(raw.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError:
+            raise TformerError(f"<stdin>:{n}: invalid UTF-8") from None
+    return out
 
 
 def write_output(path: str | None, lines: list[str]) -> None:

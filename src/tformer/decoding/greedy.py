@@ -14,34 +14,39 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from tformer.decoding.beam import forbid_special, row_limits
+from tformer.errors import TformerError
+
 
 @torch.no_grad()
 def decode_single_path(
-    model, src: Tensor, choose: Callable[[Tensor], Tensor], *, max_len: int, min_len: int = 0
+    model, src: Tensor, choose: Callable[[Tensor], Tensor], *, max_len: int | Tensor, min_len: int = 0
 ) -> Tensor:
     """(B, S) source ids -> (B, L) output ids without BOS, ending in EOS when produced, pad-filled.
 
     Args:
         model: a :class:`tformer.Transformer` (anything with encode / start_decoding / decode_step / cfg).
         choose: next-token logits (B', V) -> chosen ids (B',).
-        max_len: the most tokens to generate, EOS included.
+        max_len: the most tokens per sentence, EOS included: one int or a (B,) tensor of per-sentence limits.
         min_len: EOS is forbidden before this many tokens.
     """
     cfg = model.cfg
     b = src.shape[0]
+    limit = torch.tensor(row_limits(max_len, b), device=src.device)  # (B,)
+    if int(limit.min()) < 1:
+        raise TformerError(f"max_len must be >= 1, got {int(limit.min())}")
     cache = model.start_decoding(model.encode(src), src)
-    out = src.new_full((b, max_len), cfg.pad_id)  # (B, max_len)
+    out = src.new_full((b, int(limit.max())), cfg.pad_id)  # (B, max L)
     rows = torch.arange(b, device=src.device)  # original sentence index of each cache row, (B',)
     tokens = src.new_full((b, 1), cfg.bos_id)  # (B', 1) the last token of each row
     length = 0
-    for t in range(max_len):
+    for t in range(int(limit.max())):
         logits = model.decode_step(tokens, cache)[:, -1].float()  # (B', V)
-        if t < min_len:
-            logits[:, cfg.eos_id] = float("-inf")
+        forbid_special(logits, cfg, t, min_len)
         next_tok = choose(logits)  # (B',)
         out[rows, t] = next_tok
         length = t + 1
-        done = next_tok == cfg.eos_id
+        done = (next_tok == cfg.eos_id) | (limit[rows] <= t + 1)  # ended, or at its own length limit
         if done.any():
             keep = (~done).nonzero().squeeze(1)  # (B'',)
             if keep.numel() == 0:
@@ -52,6 +57,6 @@ def decode_single_path(
     return out[:, :length]
 
 
-def greedy_search(model, src: Tensor, *, max_len: int, min_len: int = 0) -> Tensor:
+def greedy_search(model, src: Tensor, *, max_len: int | Tensor, min_len: int = 0) -> Tensor:
     """The argmax path; see :func:`decode_single_path`."""
     return decode_single_path(model, src, lambda logits: logits.argmax(dim=-1), max_len=max_len, min_len=min_len)

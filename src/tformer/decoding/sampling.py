@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from tformer.decoding.greedy import decode_single_path
+from tformer.errors import TformerError
 
 
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
@@ -31,7 +32,7 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
 
 
 def sample(
-    model, src: Tensor, *, max_len: int, min_len: int = 0, temperature: float = 1.0, top_k: int = 0,
+    model, src: Tensor, *, max_len: int | Tensor, min_len: int = 0, temperature: float = 1.0, top_k: int = 0,
     top_p: float = 1.0, seed: int | None = None,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) sampled ids without BOS, ending in EOS when drawn, pad-filled.
@@ -40,11 +41,11 @@ def sample(
     (the rows share one random stream).
     """
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
+        raise TformerError(f"temperature must be > 0 for sampling, got {temperature}")
     if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        raise TformerError(f"top_p must be in (0, 1], got {top_p}")
     if top_k < 0:
-        raise ValueError(f"top_k must be >= 0, got {top_k}")
+        raise TformerError(f"top_k must be >= 0, got {top_k}")
     gen = torch.Generator(device=src.device)
     gen.manual_seed(torch.seed() if seed is None else seed)
 

@@ -11,6 +11,16 @@ from collections.abc import Sequence
 from tformer.errors import TformerError
 
 
+def check_tokenizer(name: str) -> None:
+    """Raise a one-line error unless sacreBLEU knows the BLEU tokenizer ``name``."""
+    from sacrebleu.metrics import BLEU
+
+    try:
+        BLEU(tokenize=name)
+    except Exception:  # sacreBLEU raises KeyError or RuntimeError depending on the version
+        raise TformerError(f"unknown sacreBLEU tokenizer {name!r} (e.g. 13a, intl, char, none)") from None
+
+
 def score(hypotheses: Sequence[str], references: Sequence[str], *, tokenize: str = "13a") -> dict:
     """BLEU and chrF of ``hypotheses`` against one reference each.
 
@@ -21,6 +31,7 @@ def score(hypotheses: Sequence[str], references: Sequence[str], *, tokenize: str
 
     if len(hypotheses) != len(references):
         raise TformerError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    check_tokenizer(tokenize)
     bleu, chrf = BLEU(tokenize=tokenize), CHRF()
     hyps, refs = list(hypotheses), [list(references)]
     b, c = bleu.corpus_score(hyps, refs), chrf.corpus_score(hyps, refs)

@@ -12,6 +12,7 @@ Shape legend: B batch, S source length, T target length, D d_model, H heads, V t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from tformer.config import ConfigError, TransformerConfig
-from tformer.fileio import atomic_write_text
+from tformer.fileio import atomic_open, atomic_write_text
 from tformer.model.cache import DecoderCache, KVCache
 from tformer.model.embedding import (
     Embeddings,
@@ -34,6 +35,17 @@ from tformer.model.masks import padding_mask
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    """Dropout off while decoding; the previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 @dataclass
@@ -190,6 +202,23 @@ class Transformer(nn.Module):
         hidden, _, _ = self.decoder(tokens, None, cache.memory_mask, cache=cache)
         return self.output_projection(hidden)
 
+    def _length_limits(self, src: Tensor, max_len: int | None, min_len: int) -> Tensor:
+        """Per-sentence output limits (B,): ``max_len``, or the sentence's own length + 50 (§6.1),
+        never more than the decoder's positions (BOS plus max_len - 1 fed-back tokens)."""
+        from tformer.errors import TformerError
+
+        if max_len is None:
+            limits = (src != self.cfg.pad_id).sum(dim=1) + 50  # (B,) per sentence, not the padded width
+        else:
+            if max_len < 1:
+                raise TformerError(f"max_len must be >= 1, got {max_len}")
+            limits = torch.full((src.shape[0],), max_len, device=src.device)
+            if min_len > max_len:
+                raise TformerError(f"min_len ({min_len}) must not exceed max_len ({max_len})")
+        if min_len < 0:
+            raise TformerError(f"min_len must be >= 0, got {min_len}")
+        return limits.clamp(max=self.cfg.max_len)
+
     @torch.no_grad()
     def generate(
         self,
@@ -208,54 +237,65 @@ class Transformer(nn.Module):
         """Translate a batch: (B, S) source ids -> (B, L) output ids.
 
         Each row is the best hypothesis (or the sample) without the leading BOS, ending in EOS
-        when the model produced one within ``max_len`` tokens, then padded with pad_id.
+        when the model produced one within the length limit, then padded with pad_id. A row's
+        result does not depend on the other rows of the batch.
 
         Args:
             beam_size: 1 = greedy search; more = beam search (§6.1: beam 4).
-            max_len: the most tokens to generate, EOS included; None = source length + 50 (§6.1).
+            max_len: the most tokens to generate, EOS included; None = each source's length + 50 (§6.1).
             min_len: EOS is forbidden before this many tokens.
             length_penalty: alpha of the GNMT length penalty ((5 + |Y|) / 6)^alpha (§6.1: 0.6).
             do_sample: draw tokens instead of searching (``beam_size`` must be 1), with
                 ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off) and ``seed``.
         """
         from tformer.decoding import beam_search, greedy_search, sample
+        from tformer.errors import TformerError
 
         if beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+            raise TformerError(f"beam_size must be >= 1, got {beam_size}")
         if do_sample and beam_size != 1:
-            raise ValueError("sampling draws one hypothesis per sentence: use beam_size=1 with do_sample=True")
-        if max_len is None:
-            max_len = src.shape[1] + 50
-        max_len = min(max_len, self.cfg.max_len - 1)  # position 0 is BOS
-        if not 0 <= min_len <= max_len:
-            raise ValueError(f"min_len must be in [0, max_len={max_len}], got {min_len}")
-        was_training = self.training
-        self.eval()
-        try:
+            raise TformerError("sampling draws one hypothesis per sentence: use beam_size=1 with do_sample=True")
+        limits = self._length_limits(src, max_len, min_len)  # (B,)
+        with _eval_mode(self):
             if do_sample:
-                return sample(self, src, max_len=max_len, min_len=min_len, temperature=temperature, top_k=top_k,
+                return sample(self, src, max_len=limits, min_len=min_len, temperature=temperature, top_k=top_k,
                               top_p=top_p, seed=seed)
             if beam_size == 1:
-                return greedy_search(self, src, max_len=max_len, min_len=min_len)
-            return beam_search(self, src, beam_size=beam_size, max_len=max_len, min_len=min_len,
-                               length_penalty=length_penalty)
-        finally:
-            self.train(was_training)
+                return greedy_search(self, src, max_len=limits, min_len=min_len)
+            return beam_search(self, src, beam_size=beam_size, max_len=limits, min_len=min_len,
+                               length_penalty_alpha=length_penalty)
+
+    @torch.no_grad()
+    def generate_nbest(
+        self, src: Tensor, beam_size: int = 4, nbest: int = 4, max_len: int | None = None, min_len: int = 0,
+        length_penalty: float = 0.6,
+    ) -> list:
+        """Beam search's ``nbest`` best :class:`tformer.decoding.Hypothesis` per sentence (tokens, logprob, score)."""
+        from tformer.decoding import beam_search_nbest
+
+        limits = self._length_limits(src, max_len, min_len)
+        with _eval_mode(self):
+            return beam_search_nbest(self, src, beam_size=beam_size, max_len=limits, min_len=min_len,
+                                     length_penalty_alpha=length_penalty, nbest=nbest)
 
     # ---- bookkeeping ---------------------------------------------------------------------
     def num_parameters(self) -> int:
-        """Number of distinct trainable parameters (tied matrices counted once)."""
+        """Number of distinct parameters (tied matrices counted once)."""
         return sum(p.numel() for p in self.parameters())
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write ``config.json`` and ``model.safetensors`` (tied tensors stored once), each atomically."""
-        from safetensors.torch import save_model
+        from safetensors.torch import save
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{WEIGHTS_NAME}.tmp"
-        save_model(self, str(tmp), metadata={"format": "pt", "tformer": "Transformer"})
-        os.replace(tmp, d / WEIGHTS_NAME)
+        tensors, seen = {}, set()
+        for name, t in self.state_dict().items():  # a tied matrix is stored once, under its first name
+            if t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                tensors[name] = t.contiguous()
+        with atomic_open(d / WEIGHTS_NAME) as f:
+            f.write(save(tensors, metadata={"format": "pt", "tformer": "Transformer"}))
         atomic_write_text(d / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
 
     @classmethod

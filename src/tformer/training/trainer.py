@@ -15,6 +15,8 @@ model so far as ``config.json`` + ``model.safetensors``, which :class:`tformer.T
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import math
 import os
@@ -28,6 +30,7 @@ import torch
 
 from tformer import __version__
 from tformer.config import RunConfig, TransformerConfig, dump_run_config
+from tformer.console import log, progress
 from tformer.data.batching import TokenBatchSampler, collate
 from tformer.data.corpus import filter_pairs, read_jsonl, read_parallel, read_tsv
 from tformer.data.tokenizer import Vocabularies
@@ -45,11 +48,6 @@ from tformer.training.schedule import noam_scheduler
 from tformer.training.seed import rng_state, set_rng_state, set_seed
 
 CHECKPOINT_DIR = "checkpoints"
-
-
-def log(msg: str) -> None:
-    """Progress messages go to stderr; stdout is kept for results (the demo's JSON line)."""
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -186,6 +184,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "train_state": vars(self.state).copy(),
+            "data_fingerprint": self.data_fingerprint(),
             "rng": rng_state(),
             "model_config": self.model.cfg.to_dict(),
             "run_config": self.cfg.to_dict(),
@@ -207,6 +206,17 @@ class Trainer:
             copy_checkpoint(last, self.ckpt_dir / "best.pt")
             self.model.save_pretrained(self.run_dir / "model")
 
+    def data_fingerprint(self) -> str:
+        """What fixes the batches of every epoch: seed, token budget, accumulation and the pairs' lengths.
+
+        Resuming continues at a position in the epoch's batch list; if any of these changed, that
+        position would point into different batches, so resume refuses.
+        """
+        h = hashlib.sha256()
+        h.update(f"{self.cfg.seed}|{self.tc.max_tokens}|{self.tc.accumulate}|{len(self.data.train)}".encode())
+        h.update(repr([(len(s), len(t)) for s, t in self.data.train]).encode())
+        return h.hexdigest()[:16]
+
     def resume(self) -> bool:
         """Load the newest usable checkpoint of the run directory; False if there is none."""
         found = latest_valid_checkpoint(self.ckpt_dir, warn=log)
@@ -215,6 +225,9 @@ class Trainer:
         path, ckpt = found
         if ckpt["model_config"] != self.model.cfg.to_dict():
             raise TformerError(f"{path} was trained with another model config; start a new run_dir")
+        if ckpt.get("data_fingerprint") != self.data_fingerprint():
+            raise TformerError(f"{path} was trained on other batches (seed, train.max_tokens, train.accumulate "
+                               f"or the data changed): resuming would skip or repeat pairs; start a new run_dir")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -288,7 +301,7 @@ class Trainer:
             f"{'' if self.amp_dtype is None else f' ({self.amp_dtype})'}: {len(self.data.train)} pairs, "
             f"{steps_per_epoch} steps per epoch, padding {self.sampler.padding_ratio(0):.1%}, {total} steps")
         eval_every = tc.eval_every or steps_per_epoch
-        bar = _progress(total, st.step, self.show_progress)
+        bar = progress(total=total, initial=st.step, enabled=self.show_progress, unit="step")
         t_start = time.perf_counter()
         window = {"loss": 0.0, "nll": 0.0, "tgt": 0, "src": 0, "t0": time.perf_counter()}
         self.model.train()
@@ -376,12 +389,7 @@ class Trainer:
         self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
 
 
-def _progress(total: int, initial: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, file=sys.stderr)
-
-
+@functools.cache
 def _git_commit() -> str | None:
     import subprocess
 
@@ -407,7 +415,6 @@ def run_training(cfg: RunConfig, *, resume: bool = False, show_progress: bool | 
     run_dir.mkdir(parents=True, exist_ok=True)
     if vocabs is None:
         data.vocabs.save(run_dir)
-    atomic_write_text(run_dir / "config.yaml", dump_run_config(cfg))
     src_v, tgt_v = data.vocabs.src, data.vocabs.tgt
     model_cfg: TransformerConfig = cfg.model_config(
         src_v.vocab_size, None if data.vocabs.shared else tgt_v.vocab_size,
@@ -417,5 +424,6 @@ def run_training(cfg: RunConfig, *, resume: bool = False, show_progress: bool | 
     trainer = Trainer(cfg, model, data, show_progress=show_progress)
     if resume and has_run and not trainer.resume():
         raise TformerError(f"no usable checkpoint in {ckpt_dir}")
+    atomic_write_text(run_dir / "config.yaml", dump_run_config(cfg))  # only once the run is sure to go on
     summary = trainer.train()
     return {"run_dir": str(run_dir), "seed": seed, **summary}
