@@ -345,6 +345,8 @@ class TrainConfig:
         max_tokens: token budget of one batch (padded source or target tokens, whichever is larger).
         accumulate: batches whose gradients are summed before one optimizer step.
         max_steps: optimizer steps to run (0 = until max_epochs); max_epochs: passes over the data (0 = no limit).
+        max_minutes: wall-clock budget of this invocation; when it runs out, training validates, saves
+            and stops (0 = no limit). The run can be continued with --resume.
         warmup_steps, lr_scale: lrate = lr_scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5) (Eq. 3).
         beta1, beta2, adam_eps: Adam's (§5.3: 0.9, 0.98, 1e-9). weight_decay: 0 in the paper.
         label_smoothing: eps_ls (§5.4: 0.1).
@@ -364,6 +366,7 @@ class TrainConfig:
     accumulate: int = 1
     max_steps: int = 0
     max_epochs: int = 0
+    max_minutes: float = 0.0
     warmup_steps: int = 4000
     lr_scale: float = 1.0
     beta1: float = 0.9
@@ -387,6 +390,7 @@ class TrainConfig:
         _check(self.accumulate >= 1, "train.accumulate must be >= 1")
         _check(self.max_steps >= 0 and self.max_epochs >= 0, "train.max_steps and train.max_epochs must be >= 0")
         _check(self.max_steps > 0 or self.max_epochs > 0, "set train.max_steps or train.max_epochs (> 0)")
+        _check(self.max_minutes >= 0, "train.max_minutes must be >= 0")
         _check(self.warmup_steps >= 1, "train.warmup_steps must be >= 1")
         _check(self.lr_scale > 0, "train.lr_scale must be positive")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "train.beta1 and train.beta2 must be in [0, 1)")

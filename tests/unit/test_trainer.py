@@ -77,3 +77,10 @@ def test_early_stopping_after_patience_validations_without_improvement(tmp_path,
     # Validations at steps 2, 4, 6, 8: best at 4, no better at 6 and 8 -> stop at step 8.
     assert summary["stopped_early"] and summary["steps"] == 8 and t.state.best_valid_loss == 2.0
     assert (tmp_path / "checkpoints" / "best.pt").is_file()
+
+
+def test_time_budget_stops_and_saves(tmp_path):
+    t = _trainer(tmp_path, _pairs(30, 4), max_tokens=50, max_steps=1000, max_minutes=1e-6)
+    summary = t.train()
+    assert summary["out_of_time"] and summary["steps"] == 1
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()

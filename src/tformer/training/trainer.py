@@ -306,7 +306,8 @@ class Trainer:
         window = {"loss": 0.0, "nll": 0.0, "tgt": 0, "src": 0, "t0": time.perf_counter()}
         self.model.train()
         summary_valid: dict[str, Any] = {}
-        while st.step < total and not st.stopped_early:
+        out_of_time_stop = False
+        while st.step < total and not st.stopped_early and not out_of_time_stop:
             batches = self.sampler.batches_for_epoch(st.epoch)
             while st.batch_in_epoch < len(batches) and st.step < total:
                 group = batches[st.batch_in_epoch : st.batch_in_epoch + tc.accumulate]
@@ -335,18 +336,24 @@ class Trainer:
                 bar.update(1)
                 if st.step % tc.log_every == 0 or st.step == total:
                     self._log_train(window, bar)
-                if st.step % eval_every == 0 or st.step == total:
+                out_of_time = tc.max_minutes > 0 and time.perf_counter() - t_start > 60 * tc.max_minutes
+                if st.step % eval_every == 0 or st.step == total or out_of_time:
                     summary_valid = self._validate_and_save()
                     if st.stopped_early:
                         break
+                if out_of_time:
+                    log(f"train.max_minutes ({tc.max_minutes}) reached at step {st.step}: stopping (--resume goes on)")
+                    out_of_time_stop = True
+                    break
             if st.batch_in_epoch >= len(batches):
                 st.epoch, st.batch_in_epoch = st.epoch + 1, 0
         bar.close()
         if self._tb is not None:
             self._tb.close()
-        return {"steps": st.step, "epochs": st.epoch, "seconds": time.perf_counter() - t_start,
-                "stopped_early": st.stopped_early, "best_valid_loss": st.best_valid_loss, **{
-                    f"valid_{k}": v for k, v in summary_valid.items() if k in ("loss", "ppl", "bleu")}}
+        valid = {f"valid_{k}": v for k, v in summary_valid.items() if k in ("loss", "ppl", "bleu")}
+        return {"steps": st.step, "epochs": st.epoch, "seconds": round(time.perf_counter() - t_start, 1),
+                "stopped_early": st.stopped_early, "out_of_time": out_of_time_stop,
+                "best_valid_loss": st.best_valid_loss, **valid}
 
     def _log_train(self, window: dict[str, Any], bar) -> None:
         dt = max(time.perf_counter() - window["t0"], 1e-9)
