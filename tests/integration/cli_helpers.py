@@ -6,7 +6,7 @@ import sys
 
 def tformer_cli(*args, cwd=None, input=None):
     return subprocess.run([sys.executable, "-m", "tformer.cli.main", *args], capture_output=True, text=True,
-                          cwd=cwd, input=input, timeout=300)
+                          cwd=cwd, input=input, timeout=900)
 
 
 def write_recipe(d, run_dir, max_steps=60):
