@@ -321,8 +321,8 @@ class Trainer:
                         logits = self.model(b.src, b.tgt_in)  # (B, T, V)
                     out = label_smoothed_loss(logits, b.tgt_out, tc.label_smoothing, cfg.pad_id)
                     self.scaler.scale(out.loss / num_tgt).backward()
-                    window["loss"] += out.loss.item()
-                    window["nll"] += out.nll.item()
+                    window["loss"] += out.loss.detach()  # summed on the device; read at log time (no sync per step)
+                    window["nll"] += out.nll
                     window["src"] += b.num_src_tokens
                 window["tgt"] += num_tgt
                 if tc.clip_norm > 0:
@@ -359,7 +359,7 @@ class Trainer:
         dt = max(time.perf_counter() - window["t0"], 1e-9)
         tgt = max(window["tgt"], 1)
         rec = {"kind": "train", "step": self.state.step, "epoch": self.state.epoch,
-               "loss": window["loss"] / tgt, "ppl": math.exp(min(window["nll"] / tgt, 50.0)),
+               "loss": float(window["loss"]) / tgt, "ppl": math.exp(min(float(window["nll"]) / tgt, 50.0)),
                "lr": self.scheduler.get_last_lr()[0], "tgt_tokens_per_s": window["tgt"] / dt,
                "tokens_per_s": (window["tgt"] + window["src"]) / dt}
         self._write_metrics(rec)
