@@ -17,11 +17,15 @@ Shape legend: B sentences, n sentences still decoding, K beams, V vocabulary, L 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from tformer.errors import TformerError
+
+if TYPE_CHECKING:
+    from tformer.model.transformer import Transformer
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,8 @@ def forbid_special(scores: Tensor, cfg, t: int, min_len: int) -> None:
 
 @torch.no_grad()
 def beam_search_nbest(
-    model, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0, length_penalty_alpha: float = 0.6,
-    nbest: int = 1,
+    model: Transformer, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
+    length_penalty_alpha: float = 0.6, nbest: int = 1,
 ) -> list[list[Hypothesis]]:
     """The ``nbest`` best hypotheses per sentence, best first.
 
@@ -128,7 +132,8 @@ def beam_search_nbest(
 
 
 def beam_search(
-    model, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0, length_penalty_alpha: float = 0.6
+    model: Transformer, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
+    length_penalty_alpha: float = 0.6,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) best hypothesis per sentence, without BOS, padded with pad_id."""
     best = [h[0].tokens for h in beam_search_nbest(

@@ -10,6 +10,7 @@ Shape legend: B sentences, B' sentences still decoding, L generated length, V vo
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -17,10 +18,14 @@ from torch import Tensor
 from tformer.decoding.beam import forbid_special, row_limits
 from tformer.errors import TformerError
 
+if TYPE_CHECKING:
+    from tformer.model.transformer import Transformer
+
 
 @torch.no_grad()
 def decode_single_path(
-    model, src: Tensor, choose: Callable[[Tensor], Tensor], *, max_len: int | Tensor, min_len: int = 0
+    model: Transformer, src: Tensor, choose: Callable[[Tensor], Tensor], *, max_len: int | Tensor,
+    min_len: int = 0,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) output ids without BOS, ending in EOS when produced, pad-filled.
 
@@ -57,6 +62,6 @@ def decode_single_path(
     return out[:, :length]
 
 
-def greedy_search(model, src: Tensor, *, max_len: int | Tensor, min_len: int = 0) -> Tensor:
+def greedy_search(model: Transformer, src: Tensor, *, max_len: int | Tensor, min_len: int = 0) -> Tensor:
     """The argmax path; see :func:`decode_single_path`."""
     return decode_single_path(model, src, lambda logits: logits.argmax(dim=-1), max_len=max_len, min_len=min_len)

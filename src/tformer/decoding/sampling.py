@@ -9,11 +9,16 @@ Shape legend: B sentences, B' sentences still decoding, V vocabulary.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
 from tformer.decoding.greedy import decode_single_path
 from tformer.errors import TformerError
+
+if TYPE_CHECKING:
+    from tformer.model.transformer import Transformer
 
 
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
@@ -32,8 +37,8 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
 
 
 def sample(
-    model, src: Tensor, *, max_len: int | Tensor, min_len: int = 0, temperature: float = 1.0, top_k: int = 0,
-    top_p: float = 1.0, seed: int | None = None,
+    model: Transformer, src: Tensor, *, max_len: int | Tensor, min_len: int = 0, temperature: float = 1.0,
+    top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) sampled ids without BOS, ending in EOS when drawn, pad-filled.
 
