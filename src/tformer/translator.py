@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from tformer.console import log
 from tformer.console import progress as progress_bar
@@ -45,6 +47,13 @@ class Translator:
         if not (model_dir / "model.safetensors").is_file():
             raise TformerError(f"no trained model in {d} (expected {d / MODEL_SUBDIR / 'model.safetensors'})")
         return cls(Transformer.from_pretrained(model_dir, map_location=device), Vocabularies.load(d), device)
+
+    def quantized(self) -> Translator:
+        """A CPU translator whose linear layers run in int8 (dynamic quantization, see
+        :mod:`tformer.model.quantize`): faster decoding, slightly different outputs. This one is unchanged."""
+        from tformer.model.quantize import quantize_dynamic_int8
+
+        return Translator(quantize_dynamic_int8(self.model), self.vocabs, "cpu")
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write model (``directory/model``) and tokenizer files so that :meth:`from_pretrained` reads them."""
@@ -85,7 +94,7 @@ class Translator:
             yield chunk, src.to(self.device)
             start = end
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def translate(
         self,
         texts: Sequence[str],
@@ -125,7 +134,7 @@ class Translator:
                 out[i] = self.vocabs.tgt.decode(hyps[row].tolist())
         return out
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def translate_nbest(
         self,
         texts: Sequence[str],
@@ -153,3 +162,60 @@ class Translator:
         return out
 
 
+    @torch.inference_mode()
+    def attention(self, text: str, target: str | None = None, beam_size: int = 4, length_penalty: float = 0.6,
+                  warn=None) -> SentenceAttention:
+        """Every attention weight of the model for one sentence, with the tokens on both axes.
+
+        The model translates ``text`` (or is teacher-forced with ``target`` when given) and runs once more
+        with ``need_weights=True`` over the source and BOS + translation, so that the weights are exactly
+        those of the forward pass that scores the translation.
+
+        Returns:
+            A :class:`SentenceAttention`: source tokens (ending in EOS), decoder input tokens (BOS +
+            translation) and output tokens (translation + EOS), and per-layer weights with the batch
+            dimension dropped: encoder (H, S, S), decoder_self (H, T, T), decoder_cross (H, T, S).
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise TformerError("attention() needs one non-empty sentence")
+        (src_ids,) = self._encode([text], warn or log)
+        cfg = self.model.cfg
+        src = torch.tensor([src_ids], device=self.device)  # (1, S)
+        if target is None:
+            out = self.model.generate(src, beam_size=beam_size, length_penalty=length_penalty)[0].tolist()
+            out = [t for t in out if t != cfg.pad_id]
+        else:
+            out = self.vocabs.tgt.encode(target)[: cfg.max_len - 1] + [cfg.eos_id]
+        out = out or [cfg.eos_id]  # without EOS within the length limit, what was produced is shown
+        tgt_in = torch.tensor([[cfg.bos_id] + out[:-1]], device=self.device)  # (1, T): BOS + y_<t
+        _, maps = self.model(src, tgt_in, need_weights=True)
+        src_tok = self.vocabs.src
+        tgt_tok = self.vocabs.tgt
+        return SentenceAttention(
+            source=text,
+            translation=tgt_tok.decode(out),
+            source_tokens=[src_tok.id_to_token(i) for i in src_ids],
+            target_input_tokens=[tgt_tok.id_to_token(i) for i in tgt_in[0].tolist()],
+            target_output_tokens=[tgt_tok.id_to_token(i) for i in out],
+            encoder=[w[0].float().cpu() for w in maps.encoder],
+            decoder_self=[w[0].float().cpu() for w in maps.decoder_self],
+            decoder_cross=[w[0].float().cpu() for w in maps.decoder_cross],
+        )
+
+
+@dataclass
+class SentenceAttention:
+    """One sentence's attention weights (see :meth:`Translator.attention`).
+
+    Decoder row t is the query of decoder input token t (``target_input_tokens[t]``), the position that
+    predicts ``target_output_tokens[t]``.
+    """
+
+    source: str
+    translation: str
+    source_tokens: list[str]  # S, ending in EOS
+    target_input_tokens: list[str]  # T: BOS + translation
+    target_output_tokens: list[str]  # T: translation + EOS
+    encoder: list[Tensor] = field(default_factory=list)  # per layer (H, S, S)
+    decoder_self: list[Tensor] = field(default_factory=list)  # per layer (H, T, T)
+    decoder_cross: list[Tensor] = field(default_factory=list)  # per layer (H, T, S)

@@ -10,7 +10,7 @@ import argparse
 import json
 import time
 
-from tformer.cli.translate import add_decoding_arguments, decoding_kwargs
+from tformer.cli.translate import add_decoding_arguments, decoding_kwargs, load_translator
 from tformer.errors import TformerError
 
 
@@ -38,12 +38,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.run_dir or not args.src:
             raise TformerError("give RUN_DIR and --src to translate, or --hyp to score existing translations")
-        from tformer.translator import Translator
-
         srcs = read_lines(args.src)
         if len(srcs) != len(refs):
             raise TformerError(f"{args.src} has {len(srcs)} lines but {args.ref} has {len(refs)}")
-        translator = Translator.from_pretrained(args.run_dir, device=args.device)
+        translator = load_translator(args)
         kw = decoding_kwargs(args)
         t0 = time.perf_counter()
         hyps = translator.translate(srcs, **kw)

@@ -90,6 +90,14 @@ class DecoderCache:
             c.select(index)
         self.memory_mask = self.memory_mask.index_select(0, index)
 
+    def reorder_targets(self, index: Tensor) -> None:
+        """Keep rows ``index`` (B',) of the self-attention caches only, where each new row shares its source
+        with the old one (beams of one sentence): the cross-attention keys/values and the source mask are
+        equal across such rows, so they are not copied."""
+        index = index.to(self.memory_mask.device)
+        for c in self.self_kv:
+            c.select(index)
+
     def repeat_interleave(self, n: int) -> None:
         """Repeat every row n times (row b becomes rows b*n .. b*n+n-1): one row per beam."""
         index = torch.arange(self.batch_size, device=self.memory_mask.device).repeat_interleave(n)

@@ -15,6 +15,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from tformer.model.dropout import Dropout
+
 
 def sinusoidal_table(max_len: int, d_model: int, layout: str = "interleaved") -> Tensor:
     """The §3.5 table, (max_len, d_model).
@@ -82,7 +84,7 @@ class Embeddings(nn.Module):
         super().__init__()
         self.tokens = tokens
         self.positions = positions
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.max_len = max_len
 
     def forward(self, ids: Tensor, offset: int = 0) -> Tensor:

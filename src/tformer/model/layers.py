@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from tformer.model.attention import MultiHeadAttention
 from tformer.model.cache import KVCache, StaticKV
+from tformer.model.dropout import Dropout
 from tformer.model.feedforward import PositionwiseFeedForward
 
 
@@ -24,7 +25,7 @@ class Residual(nn.Module):
     def __init__(self, d_model: int, dropout: float, pre_norm: bool, eps: float = 1e-5) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(d_model, eps=eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
 
     def normed_input(self, x: Tensor) -> Tensor:

@@ -178,6 +178,13 @@ class Transformer(nn.Module):
         logits = self.output_projection(hidden)  # (B, T, D) -> (B, T, V)
         return (logits, self_ws, cross_ws) if need_weights else logits
 
+    def decoder_states(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """The decoder stack's output (B, T, D), before the pre-softmax linear layer: ``forward`` without
+        the last step, for losses that fuse that layer with the softmax (:func:`tformer.training.loss.
+        linear_label_smoothed_loss`)."""
+        hidden, _, _ = self.decoder(tgt_in, self.encode(src), padding_mask(src, self.cfg.pad_id))
+        return hidden
+
     def forward(
         self, src: Tensor, tgt_in: Tensor, *, need_weights: bool = False
     ) -> Tensor | tuple[Tensor, AttentionMaps]:
@@ -219,7 +226,7 @@ class Transformer(nn.Module):
             raise TformerError(f"min_len must be >= 0, got {min_len}")
         return limits.clamp(max=self.cfg.max_len)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(
         self,
         src: Tensor,
@@ -265,7 +272,7 @@ class Transformer(nn.Module):
             return beam_search(self, src, beam_size=beam_size, max_len=limits, min_len=min_len,
                                length_penalty_alpha=length_penalty)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate_nbest(
         self, src: Tensor, beam_size: int = 4, nbest: int = 4, max_len: int | None = None, min_len: int = 0,
         length_penalty: float = 0.6,

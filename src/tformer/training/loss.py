@@ -9,7 +9,15 @@ The smoothed target distribution of a position whose gold token is y:
 so q sums to 1 and never asks the model to predict padding. The loss is the cross-entropy
 -sum_k q(k) log p(k), summed over non-pad positions. :func:`smoothed_targets` builds q
 explicitly (the reference path); :func:`label_smoothed_loss` computes the same number without
-materialising the (N, V) matrix (the fast path). They are tested equal.
+materialising q or log p (the fast path). They are tested equal, gradients included.
+
+The fast path is one autograd function. With lse = log sum_k exp(z_k) of a row's logits z,
+log p(k) = z_k - lse, and since sum_k q(k) = 1 the gradient of a real position's loss is simply
+
+    d loss / d z_k = p(k) - q(k)
+
+so the backward pass is one softmax over the (N, V) logits with q subtracted in place, instead of
+autograd's chain through log-softmax, gather, sum and masking (several (N, V) temporaries).
 
 Shape legend: N positions (B*T flattened), V vocabulary.
 """
@@ -38,17 +46,120 @@ def smoothed_targets(target: Tensor, vocab_size: int, eps: float, pad_id: int) -
     return q
 
 
+class _LabelSmoothedCrossEntropy(torch.autograd.Function):
+    """Summed label-smoothed cross-entropy of logits (N, V) against gold ids (N,); also returns the NLL."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, target: Tensor, eps: float, pad_id: int) -> tuple[Tensor, Tensor]:
+        z = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()  # (N, V) fp16/bf16 upcast
+        v = z.shape[1]
+        lse = torch.logsumexp(z, dim=1)  # (N,)
+        real = (target != pad_id).to(z.dtype)  # (N,) 1 = real token: masks per-row numbers, never (N, V)
+        gold = z.gather(1, target[:, None]).squeeze(1) - lse  # (N,) log p(y)
+        nll = -(gold * real).sum()
+        loss = nll.clone()  # a tensor of its own: nll is marked non-differentiable below
+        if eps > 0:
+            others = z.sum(dim=1) - v * lse - gold - (z[:, pad_id] - lse)  # (N,) sum of log p(k), k not in {y, pad}
+            loss = (1.0 - eps) * nll - eps / (v - 2) * (others * real).sum()
+        ctx.save_for_backward(z, lse, target, real)
+        ctx.eps, ctx.pad_id, ctx.in_dtype = eps, pad_id, logits.dtype
+        ctx.mark_non_differentiable(nll)
+        return loss, nll
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, _grad_nll: Tensor):
+        z, lse, target, real = ctx.saved_tensors
+        eps, v = ctx.eps, z.shape[1]
+        off = eps / (v - 2) if eps > 0 else 0.0  # q(k) for k not in {y, pad}
+        grad = torch.exp(z - lse[:, None])  # (N, V) p(k)
+        if off:
+            grad.sub_(off)
+            grad[:, ctx.pad_id] += off  # q(pad) = 0
+        grad.scatter_add_(1, target[:, None], torch.full_like(lse[:, None], -(1.0 - eps - off)))  # q(y) = 1 - eps
+        grad.mul_((real * grad_loss)[:, None])  # pad positions contribute nothing
+        return grad.to(ctx.in_dtype), None, None, None
+
+
 def label_smoothed_loss(logits: Tensor, target: Tensor, eps: float, pad_id: int) -> LossOutput:
     """logits (..., V) and gold ids (...) -> summed smoothed loss and NLL over non-pad targets."""
     v = logits.shape[-1]
-    logp = logits.reshape(-1, v).float().log_softmax(dim=-1)  # (N, V)
     target = target.reshape(-1)  # (N,)
-    real = (target != pad_id).to(logp.dtype)  # (N,) 1 = real token; masks per-row numbers, not the (N, V) matrix
-    gold = logp.gather(1, target[:, None]).squeeze(1)  # (N,)
-    nll = -(gold * real).sum()
-    if eps > 0:
-        others = logp.sum(dim=1) - gold - logp[:, pad_id]  # (N,) sum over k not in {y, pad}
-        loss = (1.0 - eps) * nll - eps / (v - 2) * (others * real).sum()
-    else:
-        loss = nll
-    return LossOutput(loss=loss, nll=nll.detach(), num_tokens=int(real.sum()))
+    loss, nll = _LabelSmoothedCrossEntropy.apply(logits.reshape(-1, v), target, float(eps), int(pad_id))
+    return LossOutput(loss=loss, nll=nll.detach(), num_tokens=int((target != pad_id).sum()))
+
+
+class _LinearLabelSmoothedCrossEntropy(torch.autograd.Function):
+    """The pre-softmax linear layer and the smoothed loss together, a block of rows at a time.
+
+    For each block of ``chunk`` positions: logits = h W^T + b (chunk, V), the loss terms, then at once
+    the gradient p - q and its products with W and h. The block's logits never leave the CPU's cache
+    and the full (N, V) logits are never stored: backward only scales the gradients kept from forward.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, eps: float, pad_id: int,
+                chunk: int) -> tuple[Tensor, Tensor]:
+        n, v = hidden.shape[0], weight.shape[0]
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        grads = need_h or need_w or need_b
+        off = eps / (v - 2) if eps > 0 else 0.0  # q(k) for k not in {y, pad}
+        grad_h = torch.empty_like(hidden) if need_h else None  # (N, D)
+        grad_w = torch.zeros_like(weight) if need_w else None  # (V, D)
+        grad_b = torch.zeros_like(bias) if need_b else None  # (V,)
+        acc = torch.promote_types(hidden.dtype, torch.float32)  # softmax and sums in fp32 (fp64 stays fp64)
+        loss = hidden.new_zeros((), dtype=acc)
+        nll = hidden.new_zeros((), dtype=acc)
+        for start in range(0, n, chunk):
+            h, y = hidden[start : start + chunk], target[start : start + chunk]  # (c, D), (c,)
+            z = torch.nn.functional.linear(h, weight, bias).to(acc)  # (c, V) logits
+            lse = torch.logsumexp(z, dim=1)  # (c,)
+            real = (y != pad_id).to(acc)  # (c,)
+            gold = z.gather(1, y[:, None]).squeeze(1) - lse  # (c,) log p(y)
+            nll_c = -(gold * real).sum()
+            loss_c = nll_c
+            if eps > 0:
+                others = z.sum(dim=1) - v * lse - gold - (z[:, pad_id] - lse)  # (c,) sum of log p(k), k not in {y, pad}
+                loss_c = (1.0 - eps) * nll_c - eps / (v - 2) * (others * real).sum()
+            loss += loss_c
+            nll += nll_c
+            if not grads:
+                continue
+            g = z.sub_(lse[:, None]).exp_()  # (c, V) p(k), in place of the logits
+            if off:
+                g.sub_(off)
+                g[:, pad_id] += off
+            g.scatter_add_(1, y[:, None], torch.full_like(lse[:, None], -(1.0 - eps - off)))  # - q(y)
+            g.mul_(real[:, None])  # (c, V) d loss / d logits = p - q on real positions, 0 on pads
+            if need_h:
+                grad_h[start : start + chunk] = g @ weight.to(g.dtype)  # (c, V) @ (V, D)
+            if need_w:
+                grad_w.addmm_(g.t(), h.to(g.dtype))  # (V, c) @ (c, D)
+            if need_b:
+                grad_b += g.sum(dim=0)
+        ctx.save_for_backward(*(t if t is not None else torch.empty(0) for t in (grad_h, grad_w, grad_b)))
+        ctx.has = (need_h, need_w, need_b)
+        ctx.mark_non_differentiable(nll)
+        return loss, nll
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, _grad_nll: Tensor):
+        saved = ctx.saved_tensors
+        grads = [(t * grad_loss.to(t.dtype)) if has else None for t, has in zip(saved, ctx.has, strict=True)]
+        return (*grads, None, None, None, None)
+
+
+def linear_label_smoothed_loss(hidden: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, eps: float,
+                               pad_id: int, chunk: int | None = None) -> LossOutput:
+    """``label_smoothed_loss(F.linear(hidden, weight, bias), target, ...)`` without storing the logits.
+
+    Args:
+        hidden: decoder outputs (..., D); weight: the pre-softmax matrix (V, D) (tied to the embeddings
+            or not); bias: (V,) or None; target: gold ids (...).
+        chunk: positions per block (default: about 4 MiB of logits per block, at least 64 rows).
+    """
+    d, v = hidden.shape[-1], weight.shape[0]
+    target = target.reshape(-1)  # (N,)
+    chunk = chunk or max(64, (1 << 20) // v)
+    loss, nll = _LinearLabelSmoothedCrossEntropy.apply(hidden.reshape(-1, d), weight, bias, target, float(eps),
+                                                       int(pad_id), int(chunk))
+    return LossOutput(loss=loss, nll=nll.detach(), num_tokens=int((target != pad_id).sum()))

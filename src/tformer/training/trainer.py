@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from tformer import __version__
 from tformer.config import RunConfig, TransformerConfig, dump_run_config
@@ -43,7 +44,7 @@ from tformer.training.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from tformer.training.loss import label_smoothed_loss
+from tformer.training.loss import LossOutput, linear_label_smoothed_loss
 from tformer.training.schedule import noam_scheduler
 from tformer.training.seed import rng_state, set_rng_state, set_seed
 
@@ -113,6 +114,17 @@ def prepare_data(cfg: RunConfig, vocabs: Vocabularies | None = None) -> Parallel
 
 
 # ---- devices and precision -----------------------------------------------------------------
+def sequence_loss(model: Transformer, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, eps: float) -> LossOutput:
+    """Teacher-forced label-smoothed loss of a batch (§5.4), summed over real target tokens.
+
+    The same number as ``label_smoothed_loss(model(src, tgt_in), tgt_out, eps, pad)``, computed with
+    the pre-softmax layer fused into the loss (no (B, T, V) logits are stored; tested equal).
+    """
+    proj = model.output_projection
+    return linear_label_smoothed_loss(model.decoder_states(src, tgt_in), proj.weight, proj.bias, tgt_out, eps,
+                                      model.cfg.pad_id)
+
+
 def build_optimizer(params, lr: float = 1.0, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-9,
                     weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam (§5.3: beta1 0.9, beta2 0.98, eps 1e-9); the learning rate comes from the Eq. 3 scheduler.
@@ -275,8 +287,7 @@ class Trainer:
         for idx in sampler.batches_for_epoch(0):
             b = collate([pairs[i] for i in idx], cfg.pad_id, cfg.bos_id, cfg.eos_id).to(self.device)
             with self._autocast():
-                logits = self.model(b.src, b.tgt_in)
-            out = label_smoothed_loss(logits, b.tgt_out, self.tc.label_smoothing, cfg.pad_id)
+                out = sequence_loss(self.model, b.src, b.tgt_in, b.tgt_out, self.tc.label_smoothing)
             loss_sum, nll_sum, tokens = loss_sum + out.loss.item(), nll_sum + out.nll.item(), tokens + out.num_tokens
         result: dict[str, Any] = {"kind": "valid", "step": self.state.step, "epoch": self.state.epoch,
                                   "loss": loss_sum / tokens, "nll": nll_sum / tokens,
@@ -326,8 +337,7 @@ class Trainer:
                 for b in micro:
                     b = b.to(self.device, non_blocking=True)
                     with self._autocast():
-                        logits = self.model(b.src, b.tgt_in)  # (B, T, V)
-                    out = label_smoothed_loss(logits, b.tgt_out, tc.label_smoothing, cfg.pad_id)
+                        out = sequence_loss(self.model, b.src, b.tgt_in, b.tgt_out, tc.label_smoothing)
                     self.scaler.scale(out.loss / num_tgt).backward()
                     window["loss"] += out.loss.detach()  # summed on the device; read at log time (no sync per step)
                     window["nll"] += out.nll
