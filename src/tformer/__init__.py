@@ -16,7 +16,7 @@ __all__ = ["ConfigError", "TformerError", "Transformer", "TransformerConfig", "T
 
 def __getattr__(name: str):
     # Lazy submodules: `tformer.interop` pulls in nothing heavy until used.
-    if name in ("interop", "decoding", "data", "training", "evaluation"):
+    if name in ("interop", "decoding", "data", "training", "evaluation", "viz", "serving"):
         import importlib
 
         return importlib.import_module(f"tformer.{name}")

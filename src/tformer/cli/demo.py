@@ -3,8 +3,10 @@
 1. generate an English -> German number-words task (train / valid / held-out test numbers);
 2. train the recipe ``tformer/recipes/demo.yaml`` (also ``configs/demo.yaml``) on it;
 3. translate the held-out test numbers with beam search and score them;
-4. print a handful of translations and, as the last line, a JSON summary:
-   ``{"exact_match": ..., "bleu": ..., "chrf": ..., "train_seconds": ..., "run_dir": ...}``.
+4. draw the cross-attention of the first test number (every head of the last decoder layer) into
+   ``RUN_DIR/cross_attention.png`` (when matplotlib is installed: ``pip install 'tformer[viz]'``);
+5. print a handful of translations and, as the last line, a JSON summary:
+   ``{"exact_match": ..., "bleu": ..., "chrf": ..., "train_seconds": ..., "run_dir": ..., "cross_attention": ...}``.
 
 The German side of each pair is a single word ("dreihunderteinundzwanzig"), so word-level BLEU
 would be 0 or 100 per sentence; BLEU is computed on characters (sacreBLEU ``tokenize="char"``,
@@ -19,9 +21,13 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tformer.config import load_run_config
 from tformer.errors import TformerError
+
+if TYPE_CHECKING:
+    from tformer.translator import Translator
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     for (src, ref), hyp in list(zip(test, hyps, strict=True))[:8]:
         mark = "ok " if hyp == ref else "ERR"
         print(f"{mark} {src}  ->  {hyp}" + ("" if hyp == ref else f"   (expected {ref})"))
+    picture = _draw_cross_attention(translator, test[0][0], run_dir / "cross_attention.png", args.beam)
+    if picture:
+        print(f"cross-attention of {test[0][0]!r}: {picture}")
     result = {
         "exact_match": round(exact, 4),
         "bleu": scores["bleu"],
@@ -88,7 +97,23 @@ def run(args: argparse.Namespace) -> int:
         "decode_seconds": round(decode_seconds, 1),
         "steps": summary["steps"],
         "run_dir": str(run_dir),
+        "cross_attention": picture,
     }
     print(json.dumps(result))
     sys.stdout.flush()
     return 0
+
+
+def _draw_cross_attention(translator: Translator, text: str, path: Path, beam_size: int) -> str | None:
+    """Save the cross-attention picture of ``text`` (all heads of the last layer); None without matplotlib."""
+    from tformer.console import log
+
+    try:
+        from tformer.viz import plot_attention, save_figure
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] != "matplotlib":
+            raise
+        log(f"no cross-attention picture: {e}")
+        return None
+    att = translator.attention(text, beam_size=beam_size)
+    return str(save_figure(plot_attention(att, "cross", layer=None, head="grid"), path))

@@ -18,6 +18,8 @@ SUBCOMMANDS = {
     "evaluate": ("evaluate", "translate and score with sacreBLEU (BLEU, chrF), or score a file"),
     "average": ("average", "average the parameters of several checkpoints (§6.1)"),
     "params": ("params", "print parameter counts of the presets against the paper"),
+    "plot": ("plot", "draw attention, positional encoding, masks, schedule, curves or a beam tree"),
+    "serve": ("serve", "serve the HTTP API and the attention page for a trained run"),
 }
 
 

@@ -11,6 +11,9 @@ reaches its own length limit; finished sentences leave the batch. With alpha > 0
 differ from greedy search (it may keep extending a prefix whose normalised score could still win);
 ``generate`` sends beam size 1 to greedy search.
 
+Passing ``trace=[]`` records every step as a :class:`BeamStep` (what ``tformer plot beam`` draws);
+with the default ``trace=None`` nothing is recorded and nothing is copied.
+
 Shape legend: B sentences, n sentences still decoding, K beams, V vocabulary, L length.
 """
 
@@ -37,6 +40,27 @@ class Hypothesis:
     score: float  # logprob / lp(len(tokens))
 
 
+@dataclass(frozen=True)
+class BeamStep:
+    """One step t of beam search, recorded when a ``trace`` list is passed; tensors on the CPU.
+
+    Row i is live sentence ``sentences[i]``; column c is one of its 2K best candidates (best first):
+    live beam ``parent[i, c]`` (the rank of that beam after the previous step) extended by ``token[i, c]``,
+    with log-probability ``logprob[i, c]``. A candidate is ``finished`` (ended in EOS among the K best: a
+    completed hypothesis), ``kept`` (live beam number ``kept[i, :c].sum()`` of the next step), or else pruned.
+    A sentence missing from the next step has stopped: its kept beams were cut at its length limit (and
+    count as completed hypotheses) or could no longer beat its completed ones.
+    """
+
+    step: int  # t: the candidates' tokens are output position t
+    sentences: list[int]  # (n,) original index of each live sentence
+    parent: Tensor  # (n, 2K)
+    token: Tensor  # (n, 2K)
+    logprob: Tensor  # (n, 2K)
+    finished: Tensor  # (n, 2K) bool
+    kept: Tensor  # (n, 2K) bool, K True per row
+
+
 def length_penalty(length: int, alpha: float) -> float:
     """lp(Y) = ((5 + |Y|) / 6)^alpha."""
     return ((5.0 + length) / 6.0) ** alpha
@@ -58,15 +82,16 @@ def forbid_special(scores: Tensor, cfg, t: int, min_len: int) -> None:
         scores[:, cfg.eos_id] = float("-inf")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def beam_search_nbest(
     model: Transformer, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
-    length_penalty_alpha: float = 0.6, nbest: int = 1,
+    length_penalty_alpha: float = 0.6, nbest: int = 1, trace: list[BeamStep] | None = None,
 ) -> list[list[Hypothesis]]:
     """The ``nbest`` best hypotheses per sentence, best first.
 
     Args:
         max_len: the most tokens per sentence, EOS included: one int, or a (B,) tensor of per-sentence limits.
+        trace: if a list, one :class:`BeamStep` per step is appended to it (the search itself is unchanged).
     """
     cfg, k, alpha = model.cfg, beam_size, length_penalty_alpha
     if not 1 <= nbest <= k:
@@ -105,6 +130,11 @@ def beam_search_nbest(
         scores = top_s[keep].view(n, k)  # (n, K)
         rows = torch.arange(n, device=device)[:, None] * k + top_beam[keep].view(n, k)  # (n, K) cache rows
         new_tok = top_tok[keep].view(n, k)  # (n, K)
+        if trace is not None:
+            completed = is_eos & torch.isfinite(top_s)  # (n, 2K); only the K best may complete
+            completed[:, k:] = False
+            trace.append(BeamStep(t, sent.tolist(), top_beam.cpu(), top_tok.cpu(), top_s.cpu(), completed.cpu(),
+                                  keep.cpu()))
 
         done = []
         best_live = scores[:, 0].tolist()
@@ -124,8 +154,12 @@ def beam_search_nbest(
         live = ~torch.tensor(done, dtype=torch.bool, device=device)
         if not live.any():
             break
-        rows, new_tok, scores, sent = rows[live].view(-1), new_tok[live].view(-1, 1), scores[live], sent[live]
-        cache.select(rows)
+        if not any(done):  # every sentence goes on: beams move within their sentence
+            rows, new_tok = rows.view(-1), new_tok.view(-1, 1)
+            cache.reorder_targets(rows)
+        else:  # finished sentences leave the batch
+            rows, new_tok, scores, sent = rows[live].view(-1), new_tok[live].view(-1, 1), scores[live], sent[live]
+            cache.select(rows)
         seqs = torch.cat([seqs[rows], new_tok], dim=1)  # (n*K, t+1)
         tokens = new_tok
     return [sorted(h, key=lambda h: -h.score)[:nbest] for h in finished]

@@ -1,0 +1,176 @@
+"""``tformer plot PICTURE ... -o FILE``: the pictures of :mod:`tformer.viz` from a run directory.
+
+    tformer plot attention RUN_DIR --text "three hundred twenty-one" [--target ...] [--kind cross]
+                           [--layer N] [--head N|grid|mean] -o cross.png
+    tformer plot positional [RUN_DIR] [--d-model 512] [--max-len 100] -o positional.png
+    tformer plot masks RUN_DIR --text "one" --text "two hundred" [--target ...] -o masks.png
+    tformer plot schedule CONFIG.yaml|RUN_DIR [--steps N] -o schedule.png
+    tformer plot curves RUN_DIR -o curves.png
+    tformer plot beam RUN_DIR --text "three hundred twenty-one" [--beam 4] [--alpha 0.6] -o beam.svg
+
+The suffix of ``-o`` picks the format (.png, .svg, .pdf). Layers and heads are numbered from 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tformer.errors import TformerError
+
+RUN_DIR_HELP = "a run made by tformer train or tformer demo"
+
+
+def _head(value: str) -> int | str:
+    if value in ("grid", "mean"):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a head number, 'grid' or 'mean', got {value!r}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="picture", metavar="PICTURE", required=True)
+
+    def picture(name: str, help_text: str) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=help_text, description=help_text)
+        q.add_argument("-o", "--output", required=True, help="the picture to write: .png, .svg or .pdf")
+        q.add_argument("--dpi", type=int, default=150, help="PNG resolution, dots per inch (default 150)")
+        return q
+
+    q = picture("attention", "attention weights of one sentence, tokens on the axes (§3.2.3)")
+    q.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+    q.add_argument("--text", required=True, help="the source sentence")
+    q.add_argument("--target", default=None, help="teacher-force this translation (default: the model's own)")
+    q.add_argument("--kind", choices=("encoder", "decoder_self", "cross"), default="cross",
+                   help="encoder self-attention, decoder masked self-attention or cross-attention (default)")
+    q.add_argument("--layer", type=int, default=None, help="layer number, from 1 (default: the last)")
+    q.add_argument("--head", type=_head, default="grid", help="head number from 1, 'grid' (default: all heads) "
+                                                              "or 'mean' (their average)")
+    q.add_argument("--beam", type=int, default=4, help="beam size of the translation (without --target)")
+    q.set_defaults(draw=_attention)
+
+    q = picture("positional", "the positional-encoding matrix and the similarity of positions (§3.5)")
+    q.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None,
+                   help="draw this run's encodings (default: the sinusoids of --d-model)")
+    q.add_argument("--d-model", type=int, default=512, help="d_model without RUN_DIR (default 512)")
+    q.add_argument("--max-len", type=int, default=100, help="positions to draw (default 100)")
+    q.set_defaults(draw=_positional)
+
+    q = picture("masks", "the padding and causal masks of a batch, as the model sees them (§3.2.3)")
+    q.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+    q.add_argument("--text", action="append", required=True, help="a source sentence of the batch (repeat)")
+    q.add_argument("--target", action="append", default=None,
+                   help="its target, once per --text (default: the model's translations)")
+    q.set_defaults(draw=_masks)
+
+    q = picture("schedule", "the learning-rate schedule of a recipe or run (Eq. 3, §5.3)")
+    q.add_argument("source", metavar="CONFIG.yaml|RUN_DIR",
+                   help="a recipe, or a run (its config.yaml, with the rates it logged)")
+    q.add_argument("--steps", type=int, default=None,
+                   help="last step drawn (default: train.max_steps, else 5 x warmup_steps)")
+    q.set_defaults(draw=_schedule)
+
+    q = picture("curves", "train/validation loss, validation BLEU, tokens/s and lr of a run (metrics.jsonl)")
+    q.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+    q.set_defaults(draw=_curves)
+
+    q = picture("beam", "the beam-search tree of one sentence: hypotheses kept, finished, pruned (§6.1)")
+    q.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+    q.add_argument("--text", required=True, help="the source sentence")
+    q.add_argument("--beam", type=int, default=4, help="beam size K (default 4)")
+    q.add_argument("--alpha", type=float, default=0.6, help="length penalty alpha (default 0.6)")
+    q.add_argument("--max-len", type=int, default=None, help="most output tokens (default: source length + 50)")
+    q.set_defaults(draw=_beam)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from tformer.viz.figure import picture_format, save_figure
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == "matplotlib":
+            raise TformerError("tformer plot needs matplotlib: pip install 'tformer[viz]'") from None
+        raise
+    picture_format(args.output)  # a bad name fails before any work
+    if not 20 <= args.dpi <= 1000:
+        raise TformerError(f"--dpi must be between 20 and 1000, got {args.dpi}")
+    path = save_figure(args.draw(args), args.output, dpi=args.dpi)
+    print(f"wrote {path}")
+    return 0
+
+
+def _translator(run_dir: str):
+    from tformer.translator import Translator
+
+    return Translator.from_pretrained(run_dir)
+
+
+def _attention(args: argparse.Namespace):
+    from tformer.viz.attention import plot_attention
+
+    att = _translator(args.run_dir).attention(args.text, target=args.target, beam_size=args.beam)
+    return plot_attention(att, args.kind, args.layer, args.head)
+
+
+def _positional(args: argparse.Namespace):
+    from tformer.model.embedding import sinusoidal_table
+    from tformer.viz.positional import plot_positional
+
+    if args.max_len < 1:
+        raise TformerError(f"--max-len must be >= 1, got {args.max_len}")
+    if args.run_dir is None:
+        if args.d_model < 2 or args.d_model % 2:
+            raise TformerError(f"--d-model must be even and >= 2, got {args.d_model}")
+        return plot_positional(sinusoidal_table(args.max_len, args.d_model),
+                               f"Sinusoidal positional encoding (§3.5), d_model = {args.d_model}")
+    model = _translator(args.run_dir).model
+    cfg, n = model.cfg, min(args.max_len, model.cfg.max_len)
+    if cfg.positional == "learned":
+        return plot_positional(model.encoder.embed.positions.weight[:n],
+                               f"Learned positional embeddings of the encoder, {args.run_dir}")
+    return plot_positional(model.encoder.embed.positions.table[:n],
+                           f"Sinusoidal positional encoding (§3.5) of {args.run_dir}, d_model = {cfg.d_model}")
+
+
+def _masks(args: argparse.Namespace):
+    from tformer.viz.masks import batch_masks, plot_masks, sentence_batch
+
+    translator = _translator(args.run_dir)
+    src, tgt_in, src_tokens, tgt_tokens = sentence_batch(translator, args.text, args.target)
+    return plot_masks(batch_masks(src, tgt_in, translator.model.cfg.pad_id), src_tokens, tgt_tokens)
+
+
+def _schedule(args: argparse.Namespace):
+    from tformer.config import load_run_config
+    from tformer.viz.curves import logged_learning_rates, read_metrics
+    from tformer.viz.schedule import plot_schedule
+
+    source = Path(args.source)
+    logged: list[tuple[int, float]] = []
+    if source.is_dir():
+        if not (source / "config.yaml").is_file():
+            raise TformerError(f"{source} is not a run directory (no config.yaml)")
+        if (source / "metrics.jsonl").is_file():
+            logged = logged_learning_rates(read_metrics(source / "metrics.jsonl"))
+        source = source / "config.yaml"
+    cfg = load_run_config(source)
+    tc, d_model = cfg.train, cfg.model_config(vocab_size=64).d_model
+    steps = args.steps or max(tc.max_steps, max((s for s, _ in logged), default=0)) or 5 * tc.warmup_steps
+    return plot_schedule(d_model, tc.warmup_steps, tc.lr_scale, steps, logged)
+
+
+def _curves(args: argparse.Namespace):
+    from tformer.viz.curves import plot_curves, read_metrics
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise TformerError(f"run directory not found: {run_dir}")
+    return plot_curves(read_metrics(run_dir / "metrics.jsonl"), f"Training curves of {run_dir}")
+
+
+def _beam(args: argparse.Namespace):
+    from tformer.viz.beam_tree import beam_tree, plot_beam_tree
+
+    tree = beam_tree(_translator(args.run_dir), args.text, args.beam, args.alpha, args.max_len)
+    return plot_beam_tree(tree)
