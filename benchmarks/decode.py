@@ -65,7 +65,7 @@ def load_engine(impl: str, d: Path):
     if impl.startswith("ct2"):
         import ctranslate2
 
-        threads = int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1))
+        threads = int(os.environ.get("CT2_THREADS", os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
         path = d / ("ct2-int8" if impl == "ct2-int8" else "ct2")
         tr = ctranslate2.Translator(str(path), device="cpu", intra_threads=threads, inter_threads=1,
                                     compute_type="int8" if impl == "ct2-int8" else "float32")
@@ -145,6 +145,8 @@ def measure(d: Path, impl: str, mode: str, batch: int, warmup: int) -> dict:
         raise SystemExit(f"{impl}: outputs are not all {DECODE_TGT} tokens long: {sorted(set(lengths))[:5]}")
     n_tok = len(src) * DECODE_TGT
     config = json.loads((d / "workload.json").read_text())["config"]
+    if impl.startswith("ct2"):
+        threads = int(os.environ.get("CT2_THREADS", threads))
     return {"part": "decode", "impl": impl, "config": config, "mode": mode, "batch": batch, "threads": threads,
             "sentences": len(src), "tgt_tok_s": n_tok / total, "seconds": total,
             "latency_per_batch_ms": 1000 * median(times)}

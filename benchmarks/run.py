@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -30,7 +31,6 @@ HERE = Path(__file__).resolve().parent
 TRAIN_IMPLS = ("tformer", "hf", "torch", "xtransformers")
 TRAIN_PEERS = ("hf", "torch", "xtransformers")
 DECODE_IMPLS = ("tformer", "hf", "ct2", "tformer-int8", "ct2-int8")
-DECODE_MODES = (("beam", 32), ("greedy", 32), ("greedy", 1))
 
 
 def worker(args: list[str], timeout: float = 1800) -> dict:
@@ -69,6 +69,10 @@ def main() -> None:
     ap.add_argument("--parts", default="matmul,train,decode")
     ap.add_argument("--impls", default="", help="comma-separated subset of implementations (default: all)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--modes", default="beam/32,greedy/32,greedy/1", help="decoding searches / batch sizes")
+    ap.add_argument("--ct2-threads", type=int, default=1,
+                    help="CTranslate2's intra_threads (default 1: on the 2-core machines here its 2-thread mode is "
+                         "up to 6x slower; tformer and HF use torch's default threads)")
     ap.add_argument("--train-steps", default="small:10,base:5", help="timed steps per training measurement")
     ap.add_argument("--work", type=Path, default=None, help="folder for converted weights (default: a temp dir)")
     ap.add_argument("--json-out", type=Path, default=None)
@@ -81,6 +85,8 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="tformer-bench-"))
     train_impls = tuple(i for i in TRAIN_IMPLS if only is None or i in only)
     decode_impls = tuple(i for i in DECODE_IMPLS if only is None or i in only)
+    modes = [(m.split("/")[0], int(m.split("/")[1])) for m in args.modes.split(",") if m]
+    os.environ["CT2_THREADS"] = str(args.ct2_threads)
 
     records: list[dict] = []
     parity: dict = {}
@@ -108,7 +114,7 @@ def main() -> None:
                     records.append(rec)
                     log(f"[{r}] train {c} {impl}: {rec.get('tgt_tok_s', rec.get('error'))}")
             if "decode" in parts:
-                for mode, batch in DECODE_MODES:
+                for mode, batch in modes:
                     for impl in rotate(decode_impls, r):
                         rec = worker(["decode.py", "measure", "--dir", str(work / c), "--impl", impl, "--mode", mode,
                                       "--batch", str(batch)])
@@ -117,7 +123,8 @@ def main() -> None:
 
     summary = summarize(records, parity)
     table = markdown(summary)
-    result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "repeats": args.repeats,
+    result = {"machine": machine(), "ct2_threads": args.ct2_threads, "date": time.strftime("%Y-%m-%d"),
+              "repeats": args.repeats,
               "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]), "summary": summary,
               "parity": parity, "records": records}
     if args.json_out:
@@ -129,8 +136,6 @@ def main() -> None:
 
 
 def machine() -> dict:
-    import os
-
     import torch
 
     info = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),

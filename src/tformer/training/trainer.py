@@ -5,6 +5,7 @@ One optimizer step:
     for each of `accumulate` token-budget batches:
         logits = model(src, tgt_in)                 # teacher forcing: tgt_in = BOS + target
         loss  += label_smoothed(logits, tgt_out)    # summed over real target tokens (§5.4)
+                                                    # (both lines at once: sequence_loss, no stored logits)
     (loss / target tokens).backward(); clip; Adam step; lr = Eq. 3 (§5.3)
 
 The run directory receives the resolved config, the tokenizer, ``metrics.jsonl`` (one JSON object
@@ -113,7 +114,7 @@ def prepare_data(cfg: RunConfig, vocabs: Vocabularies | None = None) -> Parallel
     return ParallelData(vocabs, train, [valid_ids[i] for i in keep], [valid_text[i] for i in keep])
 
 
-# ---- devices and precision -----------------------------------------------------------------
+# ---- the loss and the optimizer -------------------------------------------------------------
 def sequence_loss(model: Transformer, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, eps: float) -> LossOutput:
     """Teacher-forced label-smoothed loss of a batch (§5.4), summed over real target tokens.
 
@@ -135,6 +136,7 @@ def build_optimizer(params, lr: float = 1.0, betas: tuple[float, float] = (0.9, 
     return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
 
 
+# ---- devices and precision -----------------------------------------------------------------
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
