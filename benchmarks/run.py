@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--ct2-threads", type=int, default=1,
                     help="CTranslate2's intra_threads (default 1: on the 2-core machines here its 2-thread mode is "
                          "up to 6x slower; tformer and HF use torch's default threads)")
+    ap.add_argument("--peer-adam", choices=("default", "fused"), default="default",
+                    help="the training peers' Adam: torch's default (what their trainers use) or fused, as tformer's")
     ap.add_argument("--train-steps", default="small:10,base:5", help="timed steps per training measurement")
     ap.add_argument("--work", type=Path, default=None, help="folder for converted weights (default: a temp dir)")
     ap.add_argument("--json-out", type=Path, default=None)
@@ -110,7 +112,7 @@ def main() -> None:
             if "train" in parts:
                 for impl in rotate(train_impls, r):
                     rec = worker(["train_step.py", "--impl", impl, "--config", c, "--steps", steps.get(c, "5"),
-                                  "--warmup", "3" if c == "small" else "2"])
+                                  "--warmup", "3" if c == "small" else "2", "--peer-adam", args.peer_adam])
                     records.append(rec)
                     log(f"[{r}] train {c} {impl}: {rec.get('tgt_tok_s', rec.get('error'))}")
             if "decode" in parts:

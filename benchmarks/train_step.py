@@ -76,7 +76,7 @@ def build_hf(w: Workload, compile_: bool):
     from transformers import MarianMTModel
 
     model = MarianMTModel(hf_marian_config(w)).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=PEER_FUSED_ADAM or None)
     forward = torch.compile(model) if compile_ else model
 
     def step(src, tgt_in, tgt_out):
@@ -126,7 +126,7 @@ class TorchSeq2Seq(nn.Module):
 
 def build_torch(w: Workload, compile_: bool):
     model = TorchSeq2Seq(w).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=PEER_FUSED_ADAM or None)
     forward = torch.compile(model) if compile_ else model
 
     def step(src, tgt_in, tgt_out):
@@ -153,7 +153,7 @@ def build_xtransformers(w: Workload, compile_: bool):
     ).train()
     net = model.decoder.net
     net.to_logits.weight = net.token_emb.emb.weight  # tie the pre-softmax layer to the (shared) embeddings
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=PEER_FUSED_ADAM or None)
 
     def forward(src, tgt_in):
         mask = src != PAD
@@ -172,6 +172,8 @@ def build_xtransformers(w: Workload, compile_: bool):
     return model, step
 
 
+PEER_FUSED_ADAM = False  # --peer-adam fused: the peers get torch's fused Adam too (tformer's Trainer uses it)
+
 BUILDERS = {"tformer": build_tformer, "hf": build_hf, "torch": build_torch, "xtransformers": build_xtransformers}
 
 
@@ -182,7 +184,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
+    ap.add_argument("--peer-adam", choices=("default", "fused"), default="default",
+                    help="the peers' Adam: torch's default (what their trainers use) or fused")
     args = ap.parse_args()
+    global PEER_FUSED_ADAM
+    PEER_FUSED_ADAM = args.peer_adam == "fused"
     threads = setup_threads()
     torch.manual_seed(0)
     w = CONFIGS[args.config]
@@ -201,6 +207,7 @@ def main() -> None:
     flops = train_matmul_flops(w)
     emit({
         "part": "train", "impl": args.impl + ("+compile" if args.compile else ""), "config": args.config,
+        "peer_adam": args.peer_adam,
         "threads": threads, "params": sum(p.numel() for p in model.parameters()),
         "step_seconds": sec, "step_seconds_all": times,
         "tgt_tok_s": TRAIN_BATCH * TRAIN_TGT / sec, "all_tok_s": TRAIN_BATCH * (TRAIN_SRC + TRAIN_TGT) / sec,

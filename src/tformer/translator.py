@@ -94,7 +94,7 @@ class Translator:
             yield chunk, src.to(self.device)
             start = end
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def translate(
         self,
         texts: Sequence[str],
@@ -134,7 +134,7 @@ class Translator:
                 out[i] = self.vocabs.tgt.decode(hyps[row].tolist())
         return out
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def translate_nbest(
         self,
         texts: Sequence[str],
@@ -162,7 +162,7 @@ class Translator:
         return out
 
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def attention(self, text: str, target: str | None = None, beam_size: int = 4, length_penalty: float = 0.6,
                   warn=None) -> SentenceAttention:
         """Every attention weight of the model for one sentence, with the tokens on both axes.
@@ -179,6 +179,8 @@ class Translator:
         if not isinstance(text, str) or not text.strip():
             raise TformerError("attention() needs one non-empty sentence")
         (src_ids,) = self._encode([text], warn or log)
+        if src_ids is None:
+            raise TformerError("attention() needs a sentence with at least one token")
         cfg = self.model.cfg
         src = torch.tensor([src_ids], device=self.device)  # (1, S)
         if target is None:

@@ -120,3 +120,33 @@ def test_fused_linear_loss_without_gradients_and_trainer_loss_equals_model_logit
     label_smoothed_loss(model(src, tgt), tgt, 0.1, PAD).loss.backward()
     for n, p in model.named_parameters():  # the tied embedding gets both of its gradients
         torch.testing.assert_close(g_fused[n], p.grad, atol=1e-5, rtol=1e-4, msg=n)
+
+
+def test_fused_linear_loss_does_no_gradient_work_without_grad_mode(monkeypatch):
+    """Validation runs under no_grad: the fused loss must not compute (or keep) gradients there."""
+    from tformer.training import loss as loss_module
+
+    calls = []
+    real_mm = torch.Tensor.__matmul__
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: calls.append(1) or real_mm(a, b))
+    h = torch.randn(10, 4, requires_grad=True)
+    w = torch.randn(9, 4, requires_grad=True)
+    t = torch.randint(1, 9, (10,))
+    with torch.no_grad():
+        loss_module.linear_label_smoothed_loss(h, w, None, t, 0.1, PAD, chunk=3)
+    assert calls == []  # no (c, V) @ (V, D) products for grad_h
+    loss_module.linear_label_smoothed_loss(h, w, None, t, 0.1, PAD, chunk=3).loss.backward()
+    assert len(calls) == 4 and h.grad is not None  # one per block with grad mode on
+
+
+def test_generate_returns_ordinary_tensors():
+    """Outputs of generate can be edited in place and fed back into training (back-translation)."""
+    from tformer import Transformer, TransformerConfig
+
+    model = Transformer(TransformerConfig.tiny(vocab_size=20))
+    src = torch.randint(4, 20, (2, 5))
+    for beam in (1, 2):
+        out = model.generate(src, beam_size=beam, max_len=4)
+        out[out == 3] = 4
+        model.train()
+        model(src, torch.cat([torch.full((2, 1), model.cfg.bos_id), out], dim=1)).sum().backward()

@@ -39,9 +39,15 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_translator(args: argparse.Namespace):
     """The run's Translator, int8-quantized when --int8 is given."""
+    import torch
+
     from tformer.translator import Translator
 
-    if args.int8 and args.device != "cpu":
+    try:
+        device_type = torch.device(args.device).type
+    except RuntimeError:
+        raise TformerError(f"unknown device {args.device!r} (cpu, cuda, cuda:1, mps, ...)") from None
+    if args.int8 and device_type != "cpu":
         raise TformerError("--int8 runs on the CPU: do not combine it with --device")
     translator = Translator.from_pretrained(args.run_dir, device=args.device)
     return translator.quantized() if args.int8 else translator

@@ -82,7 +82,7 @@ def forbid_special(scores: Tensor, cfg, t: int, min_len: int) -> None:
         scores[:, cfg.eos_id] = float("-inf")
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def beam_search_nbest(
     model: Transformer, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
     length_penalty_alpha: float = 0.6, nbest: int = 1, trace: list[BeamStep] | None = None,

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from tformer.model.transformer import Transformer
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def decode_single_path(
     model: Transformer, src: Tensor, choose: Callable[[Tensor], Tensor], *, max_len: int | Tensor,
     min_len: int = 0,

@@ -23,7 +23,8 @@ _RANGE = 2**31  # int32 random_() draws from [0, 2^31 - 1]
 class _CpuDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, p: float) -> Tensor:
-        keep = torch.empty(x.shape, dtype=torch.int32).random_() >= round(p * _RANGE)  # P(keep) = 1 - p
+        r = torch.empty(x.shape, dtype=torch.int32, device=x.device).random_()  # uniform on [0, 2^31 - 1]
+        keep = r >= round(p * _RANGE)  # P(keep) = 1 - p
         scale = 1.0 / (1.0 - p)
         ctx.save_for_backward(keep)
         ctx.scale = scale

@@ -226,7 +226,7 @@ class Transformer(nn.Module):
             raise TformerError(f"min_len must be >= 0, got {min_len}")
         return limits.clamp(max=self.cfg.max_len)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def generate(
         self,
         src: Tensor,
@@ -272,7 +272,7 @@ class Transformer(nn.Module):
             return beam_search(self, src, beam_size=beam_size, max_len=limits, min_len=min_len,
                                length_penalty_alpha=length_penalty)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def generate_nbest(
         self, src: Tensor, beam_size: int = 4, nbest: int = 4, max_len: int | None = None, min_len: int = 0,
         length_penalty: float = 0.6,

@@ -67,6 +67,7 @@ class _LabelSmoothedCrossEntropy(torch.autograd.Function):
         return loss, nll
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss: Tensor, _grad_nll: Tensor):
         z, lse, target, real = ctx.saved_tensors
         eps, v = ctx.eps, z.shape[1]
@@ -98,9 +99,10 @@ class _LinearLabelSmoothedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, eps: float, pad_id: int,
-                chunk: int) -> tuple[Tensor, Tensor]:
+                chunk: int, grad_enabled: bool) -> tuple[Tensor, Tensor]:
         n, v = hidden.shape[0], weight.shape[0]
-        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        # grad mode is always off inside forward: whether gradients are wanted is decided by the caller
+        need_h, need_w, need_b = (grad_enabled and need for need in ctx.needs_input_grad[:3])
         grads = need_h or need_w or need_b
         off = eps / (v - 2) if eps > 0 else 0.0  # q(k) for k not in {y, pad}
         grad_h = torch.empty_like(hidden) if need_h else None  # (N, D)
@@ -142,10 +144,11 @@ class _LinearLabelSmoothedCrossEntropy(torch.autograd.Function):
         return loss, nll
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss: Tensor, _grad_nll: Tensor):
         saved = ctx.saved_tensors
         grads = [(t * grad_loss.to(t.dtype)) if has else None for t, has in zip(saved, ctx.has, strict=True)]
-        return (*grads, None, None, None, None)
+        return (*grads, None, None, None, None, None)
 
 
 def linear_label_smoothed_loss(hidden: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, eps: float,
@@ -161,5 +164,5 @@ def linear_label_smoothed_loss(hidden: Tensor, weight: Tensor, bias: Tensor | No
     target = target.reshape(-1)  # (N,)
     chunk = chunk or max(64, (1 << 20) // v)
     loss, nll = _LinearLabelSmoothedCrossEntropy.apply(hidden.reshape(-1, d), weight, bias, target, float(eps),
-                                                       int(pad_id), int(chunk))
+                                                       int(pad_id), int(chunk), torch.is_grad_enabled())
     return LossOutput(loss=loss, nll=nll.detach(), num_tokens=int((target != pad_id).sum()))

@@ -133,7 +133,9 @@ def build_optimizer(params, lr: float = 1.0, betas: tuple[float, float] = (0.9, 
     The fused implementation updates all parameters in one kernel per step (CPU and CUDA), instead of
     a loop of small operations per tensor.
     """
-    return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
+    params = list(params)
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)  # other devices: the default implementation
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused or None)
 
 
 # ---- devices and precision -----------------------------------------------------------------
