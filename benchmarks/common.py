@@ -69,13 +69,6 @@ def train_matmul_flops(w: Workload, batch: int = TRAIN_BATCH, s: int = TRAIN_SRC
     return 3 * 2 * macs
 
 
-def decode_step_macs(w: Workload, rows: int, s: int, pos: int) -> int:
-    """Forward MACs of one incremental decoder step for ``rows`` hypotheses at position ``pos``."""
-    d, f, n, v = w.d_model, w.d_ff, w.num_layers, w.vocab
-    per_row = n * (4 * d * d + 2 * d * f + 2 * d * d + 2 * (pos + 1) * d + 2 * s * d) + d * v
-    return rows * per_row
-
-
 def hf_marian_config(w: Workload):
     from transformers import MarianConfig
 
