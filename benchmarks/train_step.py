@@ -50,6 +50,20 @@ def peer_loss(logits, tgt_out):
                            label_smoothing=LABEL_SMOOTHING, reduction="sum")
 
 
+def peer_step(model: nn.Module, forward):
+    """A peer's training step: its forward (src, tgt_in) -> logits, torch's label-smoothed cross-entropy, Adam."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=PEER_FUSED_ADAM or None)
+
+    def step(src, tgt_in, tgt_out):
+        loss = peer_loss(forward(src, tgt_in), tgt_out)
+        (loss / (tgt_out != PAD).sum()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    return step
+
+
 def build_tformer(w: Workload, compile_: bool):
     import tformer
     from tformer.training.trainer import build_optimizer, sequence_loss
@@ -76,18 +90,12 @@ def build_hf(w: Workload, compile_: bool):
     from transformers import MarianMTModel
 
     model = MarianMTModel(hf_marian_config(w)).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=PEER_FUSED_ADAM or None)
-    forward = torch.compile(model) if compile_ else model
+    call = torch.compile(model) if compile_ else model
 
-    def step(src, tgt_in, tgt_out):
-        logits = forward(input_ids=src, attention_mask=src != PAD, decoder_input_ids=tgt_in).logits
-        loss = peer_loss(logits, tgt_out)
-        (loss / (tgt_out != PAD).sum()).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
+    def forward(src, tgt_in):
+        return call(input_ids=src, attention_mask=src != PAD, decoder_input_ids=tgt_in).logits
 
-    return model, step
+    return model, peer_step(model, forward)
 
 
 class TorchSeq2Seq(nn.Module):
@@ -126,17 +134,8 @@ class TorchSeq2Seq(nn.Module):
 
 def build_torch(w: Workload, compile_: bool):
     model = TorchSeq2Seq(w).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=PEER_FUSED_ADAM or None)
     forward = torch.compile(model) if compile_ else model
-
-    def step(src, tgt_in, tgt_out):
-        loss = peer_loss(forward(src, tgt_in), tgt_out)
-        (loss / (tgt_out != PAD).sum()).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
-
-    return model, step
+    return model, peer_step(model, forward)
 
 
 def build_xtransformers(w: Workload, compile_: bool):
@@ -153,7 +152,6 @@ def build_xtransformers(w: Workload, compile_: bool):
     ).train()
     net = model.decoder.net
     net.to_logits.weight = net.token_emb.emb.weight  # tie the pre-softmax layer to the (shared) embeddings
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=PEER_FUSED_ADAM or None)
 
     def forward(src, tgt_in):
         mask = src != PAD
@@ -162,14 +160,7 @@ def build_xtransformers(w: Workload, compile_: bool):
 
     forward = torch.compile(forward) if compile_ else forward
 
-    def step(src, tgt_in, tgt_out):
-        loss = peer_loss(forward(src, tgt_in), tgt_out)
-        (loss / (tgt_out != PAD).sum()).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
-
-    return model, step
+    return model, peer_step(model, forward)
 
 
 PEER_FUSED_ADAM = False  # --peer-adam fused: the peers get torch's fused Adam too (tformer's Trainer uses it)

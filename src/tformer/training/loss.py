@@ -46,21 +46,38 @@ def smoothed_targets(target: Tensor, vocab_size: int, eps: float, pad_id: int) -
     return q
 
 
+def _loss_terms(z: Tensor, target: Tensor, eps: float, pad_id: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Summed smoothed loss and NLL of logits z (N, V) (fp32 or fp64) -> loss, nll, lse (N,), real (N,)."""
+    v = z.shape[1]
+    lse = torch.logsumexp(z, dim=1)  # (N,)
+    real = (target != pad_id).to(z.dtype)  # (N,) 1 = real token: masks per-row numbers, never (N, V)
+    gold = z.gather(1, target[:, None]).squeeze(1) - lse  # (N,) log p(y)
+    nll = -(gold * real).sum()
+    loss = nll.clone()  # a tensor of its own: callers mark nll non-differentiable
+    if eps > 0:
+        others = z.sum(dim=1) - v * lse - gold - (z[:, pad_id] - lse)  # (N,) sum of log p(k), k not in {y, pad}
+        loss = (1.0 - eps) * nll - eps / (v - 2) * (others * real).sum()
+    return loss, nll, lse, real
+
+
+def _p_minus_q_(z: Tensor, lse: Tensor, target: Tensor, real: Tensor, eps: float, pad_id: int) -> Tensor:
+    """d loss / d logits = p - q on real positions, 0 on pads, written over z (N, V) in place."""
+    off = eps / (z.shape[1] - 2) if eps > 0 else 0.0  # q(k) for k not in {y, pad}
+    g = z.sub_(lse[:, None]).exp_()  # (N, V) p(k)
+    if off:
+        g.sub_(off)
+        g[:, pad_id] += off  # q(pad) = 0
+    g.scatter_add_(1, target[:, None], torch.full_like(lse[:, None], -(1.0 - eps - off)))  # q(y) = 1 - eps
+    return g.mul_(real[:, None])
+
+
 class _LabelSmoothedCrossEntropy(torch.autograd.Function):
     """Summed label-smoothed cross-entropy of logits (N, V) against gold ids (N,); also returns the NLL."""
 
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, eps: float, pad_id: int) -> tuple[Tensor, Tensor]:
         z = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()  # (N, V) fp16/bf16 upcast
-        v = z.shape[1]
-        lse = torch.logsumexp(z, dim=1)  # (N,)
-        real = (target != pad_id).to(z.dtype)  # (N,) 1 = real token: masks per-row numbers, never (N, V)
-        gold = z.gather(1, target[:, None]).squeeze(1) - lse  # (N,) log p(y)
-        nll = -(gold * real).sum()
-        loss = nll.clone()  # a tensor of its own: nll is marked non-differentiable below
-        if eps > 0:
-            others = z.sum(dim=1) - v * lse - gold - (z[:, pad_id] - lse)  # (N,) sum of log p(k), k not in {y, pad}
-            loss = (1.0 - eps) * nll - eps / (v - 2) * (others * real).sum()
+        loss, nll, lse, real = _loss_terms(z, target, eps, pad_id)
         ctx.save_for_backward(z, lse, target, real)
         ctx.eps, ctx.pad_id, ctx.in_dtype = eps, pad_id, logits.dtype
         ctx.mark_non_differentiable(nll)
@@ -70,14 +87,7 @@ class _LabelSmoothedCrossEntropy(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss: Tensor, _grad_nll: Tensor):
         z, lse, target, real = ctx.saved_tensors
-        eps, v = ctx.eps, z.shape[1]
-        off = eps / (v - 2) if eps > 0 else 0.0  # q(k) for k not in {y, pad}
-        grad = torch.exp(z - lse[:, None])  # (N, V) p(k)
-        if off:
-            grad.sub_(off)
-            grad[:, ctx.pad_id] += off  # q(pad) = 0
-        grad.scatter_add_(1, target[:, None], torch.full_like(lse[:, None], -(1.0 - eps - off)))  # q(y) = 1 - eps
-        grad.mul_((real * grad_loss)[:, None])  # pad positions contribute nothing
+        grad = _p_minus_q_(z.clone(), lse, target, real, ctx.eps, ctx.pad_id).mul_(grad_loss)  # (N, V)
         return grad.to(ctx.in_dtype), None, None, None
 
 
@@ -100,11 +110,10 @@ class _LinearLabelSmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, eps: float, pad_id: int,
                 chunk: int, grad_enabled: bool) -> tuple[Tensor, Tensor]:
-        n, v = hidden.shape[0], weight.shape[0]
+        n = hidden.shape[0]
         # grad mode is always off inside forward: whether gradients are wanted is decided by the caller
         need_h, need_w, need_b = (grad_enabled and need for need in ctx.needs_input_grad[:3])
         grads = need_h or need_w or need_b
-        off = eps / (v - 2) if eps > 0 else 0.0  # q(k) for k not in {y, pad}
         grad_h = torch.empty_like(hidden) if need_h else None  # (N, D)
         grad_w = torch.zeros_like(weight) if need_w else None  # (V, D)
         grad_b = torch.zeros_like(bias) if need_b else None  # (V,)
@@ -114,24 +123,12 @@ class _LinearLabelSmoothedCrossEntropy(torch.autograd.Function):
         for start in range(0, n, chunk):
             h, y = hidden[start : start + chunk], target[start : start + chunk]  # (c, D), (c,)
             z = torch.nn.functional.linear(h, weight, bias).to(acc)  # (c, V) logits
-            lse = torch.logsumexp(z, dim=1)  # (c,)
-            real = (y != pad_id).to(acc)  # (c,)
-            gold = z.gather(1, y[:, None]).squeeze(1) - lse  # (c,) log p(y)
-            nll_c = -(gold * real).sum()
-            loss_c = nll_c
-            if eps > 0:
-                others = z.sum(dim=1) - v * lse - gold - (z[:, pad_id] - lse)  # (c,) sum of log p(k), k not in {y, pad}
-                loss_c = (1.0 - eps) * nll_c - eps / (v - 2) * (others * real).sum()
+            loss_c, nll_c, lse, real = _loss_terms(z, y, eps, pad_id)
             loss += loss_c
             nll += nll_c
             if not grads:
                 continue
-            g = z.sub_(lse[:, None]).exp_()  # (c, V) p(k), in place of the logits
-            if off:
-                g.sub_(off)
-                g[:, pad_id] += off
-            g.scatter_add_(1, y[:, None], torch.full_like(lse[:, None], -(1.0 - eps - off)))  # - q(y)
-            g.mul_(real[:, None])  # (c, V) d loss / d logits = p - q on real positions, 0 on pads
+            g = _p_minus_q_(z, lse, y, real, eps, pad_id)  # (c, V), in place of the logits
             if need_h:
                 grad_h[start : start + chunk] = g @ weight.to(g.dtype)  # (c, V) @ (V, D)
             if need_w:
