@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
@@ -120,6 +121,7 @@ class TransformerConfig:
         _check(self.positional != "sinusoidal" or self.d_model % 2 == 0, "sinusoidal positions need an even d_model")
         _check(self.max_len >= 2, f"max_len must be >= 2, got {self.max_len}")
         _check(self.layer_norm_eps > 0, "layer_norm_eps must be positive")
+        _check(self.init_std is None or self.init_std > 0, f"init_std must be positive or null, got {self.init_std}")
         _check(
             not (self.share_embeddings and self.tgt_vocab_size not in (None, self.vocab_size)),
             "share_embeddings needs one shared vocabulary: set tgt_vocab_size to null or share_embeddings to false",
@@ -189,7 +191,7 @@ class TransformerConfig:
             raise ConfigError(f"config file not found: {path}") from None
         except OSError as e:
             raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (ValueError, RecursionError) as e:  # bad JSON or UTF-8; an int too long; nested too deep
             raise ConfigError(f"{path} is not valid JSON: {e}") from None
         try:
             return from_dict(cls, d)
@@ -207,7 +209,7 @@ def from_dict(cls: type[C], d: Any, where: str = "") -> C:
     if not isinstance(d, dict):
         raise ConfigError(f"{prefix}expected a mapping for {cls.__name__}, got {type(d).__name__}")
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(str(k) for k in d if k not in known)
+    unknown = sorted(k if isinstance(k, str) and k.isprintable() else repr(k) for k in d if k not in known)
     if unknown:
         raise ConfigError(
             f"{prefix}unknown key(s) for {cls.__name__}: {', '.join(unknown)} (known: {', '.join(known)})"
@@ -274,14 +276,22 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key} must be an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-9 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
+            except OverflowError:  # an int beyond float's range
+                number = math.inf
+        elif isinstance(value, str):  # YAML 1.1 reads 1e-9 (no dot) as a string
+            try:
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key} must be a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        if not math.isfinite(number):  # NaN passes no comparison and slips past range checks
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -355,7 +365,11 @@ class TrainConfig:
         bleu_samples: validation sentences translated greedily for BLEU at each validation (0 = skip).
         bleu_tokenize: sacreBLEU's tokenizer for that BLEU ("13a", "intl", "char", ...).
         patience: stop after this many validations without a better validation loss (0 = never).
+        save_every: also write a checkpoint every this many steps between validations (0 = only at
+            validations). Checkpoints bound the work a crash or kill loses; --resume continues exactly.
         keep_checkpoints: how many recent step checkpoints to keep besides last and best.
+        nonfinite_limit: an update whose loss or gradient is NaN or infinite is skipped (never applied to
+            the weights) and counted; this many such updates in a row stop the run (0 = never stop).
         log_every: steps between progress lines in metrics.jsonl.
         device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps".
         precision: "auto" (bf16 autocast on CUDA when supported, else fp32), "fp32", "bf16", "fp16".
@@ -379,7 +393,9 @@ class TrainConfig:
     bleu_samples: int = 200
     bleu_tokenize: str = "13a"
     patience: int = 0
+    save_every: int = 0
     keep_checkpoints: int = 3
+    nonfinite_limit: int = 5
     log_every: int = 50
     device: str = "auto"
     precision: str = "auto"
@@ -393,11 +409,13 @@ class TrainConfig:
         _check(self.max_minutes >= 0, "train.max_minutes must be >= 0")
         _check(self.warmup_steps >= 1, "train.warmup_steps must be >= 1")
         _check(self.lr_scale > 0, "train.lr_scale must be positive")
+        _check(self.adam_eps >= 0 and self.weight_decay >= 0, "train.adam_eps and train.weight_decay must be >= 0")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "train.beta1 and train.beta2 must be in [0, 1)")
         _check(0 <= self.label_smoothing < 1, "train.label_smoothing must be in [0, 1)")
         _check(self.clip_norm >= 0, "train.clip_norm must be >= 0")
         _check(self.eval_every >= 0 and self.bleu_samples >= 0 and self.patience >= 0, "negative train setting")
         _check(self.keep_checkpoints >= 0 and self.log_every >= 1, "train.keep_checkpoints >= 0, log_every >= 1")
+        _check(self.save_every >= 0 and self.nonfinite_limit >= 0, "train.save_every and nonfinite_limit must be >= 0")
         _check(self.device in ("auto", "cpu", "cuda", "mps"), f"train.device: unknown device {self.device!r}")
         _check(self.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}")
         from tformer.evaluation.bleu import check_tokenizer
@@ -413,16 +431,19 @@ class RunConfig:
     """A whole training run: what ``tformer train CONFIG.yaml`` reads.
 
     ``model`` holds a preset name and any :class:`TransformerConfig` fields to change; the
-    vocabulary sizes and special-token ids come from the trained tokenizer.
+    vocabulary sizes and special-token ids come from the trained tokenizer. ``seed`` fixes the
+    initialisation, the dropout masks and the batch order; ``null`` draws one, which the run reports and
+    records in its ``config.yaml`` (so the run can be resumed and repeated).
     """
 
     run_dir: str = "runs/default"
-    seed: int = 1
+    seed: int | None = 1
     data: DataConfig = DataConfig()
     model: dict = dataclasses.field(default_factory=lambda: {"preset": "small"})
     train: TrainConfig = TrainConfig(max_steps=1000)
 
     def __post_init__(self) -> None:
+        _check(self.seed is None or 0 <= self.seed < 2**64, f"seed must be in [0, 2**64) or null, got {self.seed}")
         _check(isinstance(self.model, dict), f"model must be a mapping (preset: ..., d_model: ...), got {self.model!r}")
         m = self.model_config(vocab_size=64)  # validates the model section now, not after tokenizing
         _check(
@@ -465,8 +486,8 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunCo
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: bad UTF-8, a date, an int too long
+        raise ConfigError(f"{path} is not valid YAML: {(str(e) or type(e).__name__).splitlines()[0]}") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     for item in overrides:
@@ -475,7 +496,7 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunCo
             raise ConfigError(f"override {item!r} is not of the form key=value")
         try:
             value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):
             raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
         node = d
         parts = key.split(".")

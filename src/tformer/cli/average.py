@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
         paths += found[-args.last :]
     if not paths:
         raise TformerError("name checkpoint files, or --run RUN_DIR")
+    for p in paths:
+        if not p.is_file():
+            raise TformerError(f"checkpoint not found: {p}")
     run_dir = paths[0].resolve().parent.parent  # RUN_DIR/checkpoints/step-N.pt
     tokenizers = sorted(run_dir.glob("tokenizer*.json"))
     if not tokenizers:

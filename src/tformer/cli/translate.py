@@ -1,7 +1,7 @@
 """``tformer translate RUN_DIR``: one sentence a line in (stdin or --input), one out (stdout or --output).
 
-Empty lines stay empty, so line counts always match. ``--output`` is written atomically: a failed
-run never leaves a half-written file. ``--nbest N`` prints N lines per sentence as
+Empty and whitespace-only lines stay empty, so line counts always match. ``--output`` is written
+atomically: a failed run never leaves a half-written file. ``--nbest N`` prints N lines per sentence as
 ``index ||| translation ||| score`` (Moses n-best style); ``--scores`` appends a tab and the score.
 """
 
@@ -66,7 +66,12 @@ def decoding_kwargs(args: argparse.Namespace) -> dict:
 
 
 def read_input_lines(path: str | None) -> list[str]:
-    """Lines of ``path`` or of stdin; invalid UTF-8 is a one-line error naming the line."""
+    """Lines of ``path`` or of stdin; invalid UTF-8 is a one-line error naming the line.
+
+    Lines split at ``\\n`` and ``\\r\\n`` only, and a byte-order mark opening the input is dropped, as in
+    :func:`tformer.data.corpus.read_lines`; a lone ``\\r`` or a control character stays in its line (the
+    tokenizer reads ``\\r`` as a space and an unseen character as ``<unk>``).
+    """
     if path is not None:
         from tformer.data.corpus import read_lines
 
@@ -77,9 +82,10 @@ def read_input_lines(path: str | None) -> list[str]:
     out = []
     for n, raw in enumerate(lines, start=1):
         try:
-            out.append(raw.decode("utf-8").rstrip("\r"))
+            text = raw.decode("utf-8").rstrip("\r")
         except UnicodeDecodeError:
             raise TformerError(f"<stdin>:{n}: invalid UTF-8") from None
+        out.append(text.removeprefix("\ufeff") if n == 1 else text)
     return out
 
 

@@ -7,9 +7,12 @@ Three on-disk layouts are read, each giving a list of ``(source, target)`` strin
 * one JSON object a line (``{"src": ..., "tgt": ...}``): :func:`read_jsonl`.
 
 Any file may be gzip-compressed (name ending in ``.gz``). Text must be UTF-8 (a leading byte-order
-mark is ignored); each line loses its newline and surrounding whitespace. Lines split only at ``\\n``
-(and ``\\r\\n``), never at the other characters Python's ``str.splitlines`` treats as breaks, so line
-numbers match what ``wc -l`` and an editor show.
+mark is ignored); each line loses its newline and surrounding whitespace (in a TSV file, each cell). Lines
+split only at ``\\n`` (and ``\\r\\n``), never at a lone ``\\r`` or the other characters Python's
+``str.splitlines`` treats as breaks, so line numbers match what ``wc -l`` shows; such characters stay in
+the line, where the tokenizer reads ``\\r`` and the other whitespace among them as a space. Control
+characters and scripts of any kind are kept as text (the tokenizer maps characters it never saw to
+``<unk>``).
 
 Every problem with the input raises :class:`CorpusError` (a ``TformerError``, so a ``ValueError``) with
 one line that names the file and, where it applies, the 1-based line number, e.g.::
@@ -56,7 +59,7 @@ class CorpusError(TformerError):
 
 
 def _numbered_lines(path: PathLike) -> Iterator[tuple[int, str]]:
-    """Yields ``(line_number, text)`` for each line of ``path`` (1-based), stripped of whitespace."""
+    """Yields ``(line_number, text)`` for each line of ``path`` (1-based), without its ``\\n`` or ``\\r\\n``."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"corpus file not found: {path}")
@@ -69,7 +72,7 @@ def _numbered_lines(path: PathLike) -> Iterator[tuple[int, str]]:
                     raise CorpusError(f"{path}:{number}: invalid UTF-8 at byte {err.start} of the line") from None
                 if number == 1:
                     text = text.removeprefix("\ufeff")
-                yield number, text.strip()
+                yield number, text.removesuffix("\n").removesuffix("\r")
     except (OSError, EOFError, zlib.error) as err:  # unreadable, or a broken/truncated gzip stream
         raise CorpusError(f"cannot read corpus file {path}: {err}") from None
 
@@ -80,7 +83,7 @@ def read_lines(path: PathLike) -> list[str]:
     Raises:
         CorpusError: If the file is missing, unreadable, or not valid UTF-8 (naming file and line).
     """
-    return [text for _, text in _numbered_lines(path)]
+    return [text.strip() for _, text in _numbered_lines(path)]
 
 
 def read_parallel(src_path: PathLike, tgt_path: PathLike) -> list[tuple[str, str]]:
@@ -108,7 +111,9 @@ def read_parallel(src_path: PathLike, tgt_path: PathLike) -> list[tuple[str, str
 def read_tsv(path: PathLike, src_col: int = 0, tgt_col: int = 1) -> list[tuple[str, str]]:
     """Reads one tab-separated file with a source and a target column.
 
-    Blank lines are skipped; extra columns are ignored.
+    Blank lines (only whitespace) are skipped; extra columns are ignored. Each cell is stripped of
+    surrounding whitespace; an empty cell (``"\\tdog"``) gives an empty sentence, which :func:`filter_pairs`
+    drops and counts.
 
     Args:
         path: The file, e.g. ``train.tsv`` or ``train.tsv.gz``.
@@ -124,9 +129,9 @@ def read_tsv(path: PathLike, src_col: int = 0, tgt_col: int = 1) -> list[tuple[s
     needed = max(src_col, tgt_col) + 1
     pairs: list[tuple[str, str]] = []
     for number, line in _numbered_lines(path):
-        if not line:
+        if not line.strip():
             continue
-        columns = line.split("\t")
+        columns = line.split("\t")  # split before stripping, so that an empty first or last cell counts
         if len(columns) < needed:
             raise CorpusError(
                 f"{path}:{number}: expected at least {needed} tab-separated columns, found {len(columns)}"
@@ -138,7 +143,9 @@ def read_tsv(path: PathLike, src_col: int = 0, tgt_col: int = 1) -> list[tuple[s
 def read_jsonl(path: PathLike, src_key: str = "src", tgt_key: str = "tgt") -> list[tuple[str, str]]:
     """Reads a JSON Lines file, one object with a source and a target string a line.
 
-    Blank lines are skipped; other keys are ignored.
+    Blank lines are skipped; other keys are ignored. JSON escapes are decoded, so a sentence may hold a
+    newline or a control character (the tokenizer reads them as a space or ``<unk>``), but not a lone
+    surrogate such as ``"\\ud800"``, which is no Unicode text.
 
     Args:
         path: The file, e.g. ``train.jsonl`` or ``train.jsonl.gz``.
@@ -150,15 +157,16 @@ def read_jsonl(path: PathLike, src_key: str = "src", tgt_key: str = "tgt") -> li
 
     Raises:
         CorpusError: If the file is missing, unreadable or not UTF-8, or a line is not valid JSON,
-            not an object, lacks a key, or holds a non-string value.
+            not an object, lacks a key, or holds a non-string value or a lone surrogate.
     """
     pairs: list[tuple[str, str]] = []
     for number, line in _numbered_lines(path):
+        line = line.strip()
         if not line:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as err:
+        except (ValueError, RecursionError) as err:  # also too deep, or an integer too long for Python
             raise CorpusError(f"{path}:{number}: invalid JSON ({err})") from None
         if not isinstance(record, dict):
             raise CorpusError(f"{path}:{number}: expected a JSON object, found {type(record).__name__}")
@@ -168,6 +176,11 @@ def read_jsonl(path: PathLike, src_key: str = "src", tgt_key: str = "tgt") -> li
                 raise CorpusError(f"{path}:{number}: missing key {key!r}")
             if not isinstance(record[key], str):
                 raise CorpusError(f"{path}:{number}: key {key!r} holds {type(record[key]).__name__}, expected a string")
+            try:
+                record[key].encode("utf-8")
+            except UnicodeEncodeError as err:  # an escape such as "\\ud800" that pairs with nothing
+                bad = record[key][err.start]
+                raise CorpusError(f"{path}:{number}: key {key!r} holds a lone surrogate ({bad!r}), not text") from None
             sentences.append(record[key].strip())
         pairs.append((sentences[0], sentences[1]))
     return pairs

@@ -8,22 +8,27 @@ special ids every other module relies on:
 
 What happens to a text, in order:
 
-1. Normalization: Unicode NFC; every run of Unicode whitespace (spaces, tabs, newlines, no-break
-   spaces) becomes one space; leading and trailing whitespace is removed. Nothing else: case,
+1. Normalization: Unicode NFC; every run of Unicode whitespace (spaces, tabs, newlines, a lone ``\\r``,
+   no-break spaces) becomes one space; leading and trailing whitespace is removed. Nothing else: case,
    accents, umlauts, ß and punctuation are kept as written.
 2. Pre-tokenization: each space becomes the sentencepiece marker ``▁`` that starts the following
    word (Metaspace), then every digit and every punctuation character is split off on its own. Subwords
    therefore never cross a word boundary, never glue punctuation to a word, and numbers are spelled
    digit by digit (so ``1987`` and ``1988`` share all but one token).
 3. The subword model (BPE merges or a unigram language model) splits each piece into vocabulary
-   tokens. A character never seen in training becomes ``<unk>``. BPE training always includes every
-   character of the training text, so training-text characters round-trip exactly.
+   tokens. A character never seen in training becomes ``<unk>`` (BPE: one per character; unigram: one per
+   run of such characters), control characters and scripts the training text lacks included. BPE
+   training always includes every character of the training text, so training-text characters
+   round-trip exactly.
 
 Decoding joins the tokens and turns each ``▁`` back into a space. Consequently
 ``decode(encode(text)) == text`` for any text made of training characters that is already normalized
 (NFC, single spaces between words, no leading or trailing space). A literal ``▁`` in the input is
 read as a space. Special-token strings written in the input (such as ``"<s>"``) are encoded as
 ordinary text, never as control ids.
+
+Any Python ``str`` is encoded except one holding a lone surrogate (``"\\ud800"``, which is no Unicode
+text): that raises :class:`TokenizerError`.
 
 ``encode`` adds no BOS/EOS: the model's input layout (source + EOS, BOS + target) is built by
 :func:`tformer.data.batching.collate`.
@@ -169,12 +174,34 @@ class Tokenizer:
     # ----------------------------------------------------------------------------- text <-> ids
 
     def encode(self, text: str) -> list[int]:
-        """Returns the token ids of ``text``, without BOS or EOS."""
-        return self._backend.encode(text, add_special_tokens=False).ids
+        """Returns the token ids of ``text``, without BOS or EOS.
+
+        Raises:
+            TokenizerError: If ``text`` holds a lone surrogate.
+        """
+        return self._encodings([text])[0].ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Returns the token ids of each text (encoded in parallel by the library), without BOS or EOS."""
-        return [enc.ids for enc in self._backend.encode_batch(list(texts), add_special_tokens=False)]
+        return [enc.ids for enc in self._encodings(list(texts))]
+
+    def _encodings(self, texts: list[str]) -> list[tokenizers.Encoding]:
+        """The library's encodings of ``texts``; a lone surrogate is a TokenizerError, not its TypeError."""
+        try:
+            if len(texts) == 1:
+                return [self._backend.encode(texts[0], add_special_tokens=False)]
+            return self._backend.encode_batch(texts, add_special_tokens=False)
+        except TypeError:  # the library takes only str, and only valid Unicode
+            for n, text in enumerate(texts, start=1):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as err:
+                    where = f"text {n} of {len(texts)}" if len(texts) > 1 else "the text"
+                    raise TokenizerError(f"{where} holds a lone surrogate ({text[err.start]!r}) at character "
+                                         f"{err.start + 1}: not Unicode text") from None
+                except AttributeError:  # not a str: a programming error, the library's TypeError says so
+                    break
+            raise
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """Turns ids back into text: pad and BOS are dropped and decoding stops at the first EOS.
@@ -199,7 +226,7 @@ class Tokenizer:
 
     def tokens(self, text: str) -> list[str]:
         """Returns the subword strings of ``text`` (``▁`` starts a word), e.g. to label attention maps."""
-        return self._backend.encode(text, add_special_tokens=False).tokens
+        return self._encodings([text])[0].tokens
 
     def id_to_token(self, i: int) -> str:
         """Returns the subword string of id ``i``.
