@@ -73,3 +73,13 @@ def test_misaligned_corpus_names_both_files_and_counts(recipe, tmp_path):
 def test_missing_config_file_exits_2(tmp_path):
     r = _tformer("train", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_an_unusable_run_directory_is_one_line_before_any_work(recipe, tmp_path):
+    _, cfg = recipe
+    (tmp_path / "a-file").write_text("not a folder")
+    r = _tformer("train", str(cfg), f"run_dir={tmp_path / 'a-file' / 'run'}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [f"tformer: error: cannot create the run directory "
+                                             f"{tmp_path / 'a-file' / 'run'}: {tmp_path / 'a-file'} is not a directory"]
+    assert (tmp_path / "a-file").read_text() == "not a folder"

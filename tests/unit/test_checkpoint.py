@@ -45,3 +45,36 @@ def test_a_failed_write_leaves_the_old_checkpoint(tmp_path):
         save_checkpoint(tmp_path / "last.pt", {"step": 2, "x": Boom()})
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize("where", [0.3, 0.5, 0.7])
+def test_a_flipped_bit_inside_the_weights_is_detected_by_checksum(tmp_path, where):
+    """torch.load alone would load the flipped weight without complaint; the CRC-32 check does not."""
+    w = torch.randn(200, 100)
+    save_checkpoint(tmp_path / "step-00000001.pt", {"w": w})
+    path = tmp_path / "step-00000001.pt"
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * where)] ^= 0x10  # inside the 80 kB tensor record
+    path.write_bytes(bytes(data))
+    assert not torch.equal(torch.load(path, weights_only=True)["w"], w)  # the silent failure being guarded
+    with pytest.raises(CheckpointError, match=r"corrupt checkpoint .*step-00000001.pt: checksum mismatch") as e:
+        load_checkpoint(path)
+    assert "\n" not in str(e.value)
+
+
+def test_newest_step_file_wins_over_a_stale_last(tmp_path):
+    """A kill between writing step-N.pt and copying it to last.pt leaves last.pt one checkpoint behind."""
+    save_checkpoint(tmp_path / "last.pt", {"step": 1})
+    save_checkpoint(tmp_path / "step-00000001.pt", {"step": 1})
+    save_checkpoint(tmp_path / "step-00000002.pt", {"step": 2})
+    path, state = latest_valid_checkpoint(tmp_path, warn=print)
+    assert path.name == "step-00000002.pt" and state["step"] == 2
+
+
+def test_unfinished_writes_are_removed(tmp_path):
+    from tformer.training.checkpoint import remove_unfinished
+
+    save_checkpoint(tmp_path / "step-00000001.pt", {"step": 1})
+    (tmp_path / ".tmp-abc123").write_bytes(b"PK\x03\x04 half a checkpoint")
+    assert [p.name for p in remove_unfinished(tmp_path)] == [".tmp-abc123"]
+    assert [p.name for p in tmp_path.iterdir()] == ["step-00000001.pt"]

@@ -1,13 +1,16 @@
 """``tformer train CONFIG.yaml [key=value ...] [--resume]``: train a model as a YAML recipe says.
 
 Overrides use dotted keys and YAML values: ``train.max_steps=2000 model.d_model=128 data.shared_vocab=false``.
-Prints the run summary as one JSON line on stdout; progress goes to stderr.
+Prints the run summary as one JSON line on stdout; progress goes to stderr. SIGINT (Ctrl-C) or SIGTERM
+finishes the current update, writes a checkpoint and exits with 128 + the signal's number (130, 143);
+``--resume`` then continues exactly. A second Ctrl-C stops at once (the last checkpoint still resumes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 
 from tformer.config import load_run_config
 
@@ -25,4 +28,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_run_config(args.config, args.overrides)
     summary = run_training(cfg, resume=args.resume, show_progress=False if args.no_progress else None)
     print(json.dumps(summary))
+    stopped = summary.get("interrupted")
+    if stopped in signal.Signals.__members__:  # stopped by SIGINT/SIGTERM after saving: 128 + signal, as shells do
+        return 128 + signal.Signals[stopped].value
     return 0

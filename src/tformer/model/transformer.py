@@ -302,7 +302,7 @@ class Transformer(nn.Module):
                 seen.add(t.data_ptr())
                 tensors[name] = t.contiguous()
         with atomic_open(d / WEIGHTS_NAME) as f:
-            f.write(save(tensors, metadata={"format": "pt", "tformer": "Transformer"}))
+            f.write(save(tensors, metadata={"format": "pt"}))  # one key: safetensors orders several at random
         atomic_write_text(d / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
 
     @classmethod

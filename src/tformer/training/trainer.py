@@ -11,17 +11,32 @@ One optimizer step:
 The run directory receives the resolved config, the tokenizer, ``metrics.jsonl`` (one JSON object
 per log line), the checkpoints (see :mod:`tformer.training.checkpoint`) and ``model/``, the best
 model so far as ``config.json`` + ``model.safetensors``, which :class:`tformer.Translator` loads.
+
+What the loop guarantees (each is a test; the README's "Guarantees" lists them):
+
+* Exact resume. A checkpoint holds everything the next update depends on: weights, Adam's moments,
+  the schedule, the RNG states, the position in the epoch's batch list and the partly filled log
+  window. ``--resume`` after a clean stop (SIGINT/SIGTERM: the current update finishes, a checkpoint
+  is written) or after a SIGKILL continues to bit-identical weights and metrics (``metrics.jsonl``
+  loses the lines written after the checkpoint it resumes from, which the resumed run writes again).
+* Numerical faults. An update whose loss or gradient norm is NaN or infinite is skipped: the weights,
+  Adam's state and the schedule are untouched, the batch is consumed, and a ``skip`` record goes to
+  ``metrics.jsonl``. ``train.nonfinite_limit`` such updates in a row stop the run with a one-line error;
+  the checkpoints on disk are the last good ones.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +46,7 @@ import torch
 from torch import Tensor
 
 from tformer import __version__
-from tformer.config import RunConfig, TransformerConfig, dump_run_config
+from tformer.config import RunConfig, TransformerConfig, dump_run_config, load_run_config
 from tformer.console import log, progress
 from tformer.data.batching import TokenBatchSampler, collate
 from tformer.data.corpus import filter_pairs, read_jsonl, read_parallel, read_tsv
@@ -40,9 +55,11 @@ from tformer.errors import TformerError
 from tformer.fileio import atomic_write_text
 from tformer.model.transformer import Transformer
 from tformer.training.checkpoint import (
+    CheckpointError,
     copy_checkpoint,
     latest_valid_checkpoint,
     prune_checkpoints,
+    remove_unfinished,
     save_checkpoint,
 )
 from tformer.training.loss import LossOutput, linear_label_smoothed_loss
@@ -173,6 +190,26 @@ class TrainState:
     best_valid_loss: float = math.inf
     bad_validations: int = 0  # validations since the best one (early stopping)
     stopped_early: bool = False
+    skipped_updates: int = 0  # updates skipped for a non-finite loss or gradient, in the whole run
+    nonfinite_in_a_row: int = 0
+
+
+@dataclass
+class LogWindow:
+    """Sums since the last ``train`` line of metrics.jsonl; a checkpoint carries them (exact resume)."""
+
+    loss: float | Tensor = 0.0  # summed on the device; read at log time (no sync per step)
+    nll: float | Tensor = 0.0
+    tgt: int = 0
+    src: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss, "nll": self.nll, "tgt": self.tgt, "src": self.src}
+
+
+class NonFiniteLoss(TformerError):
+    """Too many updates in a row had a NaN or infinite loss or gradient."""
 
 
 class Trainer:
@@ -196,8 +233,18 @@ class Trainer:
             shuffle=True, seed=cfg.seed,
         )
         self.state = TrainState()
+        self.window = LogWindow()
         self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
         self._tb = None
+        self._stop_reason: str | None = None  # set by request_stop (SIGINT/SIGTERM): stop after this update
+        self._saved_step = -1
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Finish the current update, write a checkpoint and return from :meth:`train` (resumable).
+
+        SIGINT and SIGTERM call this with the signal's name, which the summary reports as ``interrupted``.
+        """
+        self._stop_reason = reason
 
     # -- checkpoints --
     def _checkpoint_state(self) -> dict[str, Any]:
@@ -208,6 +255,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "train_state": vars(self.state).copy(),
+            "log_window": self.window.state_dict(),
             "data_fingerprint": self.data_fingerprint(),
             "rng": rng_state(),
             "model_config": self.model.cfg.to_dict(),
@@ -216,19 +264,33 @@ class Trainer:
         }
 
     def save(self, best: bool) -> None:
-        """Write the step checkpoint, last.pt, and (if ``best``) best.pt and model/."""
+        """Write (if ``best``) best.pt and model/, then the step checkpoint, then last.pt.
+
+        The step checkpoint is the commit point: resume takes the newest one that loads. A kill before
+        it is written resumes from the previous one and redoes the same updates, rewriting best.pt and
+        model/ with identical contents; a kill after it leaves nothing of this save undone that resume
+        needs. Every file is written atomically; a failed write raises :class:`CheckpointError` and
+        leaves the files already there intact.
+        """
         state = self._checkpoint_state()
         last = self.ckpt_dir / "last.pt"
-        if self.tc.keep_checkpoints > 0:
-            step_file = self.ckpt_dir / f"step-{self.state.step:08d}.pt"
-            save_checkpoint(step_file, state)
-            copy_checkpoint(step_file, last)
-            prune_checkpoints(self.ckpt_dir, self.tc.keep_checkpoints)
-        else:
-            save_checkpoint(last, state)
+        commit = self.ckpt_dir / f"step-{self.state.step:08d}.pt" if self.tc.keep_checkpoints > 0 else last
+        first = commit
         if best:
-            copy_checkpoint(last, self.ckpt_dir / "best.pt")
-            self.model.save_pretrained(self.run_dir / "model")
+            first = self.ckpt_dir / "best.pt"
+            save_checkpoint(first, state)
+            try:
+                self.model.save_pretrained(self.run_dir / "model")
+            except OSError as e:
+                raise CheckpointError(f"cannot write {self.run_dir / 'model'}: {e.strerror or e}") from None
+        if first != commit:
+            copy_checkpoint(first, commit)
+        else:
+            save_checkpoint(commit, state)
+        if commit != last:
+            copy_checkpoint(commit, last)
+            prune_checkpoints(self.ckpt_dir, self.tc.keep_checkpoints)
+        self._saved_step = self.state.step
 
     def data_fingerprint(self) -> str:
         """What fixes the batches of every epoch: seed, token budget, accumulation and the pairs' lengths.
@@ -243,6 +305,10 @@ class Trainer:
 
     def resume(self) -> bool:
         """Load the newest usable checkpoint of the run directory; False if there is none."""
+        unfinished = remove_unfinished(self.ckpt_dir) + remove_unfinished(self.run_dir / "model")
+        if unfinished:
+            log(f"removed {len(unfinished)} unfinished file(s) of an interrupted write: "
+                f"{', '.join(p.name for p in unfinished)}")
         found = latest_valid_checkpoint(self.ckpt_dir, warn=log)
         if found is None:
             return False
@@ -257,9 +323,33 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["train_state"])
+        self.window = LogWindow(**ckpt.get("log_window", {}))
         set_rng_state(ckpt["rng"])
-        log(f"resumed from {path} at step {self.state.step} (epoch {self.state.epoch})")
+        self._saved_step = self.state.step
+        dropped = self._truncate_metrics(self.state.step)
+        log(f"resumed from {path} at step {self.state.step} (epoch {self.state.epoch})"
+            + (f"; dropped {dropped} metrics line(s) written after it" if dropped else ""))
         return True
+
+    def _truncate_metrics(self, step: int) -> int:
+        """Drop metrics.jsonl lines after ``step`` (and a line cut short by a kill): the resumed run
+        writes them again. Returns how many were dropped."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return 0
+        keep, dropped = [], 0
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                ok = json.loads(line).get("step", 0) <= step
+            except (json.JSONDecodeError, AttributeError):
+                ok = False
+            if ok:
+                keep.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+        return dropped
 
     # -- metrics --
     def _write_metrics(self, record: dict[str, Any]) -> None:
@@ -310,8 +400,8 @@ class Trainer:
 
     # -- training --
     def train(self) -> dict[str, Any]:
-        """Run until max_steps / max_epochs / early stopping; return a summary."""
-        tc, st, cfg = self.tc, self.state, self.model.cfg
+        """Run until max_steps / max_epochs / early stopping / a stop request; return a summary."""
+        tc, st = self.tc, self.state
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._open_tensorboard()
         if tc.threads:
@@ -321,74 +411,140 @@ class Trainer:
         if tc.max_epochs:
             total = min(total, steps_per_epoch * tc.max_epochs)
         log(f"training {self.model.num_parameters():,} parameters on {self.device}"
-            f"{'' if self.amp_dtype is None else f' ({self.amp_dtype})'}: {len(self.data.train)} pairs, "
-            f"{steps_per_epoch} steps per epoch, padding {self.sampler.padding_ratio(0):.1%}, {total} steps")
+            f"{'' if self.amp_dtype is None else f' ({self.amp_dtype})'}, seed {self.cfg.seed}: "
+            f"{len(self.data.train)} pairs, {steps_per_epoch} steps per epoch, "
+            f"padding {self.sampler.padding_ratio(0):.1%}, {total} steps")
         eval_every = tc.eval_every or steps_per_epoch
         bar = progress(total=total, initial=st.step, enabled=self.show_progress, unit="step")
         t_start = time.perf_counter()
-        window = {"loss": 0.0, "nll": 0.0, "tgt": 0, "src": 0, "t0": time.perf_counter()}
+        self.window.t0 = time.perf_counter()
         self.model.train()
         summary_valid: dict[str, Any] = {}
-        out_of_time_stop = False
-        while st.step < total and not st.stopped_early and not out_of_time_stop:
-            batches = self.sampler.batches_for_epoch(st.epoch)
-            while st.batch_in_epoch < len(batches) and st.step < total:
-                group = batches[st.batch_in_epoch : st.batch_in_epoch + tc.accumulate]
-                micro = [collate([self.data.train[i] for i in idx], cfg.pad_id, cfg.bos_id, cfg.eos_id)
-                         for idx in group]
-                num_tgt = sum(b.num_tgt_tokens for b in micro)
-                self.optimizer.zero_grad(set_to_none=True)
-                for b in micro:
-                    b = b.to(self.device, non_blocking=True)
-                    with self._autocast():
-                        out = sequence_loss(self.model, b.src, b.tgt_in, b.tgt_out, tc.label_smoothing)
-                    self.scaler.scale(out.loss / num_tgt).backward()
-                    window["loss"] += out.loss.detach()  # summed on the device; read at log time (no sync per step)
-                    window["nll"] += out.nll
-                    window["src"] += b.num_src_tokens
-                window["tgt"] += num_tgt
-                if tc.clip_norm > 0:
-                    self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_norm)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.scheduler.step()
-                st.step += 1
-                st.batch_in_epoch += len(group)
-                bar.update(1)
-                if st.step % tc.log_every == 0 or st.step == total:
-                    self._log_train(window, bar)
-                out_of_time = tc.max_minutes > 0 and time.perf_counter() - t_start > 60 * tc.max_minutes
-                if st.step % eval_every == 0 or st.step == total or out_of_time:
-                    summary_valid = self._validate_and_save()
-                    if st.stopped_early:
+        stop: str | None = None  # why this invocation stops before the run is done
+        with self._stop_on_signals():
+            while st.step < total and not st.stopped_early and stop is None:
+                batches = self.sampler.batches_for_epoch(st.epoch)
+                while st.batch_in_epoch < len(batches) and st.step < total:
+                    group = batches[st.batch_in_epoch : st.batch_in_epoch + tc.accumulate]
+                    st.batch_in_epoch += len(group)
+                    if not self._update(group):
+                        continue  # skipped: no step, nothing to log or save
+                    bar.update(1)
+                    if st.step % tc.log_every == 0 or st.step == total:
+                        self._log_train(bar)
+                    out_of_time = tc.max_minutes > 0 and time.perf_counter() - t_start > 60 * tc.max_minutes
+                    if out_of_time:  # the budget's end is a natural end: validate there
+                        stop = f"train.max_minutes ({tc.max_minutes}) reached"
+                    elif self._stop_reason is not None:  # a signal: save only, so that resuming stays exact
+                        stop = self._stop_reason
+                    if st.step % eval_every == 0 or st.step == total or out_of_time:
+                        summary_valid = self._validate_and_save()
+                    elif stop is not None or (tc.save_every and st.step % tc.save_every == 0):
+                        self.save(best=not self.data.valid)
+                    if stop is not None or st.stopped_early:
                         break
-                if out_of_time:
-                    log(f"train.max_minutes ({tc.max_minutes}) reached at step {st.step}: stopping (--resume goes on)")
-                    out_of_time_stop = True
-                    break
-            if st.batch_in_epoch >= len(batches):
-                st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+                if st.batch_in_epoch >= len(batches):
+                    st.epoch, st.batch_in_epoch = st.epoch + 1, 0
         bar.close()
+        if stop is not None:
+            log(f"{stop} at step {st.step}: saved a checkpoint; --resume continues the run")
         if self._tb is not None:
             self._tb.close()
         valid = {f"valid_{k}": v for k, v in summary_valid.items() if k in ("loss", "ppl", "bleu")}
         return {"steps": st.step, "epochs": st.epoch, "seconds": round(time.perf_counter() - t_start, 1),
-                "stopped_early": st.stopped_early, "out_of_time": out_of_time_stop,
-                "best_valid_loss": st.best_valid_loss, **valid}
+                "stopped_early": st.stopped_early, "out_of_time": stop is not None and "max_minutes" in stop,
+                "interrupted": stop if stop is not None and "max_minutes" not in stop else None,
+                "skipped_updates": st.skipped_updates, "best_valid_loss": st.best_valid_loss, **valid}
 
-    def _log_train(self, window: dict[str, Any], bar) -> None:
-        dt = max(time.perf_counter() - window["t0"], 1e-9)
-        tgt = max(window["tgt"], 1)
+    def _update(self, group: list[list[int]]) -> bool:
+        """One optimizer step on the batches ``group`` (gradient accumulation); False if it was skipped
+        for a non-finite loss or gradient."""
+        tc, st, cfg = self.tc, self.state, self.model.cfg
+        micro = [collate([self.data.train[i] for i in idx], cfg.pad_id, cfg.bos_id, cfg.eos_id) for idx in group]
+        num_tgt = sum(b.num_tgt_tokens for b in micro)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = nll = 0.0
+        for b in micro:
+            b = b.to(self.device, non_blocking=True)
+            with self._autocast():
+                out = sequence_loss(self.model, b.src, b.tgt_in, b.tgt_out, tc.label_smoothing)
+            self.scaler.scale(out.loss / num_tgt).backward()
+            loss, nll = loss + out.loss.detach(), nll + out.nll
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if tc.clip_norm > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_norm)
+        else:
+            grad_norm = _total_norm([p.grad for p in params])
+        # fp16: the gradient scaler skips steps with overflowing gradients itself (and lowers its scale)
+        finite = torch.isfinite(loss) & (torch.isfinite(grad_norm) | self.scaler.is_enabled())
+        if not bool(finite):  # one sync per update
+            self._skip_update(float(loss), float(grad_norm))
+            return False
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        st.step += 1
+        st.nonfinite_in_a_row = 0
+        w = self.window
+        w.loss, w.nll, w.tgt = w.loss + loss, w.nll + nll, w.tgt + num_tgt
+        w.src += sum(b.num_src_tokens for b in micro)
+        return True
+
+    def _skip_update(self, loss: float, grad_norm: float) -> None:
+        st = self.state
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler.is_enabled():
+            self.scaler.update()  # unscale_ recorded the overflow: lower the scale, as a skipped step does
+        st.skipped_updates += 1
+        st.nonfinite_in_a_row += 1
+        what = "loss" if not math.isfinite(loss) else "gradient norm"
+        value = loss if not math.isfinite(loss) else grad_norm
+        self._write_metrics({"kind": "skip", "step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
+                             "reason": f"{what} {value}"})
+        log(f"step {st.step + 1}: {what} is {value}: update skipped ({st.nonfinite_in_a_row} in a row, "
+            f"{st.skipped_updates} in the run)")
+        if self.tc.nonfinite_limit and st.nonfinite_in_a_row >= self.tc.nonfinite_limit:
+            kept = f"the checkpoints in {self.ckpt_dir} are from before them" if self._saved_step >= 0 else \
+                "no checkpoint was written"
+            raise NonFiniteLoss(f"{st.nonfinite_in_a_row} updates in a row had a non-finite loss or gradient "
+                                f"(train.nonfinite_limit) at step {st.step + 1}: stopping; {kept}. "
+                                f"Lower train.lr_scale, set train.clip_norm, or check the data")
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """SIGINT and SIGTERM finish the current update, save and stop (resumable); a second SIGINT
+        aborts at once. Only the main thread can take signals; elsewhere this does nothing."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if signum == signal.SIGINT and self._stop_reason is not None:
+                raise KeyboardInterrupt
+            self.request_stop(signal.Signals(signum).name)
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def _log_train(self, bar) -> None:
+        w = self.window
+        dt = max(time.perf_counter() - w.t0, 1e-9)
+        tgt = max(w.tgt, 1)
         rec = {"kind": "train", "step": self.state.step, "epoch": self.state.epoch,
-               "loss": float(window["loss"]) / tgt, "ppl": math.exp(min(float(window["nll"]) / tgt, 50.0)),
-               "lr": self.scheduler.get_last_lr()[0], "tgt_tokens_per_s": window["tgt"] / dt,
-               "tokens_per_s": (window["tgt"] + window["src"]) / dt}
+               "loss": float(w.loss) / tgt, "ppl": math.exp(min(float(w.nll) / tgt, 50.0)),
+               "lr": self.scheduler.get_last_lr()[0], "tgt_tokens_per_s": w.tgt / dt,
+               "tokens_per_s": (w.tgt + w.src) / dt}
         self._write_metrics(rec)
         bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.2e}", tok_s=f"{rec['tokens_per_s']:.0f}")
         if not self.show_progress:
             log(f"step {rec['step']} | loss {rec['loss']:.3f} | lr {rec['lr']:.2e} | {rec['tokens_per_s']:.0f} tok/s")
-        window.update(loss=0.0, nll=0.0, tgt=0, src=0, t0=time.perf_counter())
+        self.window = LogWindow()
 
     def _validate_and_save(self) -> dict[str, Any]:
         st = self.state
@@ -415,7 +571,17 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional
             return
-        self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        # a resumed run first discards events after its checkpoint (a killed run may have written some)
+        purge = self.state.step + 1 if self.state.step else None
+        self._tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
+
+
+def _total_norm(tensors: list[Tensor]) -> Tensor:
+    """The 2-norm of all ``tensors`` together (as clip_grad_norm_ computes it, without clipping)."""
+    get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)  # torch >= 2.6
+    if get_total_norm is not None:
+        return get_total_norm(tensors)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
 
 
 @functools.cache
@@ -431,17 +597,35 @@ def _git_commit() -> str | None:
 
 
 # ---- a whole run ---------------------------------------------------------------------------
+def _check_writable(run_dir: Path) -> None:
+    """Fail before any work (and without creating anything) if ``run_dir`` cannot be created or written."""
+    existing = run_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TformerError(f"cannot create the run directory {run_dir}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TformerError(f"cannot write the run directory {run_dir}: {existing} is not writable")
+
+
 def run_training(cfg: RunConfig, *, resume: bool = False, show_progress: bool | None = None) -> dict[str, Any]:
     """What ``tformer train`` does: prepare the run directory and data, build the model, train."""
     run_dir = Path(cfg.run_dir)
+    _check_writable(run_dir)
     ckpt_dir = run_dir / CHECKPOINT_DIR
     has_run = ckpt_dir.is_dir() and any(ckpt_dir.glob("*.pt"))
     if has_run and not resume:
         raise TformerError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another run_dir")
+    if cfg.seed is None and resume and has_run and (run_dir / "config.yaml").is_file():
+        cfg = dataclasses.replace(cfg, seed=load_run_config(run_dir / "config.yaml").seed)  # the drawn one
     seed = set_seed(cfg.seed)
+    cfg = dataclasses.replace(cfg, seed=seed)  # config.yaml records the seed actually used
     vocabs = Vocabularies.load(run_dir) if resume and has_run else None
     data = prepare_data(cfg, vocabs)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TformerError(f"cannot create the run directory {run_dir}: {e.strerror or e}") from None
     if vocabs is None:
         data.vocabs.save(run_dir)
     src_v, tgt_v = data.vocabs.src, data.vocabs.tgt
