@@ -117,7 +117,7 @@ class Translator:
         Empty sentences translate to empty strings; over-long ones are truncated with a warning.
 
         Args:
-            max_len: most output tokens per sentence; None = the batch's source length + 50 (§6.1).
+            max_len: most output tokens per sentence; None = each sentence's own source length + 50 (§6.1).
             do_sample, temperature, top_k, top_p, seed: sample instead of searching (see ``generate``).
             progress: show a progress bar (stderr).
             warn: where warnings go (default: stderr).
