@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 from tformer.errors import TformerError
 from tformer.fileio import atomic_write_text
 
-ACTIVATIONS = ("relu", "gelu", "silu")
-POSITIONAL = ("sinusoidal", "learned")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+POSITIONAL = ("sinusoidal", "learned", "relative")
 SINUSOIDAL_LAYOUTS = ("interleaved", "halves")
 NORMS = ("post", "pre")
+NORM_TYPES = ("layer", "rms")
 
 C = TypeVar("C")
 
@@ -44,7 +45,9 @@ class TransformerConfig:
         vocab_size: source vocabulary size (and target vocabulary when ``tgt_vocab_size`` is None).
         tgt_vocab_size: target vocabulary size for separate vocabularies; None = shared.
         d_model: model width d_model (§3.1).
-        num_heads: number of attention heads h; d_k = d_v = d_model / h (§3.2.2).
+        num_heads: number of attention heads h; d_k = d_v = d_model / h (§3.2.2) unless ``d_kv`` is set.
+        d_kv: the width d_k = d_v of one head when it is not d_model / h (T5's ``d_kv``); None = d_model / h.
+            W^Q, W^K, W^V map d_model -> h * d_kv and W^O maps h * d_kv -> d_model.
         d_ff: inner width of the position-wise feed-forward network (§3.3).
         num_encoder_layers: N for the encoder stack.
         num_decoder_layers: N for the decoder stack.
@@ -52,15 +55,31 @@ class TransformerConfig:
             of embeddings and positional encodings (§5.4).
         attention_dropout: dropout on the attention weights (not in the paper; 0 = off).
         activation_dropout: dropout after the FFN activation (not in the paper; 0 = off).
-        activation: FFN non-linearity: "relu" (paper), "gelu" or "silu" (Marian's "swish").
+        activation: FFN non-linearity: "relu" (paper), "gelu" (exact), "gelu_tanh" (GPT-2's approximation)
+            or "silu" (Marian's "swish").
         norm: "post" = LayerNorm(x + Sublayer(x)) as in the paper; "pre" = x + Sublayer(LayerNorm(x))
             with a final LayerNorm after each stack.
-        layer_norm_eps: epsilon of every LayerNorm.
-        positional: "sinusoidal" (§3.5) or "learned" position embeddings.
+        norm_type: "layer" = LayerNorm (Ba et al., as the paper); "rms" = RMSNorm, x / sqrt(mean(x²) + eps) * g,
+            no mean subtraction and no bias (T5).
+        layer_norm_eps: epsilon of every normalisation layer (LayerNorm or RMSNorm).
+        bias: biases in the attention projections W^Q, W^K, W^V, W^O and the FFN's W_1, W_2 (Eq. 2);
+            false = none (T5).
+        scale_attention: divide the scores Q Kᵀ by sqrt(d_k) (Eq. 1); false = no scaling (T5, whose
+            initialisation folds the factor into W^Q).
+        positional: "sinusoidal" (§3.5) or "learned" position embeddings added to the token embeddings, or
+            "relative": no absolute positions; instead a learned bias per head and bucketed relative distance
+            is added to the self-attention scores of every layer (T5; Shaw et al., 2018; Raffel et al., 2020).
+        relative_buckets: the number of relative-distance buckets (``positional="relative"``): half of them
+            for exact small distances, half logarithmically spaced up to ``relative_max_distance``; the
+            encoder splits them between the two directions.
+        relative_max_distance: distances at or beyond this share the last bucket.
         sinusoidal_layout: "interleaved" = the paper's PE(pos, 2i) = sin, PE(pos, 2i+1) = cos;
             "halves" = all sines then all cosines (Marian / fairseq), same frequencies.
         max_len: the longest sequence the position table covers.
         scale_embedding: multiply token embeddings by sqrt(d_model) (§3.4).
+        scale_output: multiply the decoder output by d_model^-0.5 before the pre-softmax linear layer (T5,
+            where that layer is the embedding matrix).
+        final_dropout: P_drop also on each stack's output, after its final norm (T5; pre-norm only).
         share_embeddings: one embedding matrix for source and target (needs a shared vocabulary).
         tie_output: the pre-softmax linear layer reuses the target embedding matrix (§3.4).
         output_bias: a bias on the pre-softmax linear layer (Marian's final_logits_bias).
@@ -80,11 +99,19 @@ class TransformerConfig:
     activation_dropout: float = 0.0
     activation: str = "relu"
     norm: str = "post"
+    norm_type: str = "layer"
     layer_norm_eps: float = 1e-5
+    bias: bool = True
+    d_kv: int | None = None
+    scale_attention: bool = True
     positional: str = "sinusoidal"
     sinusoidal_layout: str = "interleaved"
+    relative_buckets: int = 32
+    relative_max_distance: int = 128
     max_len: int = 1024
     scale_embedding: bool = True
+    scale_output: bool = False
+    final_dropout: bool = False
     share_embeddings: bool = True
     tie_output: bool = True
     output_bias: bool = False
@@ -101,8 +128,9 @@ class TransformerConfig:
             f"tgt_vocab_size must be positive or null, got {self.tgt_vocab_size}",
         )
         _check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
+        _check(self.d_kv is None or self.d_kv > 0, f"d_kv must be positive or null, got {self.d_kv}")
         _check(
-            self.d_model % self.num_heads == 0,
+            self.d_kv is not None or self.d_model % self.num_heads == 0,
             f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})",
         )
         _check(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
@@ -113,12 +141,20 @@ class TransformerConfig:
             _check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
         _check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         _check(self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}")
+        _check(self.norm_type in NORM_TYPES, f"norm_type must be one of {NORM_TYPES}, got {self.norm_type!r}")
+        _check(not self.final_dropout or self.norm == "pre", "final_dropout needs norm: pre (a final norm per stack)")
         _check(self.positional in POSITIONAL, f"positional must be one of {POSITIONAL}, got {self.positional!r}")
         _check(
             self.sinusoidal_layout in SINUSOIDAL_LAYOUTS,
             f"sinusoidal_layout must be one of {SINUSOIDAL_LAYOUTS}, got {self.sinusoidal_layout!r}",
         )
         _check(self.positional != "sinusoidal" or self.d_model % 2 == 0, "sinusoidal positions need an even d_model")
+        _check(self.relative_buckets >= 4, f"relative_buckets must be >= 4, got {self.relative_buckets}")
+        _check(
+            self.relative_max_distance > self.relative_buckets // 2,
+            f"relative_max_distance ({self.relative_max_distance}) must exceed relative_buckets // 2 "
+            f"({self.relative_buckets // 2})",
+        )
         _check(self.max_len >= 2, f"max_len must be >= 2, got {self.max_len}")
         _check(self.layer_norm_eps > 0, "layer_norm_eps must be positive")
         _check(self.init_std is None or self.init_std > 0, f"init_std must be positive or null, got {self.init_std}")
@@ -139,8 +175,8 @@ class TransformerConfig:
 
     @property
     def d_head(self) -> int:
-        """d_k = d_v = d_model / h (§3.2.2)."""
-        return self.d_model // self.num_heads
+        """d_k = d_v = d_model / h (§3.2.2), or ``d_kv`` when set."""
+        return self.d_model // self.num_heads if self.d_kv is None else self.d_kv
 
     # ---- presets (Table 3) ----------------------------------------------------------------
     @classmethod
@@ -165,6 +201,27 @@ class TransformerConfig:
     def big(cls, vocab_size: int = 37000, **kw: Any) -> TransformerConfig:
         """The paper's big model (Table 3): N=6, d_model=1024, d_ff=4096, h=16, P_drop=0.3."""
         base = dict(d_model=1024, num_heads=16, d_ff=4096, num_encoder_layers=6, num_decoder_layers=6, dropout=0.3)
+        return cls(vocab_size=vocab_size, **{**base, **kw})
+
+    @classmethod
+    def t5_small(cls, vocab_size: int = 32128, **kw: Any) -> TransformerConfig:
+        """The text-to-text Transformer (T5 v1.0, Raffel et al., 2020) as a configuration of this model, at
+        T5-small's size: d_model 512, 6+6 layers, 8 heads of 64, d_ff 2048, 32 relative buckets up to 128.
+
+        T5's differences from the paper: relative position bias instead of absolute positions, pre-norm
+        with RMSNorm (eps 1e-6) and a final norm and dropout per stack, no biases, unscaled attention
+        scores and embeddings, the decoder output times d_model^-0.5 before the tied output layer,
+        dropout also on attention weights and FFN activations, embeddings drawn N(0, 1) (T5's initialisation),
+        and decoding starts from the pad id 0 (eos 1, unk 2). ``tformer.interop.from_hf_t5`` loads Hugging Face
+        T5 weights into this configuration.
+        """
+        p = kw.get("dropout", 0.1)
+        base = dict(d_model=512, num_heads=8, d_ff=2048, num_encoder_layers=6, num_decoder_layers=6, dropout=p,
+                    attention_dropout=p, activation_dropout=p, activation="relu", norm="pre", norm_type="rms",
+                    layer_norm_eps=1e-6, bias=False, scale_attention=False, positional="relative",
+                    relative_buckets=32, relative_max_distance=128, max_len=512, scale_embedding=False,
+                    scale_output=True, final_dropout=True, share_embeddings=True, tie_output=True, init_std=1.0,
+                    pad_id=0, bos_id=0, eos_id=1, unk_id=2)
         return cls(vocab_size=vocab_size, **{**base, **kw})
 
     # ---- (de)serialisation ----------------------------------------------------------------
@@ -304,6 +361,7 @@ MODEL_PRESETS = ("tiny", "small", "base", "big")
 DATA_FORMATS = ("auto", "text", "tsv", "jsonl")
 TOKENIZER_MODELS = ("bpe", "unigram")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TASKS = ("translation", "lm", "classify", "vision")  # modules of tformer.tasks
 
 
 @dataclass(frozen=True)
@@ -320,6 +378,10 @@ class DataConfig:
             vocabulary for both languages (needed to tie all three matrices).
         max_len: pairs with more subwords than this on either side are dropped (and counted).
         max_len_ratio: pairs whose length ratio exceeds this are dropped; 0 = no limit.
+        labels: task classify: the class names, with one file per class (``train_src: train.{label}.gz``).
+        test_src, test_tgt: task classify: test data, same form, scored once at the end of the run by the
+            model chosen on validation (``test_accuracy`` in the summary).
+        max_shift: task vision: training images move by up to this many pixels at random (0 = off).
     """
 
     train_src: str = ""
@@ -333,6 +395,10 @@ class DataConfig:
     shared_vocab: bool = True
     max_len: int = 100
     max_len_ratio: float = 0.0
+    labels: tuple[str, ...] = ()
+    test_src: str = ""
+    test_tgt: str = ""
+    max_shift: int = 1
 
     def __post_init__(self) -> None:
         _check(self.format in DATA_FORMATS, f"data.format must be one of {DATA_FORMATS}, got {self.format!r}")
@@ -430,31 +496,29 @@ class TrainConfig:
 class RunConfig:
     """A whole training run: what ``tformer train CONFIG.yaml`` reads.
 
-    ``model`` holds a preset name and any :class:`TransformerConfig` fields to change; the
-    vocabulary sizes and special-token ids come from the trained tokenizer. ``seed`` fixes the
+    ``task`` picks what is trained (see :mod:`tformer.tasks`): "translation" (the default) reads
+    parallel text into the encoder-decoder. For it, ``model`` holds a preset name and any
+    :class:`TransformerConfig` fields to change; the vocabulary sizes and special-token ids come from
+    the trained tokenizer. ``seed`` fixes the
     initialisation, the dropout masks and the batch order; ``null`` draws one, which the run reports and
     records in its ``config.yaml`` (so the run can be resumed and repeated).
     """
 
     run_dir: str = "runs/default"
+    task: str = "translation"
     seed: int | None = 1
     data: DataConfig = DataConfig()
     model: dict = dataclasses.field(default_factory=lambda: {"preset": "small"})
     train: TrainConfig = TrainConfig(max_steps=1000)
 
     def __post_init__(self) -> None:
+        import importlib
+
         _check(self.seed is None or 0 <= self.seed < 2**64, f"seed must be in [0, 2**64) or null, got {self.seed}")
+        _check(self.task in TASKS, f"task must be one of {TASKS}, got {self.task!r}")
         _check(isinstance(self.model, dict), f"model must be a mapping (preset: ..., d_model: ...), got {self.model!r}")
-        m = self.model_config(vocab_size=64)  # validates the model section now, not after tokenizing
-        _check(
-            self.data.shared_vocab or not self.model.get("share_embeddings", False),
-            "model.share_embeddings needs data.shared_vocab: true (one vocabulary for both languages)",
-        )
-        _check(
-            self.data.max_len + 1 <= m.max_len,
-            f"data.max_len ({self.data.max_len}) + 1 for BOS/EOS exceeds model.max_len ({m.max_len}): "
-            f"lower data.max_len or raise model.max_len",
-        )  # validates the model section now, not after tokenizing
+        # each task validates its model and data sections now, not after tokenizing
+        importlib.import_module(f"tformer.tasks.{self.task}").check_config(self)
 
     def model_config(self, vocab_size: int, tgt_vocab_size: int | None = None, **ids: int) -> TransformerConfig:
         """The :class:`TransformerConfig` of this run for the given vocabulary (and special-token ids)."""

@@ -96,3 +96,41 @@ def test_multihead_equals_torch_multiheadattention_causal_self():
     out, _ = ours(x, causal=True)
     ref_out, _ = ref(x, x, x, attn_mask=~causal_mask(6), need_weights=False)  # torch: True = masked
     torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+
+
+# ---- T5's options: an additive score bias (relative positions), another scale, another head width ----------
+
+
+@pytest.mark.parametrize(
+    "tq,causal,with_padding,scale",
+    [(6, False, True, None), (6, True, False, 1.0), (6, True, True, 1.0), (6, False, False, 0.3), (1, False, True, 1.0),
+     (2, True, True, None)],
+)
+def test_fast_equals_reference_with_a_score_bias(tq, causal, with_padding, scale):
+    q, k, v = _qkv(tq=tq, tk=6)
+    bias = 2.0 * torch.randn(1, 3, tq, 6)  # (1, H, Tq, Tk), shared by the batch
+    mask = padding_mask(torch.tensor([[4] * 6, [4] * 4 + [0] * 2]), 0) if with_padding else None
+    ref, w = attention_reference(q, k, v, mask, causal=causal, score_bias=bias, scale=scale)
+    fast = attention_fast(q, k, v, mask, causal=causal, score_bias=bias, scale=scale)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    # The reference is softmax(s * Q Kᵀ + bias) written out, with -inf where the masks forbid.
+    scores = q @ k.transpose(-2, -1) * (1 / math.sqrt(8) if scale is None else scale) + bias
+    allowed = torch.ones(2, 1, tq, 6, dtype=torch.bool)
+    if mask is not None:
+        allowed = allowed & mask
+    if causal:
+        allowed = allowed & causal_mask(tq, 6)
+    torch.testing.assert_close(w, scores.masked_fill(~allowed, float("-inf")).softmax(-1), atol=1e-6, rtol=1e-5)
+
+
+def test_multihead_with_its_own_head_width_and_no_biases():
+    mha = MultiHeadAttention(32, 4, d_head=16, bias=False, scale_scores=False).eval()
+    assert mha.q_proj.weight.shape == (64, 32) and mha.out_proj.weight.shape == (32, 64)
+    assert all(not name.endswith("bias") for name, _ in mha.named_parameters())
+    x, mem = torch.randn(2, 5, 32), torch.randn(2, 7, 32)
+    bias = torch.randn(1, 4, 5, 5)
+    out, _ = mha(x, causal=True, score_bias=bias)
+    ref, w = mha(x, causal=True, score_bias=bias, need_weights=True)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    assert out.shape == (2, 5, 32) and w.shape == (2, 4, 5, 5)
+    assert mha(x, mem)[0].shape == (2, 5, 32)

@@ -44,7 +44,13 @@ def test_future_never_leaks():
     assert not torch.allclose(model(src, changed)[:, 1:], logits[:, 1:])
 
 
-@pytest.mark.parametrize("kw", [{}, {"norm": "pre"}, {"positional": "learned"}])
+# T5's configuration of the encoder-decoder (TransformerConfig.t5_small at the tiny size).
+T5_STYLE = dict(positional="relative", relative_buckets=8, relative_max_distance=20, norm="pre", norm_type="rms",
+                layer_norm_eps=1e-6, bias=False, scale_attention=False, scale_embedding=False, scale_output=True,
+                final_dropout=True)
+
+
+@pytest.mark.parametrize("kw", [{}, {"norm": "pre"}, {"positional": "learned"}, T5_STYLE, {**T5_STYLE, "d_kv": 16}])
 def test_cached_incremental_decoding_equals_full_recomputation(kw):
     model = _model(**kw)
     src = torch.cat([_ids(3, 5), torch.full((3, 2), PAD)], dim=1)
@@ -136,3 +142,89 @@ def test_too_long_input_is_a_clear_error():
     model = _model()
     with pytest.raises(ValueError, match="max_len"):
         model.encode(_ids(1, 200))
+
+
+# ---- the text-to-text configuration (T5): relative position bias, RMSNorm, no biases ---------------------------
+
+
+def test_t5_preset_has_t5_smalls_parameter_count():
+    cfg = TransformerConfig.t5_small()
+    with torch.device("meta"):
+        n = Transformer(cfg).num_parameters()
+    assert n == 60_506_624  # transformers' T5ForConditionalGeneration(T5Config()), i.e. t5-small
+
+
+def test_t5_style_has_no_biases_no_absolute_positions_and_rms_norms():
+    model = _model(**T5_STYLE)
+    names = [name for name, _ in model.named_parameters()]
+    assert not any(name.endswith("bias") for name in names)
+    assert model.encoder.embed.positions is None and model.decoder.embed.positions is None
+    assert model.encoder.relative_bias.weight.shape == (8, 4)  # (buckets, heads), one table per stack
+    assert model.encoder.relative_bias.bidirectional and not model.decoder.relative_bias.bidirectional
+    assert all(isinstance(m, torch.nn.RMSNorm) for m in model.modules() if "Norm" in type(m).__name__)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_t5_style_padding_never_leaks_on_either_side(side):
+    # With relative positions only, the distances between real tokens do not change when pads come first.
+    model = _model(**T5_STYLE)
+    src, tgt = _ids(2, 6), _ids(2, 5)
+    pads = torch.full((2, 3), PAD)
+    padded = torch.cat([src, pads] if side == "right" else [pads, src], dim=1)
+    real = slice(0, 6) if side == "right" else slice(3, 9)
+    torch.testing.assert_close(model.encode(padded)[:, real], model.encode(src), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model(padded, tgt), model(src, tgt), atol=1e-5, rtol=1e-5)
+
+
+def test_t5_style_future_never_leaks_and_beam_search_runs():
+    model = _model(**T5_STYLE)
+    src, tgt = _ids(2, 6), _ids(2, 7)
+    logits = model(src, tgt)
+    changed = tgt.clone()
+    changed[:, 4:] = _ids(2, 3)
+    torch.testing.assert_close(model(src, changed)[:, :4], logits[:, :4], atol=1e-5, rtol=1e-5)
+    greedy = model.generate(src, beam_size=1, max_len=8)
+    assert torch.equal(model.generate(src, beam_size=1, max_len=8), greedy)
+    assert model.generate(src, beam_size=3, max_len=8).shape[0] == 2
+
+
+def test_t5_style_every_parameter_receives_a_gradient():
+    model = Transformer(TransformerConfig.tiny(**T5_STYLE, share_embeddings=False, tie_output=False, d_kv=16))
+    src, tgt = _ids(2, 6), _ids(2, 5)
+    model(src, tgt).logsumexp(-1).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 1e-4, name
+
+
+def test_t5_style_round_trips_through_save_and_load(tmp_path):
+    model = _model(**T5_STYLE, d_kv=16)
+    model.save_pretrained(tmp_path)
+    loaded = Transformer.from_pretrained(tmp_path).eval()
+    assert loaded.cfg == model.cfg
+    src, tgt = _ids(2, 6), _ids(2, 5)
+    torch.testing.assert_close(loaded(src, tgt), model(src, tgt))
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"norm_type": "batch"}, "norm_type must be one of"),
+        ({"relative_buckets": 2}, "relative_buckets must be >= 4"),
+        ({"relative_buckets": 32, "relative_max_distance": 16}, "relative_max_distance .* must exceed"),
+        ({"d_kv": 0}, "d_kv must be positive"),
+        ({"final_dropout": True}, "final_dropout needs norm: pre"),
+        ({"positional": "rotary"}, "positional must be one of"),
+    ],
+)
+def test_t5_fields_are_validated_in_one_line(kw, match):
+    from tformer import ConfigError
+
+    with pytest.raises(ConfigError, match=match) as e:
+        TransformerConfig.tiny(**kw)
+    assert "\n" not in str(e.value)
+
+
+def test_d_kv_lifts_the_divisibility_rule():
+    cfg = TransformerConfig.tiny(d_model=30, num_heads=4, d_kv=8, positional="relative")
+    assert cfg.d_head == 8
+    assert _model(d_model=30, num_heads=4, d_kv=8, positional="relative")(_ids(1, 4), _ids(1, 3)).shape == (1, 3, 64)

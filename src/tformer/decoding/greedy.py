@@ -4,13 +4,17 @@
 cache extended by one position per step, finished sentences dropped from the batch so that the
 work per step shrinks as sentences end. Greedy and sampling differ only in how they choose.
 
+The loop begins where ``start`` says: by default it encodes the source and feeds BOS (the
+encoder-decoder); a decoder-only language model reads its prompts into the cache instead and feeds
+each prompt's last token (:meth:`tformer.variants.decoder_only.DecoderOnly.prefill`).
+
 Shape legend: B sentences, B' sentences still decoding, L generated length, V vocabulary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -25,7 +29,7 @@ if TYPE_CHECKING:
 @torch.no_grad()
 def decode_single_path(
     model: Transformer, src: Tensor, choose: Callable[[Tensor], Tensor], *, max_len: int | Tensor,
-    min_len: int = 0,
+    min_len: int = 0, start: Callable[[], tuple[Any, Tensor]] | None = None,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) output ids without BOS, ending in EOS when produced, pad-filled.
 
@@ -34,20 +38,26 @@ def decode_single_path(
         choose: next-token logits (B', V) -> chosen ids (B',).
         max_len: the most tokens per sentence, EOS included: one int or a (B,) tensor of per-sentence limits.
         min_len: EOS is forbidden before this many tokens.
+        start: () -> (cache, first input (B, t)): how decoding begins. The cache needs ``select(index)``;
+            ``model.decode_step(first input, cache)[:, -1]`` predicts the first output token. Default: encode
+            ``src`` and start from BOS. A model without a padding token (``cfg.pad_id`` None, as GPT-2) fills
+            finished rows with EOS instead.
     """
     cfg = model.cfg
     b = src.shape[0]
     limit = torch.tensor(row_limits(max_len, b), device=src.device)  # (B,)
     if int(limit.min()) < 1:
         raise TformerError(f"max_len must be >= 1, got {int(limit.min())}")
-    cache = model.start_decoding(model.encode(src), src)
-    out = src.new_full((b, int(limit.max())), cfg.pad_id)  # (B, max L)
+    if start is None:
+        cache, tokens = model.start_decoding(model.encode(src), src), src.new_full((b, 1), cfg.bos_id)
+    else:
+        cache, tokens = start()  # (B', t) the input that predicts the first output token
+    out = src.new_full((b, int(limit.max())), cfg.eos_id if cfg.pad_id is None else cfg.pad_id)  # (B, max L)
     rows = torch.arange(b, device=src.device)  # original sentence index of each cache row, (B',)
-    tokens = src.new_full((b, 1), cfg.bos_id)  # (B', 1) the last token of each row
     length = 0
     for t in range(int(limit.max())):
         logits = model.decode_step(tokens, cache)[:, -1].float()  # (B', V)
-        forbid_special(logits, cfg, t, min_len)
+        _forbid(logits, cfg, t, min_len)
         next_tok = choose(logits)  # (B',)
         out[rows, t] = next_tok
         length = t + 1
@@ -62,6 +72,21 @@ def decode_single_path(
     return out[:, :length]
 
 
-def greedy_search(model: Transformer, src: Tensor, *, max_len: int | Tensor, min_len: int = 0) -> Tensor:
+def _forbid(scores: Tensor, cfg, t: int, min_len: int) -> None:
+    """:func:`forbid_special`, also for a vocabulary without a padding token (``cfg.pad_id`` None)."""
+    if cfg.pad_id is not None:
+        forbid_special(scores, cfg, t, min_len)
+        return
+    if cfg.bos_id != cfg.eos_id:
+        scores[:, cfg.bos_id] = float("-inf")
+    if t < min_len:
+        scores[:, cfg.eos_id] = float("-inf")
+
+
+def greedy_search(
+    model: Transformer, src: Tensor, *, max_len: int | Tensor, min_len: int = 0,
+    start: Callable[[], tuple[Any, Tensor]] | None = None,
+) -> Tensor:
     """The argmax path; see :func:`decode_single_path`."""
-    return decode_single_path(model, src, lambda logits: logits.argmax(dim=-1), max_len=max_len, min_len=min_len)
+    return decode_single_path(model, src, lambda logits: logits.argmax(dim=-1), max_len=max_len, min_len=min_len,
+                              start=start)

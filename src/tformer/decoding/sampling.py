@@ -9,7 +9,8 @@ Shape legend: B sentences, B' sentences still decoding, V vocabulary.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -38,12 +39,12 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
 
 def sample(
     model: Transformer, src: Tensor, *, max_len: int | Tensor, min_len: int = 0, temperature: float = 1.0,
-    top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+    top_k: int = 0, top_p: float = 1.0, seed: int | None = None, start: Callable[[], tuple[Any, Tensor]] | None = None,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) sampled ids without BOS, ending in EOS when drawn, pad-filled.
 
     The same seed and batch give the same samples; a sentence's sample depends on its batch
-    (the rows share one random stream).
+    (the rows share one random stream). ``start``: see :func:`decode_single_path`.
     """
     if temperature <= 0:
         raise TformerError(f"temperature must be > 0 for sampling, got {temperature}")
@@ -58,4 +59,4 @@ def sample(
         probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
         return torch.multinomial(probs, 1, generator=gen).squeeze(1)
 
-    return decode_single_path(model, src, choose, max_len=max_len, min_len=min_len)
+    return decode_single_path(model, src, choose, max_len=max_len, min_len=min_len, start=start)

@@ -11,7 +11,12 @@ when attention weights are asked for, since the fused kernels never materialise 
 
 Masks follow :mod:`tformer.model.masks`: boolean, True = may attend.
 
-Shape legend: B batch, H heads, Tq queries, Tk keys, D d_model, Dh = d_k = d_v = D / H.
+Two options serve T5 (Raffel et al., 2020): ``score_bias``, an additive float (1, H, Tq, Tk) added to the
+scores before the mask (the relative position bias of :class:`tformer.model.embedding.RelativePositionBias`),
+and ``scale``, the factor of Q Kᵀ (default 1 / sqrt(d_k); T5 uses 1). On the fast path the bias and
+the boolean masks become one float ``attn_mask`` (-inf where a query may not attend).
+
+Shape legend: B batch, H heads, Tq queries, Tk keys, D d_model, Dh = d_k = d_v (D / H unless set).
 """
 
 from __future__ import annotations
@@ -27,14 +32,21 @@ from tformer.model.masks import causal_mask, combine
 
 def attention_reference(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, *, causal: bool = False,
-    dropout_p: float = 0.0,
+    dropout_p: float = 0.0, score_bias: Tensor | None = None, scale: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Eq. 1 written out. q (B, H, Tq, Dh), k/v (B, H, Tk, Dh), mask broadcasts to (B, H, Tq, Tk).
+
+    Args:
+        score_bias: float, broadcastable to (B, H, Tq, Tk), added to the scores (relative position bias).
+        scale: the factor of Q Kᵀ; None = 1 / sqrt(d_k).
 
     Returns:
         output (B, H, Tq, Dh) and the attention weights (B, H, Tq, Tk).
     """
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, Tq, Tk)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = q @ k.transpose(-2, -1) * scale  # (B, H, Tq, Tk)
+    if score_bias is not None:
+        scores = scores + score_bias
     if causal:
         mask = combine(mask, causal_mask(q.shape[-2], k.shape[-2], device=q.device))
     if mask is not None:
@@ -47,14 +59,19 @@ def attention_reference(
 
 def attention_fast(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, *, causal: bool = False,
-    dropout_p: float = 0.0,
+    dropout_p: float = 0.0, score_bias: Tensor | None = None, scale: float | None = None,
 ) -> Tensor:
     """Eq. 1 through ``torch.nn.functional.scaled_dot_product_attention``; same contract, no weights."""
+    if score_bias is not None:  # one additive float mask: the bias, -inf where the boolean masks forbid
+        if causal:
+            mask, causal = combine(mask, causal_mask(q.shape[-2], k.shape[-2], device=q.device)), False
+        score_bias = score_bias.to(q.dtype)
+        mask = score_bias if mask is None else score_bias.masked_fill(~mask, float("-inf"))  # (B|1, H, Tq, Tk)
     if causal and mask is not None:  # SDPA takes either a mask or is_causal, not both
         mask, causal = combine(mask, causal_mask(q.shape[-2], k.shape[-2], device=q.device)), False
     if causal and q.shape[-2] != k.shape[-2]:  # SDPA's is_causal aligns top-left; ours aligns bottom-right
         mask, causal = causal_mask(q.shape[-2], k.shape[-2], device=q.device), False
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal, scale=scale)
 
 
 class MultiHeadAttention(nn.Module):
@@ -62,20 +79,26 @@ class MultiHeadAttention(nn.Module):
 
     Used three ways (§3.2.3): encoder self-attention, decoder masked self-attention (``causal=True``)
     and encoder-decoder attention (``memory`` = the encoder output).
+
+    Options (T5): ``d_head`` sets d_k = d_v when it is not d_model / h; ``bias=False`` drops the
+    projections' biases; ``scale_scores=False`` leaves Q Kᵀ unscaled.
     """
 
-    def __init__(self, d_model: int, num_heads: int, attention_dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, num_heads: int, attention_dropout: float = 0.0, *, d_head: int | None = None,
+                 bias: bool = True, scale_scores: bool = True) -> None:
         super().__init__()
-        if d_model % num_heads:
+        if d_head is None and d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
-        self.d_head = d_model // num_heads
+        self.d_head = d_model // num_heads if d_head is None else d_head
+        self.scale = None if scale_scores else 1.0  # None = SDPA's 1 / sqrt(d_k)
         self.attention_dropout = attention_dropout
+        inner = num_heads * self.d_head  # h * d_k, = d_model unless d_head is set
         # W^Q, W^K, W^V for all heads at once (the h matrices W_i side by side), and W^O.
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.q_proj = nn.Linear(d_model, inner, bias=bias)
+        self.k_proj = nn.Linear(d_model, inner, bias=bias)
+        self.v_proj = nn.Linear(d_model, inner, bias=bias)
+        self.out_proj = nn.Linear(inner, d_model, bias=bias)
 
     def _split_heads(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -94,6 +117,7 @@ class MultiHeadAttention(nn.Module):
         causal: bool = False,
         cache: KVCache | StaticKV | None = None,
         need_weights: bool = False,
+        score_bias: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``x`` (B, Tq, D) to ``memory`` (B, Tk, D), or to ``x`` itself when memory is None.
 
@@ -103,11 +127,12 @@ class MultiHeadAttention(nn.Module):
             cache: a :class:`KVCache` to append this call's keys/values to (incremental
                 self-attention), or a :class:`StaticKV` of precomputed cross-attention keys/values.
             need_weights: also return the attention weights (B, H, Tq, Tk) (uses the reference path).
+            score_bias: float (1, H, Tq, Tk) added to the scores (relative position bias), or None.
 
         Returns:
             (B, Tq, D) output and the weights or None.
         """
-        b, t_q, d = x.shape
+        b, t_q, _ = x.shape
         q = self._split_heads(self.q_proj(x))  # (B, H, Tq, Dh)
         if isinstance(cache, StaticKV):
             k, v = cache.k, cache.v  # (B, H, Tk, Dh)
@@ -115,9 +140,10 @@ class MultiHeadAttention(nn.Module):
             kv = self.project_kv(x if memory is None else memory)
             k, v = (kv.k, kv.v) if cache is None else cache.append(kv.k, kv.v)  # (B, H, Tk, Dh)
         p = self.attention_dropout if self.training else 0.0
+        options = dict(causal=causal, dropout_p=p, score_bias=score_bias, scale=self.scale)
         if need_weights:
-            out, weights = attention_reference(q, k, v, mask, causal=causal, dropout_p=p)
+            out, weights = attention_reference(q, k, v, mask, **options)
         else:
-            out, weights = attention_fast(q, k, v, mask, causal=causal, dropout_p=p), None
-        out = out.transpose(1, 2).reshape(b, t_q, d)  # (B, H, Tq, Dh) -> (B, Tq, D): Concat(head_1..head_h)
+            out, weights = attention_fast(q, k, v, mask, **options), None
+        out = out.transpose(1, 2).reshape(b, t_q, -1)  # (B, H, Tq, Dh) -> (B, Tq, H*Dh): Concat(head_1..head_h)
         return self.out_proj(out), weights

@@ -5,7 +5,13 @@
 
 The input to each stack is Dropout(Embedding(x) * sqrt(d_model) + PE) (§3.4, §5.4).
 
-Shape legend: B batch, T length, D d_model, V vocabulary.
+Relative positions (T5, Raffel et al., 2020) are the alternative: no PE is added to the embeddings;
+instead :class:`RelativePositionBias` adds a learned scalar per head and per bucket of the distance
+key - query to the attention scores of every layer of a stack:
+
+    scores = Q Kᵀ + b[bucket(j - i)]         (B, H, Tq, Tk), before the mask and the softmax
+
+Shape legend: B batch, T length, D d_model, V vocabulary, H heads, Tq/Tk query/key length, NB buckets.
 """
 
 from __future__ import annotations
@@ -63,6 +69,55 @@ class LearnedPositionalEmbedding(nn.Module):
         return self.weight[offset : offset + length]  # (length, D)
 
 
+def relative_position_bucket(
+    relative_position: Tensor, *, bidirectional: bool, num_buckets: int, max_distance: int
+) -> Tensor:
+    """The bucket of each distance ``relative_position`` = key position - query position (int64, any shape).
+
+    Half of the buckets (per direction, when ``bidirectional``) hold the exact distances 0, 1, ...;
+    the other half cover larger distances in logarithmically growing bins up to ``max_distance``,
+    beyond which all distances share the last bucket. Without ``bidirectional`` (causal self-attention)
+    only keys at or before the query are told apart; later keys fall in bucket 0 (they are masked anyway).
+
+    Returns:
+        int64 buckets in [0, num_buckets), same shape.
+    """
+    buckets = torch.zeros_like(relative_position)
+    if bidirectional:
+        num_buckets //= 2
+        buckets += (relative_position > 0).long() * num_buckets  # keys after the query: the upper half
+        distance = relative_position.abs()
+    else:
+        distance = (-relative_position).clamp(min=0)  # how far back the key lies
+    max_exact = num_buckets // 2
+    log_ratio = torch.log(distance.float().clamp(min=1) / max_exact) / math.log(max_distance / max_exact)
+    if_large = (max_exact + (log_ratio * (num_buckets - max_exact)).long()).clamp(max=num_buckets - 1)
+    return buckets + torch.where(distance < max_exact, distance, if_large)
+
+
+class RelativePositionBias(nn.Module):
+    """A learned bias per head and relative-distance bucket (T5), shared by every layer of one stack.
+
+    Its ``weight`` (NB, H) is Hugging Face T5's ``relative_attention_bias`` of the stack's first layer.
+    """
+
+    def __init__(self, num_buckets: int, max_distance: int, num_heads: int, *, bidirectional: bool,
+                 std: float = 1.0) -> None:
+        super().__init__()
+        self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
+        self.weight = nn.Parameter(torch.empty(num_buckets, num_heads))
+        nn.init.normal_(self.weight, std=std)
+
+    def forward(self, t_q: int, t_k: int, offset: int = 0) -> Tensor:
+        """The bias for queries at positions offset .. offset+t_q-1 and keys at 0 .. t_k-1, (1, H, Tq, Tk)."""
+        device = self.weight.device
+        query = torch.arange(offset, offset + t_q, device=device)[:, None]  # (Tq, 1)
+        key = torch.arange(t_k, device=device)[None, :]  # (1, Tk)
+        bucket = relative_position_bucket(key - query, bidirectional=self.bidirectional,
+                                          num_buckets=self.num_buckets, max_distance=self.max_distance)  # (Tq, Tk)
+        return nn.functional.embedding(bucket, self.weight).permute(2, 0, 1)[None]  # (Tq, Tk, H) -> (1, H, Tq, Tk)
+
+
 class TokenEmbedding(nn.Module):
     """Embedding(x) * sqrt(d_model) (§3.4). Its ``weight`` may be shared with the other stack and the
     pre-softmax projection."""
@@ -78,9 +133,12 @@ class TokenEmbedding(nn.Module):
 
 
 class Embeddings(nn.Module):
-    """The input of a stack: Dropout(TokenEmbedding(x) + PE(positions)) (§3.4, §3.5, §5.4)."""
+    """The input of a stack: Dropout(TokenEmbedding(x) + PE(positions)) (§3.4, §3.5, §5.4).
 
-    def __init__(self, tokens: TokenEmbedding, positions: nn.Module, dropout: float, max_len: int) -> None:
+    ``positions`` None = no absolute positions (relative position bias instead): Dropout(TokenEmbedding(x)).
+    """
+
+    def __init__(self, tokens: TokenEmbedding, positions: nn.Module | None, dropout: float, max_len: int) -> None:
         super().__init__()
         self.tokens = tokens
         self.positions = positions
@@ -92,4 +150,6 @@ class Embeddings(nn.Module):
         t = ids.shape[1]
         if offset + t > self.max_len:
             raise ValueError(f"sequence of {offset + t} positions exceeds the model's max_len {self.max_len}")
+        if self.positions is None:
+            return self.dropout(self.tokens(ids))
         return self.dropout(self.tokens(ids) + self.positions(t, offset))

@@ -2,31 +2,34 @@
 
     FFN(x) = max(0, x W_1 + b_1) W_2 + b_2                                            (Eq. 2)
 
-applied to each position separately and identically; d_model -> d_ff -> d_model. GELU and SiLU
-are offered as alternatives to the paper's ReLU.
+applied to each position separately and identically; d_model -> d_ff -> d_model. GELU (exact, as
+BERT; or its tanh approximation, as GPT-2) and SiLU are offered as alternatives to the paper's ReLU.
 
 Shape legend: B batch, T length, D d_model, F d_ff.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tformer.model.dropout import Dropout
 
-_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu}
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "silu": F.silu}
 
 
 class PositionwiseFeedForward(nn.Module):
     """Eq. 2: two linear maps with a non-linearity between them."""
 
-    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", activation_dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", activation_dropout: float = 0.0,
+                 bias: bool = True) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-        self.w_1 = nn.Linear(d_model, d_ff)
-        self.w_2 = nn.Linear(d_ff, d_model)
+        self.w_1 = nn.Linear(d_model, d_ff, bias=bias)  # bias=False: no b_1, b_2 (T5)
+        self.w_2 = nn.Linear(d_ff, d_model, bias=bias)
         self.activation = _ACTIVATIONS[activation]
         self.dropout = Dropout(activation_dropout)
 

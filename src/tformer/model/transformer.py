@@ -7,6 +7,11 @@
 ``tgt_in`` is the target shifted right behind BOS (teacher forcing); logits at position t predict
 target token t. Softmax is left to the loss and to decoding (they need log-probabilities).
 
+The text-to-text Transformer (T5) is a configuration of this model (:meth:`TransformerConfig.t5_small`):
+no absolute positions but a relative position bias per stack, computed once per forward and added
+to the self-attention scores of every layer; pre-norm RMSNorm; no biases; unscaled scores; the
+decoder output times d_model^-0.5 before the tied output layer (see :mod:`tformer.interop.t5`).
+
 Shape legend: B batch, S source length, T target length, D d_model, H heads, V target vocabulary.
 """
 
@@ -23,14 +28,17 @@ from torch import Tensor, nn
 
 from tformer.config import ConfigError, TransformerConfig
 from tformer.fileio import atomic_open, atomic_write_text
+from tformer.model.attention import MultiHeadAttention
 from tformer.model.cache import DecoderCache, KVCache
+from tformer.model.dropout import Dropout
 from tformer.model.embedding import (
     Embeddings,
     LearnedPositionalEmbedding,
+    RelativePositionBias,
     SinusoidalPositionalEncoding,
     TokenEmbedding,
 )
-from tformer.model.layers import DecoderLayer, EncoderLayer
+from tformer.model.layers import DecoderLayer, EncoderLayer, make_norm
 from tformer.model.masks import padding_mask
 
 CONFIG_NAME = "config.json"
@@ -60,15 +68,37 @@ class AttentionMaps:
     decoder_cross: list[Tensor] = field(default_factory=list)  # (B, H, T, S) per layer
 
 
-def _positions(cfg: TransformerConfig) -> nn.Module:
+def _positions(cfg: TransformerConfig) -> nn.Module | None:
+    """The absolute positions added to the embeddings; None for relative positions."""
+    if cfg.positional == "relative":
+        return None
     if cfg.positional == "learned":
         return LearnedPositionalEmbedding(cfg.max_len, cfg.d_model)
     return SinusoidalPositionalEncoding(cfg.max_len, cfg.d_model, cfg.sinusoidal_layout)
 
 
+def _relative_bias(cfg: TransformerConfig, bidirectional: bool) -> RelativePositionBias | None:
+    """The stack's relative position bias: both directions in the encoder, only the past in the decoder."""
+    if cfg.positional != "relative":
+        return None
+    return RelativePositionBias(cfg.relative_buckets, cfg.relative_max_distance, cfg.num_heads,
+                                bidirectional=bidirectional, std=cfg.d_model**-0.5)
+
+
 def _layer_kwargs(cfg: TransformerConfig) -> dict:
     return dict(dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, activation=cfg.activation,
-                activation_dropout=cfg.activation_dropout, pre_norm=cfg.norm == "pre", eps=cfg.layer_norm_eps)
+                activation_dropout=cfg.activation_dropout, pre_norm=cfg.norm == "pre", eps=cfg.layer_norm_eps,
+                norm_type=cfg.norm_type, d_head=cfg.d_kv, bias=cfg.bias, scale_scores=cfg.scale_attention)
+
+
+def _final_norm(cfg: TransformerConfig) -> nn.Module:
+    """Pre-norm stacks end in a norm; post-norm ones already did."""
+    return make_norm(cfg.norm_type, cfg.d_model, cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
+
+
+def _final_dropout(cfg: TransformerConfig) -> nn.Module:
+    """Dropout on a stack's output, after its final norm (T5), or nothing."""
+    return Dropout(cfg.dropout) if cfg.final_dropout else nn.Identity()
 
 
 class Encoder(nn.Module):
@@ -77,34 +107,44 @@ class Encoder(nn.Module):
     def __init__(self, cfg: TransformerConfig, tokens: TokenEmbedding) -> None:
         super().__init__()
         self.embed = Embeddings(tokens, _positions(cfg), cfg.dropout, cfg.max_len)
+        self.relative_bias = _relative_bias(cfg, bidirectional=True)
         self.layers = nn.ModuleList(
             EncoderLayer(cfg.d_model, cfg.num_heads, cfg.d_ff, **_layer_kwargs(cfg))
             for _ in range(cfg.num_encoder_layers)
         )
-        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
+        self.final_norm = _final_norm(cfg)
+        self.final_dropout = _final_dropout(cfg)
 
     def forward(self, src: Tensor, src_mask: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
         """src (B, S) ids, src_mask (B, 1, 1, S) -> memory (B, S, D) and per-layer weights if asked."""
         x = self.embed(src)  # (B, S, D)
+        s = src.shape[1]
+        bias = None if self.relative_bias is None else self.relative_bias(s, s)  # (1, H, S, S), shared by the layers
         weights = []
         for layer in self.layers:
-            x, w = layer(x, src_mask, need_weights)
+            x, w = layer(x, src_mask, need_weights, score_bias=bias)
             if need_weights:
                 weights.append(w)
-        return self.final_norm(x), weights
+        return self.final_dropout(self.final_norm(x)), weights
 
 
 class Decoder(nn.Module):
-    """Embeddings, then N identical layers of masked self-attention, cross-attention and FFN (§3.1)."""
+    """Embeddings, then N identical layers of masked self-attention, cross-attention and FFN (§3.1).
+
+    With ``scale_output`` (T5) its output is multiplied by d_model^-0.5, ready for the tied output layer.
+    """
 
     def __init__(self, cfg: TransformerConfig, tokens: TokenEmbedding) -> None:
         super().__init__()
         self.embed = Embeddings(tokens, _positions(cfg), cfg.dropout, cfg.max_len)
+        self.relative_bias = _relative_bias(cfg, bidirectional=False)
         self.layers = nn.ModuleList(
             DecoderLayer(cfg.d_model, cfg.num_heads, cfg.d_ff, **_layer_kwargs(cfg))
             for _ in range(cfg.num_decoder_layers)
         )
-        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
+        self.final_norm = _final_norm(cfg)
+        self.final_dropout = _final_dropout(cfg)
+        self.output_scale = cfg.d_model**-0.5 if cfg.scale_output else None
 
     def forward(
         self, tgt: Tensor, memory: Tensor | None, memory_mask: Tensor, *, cache: DecoderCache | None = None,
@@ -116,6 +156,9 @@ class Decoder(nn.Module):
         """
         offset = 0 if cache is None else cache.length
         y = self.embed(tgt, offset)  # (B, T, D)
+        t = tgt.shape[1]
+        # Queries at offset .. offset+T-1 against every key so far: (1, H, T, offset+T), shared by the layers.
+        bias = None if self.relative_bias is None else self.relative_bias(t, offset + t, offset)
         self_ws, cross_ws = [], []
         for i, layer in enumerate(self.layers):
             y, sw, cw = layer(
@@ -123,11 +166,13 @@ class Decoder(nn.Module):
                 self_cache=None if cache is None else cache.self_kv[i],
                 cross_kv=None if cache is None else cache.cross_kv[i],
                 need_weights=need_weights,
+                score_bias=bias,
             )
             if need_weights:
                 self_ws.append(sw)
                 cross_ws.append(cw)
-        return self.final_norm(y), self_ws, cross_ws
+        y = self.final_dropout(self.final_norm(y))
+        return (y if self.output_scale is None else y * self.output_scale), self_ws, cross_ws
 
 
 class Transformer(nn.Module):
@@ -152,12 +197,18 @@ class Transformer(nn.Module):
 
     def _init_weights(self) -> None:
         """Xavier-uniform projection matrices and zero biases (as tensor2tensor / fairseq); embeddings
-        are drawn N(0, d_model^-1/2) in :class:`TokenEmbedding`, so that embedding * sqrt(d_model) has unit scale."""
+        are drawn N(0, d_model^-1/2) in :class:`TokenEmbedding`, so that embedding * sqrt(d_model) has unit scale.
+        Without ``scale_attention`` the missing 1/sqrt(d_k) is folded into W^Q's initial values (as T5 does)."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        if not self.cfg.scale_attention:
+            with torch.no_grad():
+                for module in self.modules():
+                    if isinstance(module, MultiHeadAttention):
+                        module.q_proj.weight.mul_(module.d_head**-0.5)
 
     # ---- the three plain methods -------------------------------------------------------
     def encode(self, src: Tensor, *, need_weights: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
@@ -244,8 +295,9 @@ class Transformer(nn.Module):
         """Translate a batch: (B, S) source ids -> (B, L) output ids.
 
         Each row is the best hypothesis (or the sample) without the leading BOS, ending in EOS
-        when the model produced one within the length limit, then padded with pad_id. A row's
-        result does not depend on the other rows of the batch.
+        when the model produced one within the length limit, then padded with pad_id. A searched
+        row (greedy or beam) does not depend on the other rows of the batch; a sampled row repeats
+        for the same seed and batch only (see :func:`tformer.decoding.sample`).
 
         Args:
             beam_size: 1 = greedy search; more = beam search (§6.1: beam 4).

@@ -1,0 +1,370 @@
+"""The Vision Transformer (ViT; Dosovitskiy et al., 2021, "An Image is Worth 16x16 Words"), built from the
+encoder layers of "Attention Is All You Need".
+
+An image is cut into P = (image_size / patch_size)^2 square patches; each flattened patch x_p^i is mapped to
+d_model by one linear map E, a learned [class] token x_class is put in front, and learned position embeddings
+E_pos are added (ViT Eq. 1). The sequence then goes through the Transformer encoder (§3.1) with pre-norm
+layers (ViT Eq. 2-3: LayerNorm *before* each sub-layer, GELU in the MLP) and a final LayerNorm (Eq. 4):
+
+    z_0 = [x_class; x_p^1 E; ...; x_p^P E] + E_pos                                    (ViT Eq. 1)
+    z'_l = MSA(LN(z_{l-1})) + z_{l-1},   z_l = MLP(LN(z'_l)) + z'_l                   (ViT Eq. 2, 3)
+    y = LN(z_L^0)                                                                      (ViT Eq. 4)
+
+The patch map E is a Conv2d with kernel = stride = patch_size: the same linear map applied to each patch.
+
+* :class:`VisionConfig`: the frozen, validated configuration.
+* :class:`PatchEmbedding`: pixels -> one d_model vector per patch.
+* :class:`VisionTransformer`: pixels -> hidden states of [class] + patches, (B, 1 + P, D).
+* :class:`VisionClassifier`: a :class:`VisionTransformer` and a linear head on the [class] state -> logits.
+* :func:`cls_attention_maps`: attention from the [class] token to each patch, laid out as the patch grid.
+* :func:`attention_rollout`: attention carried through all layers and their residual connections (Abnar and
+  Zuidema, 2020; the maps of ViT Fig. 6).
+
+Shape legend: B batch, C channels, H heads (attention) or image height (pixels, stated where used),
+W image width, G = image_size / patch_size patches per side, P = G^2 patches, N = 1 + P tokens, D d_model,
+K classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tformer.config import ACTIVATIONS, ConfigError, from_dict
+from tformer.fileio import atomic_open, atomic_write_text
+from tformer.model.dropout import Dropout
+from tformer.model.embedding import LearnedPositionalEmbedding
+from tformer.model.layers import EncoderLayer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """The Vision Transformer.
+
+    Attributes:
+        image_size: side of the (square) input image in pixels.
+        patch_size: side of a (square) patch; must divide ``image_size``.
+        num_channels: colour channels of the input (1 = grey, 3 = RGB).
+        d_model: model width (ViT's hidden size D).
+        num_heads: attention heads h; d_k = d_v = d_model / h (§3.2.2).
+        d_ff: inner width of the MLP (§3.3).
+        num_layers: N, encoder layers.
+        dropout: on the embeddings and each sub-layer output (§5.4).
+        attention_dropout: on the attention weights.
+        activation: MLP non-linearity ("gelu" in ViT).
+        layer_norm_eps: epsilon of every LayerNorm.
+        num_classes: K, outputs of the classification head (0 = no head: a backbone only).
+        init_std: None = Xavier-uniform weight matrices and patch map (as :class:`tformer.Transformer`; trains
+            fastest from scratch on small data), [class] token and positions truncated-normal with std 0.02;
+            a number = ViT's truncated normal with that std for all of them.
+    """
+
+    image_size: int = 8
+    patch_size: int = 2
+    num_channels: int = 1
+    d_model: int = 64
+    num_heads: int = 4
+    d_ff: int = 128
+    num_layers: int = 4
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-6
+    num_classes: int = 10
+    init_std: float | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.image_size > 0, f"image_size must be positive, got {self.image_size}")
+        _check(self.patch_size > 0, f"patch_size must be positive, got {self.patch_size}")
+        _check(
+            self.image_size % self.patch_size == 0,
+            f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})",
+        )
+        _check(self.num_channels > 0, f"num_channels must be positive, got {self.num_channels}")
+        _check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
+        _check(
+            self.d_model % self.num_heads == 0,
+            f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})",
+        )
+        _check(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
+        _check(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
+        for name in ("dropout", "attention_dropout"):
+            p = getattr(self, name)
+            _check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
+        _check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        _check(self.layer_norm_eps > 0, "layer_norm_eps must be positive")
+        _check(self.num_classes >= 0, f"num_classes must be >= 0 (0 = no head), got {self.num_classes}")
+        _check(self.init_std is None or self.init_std > 0, f"init_std must be positive or null, got {self.init_std}")
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def grid_size(self) -> int:
+        """G, patches along each side of the image."""
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        """P = G^2, patches per image."""
+        return self.grid_size**2
+
+    @property
+    def d_head(self) -> int:
+        """d_k = d_v = d_model / h (§3.2.2)."""
+        return self.d_model // self.num_heads
+
+    # ---- presets ------------------------------------------------------------------------------
+    @classmethod
+    def digits(cls, **kw: Any) -> VisionConfig:
+        """scikit-learn's 8x8 digits: 2x2 patches (16 per image), d_model 64, 4 layers, 4 heads, 10 classes."""
+        base = dict(image_size=8, patch_size=2, num_channels=1, d_model=64, num_heads=4, d_ff=128, num_layers=4,
+                    dropout=0.1, num_classes=10)
+        return cls(**{**base, **kw})
+
+    # ---- (de)serialisation ----------------------------------------------------------------
+    def replace(self, **changes: Any) -> VisionConfig:
+        """A copy with ``changes`` applied and validated again."""
+        return from_dict(type(self), {**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VisionConfig:
+        return from_dict(cls, d)
+
+    def save_json(self, path: str | os.PathLike) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load_json(cls, path: str | os.PathLike) -> VisionConfig:
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except OSError as e:
+            raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+        except (ValueError, RecursionError) as e:
+            raise ConfigError(f"{path} is not valid JSON: {e}") from None
+        try:
+            return from_dict(cls, d)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+
+class PatchEmbedding(nn.Module):
+    """x_p^i E for every patch (ViT Eq. 1): a Conv2d whose kernel and stride are the patch size, i.e. one
+    linear map of the C * patch_size^2 pixels of each non-overlapping patch."""
+
+    def __init__(self, image_size: int, patch_size: int, num_channels: int, d_model: int) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.num_channels = num_channels
+        self.projection = nn.Conv2d(num_channels, d_model, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        """pixel_values (B, C, image height, image width) -> (B, P, D), patches in row-major order."""
+        if pixel_values.dim() != 4 or pixel_values.shape[1:] != (self.num_channels, self.image_size, self.image_size):
+            raise ValueError(
+                f"expected pixel_values of shape (B, {self.num_channels}, {self.image_size}, {self.image_size}), "
+                f"got {tuple(pixel_values.shape)}"
+            )
+        x = self.projection(pixel_values)  # (B, D, G, G)
+        return x.flatten(2).transpose(1, 2)  # (B, D, G, G) -> (B, D, P) -> (B, P, D)
+
+
+class _Pretrained(nn.Module):
+    """save_pretrained / from_pretrained for the vision models: ``config.json`` + ``model.safetensors``."""
+
+    cfg: VisionConfig
+
+    def num_parameters(self) -> int:
+        """Number of parameters."""
+        return sum(p.numel() for p in self.parameters())
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``config.json`` and ``model.safetensors``, each atomically."""
+        from safetensors.torch import save
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tensors = {name: t.contiguous() for name, t in self.state_dict().items()}
+        with atomic_open(d / WEIGHTS_NAME) as f:
+            f.write(save(tensors, metadata={"format": "pt"}))
+        atomic_write_text(d / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"):
+        """Load a model written by :meth:`save_pretrained`.
+
+        Raises:
+            ConfigError: a missing, corrupt or mismatched file, in one line naming it.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_model
+
+        d = Path(directory)
+        model = cls(VisionConfig.load_json(d / CONFIG_NAME))
+        weights = d / WEIGHTS_NAME
+        if not weights.is_file():
+            raise ConfigError(f"weights file not found: {weights}")
+        try:
+            missing, unexpected = load_model(model, str(weights), strict=False, device=str(map_location))
+        except (SafetensorError, RuntimeError, OSError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"cannot load {weights}: {first}") from None
+        if missing or unexpected:
+            raise ConfigError(
+                f"{weights} does not match {d / CONFIG_NAME} for {cls.__name__}: "
+                f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+            )
+        return model
+
+
+class VisionTransformer(_Pretrained):
+    """Pixels -> hidden states of the [class] token and every patch, (B, 1 + P, D) (ViT Eq. 1-4).
+
+    ``cfg.num_classes`` is ignored here: the head is :class:`VisionClassifier`'s.
+    """
+
+    def __init__(self, cfg: VisionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = PatchEmbedding(cfg.image_size, cfg.patch_size, cfg.num_channels, cfg.d_model)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.d_model))  # x_class
+        self.positions = LearnedPositionalEmbedding(1 + cfg.num_patches, cfg.d_model)  # E_pos, (N, D)
+        self.dropout = Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(
+            EncoderLayer(cfg.d_model, cfg.num_heads, cfg.d_ff, dropout=cfg.dropout,
+                         attention_dropout=cfg.attention_dropout, activation=cfg.activation, activation_dropout=0.0,
+                         pre_norm=True, eps=cfg.layer_norm_eps)
+            for _ in range(cfg.num_layers)
+        )
+        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """Weight matrices and the patch map: Xavier-uniform (``init_std`` None) or truncated normal (cut at ±2
+        std); zero biases; LayerNorms at (1, 0); [class] token and positions truncated normal (std 0.02 or
+        ``init_std``)."""
+        std = self.cfg.init_std
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                if std is None:
+                    nn.init.xavier_uniform_(module.weight)
+                else:
+                    nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        std = 0.02 if std is None else std
+        nn.init.trunc_normal_(self.cls_token, std=std, a=-2 * std, b=2 * std)
+        nn.init.trunc_normal_(self.positions.weight, std=std, a=-2 * std, b=2 * std)
+
+    def embed(self, pixel_values: Tensor) -> Tensor:
+        """z_0 of ViT Eq. 1 (after dropout): pixel_values (B, C, image height, image width) -> (B, N, D)."""
+        x = self.patch_embed(pixel_values)  # (B, P, D)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)  # (1, 1, D) -> (B, 1, D)
+        x = torch.cat([cls, x], dim=1)  # (B, N, D)
+        return self.dropout(x + self.positions(x.shape[1]))  # + E_pos (N, D)
+
+    def forward(self, pixel_values: Tensor, need_weights: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """pixel_values (B, C, image height, image width) -> hidden states (B, 1 + P, D), row 0 the [class] token.
+
+        With ``need_weights``, also each layer's self-attention weights, (B, H, 1 + P, 1 + P) per layer
+        (token 0 is [class], token 1 + i is patch i in row-major order).
+        """
+        x = self.embed(pixel_values)  # (B, N, D)
+        weights = []
+        for layer in self.layers:
+            x, w = layer(x, None, need_weights)  # no mask: every token sees every token
+            if need_weights:
+                weights.append(w)
+        x = self.final_norm(x)  # (B, N, D)
+        return (x, weights) if need_weights else x
+
+
+class VisionClassifier(_Pretrained):
+    """A :class:`VisionTransformer` and a linear head on the final [class] state: logits (B, K) (ViT §3.1)."""
+
+    def __init__(self, cfg: VisionConfig) -> None:
+        super().__init__()
+        _check(cfg.num_classes >= 1, "VisionClassifier needs num_classes >= 1 (use VisionTransformer for no head)")
+        self.cfg = cfg
+        self.vit = VisionTransformer(cfg)
+        self.head = nn.Linear(cfg.d_model, cfg.num_classes)
+        nn.init.zeros_(self.head.weight)  # as ViT: the head starts at zero, so every class starts equally likely
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, pixel_values: Tensor, need_weights: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """pixel_values (B, C, image height, image width) -> logits (B, K) (and per-layer weights if asked)."""
+        if need_weights:
+            states, weights = self.vit(pixel_values, need_weights=True)
+            return self.head(states[:, 0]), weights
+        return self.head(self.vit(pixel_values)[:, 0])  # (B, N, D) -> (B, D) -> (B, K)
+
+    @torch.no_grad()
+    def predict(self, pixel_values: Tensor) -> Tensor:
+        """The most likely class of each image, (B,) int64 (in evaluation mode; the previous mode afterwards)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(pixel_values).argmax(dim=-1)
+        finally:
+            self.train(was_training)
+
+
+def cls_attention_maps(weights: list[Tensor] | Tensor, grid_size: int) -> Tensor:
+    """How much the [class] token takes from each patch, laid out as the image's patch grid.
+
+    Args:
+        weights: per-layer attention weights from ``need_weights=True``, each (B, H, N, N), or one such tensor.
+        grid_size: G, patches per side (``cfg.grid_size``).
+
+    Returns:
+        (L, B, H, G, G) for a list of L layers, (B, H, G, G) for one tensor. Each map sums to 1 minus the
+        [class] token's attention to itself.
+    """
+    if isinstance(weights, Tensor):
+        return cls_attention_maps([weights], grid_size)[0]
+    w = torch.stack(list(weights))  # (L, B, H, N, N)
+    if w.shape[-1] != 1 + grid_size**2:
+        raise ValueError(f"weights over {w.shape[-1]} tokens do not fit a {grid_size}x{grid_size} patch grid")
+    return w[..., 0, 1:].unflatten(-1, (grid_size, grid_size))  # (L, B, H, P) -> (L, B, H, G, G)
+
+
+def attention_rollout(weights: list[Tensor]) -> Tensor:
+    """Attention rollout (Abnar and Zuidema, 2020), as ViT's Fig. 6: how much each token's final state draws
+    on each input token, following attention through every layer and its residual connection.
+
+        R = Â_L ... Â_2 Â_1,   Â_l = normalise_rows(0.5 * mean_heads(A_l) + 0.5 * I)
+
+    Args:
+        weights: per-layer attention weights from ``need_weights=True``, each (B, H, N, N).
+
+    Returns:
+        (B, N, N), rows sum to 1. Row 0 over columns 1.. is the [class] token's map of the patches
+        (lay it out with ``[:, 0, 1:].unflatten(-1, (G, G))``).
+    """
+    rollout = None
+    for w in weights:
+        a = 0.5 * w.mean(dim=1) + 0.5 * torch.eye(w.shape[-1], dtype=w.dtype, device=w.device)  # (B, N, N)
+        a = a / a.sum(dim=-1, keepdim=True)
+        rollout = a if rollout is None else a @ rollout  # later layers on the left
+    if rollout is None:
+        raise ValueError("attention_rollout needs the weights of at least one layer")
+    return rollout
