@@ -16,7 +16,7 @@ def test_readme_has_python_examples():
     assert len(_python_blocks()) >= 2
 
 
-@pytest.mark.parametrize("i", range(2))
+@pytest.mark.parametrize("i", range(3))
 def test_readme_python_example_runs(i, tmp_path, monkeypatch):
     pytest.importorskip("transformers")
     code = "\n".join(_python_blocks()[: i + 1])  # later blocks may use names of earlier ones

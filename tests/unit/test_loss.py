@@ -101,8 +101,8 @@ def test_fused_linear_loss_equals_linear_then_loss_with_gradients(eps, chunk, bi
 
 def test_fused_linear_loss_without_gradients_and_trainer_loss_equals_model_logits():
     from tformer import Transformer, TransformerConfig
+    from tformer.tasks.translation import sequence_loss
     from tformer.training.loss import linear_label_smoothed_loss
-    from tformer.training.trainer import sequence_loss
 
     torch.manual_seed(2)
     model = Transformer(TransformerConfig.tiny(vocab_size=30)).eval()

@@ -124,7 +124,7 @@ def _resume_pairs():
 
 def _stop_at_call(monkeypatch, trainer, call):
     """Make ``trainer`` request a stop during its ``call``-th micro-batch (counting from 1)."""
-    import tformer.training.trainer as tr
+    import tformer.tasks.translation as tr
 
     calls = {"n": 0}
     real = tr.sequence_loss
@@ -164,7 +164,7 @@ def test_a_stop_at_any_update_resumes_bit_identically(tmp_path, monkeypatch, cal
 # ---- numerical faults -----------------------------------------------------------------------------
 def _fault_at_calls(monkeypatch, calls, value=float("nan"), on_call=None):
     """Multiply the loss of the given sequence_loss calls (1-based) by ``value``; ``on_call(n)`` runs first."""
-    import tformer.training.trainer as tr
+    import tformer.tasks.translation as tr
 
     count = {"n": 0}
     real = tr.sequence_loss

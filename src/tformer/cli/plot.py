@@ -2,6 +2,7 @@
 
     tformer plot attention RUN_DIR --text "three hundred twenty-one" [--target ...] [--kind cross]
                            [--layer N] [--head N|grid|mean] -o cross.png
+    tformer plot patches RUN_DIR [--image N] -o patches.png        (a run of task vision)
     tformer plot positional [RUN_DIR] [--d-model 512] [--max-len 100] -o positional.png
     tformer plot masks RUN_DIR --text "one" --text "two hundred" [--target ...] -o masks.png
     tformer plot schedule CONFIG.yaml|RUN_DIR [--steps N] -o schedule.png
@@ -50,6 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                               "or 'mean' (their average)")
     q.add_argument("--beam", type=int, default=4, help="beam size of the translation (without --target)")
     q.set_defaults(draw=_attention)
+
+    q = picture("patches", "a Vision Transformer run: the [class] token's attention over an image's patches")
+    q.add_argument("run_dir", metavar="RUN_DIR", help="a run of task vision")
+    q.add_argument("--image", type=int, default=0, help="which test image, from 0 (default 0)")
+    q.set_defaults(draw=_patches)
 
     q = picture("positional", "the positional-encoding matrix and the similarity of positions (§3.5)")
     q.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None,
@@ -113,6 +119,28 @@ def _attention(args: argparse.Namespace):
     return plot_attention(att, args.kind, args.layer, args.head)
 
 
+def _patches(args: argparse.Namespace):
+    import torch
+
+    from tformer.data.images import load_digits_splits
+    from tformer.variants.vit import VisionClassifier, attention_rollout, cls_attention_maps
+    from tformer.viz.patches import plot_patch_attention
+
+    model = VisionClassifier.from_pretrained(Path(args.run_dir) / "model").eval()
+    test = load_digits_splits(seed=0).test  # the split task vision holds out
+    if not 0 <= args.image < len(test):
+        raise TformerError(f"--image must be in [0, {len(test) - 1}], got {args.image}")
+    image = test.images[args.image : args.image + 1]  # (1, C, H, W)
+    with torch.no_grad():
+        logits, weights = model(image, need_weights=True)
+    g = model.cfg.grid_size
+    maps = cls_attention_maps(weights, g)[:, 0].mean(dim=1)  # (L, 1, H, G, G) -> (L, G, G)
+    rollout = attention_rollout(weights)[0, 0, 1:].unflatten(0, (g, g))  # (G, G)
+    guess, label = int(logits.argmax()), int(test.labels[args.image])
+    return plot_patch_attention(image[0], maps, rollout, f"Test image {args.image}: label {label}, predicted "
+                                f"{guess}. [class] attention over {g}x{g} patches (mean of heads), by layer")
+
+
 def _positional(args: argparse.Namespace):
     from tformer.model.embedding import sinusoidal_table
     from tformer.viz.positional import plot_positional
@@ -126,6 +154,9 @@ def _positional(args: argparse.Namespace):
                                f"Sinusoidal positional encoding (§3.5), d_model = {args.d_model}")
     model = _translator(args.run_dir).model
     cfg, n = model.cfg, min(args.max_len, model.cfg.max_len)
+    if cfg.positional == "relative":
+        raise TformerError(f"{args.run_dir} uses relative positions (a bias per head and distance): "
+                           f"there is no positional table to draw")
     if cfg.positional == "learned":
         return plot_positional(model.encoder.embed.positions.weight[:n],
                                f"Learned positional embeddings of the encoder, {args.run_dir}")
@@ -142,6 +173,7 @@ def _masks(args: argparse.Namespace):
 
 
 def _schedule(args: argparse.Namespace):
+    from tformer import tasks
     from tformer.config import load_run_config
     from tformer.viz.curves import logged_learning_rates, read_metrics
     from tformer.viz.schedule import plot_schedule
@@ -155,7 +187,7 @@ def _schedule(args: argparse.Namespace):
             logged = logged_learning_rates(read_metrics(source / "metrics.jsonl"))
         source = source / "config.yaml"
     cfg = load_run_config(source)
-    tc, d_model = cfg.train, cfg.model_config(vocab_size=64).d_model
+    tc, d_model = cfg.train, tasks.model_width(cfg)
     steps = args.steps or max(tc.max_steps, max((s for s, _ in logged), default=0)) or 5 * tc.warmup_steps
     return plot_schedule(d_model, tc.warmup_steps, tc.lr_scale, steps, logged)
 

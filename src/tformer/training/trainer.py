@@ -45,15 +45,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tformer import __version__
-from tformer.config import RunConfig, TransformerConfig, dump_run_config, load_run_config
+from tformer import __version__, tasks
+from tformer.config import RunConfig, dump_run_config, load_run_config
 from tformer.console import log, progress
-from tformer.data.batching import TokenBatchSampler, collate
-from tformer.data.corpus import filter_pairs, read_jsonl, read_parallel, read_tsv
-from tformer.data.tokenizer import Vocabularies
+from tformer.data.batching import TokenBatchSampler
 from tformer.errors import TformerError
 from tformer.fileio import atomic_write_text
-from tformer.model.transformer import Transformer
+from tformer.tasks.base import Task
+from tformer.tasks.translation import ParallelData, TranslationTask, prepare_data, read_pairs, sequence_loss
 from tformer.training.checkpoint import (
     CheckpointError,
     copy_checkpoint,
@@ -62,87 +61,15 @@ from tformer.training.checkpoint import (
     remove_unfinished,
     save_checkpoint,
 )
-from tformer.training.loss import LossOutput, linear_label_smoothed_loss
 from tformer.training.schedule import noam_scheduler
 from tformer.training.seed import rng_state, set_rng_state, set_seed
 
 CHECKPOINT_DIR = "checkpoints"
+__all__ = ["CHECKPOINT_DIR", "ParallelData", "Trainer", "build_optimizer", "prepare_data", "read_pairs",
+           "run_training", "sequence_loss"]  # the data helpers and sequence_loss live in tformer.tasks.translation
 
 
-# ---- data ----------------------------------------------------------------------------------
-@dataclass
-class ParallelData:
-    """Tokenized training and validation pairs, and the validation text for BLEU."""
-
-    vocabs: Vocabularies
-    train: list[tuple[list[int], list[int]]]
-    valid: list[tuple[list[int], list[int]]] = field(default_factory=list)
-    valid_text: list[tuple[str, str]] = field(default_factory=list)
-
-
-def read_pairs(cfg: RunConfig, split: str) -> list[tuple[str, str]]:
-    """Read the ``train`` or ``valid`` pairs named in the data config."""
-    d = cfg.data
-    src, tgt = d.path(f"{split}_src"), d.path(f"{split}_tgt")
-    if not src:
-        return []
-    fmt = d.format
-    if fmt == "auto":
-        name = src[:-3] if src.endswith(".gz") else src
-        fmt = "tsv" if name.endswith(".tsv") else "jsonl" if name.endswith((".jsonl", ".json")) else "text"
-    if fmt == "tsv":
-        return read_tsv(src)
-    if fmt == "jsonl":
-        return read_jsonl(src)
-    if not tgt:
-        raise TformerError(f"data.{split}_tgt is not set (plain-text corpora need a source and a target file)")
-    return read_parallel(src, tgt)
-
-
-def prepare_data(cfg: RunConfig, vocabs: Vocabularies | None = None) -> ParallelData:
-    """Read the corpus, train the tokenizer (unless given), tokenize and filter. Reports counts."""
-    train_text = read_pairs(cfg, "train")
-    if not train_text:
-        raise TformerError("no training data: set data.train_src and data.train_tgt")
-    valid_text = read_pairs(cfg, "valid")
-    if vocabs is None:
-        t0 = time.perf_counter()
-        vocabs = Vocabularies.train(
-            [s for s, _ in train_text], [t for _, t in train_text], vocab_size=cfg.data.vocab_size,
-            shared=cfg.data.shared_vocab, model=cfg.data.tokenizer,
-        )
-        log(f"tokenizer: {cfg.data.tokenizer}, vocabulary {vocabs.src.vocab_size}"
-            f"{'' if vocabs.shared else f' + {vocabs.tgt.vocab_size}'} ({time.perf_counter() - t0:.1f}s)")
-
-    def tokenize(pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-        src = vocabs.src.encode_batch([s for s, _ in pairs])
-        tgt = vocabs.tgt.encode_batch([t for _, t in pairs])
-        return list(zip(src, tgt, strict=True))
-
-    ratio = cfg.data.max_len_ratio or None
-    train, report = filter_pairs(tokenize(train_text), max_len=cfg.data.max_len, max_ratio=ratio)
-    log(f"train: {report}")
-    if not train:
-        raise TformerError("every training pair was filtered out (check data.max_len and the files)")
-    valid_ids = tokenize(valid_text) if valid_text else []
-    keep = [i for i, (s, t) in enumerate(valid_ids) if s and t and max(len(s), len(t)) <= cfg.data.max_len]
-    if valid_text:
-        log(f"valid: kept {len(keep)} of {len(valid_text)} pairs")
-    return ParallelData(vocabs, train, [valid_ids[i] for i in keep], [valid_text[i] for i in keep])
-
-
-# ---- the loss and the optimizer -------------------------------------------------------------
-def sequence_loss(model: Transformer, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, eps: float) -> LossOutput:
-    """Teacher-forced label-smoothed loss of a batch (§5.4), summed over real target tokens.
-
-    The same number as ``label_smoothed_loss(model(src, tgt_in), tgt_out, eps, pad)``, computed with
-    the pre-softmax layer fused into the loss (no (B, T, V) logits are stored; tested equal).
-    """
-    proj = model.output_projection
-    return linear_label_smoothed_loss(model.decoder_states(src, tgt_in), proj.weight, proj.bias, tgt_out, eps,
-                                      model.cfg.pad_id)
-
-
+# ---- the optimizer -------------------------------------------------------------------------
 def build_optimizer(params, lr: float = 1.0, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-9,
                     weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam (§5.3: beta1 0.9, beta2 0.98, eps 1e-9); the learning rate comes from the Eq. 3 scheduler.
@@ -215,10 +142,11 @@ class NonFiniteLoss(TformerError):
 class Trainer:
     """Trains ``model`` on ``data`` as ``cfg`` says, writing into ``cfg.run_dir``."""
 
-    def __init__(self, cfg: RunConfig, model: Transformer, data: ParallelData, *, show_progress: bool | None = None):
+    def __init__(self, cfg: RunConfig, model: torch.nn.Module, task: Task | ParallelData, *,
+                 show_progress: bool | None = None):
         self.cfg = cfg
         self.tc = cfg.train
-        self.data = data
+        self.task = TranslationTask(task, cfg.train) if isinstance(task, ParallelData) else task
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_dir = self.run_dir / CHECKPOINT_DIR
         self.device = pick_device(self.tc.device)
@@ -228,10 +156,8 @@ class Trainer:
                                          eps=self.tc.adam_eps, weight_decay=self.tc.weight_decay)
         self.scheduler = noam_scheduler(self.optimizer, model.cfg.d_model, self.tc.warmup_steps, self.tc.lr_scale)
         self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
-        self.sampler = TokenBatchSampler(
-            [len(s) for s, _ in data.train], [len(t) for _, t in data.train], self.tc.max_tokens,
-            shuffle=True, seed=cfg.seed,
-        )
+        self.sampler = TokenBatchSampler(*self.task.lengths("train"), self.tc.max_tokens, shuffle=True, seed=cfg.seed)
+        self.has_valid = len(self.task.lengths("valid")[0]) > 0
         self.state = TrainState()
         self.window = LogWindow()
         self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
@@ -298,9 +224,10 @@ class Trainer:
         Resuming continues at a position in the epoch's batch list; if any of these changed, that
         position would point into different batches, so resume refuses.
         """
+        src, tgt = self.task.lengths("train")
         h = hashlib.sha256()
-        h.update(f"{self.cfg.seed}|{self.tc.max_tokens}|{self.tc.accumulate}|{len(self.data.train)}".encode())
-        h.update(repr([(len(s), len(t)) for s, t in self.data.train]).encode())
+        h.update(f"{self.cfg.seed}|{self.tc.max_tokens}|{self.tc.accumulate}|{len(src)}".encode())
+        h.update(repr(list(zip(src, tgt, strict=True))).encode())
         return h.hexdigest()[:16]
 
     def resume(self) -> bool:
@@ -368,33 +295,21 @@ class Trainer:
     # -- validation --
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:
-        """Validation loss and perplexity over all validation pairs; BLEU of greedy translations of a sample."""
-        from tformer.evaluation.bleu import score
-
+        """Validation loss and perplexity over all validation examples, and the task's own metrics
+        (translation: BLEU of greedy translations of a sample)."""
         self.model.eval()
-        pairs = self.data.valid
-        sampler = TokenBatchSampler([len(s) for s, _ in pairs], [len(t) for _, t in pairs], self.tc.max_tokens,
-                                    shuffle=False)
-        cfg = self.model.cfg
+        sampler = TokenBatchSampler(*self.task.lengths("valid"), self.tc.max_tokens, shuffle=False)
         loss_sum = nll_sum = 0.0
         tokens = 0
         for idx in sampler.batches_for_epoch(0):
-            b = collate([pairs[i] for i in idx], cfg.pad_id, cfg.bos_id, cfg.eos_id).to(self.device)
+            b = self.task.collate("valid", idx, self.model).to(self.device)
             with self._autocast():
-                out = sequence_loss(self.model, b.src, b.tgt_in, b.tgt_out, self.tc.label_smoothing)
+                out = self.task.loss(self.model, b, self.tc.label_smoothing)
             loss_sum, nll_sum, tokens = loss_sum + out.loss.item(), nll_sum + out.nll.item(), tokens + out.num_tokens
         result: dict[str, Any] = {"kind": "valid", "step": self.state.step, "epoch": self.state.epoch,
                                   "loss": loss_sum / tokens, "nll": nll_sum / tokens,
                                   "ppl": math.exp(min(nll_sum / tokens, 50.0))}
-        n = min(self.tc.bleu_samples, len(self.data.valid_text))
-        if n:
-            from tformer.translator import Translator
-
-            sample = self.data.valid_text[:n]
-            hyps = Translator(self.model, self.data.vocabs, self.device).translate(
-                [s for s, _ in sample], beam_size=1, max_tokens=self.tc.max_tokens)
-            result["bleu"] = score(hyps, [t for _, t in sample], tokenize=self.tc.bleu_tokenize)["bleu"]
-            result["bleu_sentences"] = n
+        result.update(self.task.extra_validation(self.model, self.device, self.tc.max_tokens))
         self.model.train()
         return result
 
@@ -412,7 +327,7 @@ class Trainer:
             total = min(total, steps_per_epoch * tc.max_epochs)
         log(f"training {self.model.num_parameters():,} parameters on {self.device}"
             f"{'' if self.amp_dtype is None else f' ({self.amp_dtype})'}, seed {self.cfg.seed}: "
-            f"{len(self.data.train)} pairs, {steps_per_epoch} steps per epoch, "
+            f"{self.sampler.num_pairs} {self.task.unit}, {steps_per_epoch} steps per epoch, "
             f"padding {self.sampler.padding_ratio(0):.1%}, {total} steps")
         eval_every = tc.eval_every or steps_per_epoch
         bar = progress(total=total, initial=st.step, enabled=self.show_progress, unit="step")
@@ -440,7 +355,7 @@ class Trainer:
                     if st.step % eval_every == 0 or st.step == total or out_of_time:
                         summary_valid = self._validate_and_save()
                     elif stop is not None or (tc.save_every and st.step % tc.save_every == 0):
-                        self.save(best=not self.data.valid)
+                        self.save(best=not self.has_valid)
                     if stop is not None or st.stopped_early:
                         break
                 if st.batch_in_epoch >= len(batches):
@@ -450,7 +365,7 @@ class Trainer:
             log(f"{stop} at step {st.step}: saved a checkpoint; --resume continues the run")
         if self._tb is not None:
             self._tb.close()
-        valid = {f"valid_{k}": v for k, v in summary_valid.items() if k in ("loss", "ppl", "bleu")}
+        valid = {f"valid_{k}": v for k, v in summary_valid.items() if k in ("loss", "ppl", "bleu", "accuracy")}
         return {"steps": st.step, "epochs": st.epoch, "seconds": round(time.perf_counter() - t_start, 1),
                 "stopped_early": st.stopped_early, "out_of_time": stop is not None and "max_minutes" in stop,
                 "interrupted": stop if stop is not None and "max_minutes" not in stop else None,
@@ -459,15 +374,15 @@ class Trainer:
     def _update(self, group: list[list[int]]) -> bool:
         """One optimizer step on the batches ``group`` (gradient accumulation); False if it was skipped
         for a non-finite loss or gradient."""
-        tc, st, cfg = self.tc, self.state, self.model.cfg
-        micro = [collate([self.data.train[i] for i in idx], cfg.pad_id, cfg.bos_id, cfg.eos_id) for idx in group]
+        tc, st = self.tc, self.state
+        micro = [self.task.collate("train", idx, self.model) for idx in group]
         num_tgt = sum(b.num_tgt_tokens for b in micro)
         self.optimizer.zero_grad(set_to_none=True)
         loss = nll = 0.0
         for b in micro:
             b = b.to(self.device, non_blocking=True)
             with self._autocast():
-                out = sequence_loss(self.model, b.src, b.tgt_in, b.tgt_out, tc.label_smoothing)
+                out = self.task.loss(self.model, b, tc.label_smoothing)
             self.scaler.scale(out.loss / num_tgt).backward()
             loss, nll = loss + out.loss.detach(), nll + out.nll
         if self.scaler.is_enabled():
@@ -548,7 +463,7 @@ class Trainer:
 
     def _validate_and_save(self) -> dict[str, Any]:
         st = self.state
-        if not self.data.valid:
+        if not self.has_valid:
             self.save(best=True)  # without validation data the newest model is the one to use
             return {}
         v = self.validate()
@@ -560,8 +475,8 @@ class Trainer:
             st.bad_validations += 1
             if self.tc.patience and st.bad_validations >= self.tc.patience:
                 st.stopped_early = True
-        bleu = f" | bleu {v['bleu']:.2f}" if "bleu" in v else ""
-        log(f"step {st.step} | valid loss {v['loss']:.3f} | ppl {v['ppl']:.2f}{bleu}"
+        extra = "".join(f" | {k} {v[k]:.4g}" for k in ("bleu", "accuracy") if k in v)
+        log(f"step {st.step} | valid loss {v['loss']:.3f} | ppl {v['ppl']:.2f}{extra}"
             f"{' | best' if improved else ''}{' | early stop' if st.stopped_early else ''}")
         self.save(best=improved)
         return v
@@ -620,23 +535,13 @@ def run_training(cfg: RunConfig, *, resume: bool = False, show_progress: bool | 
         cfg = dataclasses.replace(cfg, seed=load_run_config(run_dir / "config.yaml").seed)  # the drawn one
     seed = set_seed(cfg.seed)
     cfg = dataclasses.replace(cfg, seed=seed)  # config.yaml records the seed actually used
-    vocabs = Vocabularies.load(run_dir) if resume and has_run else None
-    data = prepare_data(cfg, vocabs)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TformerError(f"cannot create the run directory {run_dir}: {e.strerror or e}") from None
-    if vocabs is None:
-        data.vocabs.save(run_dir)
-    src_v, tgt_v = data.vocabs.src, data.vocabs.tgt
-    model_cfg: TransformerConfig = cfg.model_config(
-        src_v.vocab_size, None if data.vocabs.shared else tgt_v.vocab_size,
-        pad_id=src_v.pad_id, bos_id=tgt_v.bos_id, eos_id=tgt_v.eos_id, unk_id=src_v.unk_id,
-    )
-    model = Transformer(model_cfg)
-    trainer = Trainer(cfg, model, data, show_progress=show_progress)
+    task, model = tasks.build(cfg, run_dir, resume=resume and has_run)
+    trainer = Trainer(cfg, model, task, show_progress=show_progress)
     if resume and has_run and not trainer.resume():
         raise TformerError(f"no usable checkpoint in {ckpt_dir}")
     atomic_write_text(run_dir / "config.yaml", dump_run_config(cfg))  # only once the run is sure to go on
     summary = trainer.train()
+    report = getattr(task, "final_report", None)  # e.g. test accuracy of the best model, scored once
+    if report is not None and not summary["interrupted"] and (run_dir / "model").is_dir():
+        summary.update(report(run_dir, trainer.device, cfg.train.max_tokens))
     return {"run_dir": str(run_dir), "seed": seed, **summary}

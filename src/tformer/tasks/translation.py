@@ -1,0 +1,173 @@
+"""Translation: the paper's encoder-decoder trained on parallel text (§5).
+
+Data: two aligned files (or one TSV/JSONL file), a BPE or unigram tokenizer trained on the training
+text (shared between the languages by default), pairs filtered by length. Loss: teacher-forced,
+label-smoothed cross-entropy over target tokens (§5.4), with the pre-softmax layer fused into the
+loss. Validation: loss, perplexity, and the BLEU of greedy translations of the first
+``train.bleu_samples`` validation sentences.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tformer.config import RunConfig, TrainConfig, TransformerConfig, _check
+from tformer.console import log
+from tformer.data.batching import Batch, collate
+from tformer.data.corpus import filter_pairs, read_jsonl, read_parallel, read_tsv
+from tformer.data.tokenizer import Vocabularies
+from tformer.errors import TformerError
+from tformer.model.transformer import Transformer
+from tformer.training.loss import LossOutput, linear_label_smoothed_loss
+
+
+@dataclass
+class ParallelData:
+    """Tokenized training and validation pairs, and the validation text for BLEU."""
+
+    vocabs: Vocabularies
+    train: list[tuple[list[int], list[int]]]
+    valid: list[tuple[list[int], list[int]]] = field(default_factory=list)
+    valid_text: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_pairs(cfg: RunConfig, split: str) -> list[tuple[str, str]]:
+    """Read the ``train`` or ``valid`` pairs named in the data config."""
+    d = cfg.data
+    src, tgt = d.path(f"{split}_src"), d.path(f"{split}_tgt")
+    if not src:
+        return []
+    fmt = d.format
+    if fmt == "auto":
+        name = src[:-3] if src.endswith(".gz") else src
+        fmt = "tsv" if name.endswith(".tsv") else "jsonl" if name.endswith((".jsonl", ".json")) else "text"
+    if fmt == "tsv":
+        return read_tsv(src)
+    if fmt == "jsonl":
+        return read_jsonl(src)
+    if not tgt:
+        raise TformerError(f"data.{split}_tgt is not set (plain-text corpora need a source and a target file)")
+    return read_parallel(src, tgt)
+
+
+def prepare_data(cfg: RunConfig, vocabs: Vocabularies | None = None) -> ParallelData:
+    """Read the corpus, train the tokenizer (unless given), tokenize and filter. Reports counts."""
+    train_text = read_pairs(cfg, "train")
+    if not train_text:
+        raise TformerError("no training data: set data.train_src and data.train_tgt")
+    valid_text = read_pairs(cfg, "valid")
+    if vocabs is None:
+        t0 = time.perf_counter()
+        vocabs = Vocabularies.train(
+            [s for s, _ in train_text], [t for _, t in train_text], vocab_size=cfg.data.vocab_size,
+            shared=cfg.data.shared_vocab, model=cfg.data.tokenizer,
+        )
+        log(f"tokenizer: {cfg.data.tokenizer}, vocabulary {vocabs.src.vocab_size}"
+            f"{'' if vocabs.shared else f' + {vocabs.tgt.vocab_size}'} ({time.perf_counter() - t0:.1f}s)")
+
+    def tokenize(pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+        src = vocabs.src.encode_batch([s for s, _ in pairs])
+        tgt = vocabs.tgt.encode_batch([t for _, t in pairs])
+        return list(zip(src, tgt, strict=True))
+
+    ratio = cfg.data.max_len_ratio or None
+    train, report = filter_pairs(tokenize(train_text), max_len=cfg.data.max_len, max_ratio=ratio)
+    log(f"train: {report}")
+    if not train:
+        raise TformerError("every training pair was filtered out (check data.max_len and the files)")
+    valid_ids = tokenize(valid_text) if valid_text else []
+    keep = [i for i, (s, t) in enumerate(valid_ids) if s and t and max(len(s), len(t)) <= cfg.data.max_len]
+    if valid_text:
+        log(f"valid: kept {len(keep)} of {len(valid_text)} pairs")
+    return ParallelData(vocabs, train, [valid_ids[i] for i in keep], [valid_text[i] for i in keep])
+
+
+def sequence_loss(model: Transformer, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, eps: float) -> LossOutput:
+    """Teacher-forced label-smoothed loss of a batch (§5.4), summed over real target tokens.
+
+    The same number as ``label_smoothed_loss(model(src, tgt_in), tgt_out, eps, pad)``, computed with
+    the pre-softmax layer fused into the loss (no (B, T, V) logits are stored; tested equal).
+    """
+    proj = model.output_projection
+    return linear_label_smoothed_loss(model.decoder_states(src, tgt_in), proj.weight, proj.bias, tgt_out, eps,
+                                      model.cfg.pad_id)
+
+
+def model_width(cfg: RunConfig) -> int:
+    """d_model of the model this run builds."""
+    return cfg.model_config(vocab_size=64).d_model
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Validate the model and data sections for translation (one-line ConfigError)."""
+    m = cfg.model_config(vocab_size=64)
+    _check(
+        cfg.data.shared_vocab or not cfg.model.get("share_embeddings", False),
+        "model.share_embeddings needs data.shared_vocab: true (one vocabulary for both languages)",
+    )
+    _check(
+        cfg.data.max_len + 1 <= m.max_len,
+        f"data.max_len ({cfg.data.max_len}) + 1 for BOS/EOS exceeds model.max_len ({m.max_len}): "
+        f"lower data.max_len or raise model.max_len",
+    )
+
+
+class TranslationTask:
+    """Parallel text -> :class:`tformer.Transformer` (see the module docstring)."""
+
+    name = "translation"
+    unit = "pairs"
+
+    def __init__(self, data: ParallelData, tc: TrainConfig | None = None) -> None:
+        self.data = data
+        self.bleu_samples = tc.bleu_samples if tc is not None else 0
+        self.bleu_tokenize = tc.bleu_tokenize if tc is not None else "13a"
+
+    def _pairs(self, split: str) -> list[tuple[list[int], list[int]]]:
+        return self.data.train if split == "train" else self.data.valid
+
+    def lengths(self, split: str) -> tuple[list[int], list[int]]:
+        pairs = self._pairs(split)
+        return [len(s) for s, _ in pairs], [len(t) for _, t in pairs]
+
+    def collate(self, split: str, indices: list[int], model: Transformer) -> Batch:
+        pairs, cfg = self._pairs(split), model.cfg
+        return collate([pairs[i] for i in indices], cfg.pad_id, cfg.bos_id, cfg.eos_id)
+
+    def loss(self, model: Transformer, batch: Batch, label_smoothing: float) -> LossOutput:
+        return sequence_loss(model, batch.src, batch.tgt_in, batch.tgt_out, label_smoothing)
+
+    def extra_validation(self, model: Transformer, device: torch.device, max_tokens: int) -> dict[str, Any]:
+        n = min(self.bleu_samples, len(self.data.valid_text))
+        if not n:
+            return {}
+        from tformer.evaluation.bleu import score
+        from tformer.translator import Translator
+
+        sample = self.data.valid_text[:n]
+        hyps = Translator(model, self.data.vocabs, device).translate([s for s, _ in sample], beam_size=1,
+                                                                     max_tokens=max_tokens)
+        return {"bleu": score(hyps, [t for _, t in sample], tokenize=self.bleu_tokenize)["bleu"],
+                "bleu_sentences": n}
+
+
+def build(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[TranslationTask, Transformer]:
+    """The task and a fresh model for ``tformer train``: the tokenizer is trained (and saved) or, when
+    resuming, loaded from the run directory."""
+    vocabs = Vocabularies.load(run_dir) if resume else None
+    data = prepare_data(cfg, vocabs)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if vocabs is None:
+        data.vocabs.save(run_dir)
+    src_v, tgt_v = data.vocabs.src, data.vocabs.tgt
+    model_cfg: TransformerConfig = cfg.model_config(
+        src_v.vocab_size, None if data.vocabs.shared else tgt_v.vocab_size,
+        pad_id=src_v.pad_id, bos_id=tgt_v.bos_id, eos_id=tgt_v.eos_id, unk_id=src_v.unk_id,
+    )
+    return TranslationTask(data, cfg.train), Transformer(model_cfg)

@@ -1,0 +1,114 @@
+"""Image classification: the Vision Transformer (Dosovitskiy et al., 2021) on a built-in data set.
+
+Data: ``data.train_src: digits``, scikit-learn's bundled 8x8 handwritten digits (no download), split once
+and for all (seed 0) into 70% train, 10% validation and 20% test, stratified by class. Training images
+are shifted by up to ``data.max_shift`` pixels at random (light augmentation; the shifts come from the
+run's seeded generator, so resuming stays exact). An image of P patches costs P + 1 tokens in the token
+budget (``train.max_tokens``), so a batch holds ``max_tokens // (P + 1)`` images.
+
+Model: :class:`tformer.variants.vit.VisionClassifier`, :class:`VisionConfig` fields on the ``digits``
+preset. Loss: label-smoothed cross-entropy per image. Validation: loss and accuracy; at the end of the
+run the best model (by validation loss) is scored once on the test split (``test_accuracy``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tformer.config import RunConfig, _check, from_dict
+from tformer.data.batching import TokenBatchSampler
+from tformer.data.images import ImageSplit, ImageSplits, load_digits_splits, random_shift
+from tformer.training.loss import LossOutput
+from tformer.variants.vit import VisionClassifier, VisionConfig
+
+DATASETS = ("digits",)
+
+
+def model_config(cfg: RunConfig, num_classes: int = 10) -> VisionConfig:
+    spec = dict(cfg.model)
+    _check(spec.pop("preset", "digits") == "digits", "model.preset must be digits for task vision")
+    return from_dict(VisionConfig, {**VisionConfig.digits().to_dict(), **spec, "num_classes": num_classes},
+                     where="model")
+
+
+def model_width(cfg: RunConfig) -> int:
+    """d_model of the model this run builds."""
+    return model_config(cfg).d_model
+
+
+def check_config(cfg: RunConfig) -> None:
+    _check(cfg.data.train_src in DATASETS, f"task vision: data.train_src must be one of {DATASETS}, "
+                                          f"got {cfg.data.train_src!r}")
+    _check(cfg.data.max_shift >= 0, "data.max_shift must be >= 0")
+    model_config(cfg)
+
+
+@dataclass(frozen=True)
+class ImageBatch:
+    images: Tensor  # (B, C, H, W)
+    labels: Tensor  # (B,)
+    num_src_tokens: int  # patches + [class] tokens read
+    num_tgt_tokens: int  # images: the loss is averaged over them
+
+    def to(self, device, non_blocking: bool = False) -> ImageBatch:
+        return ImageBatch(self.images.to(device, non_blocking=non_blocking),
+                          self.labels.to(device, non_blocking=non_blocking), self.num_src_tokens, self.num_tgt_tokens)
+
+
+class VisionTask:
+    """Images -> :class:`VisionClassifier` (see the module docstring)."""
+
+    name = "vision"
+    unit = "images"
+
+    def __init__(self, splits: ImageSplits, tokens_per_image: int, max_shift: int) -> None:
+        self.splits, self.tokens, self.max_shift = splits, tokens_per_image, max_shift
+
+    def _split(self, split: str) -> ImageSplit:
+        return getattr(self.splits, split)
+
+    def lengths(self, split: str) -> tuple[list[int], list[int]]:
+        n = len(self._split(split))
+        return [self.tokens - 1] * n, [0] * n  # the sampler adds 1: P patches + [class]
+
+    def collate(self, split: str, indices: list[int], model) -> ImageBatch:
+        part, ix = self._split(split), torch.tensor(indices)
+        images = part.images[ix]
+        if split == "train" and self.max_shift:
+            images = random_shift(images, self.max_shift)
+        return ImageBatch(images, part.labels[ix], len(indices) * self.tokens, len(indices))
+
+    def loss(self, model: VisionClassifier, batch: ImageBatch, label_smoothing: float) -> LossOutput:
+        logits = model(batch.images).float()  # (B, K)
+        loss = F.cross_entropy(logits, batch.labels, label_smoothing=label_smoothing, reduction="sum")
+        nll = F.cross_entropy(logits.detach(), batch.labels, reduction="sum")
+        return LossOutput(loss, nll, batch.num_tgt_tokens)
+
+    @torch.no_grad()
+    def accuracy(self, model: VisionClassifier, split: str, device: torch.device, max_tokens: int) -> float:
+        correct = 0
+        for idx in TokenBatchSampler(*self.lengths(split), max_tokens, shuffle=False).batches_for_epoch(0):
+            b = self.collate(split, idx, model).to(device)
+            correct += int((model(b.images).argmax(-1) == b.labels).sum())
+        return correct / len(self._split(split))
+
+    def extra_validation(self, model: VisionClassifier, device: torch.device, max_tokens: int) -> dict[str, Any]:
+        return {"accuracy": self.accuracy(model, "valid", device, max_tokens)}
+
+    def final_report(self, run_dir: Path, device: torch.device, max_tokens: int) -> dict[str, Any]:
+        """The best model's accuracy on the test split, once, at the end of the run."""
+        best = VisionClassifier.from_pretrained(run_dir / "model", map_location=device).eval()
+        return {"test_accuracy": self.accuracy(best, "test", device, max_tokens), "test_images": len(self.splits.test)}
+
+
+def build(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[VisionTask, VisionClassifier]:
+    splits = load_digits_splits(seed=0, valid_fraction=0.1, test_fraction=0.2)
+    m = model_config(cfg, splits.num_classes)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return VisionTask(splits, m.num_patches + 1, cfg.data.max_shift), VisionClassifier(m)
