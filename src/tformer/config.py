@@ -382,6 +382,8 @@ class DataConfig:
         test_src, test_tgt: task classify: test data, same form, scored once at the end of the run by the
             model chosen on validation (``test_accuracy`` in the summary).
         max_shift: task vision: training images move by up to this many pixels at random (0 = off).
+        mixup: task vision: alpha of mixup's Beta(alpha, alpha) weight for blending pairs of training
+            images and their labels (0 = off).
     """
 
     train_src: str = ""
@@ -399,6 +401,7 @@ class DataConfig:
     test_src: str = ""
     test_tgt: str = ""
     max_shift: int = 1
+    mixup: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.format in DATA_FORMATS, f"data.format must be one of {DATA_FORMATS}, got {self.format!r}")
@@ -406,6 +409,7 @@ class DataConfig:
         _check(self.vocab_size >= 16, f"data.vocab_size must be >= 16, got {self.vocab_size}")
         _check(self.max_len >= 1, f"data.max_len must be >= 1, got {self.max_len}")
         _check(self.max_len_ratio >= 0, "data.max_len_ratio must be >= 0")
+        _check(self.mixup >= 0, "data.mixup must be >= 0")
 
     def path(self, name: str) -> str:
         """A data path with ``data_dir`` applied ('' stays '')."""
@@ -424,6 +428,10 @@ class TrainConfig:
         max_minutes: wall-clock budget of this invocation; when it runs out, training validates, saves
             and stops (0 = no limit). The run can be continued with --resume.
         warmup_steps, lr_scale: lrate = lr_scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5) (Eq. 3).
+        schedule: "noam" (Eq. 3) or "cosine" (linear warm-up to ``lr``, then a half cosine to 0 at the last step).
+        lr: the peak learning rate of the cosine schedule (Eq. 3 sets its own).
+        optimizer: "adam" (§5.3; ``weight_decay`` is an L2 term in the gradient) or "adamw" (decoupled weight
+            decay, applied to the weight matrices of linear and convolution layers only).
         beta1, beta2, adam_eps: Adam's (§5.3: 0.9, 0.98, 1e-9). weight_decay: 0 in the paper.
         label_smoothing: eps_ls (§5.4: 0.1).
         clip_norm: gradient-norm clipping (0 = off).
@@ -449,6 +457,9 @@ class TrainConfig:
     max_minutes: float = 0.0
     warmup_steps: int = 4000
     lr_scale: float = 1.0
+    schedule: str = "noam"
+    lr: float = 1e-3
+    optimizer: str = "adam"
     beta1: float = 0.9
     beta2: float = 0.98
     adam_eps: float = 1e-9
@@ -475,6 +486,9 @@ class TrainConfig:
         _check(self.max_minutes >= 0, "train.max_minutes must be >= 0")
         _check(self.warmup_steps >= 1, "train.warmup_steps must be >= 1")
         _check(self.lr_scale > 0, "train.lr_scale must be positive")
+        _check(self.schedule in ("noam", "cosine"), f"train.schedule must be noam or cosine, got {self.schedule!r}")
+        _check(self.lr > 0, "train.lr must be positive")
+        _check(self.optimizer in ("adam", "adamw"), f"train.optimizer must be adam or adamw, got {self.optimizer!r}")
         _check(self.adam_eps >= 0 and self.weight_decay >= 0, "train.adam_eps and train.weight_decay must be >= 0")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "train.beta1 and train.beta2 must be in [0, 1)")
         _check(0 <= self.label_smoothing < 1, "train.label_smoothing must be in [0, 1)")

@@ -131,3 +131,29 @@ train: {{max_steps: 40, max_tokens: 800, warmup_steps: 20, eval_every: 10, label
     assert perplexity(model, ids) < 100  # the words of the training text are likely
     out = model.generate(ids, max_new_tokens=10, min_new_tokens=3)
     assert out.shape[0] == 1 and tok.decode(out[0]) != ""
+
+
+def test_vision_mixup_blends_images_and_labels_alike():
+    pytest.importorskip("sklearn")
+    import torch.nn.functional as F
+
+    from tformer.data.images import load_digits_splits
+    from tformer.tasks.vision import VisionTask
+    from tformer.variants.vit import VisionClassifier, VisionConfig
+
+    splits = load_digits_splits(seed=0)
+    task = VisionTask(splits, 17, max_shift=0, mixup=0.4)
+    torch.manual_seed(3)
+    b = task.collate("train", list(range(32)), None)
+    x, y = splits.train.images[:32], splits.train.labels[:32]
+    assert 0.0 < b.lam < 1.0 and sorted(b.mixed_labels.tolist()) == sorted(y.tolist())
+    for i in range(32):  # each image = lam * its own + (1 - lam) * a partner carrying the mixed label
+        partner = (b.images[i] - b.lam * x[i]) / (1 - b.lam)
+        assert any(torch.allclose(partner, x[j], atol=1e-5) and y[j] == b.mixed_labels[i] for j in range(32)), i
+    model = VisionClassifier(VisionConfig.digits(dropout=0.0))
+    logits = model(b.images)
+    expected = (b.lam * F.cross_entropy(logits, y, reduction="sum")
+                + (1 - b.lam) * F.cross_entropy(logits, b.mixed_labels, reduction="sum"))
+    assert torch.allclose(task.loss(model, b, 0.0).loss, expected, atol=1e-4)
+    valid = task.collate("valid", [0, 1], None)
+    assert valid.mixed_labels is None and torch.equal(valid.images, splits.valid.images[:2])

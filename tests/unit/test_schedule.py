@@ -36,3 +36,22 @@ def test_scheduler_sets_the_optimizer_lr_for_each_update():
         opt.step()
         sched.step()
     assert seen == pytest.approx([2.0 * noam_lr(s, 256, 10) for s in range(1, 31)])
+
+
+def test_cosine_schedule_warms_up_linearly_then_follows_half_a_cosine_to_zero():
+    import math
+
+    from tformer.training.schedule import cosine_lr, cosine_scheduler
+
+    peak, warm, total = 2e-3, 10, 110
+    assert cosine_lr(5, warm, total, peak) == peak * 5 / 10 and cosine_lr(10, warm, total, peak) == peak
+    assert cosine_lr(60, warm, total, peak) == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert cosine_lr(110, warm, total, peak) == pytest.approx(0.0, abs=1e-12)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = cosine_scheduler(opt, warm, total, peak)
+    seen = []
+    for _ in range(total):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([cosine_lr(i, warm, total, peak) for i in range(1, total + 1)])

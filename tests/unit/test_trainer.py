@@ -374,3 +374,19 @@ def test_an_unwritable_run_directory_fails_before_any_work(tmp_path):
         assert not target.exists()
     finally:
         os.chmod(tmp_path / "locked", 0o700)
+
+
+def test_adamw_decays_only_weight_matrices_and_cosine_ends_at_zero(tmp_path):
+    from tformer.training.trainer import decay_groups
+
+    model = Transformer(TransformerConfig.tiny(vocab_size=40))
+    decayed, plain = decay_groups(model, 0.05)
+    linear = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)}
+    assert {id(p) for p in decayed["params"]} == linear and decayed["weight_decay"] == 0.05
+    assert all(p.dim() == 1 for p in plain["params"] if id(p) not in linear) and plain["weight_decay"] == 0.0
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+    t = _trainer(tmp_path, _pairs(20, 4), max_tokens=50, max_steps=3, optimizer="adamw", weight_decay=0.1,
+                 schedule="cosine", lr=1e-3, warmup_steps=1)
+    assert isinstance(t.optimizer, torch.optim.AdamW) and t.total_steps == 3
+    t.train()
+    assert t.scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)

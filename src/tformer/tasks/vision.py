@@ -2,8 +2,9 @@
 
 Data: ``data.train_src: digits``, scikit-learn's bundled 8x8 handwritten digits (no download), split once
 and for all (seed 0) into 70% train, 10% validation and 20% test, stratified by class. Training images
-are shifted by up to ``data.max_shift`` pixels at random (light augmentation; the shifts come from the
-run's seeded generator, so resuming stays exact). An image of P patches costs P + 1 tokens in the token
+are shifted by up to ``data.max_shift`` pixels at random and, with ``data.mixup`` = alpha > 0, mixed in
+pairs with a Beta(alpha, alpha) weight (the loss mixes the two labels alike); the draws come from the
+run's seeded generator, so resuming stays exact. An image of P patches costs P + 1 tokens in the token
 budget (``train.max_tokens``), so a batch holds ``max_tokens // (P + 1)`` images.
 
 Model: :class:`tformer.variants.vit.VisionClassifier`, :class:`VisionConfig` fields on the ``digits``
@@ -55,10 +56,14 @@ class ImageBatch:
     labels: Tensor  # (B,)
     num_src_tokens: int  # patches + [class] tokens read
     num_tgt_tokens: int  # images: the loss is averaged over them
+    mixed_labels: Tensor | None = None  # (B,) mixup: each image is lam * its own + (1 - lam) * another's
+    lam: float = 1.0
 
     def to(self, device, non_blocking: bool = False) -> ImageBatch:
+        mixed = None if self.mixed_labels is None else self.mixed_labels.to(device, non_blocking=non_blocking)
         return ImageBatch(self.images.to(device, non_blocking=non_blocking),
-                          self.labels.to(device, non_blocking=non_blocking), self.num_src_tokens, self.num_tgt_tokens)
+                          self.labels.to(device, non_blocking=non_blocking), self.num_src_tokens, self.num_tgt_tokens,
+                          mixed, self.lam)
 
 
 class VisionTask:
@@ -67,8 +72,8 @@ class VisionTask:
     name = "vision"
     unit = "images"
 
-    def __init__(self, splits: ImageSplits, tokens_per_image: int, max_shift: int) -> None:
-        self.splits, self.tokens, self.max_shift = splits, tokens_per_image, max_shift
+    def __init__(self, splits: ImageSplits, tokens_per_image: int, max_shift: int, mixup: float = 0.0) -> None:
+        self.splits, self.tokens, self.max_shift, self.mixup = splits, tokens_per_image, max_shift, mixup
 
     def _split(self, split: str) -> ImageSplit:
         return getattr(self.splits, split)
@@ -80,15 +85,27 @@ class VisionTask:
     def collate(self, split: str, indices: list[int], model) -> ImageBatch:
         part, ix = self._split(split), torch.tensor(indices)
         images = part.images[ix]
+        labels, mixed, lam = part.labels[ix], None, 1.0
         if split == "train" and self.max_shift:
             images = random_shift(images, self.max_shift)
-        return ImageBatch(images, part.labels[ix], len(indices) * self.tokens, len(indices))
+        if split == "train" and self.mixup > 0:  # mixup (Zhang et al., 2018), drawn from the run's RNG
+            lam = float(torch.distributions.Beta(self.mixup, self.mixup).sample())
+            perm = torch.randperm(len(indices))
+            images, mixed = lam * images + (1.0 - lam) * images[perm], labels[perm]
+        return ImageBatch(images, labels, len(indices) * self.tokens, len(indices), mixed, lam)
 
     def loss(self, model: VisionClassifier, batch: ImageBatch, label_smoothing: float) -> LossOutput:
         logits = model(batch.images).float()  # (B, K)
-        loss = F.cross_entropy(logits, batch.labels, label_smoothing=label_smoothing, reduction="sum")
-        nll = F.cross_entropy(logits.detach(), batch.labels, reduction="sum")
-        return LossOutput(loss, nll, batch.num_tgt_tokens)
+
+        def ce(labels: Tensor, eps: float, x: Tensor = logits) -> Tensor:
+            out = F.cross_entropy(x, labels, label_smoothing=eps, reduction="sum")
+            if batch.mixed_labels is None:
+                return out
+            mixed = F.cross_entropy(x, batch.mixed_labels, label_smoothing=eps, reduction="sum")
+            return batch.lam * out + (1.0 - batch.lam) * mixed
+
+        return LossOutput(ce(batch.labels, label_smoothing), ce(batch.labels, 0.0, logits.detach()),
+                          batch.num_tgt_tokens)
 
     @torch.no_grad()
     def accuracy(self, model: VisionClassifier, split: str, device: torch.device, max_tokens: int) -> float:
@@ -111,4 +128,4 @@ def build(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[VisionTask, Visi
     splits = load_digits_splits(seed=0, valid_fraction=0.1, test_fraction=0.2)
     m = model_config(cfg, splits.num_classes)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return VisionTask(splits, m.num_patches + 1, cfg.data.max_shift), VisionClassifier(m)
+    return VisionTask(splits, m.num_patches + 1, cfg.data.max_shift, cfg.data.mixup), VisionClassifier(m)

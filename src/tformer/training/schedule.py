@@ -4,9 +4,14 @@
 
 linear warm-up for ``warmup_steps`` steps, then decay with the inverse square root of the step
 (the paper: warmup_steps = 4000). ``scale`` multiplies the whole curve (1 = the paper).
+
+``train.schedule: cosine`` offers the other common curve: linear warm-up to a peak ``train.lr``, then
+half a cosine down to 0 at the run's last step.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -28,3 +33,22 @@ def noam_scheduler(
         group["lr"] = 1.0
         group["initial_lr"] = 1.0
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: noam_lr(i + 1, d_model, warmup_steps, scale))
+
+
+def cosine_lr(step: int, warmup_steps: int, total_steps: int, peak: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup_steps``, then half a cosine down to 0 at ``total_steps``
+    (the schedule ViT and most fine-tuning recipes use; ``step`` counted from 1)."""
+    step = max(step, 1)
+    if step <= warmup_steps:
+        return peak * step / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def cosine_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
+                     peak: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """A LambdaLR that sets the optimizer's lr to :func:`cosine_lr` (the optimizer's own lr must be 1.0)."""
+    for group in optimizer.param_groups:
+        group["lr"] = 1.0
+        group["initial_lr"] = 1.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: cosine_lr(i + 1, warmup_steps, total_steps, peak))

@@ -61,7 +61,7 @@ from tformer.training.checkpoint import (
     remove_unfinished,
     save_checkpoint,
 )
-from tformer.training.schedule import noam_scheduler
+from tformer.training.schedule import cosine_scheduler, noam_scheduler
 from tformer.training.seed import rng_state, set_rng_state, set_seed
 
 CHECKPOINT_DIR = "checkpoints"
@@ -71,15 +71,28 @@ __all__ = ["CHECKPOINT_DIR", "ParallelData", "Trainer", "build_optimizer", "prep
 
 # ---- the optimizer -------------------------------------------------------------------------
 def build_optimizer(params, lr: float = 1.0, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-9,
-                    weight_decay: float = 0.0) -> torch.optim.Adam:
-    """Adam (§5.3: beta1 0.9, beta2 0.98, eps 1e-9); the learning rate comes from the Eq. 3 scheduler.
+                    weight_decay: float = 0.0, decoupled: bool = False) -> torch.optim.Adam:
+    """Adam (§5.3: beta1 0.9, beta2 0.98, eps 1e-9); the learning rate comes from the scheduler.
 
+    ``decoupled``: AdamW (Loshchilov and Hutter, 2019), weight decay applied to the weights directly
+    rather than added to the gradient. ``params`` may be parameter groups (each with its own decay).
     The fused implementation updates all parameters in one kernel per step (CPU and CUDA), instead of
     a loop of small operations per tensor.
     """
     params = list(params)
-    fused = all(p.device.type in ("cpu", "cuda") for p in params)  # other devices: the default implementation
-    return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused or None)
+    tensors = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
+    fused = all(p.device.type in ("cpu", "cuda") for p in tensors)  # other devices: the default implementation
+    kind = torch.optim.AdamW if decoupled else torch.optim.Adam
+    return kind(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused or None)
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two parameter groups: the weight matrices of linear and convolution layers get ``weight_decay``;
+    biases, norms, embeddings, positions and special tokens get none (the usual AdamW split)."""
+    decayed = {id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
+    params = list(model.parameters())
+    return [{"params": [p for p in params if id(p) in decayed], "weight_decay": weight_decay},
+            {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0}]
 
 
 # ---- devices and precision -----------------------------------------------------------------
@@ -152,11 +165,21 @@ class Trainer:
         self.device = pick_device(self.tc.device)
         self.amp_dtype = pick_precision(self.tc.precision, self.device)
         self.model = model.to(self.device)
-        self.optimizer = build_optimizer(self.model.parameters(), lr=1.0, betas=(self.tc.beta1, self.tc.beta2),
-                                         eps=self.tc.adam_eps, weight_decay=self.tc.weight_decay)
-        self.scheduler = noam_scheduler(self.optimizer, model.cfg.d_model, self.tc.warmup_steps, self.tc.lr_scale)
+        tc = self.tc
+        adamw = tc.optimizer == "adamw"
+        params = decay_groups(self.model, tc.weight_decay) if adamw else self.model.parameters()
+        self.optimizer = build_optimizer(params, lr=1.0, betas=(tc.beta1, tc.beta2), eps=tc.adam_eps,
+                                         weight_decay=tc.weight_decay, decoupled=adamw)
+        self.sampler = TokenBatchSampler(*self.task.lengths("train"), tc.max_tokens, shuffle=True, seed=cfg.seed)
+        steps_per_epoch = math.ceil(len(self.sampler.batches_for_epoch(0)) / tc.accumulate)
+        self.total_steps = tc.max_steps or steps_per_epoch * tc.max_epochs
+        if tc.max_epochs:
+            self.total_steps = min(self.total_steps, steps_per_epoch * tc.max_epochs)
+        if tc.schedule == "cosine":
+            self.scheduler = cosine_scheduler(self.optimizer, tc.warmup_steps, self.total_steps, tc.lr)
+        else:
+            self.scheduler = noam_scheduler(self.optimizer, model.cfg.d_model, tc.warmup_steps, tc.lr_scale)
         self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
-        self.sampler = TokenBatchSampler(*self.task.lengths("train"), self.tc.max_tokens, shuffle=True, seed=cfg.seed)
         self.has_valid = len(self.task.lengths("valid")[0]) > 0
         self.state = TrainState()
         self.window = LogWindow()
@@ -322,9 +345,7 @@ class Trainer:
         if tc.threads:
             torch.set_num_threads(tc.threads)
         steps_per_epoch = math.ceil(len(self.sampler.batches_for_epoch(0)) / tc.accumulate)
-        total = tc.max_steps or steps_per_epoch * tc.max_epochs
-        if tc.max_epochs:
-            total = min(total, steps_per_epoch * tc.max_epochs)
+        total = self.total_steps
         log(f"training {self.model.num_parameters():,} parameters on {self.device}"
             f"{'' if self.amp_dtype is None else f' ({self.amp_dtype})'}, seed {self.cfg.seed}: "
             f"{self.sampler.num_pairs} {self.task.unit}, {steps_per_epoch} steps per epoch, "
