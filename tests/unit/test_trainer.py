@@ -212,7 +212,7 @@ def test_a_nonfinite_update_is_skipped_counted_and_never_reaches_the_weights(tmp
     assert summary["skipped_updates"] == 1 and summary["steps"] == 6  # the run went on to its 6 updates
     records = _metrics(tmp_path)
     skips = [r for r in records if r["kind"] == "skip"]
-    assert len(skips) == 1 and skips[0]["step"] == 2
+    assert len(skips) == 1 and skips[0]["step"] == 3  # the update it would have been
     assert ("gradient norm" if value == "grad" else "loss") in skips[0]["reason"]
     assert all(math.isfinite(r["loss"]) for r in records if r["kind"] == "train")
     assert all(torch.isfinite(p).all() for p in t.model.parameters())
@@ -390,3 +390,32 @@ def test_adamw_decays_only_weight_matrices_and_cosine_ends_at_zero(tmp_path):
     assert isinstance(t.optimizer, torch.optim.AdamW) and t.total_steps == 3
     t.train()
     assert t.scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_stop_during_the_last_update_is_a_finished_run(tmp_path, monkeypatch):
+    t = _trainer(tmp_path, _pairs(30, 4), max_tokens=50, max_steps=2)
+    _stop_at_call(monkeypatch, t, 2)  # during update 2 of 2
+    summary = t.train()
+    assert summary["steps"] == 2 and summary["interrupted"] is None
+
+
+def test_a_stop_during_a_skipped_update_still_saves_and_stops(tmp_path, monkeypatch):
+    t = _trainer(tmp_path, _pairs(30, 4), max_tokens=50, max_steps=20)
+    _fault_at_calls(monkeypatch, {3}, on_call=lambda n: t.request_stop("test stop") if n == 3 else None)
+    summary = t.train()
+    assert summary["interrupted"] == "test stop" and summary["steps"] == 2 and summary["skipped_updates"] == 1
+    resumed = _trainer(tmp_path, _pairs(30, 4), max_tokens=50, max_steps=20)
+    assert resumed.resume() and resumed.state.skipped_updates == 1 and resumed.state.batch_in_epoch == 3
+
+
+def test_keep_checkpoints_zero_leaves_no_older_step_file_to_outrank_last(tmp_path):
+    from tformer.training.checkpoint import latest_valid_checkpoint, step_checkpoints
+
+    _trainer(tmp_path, _pairs(30, 4), max_tokens=50, max_steps=2, save_every=1).train()
+    assert step_checkpoints(tmp_path / "checkpoints")
+    t = _trainer(tmp_path, _pairs(30, 4), max_tokens=50, max_steps=4, save_every=1, keep_checkpoints=0)
+    assert t.resume()
+    t.train()
+    assert not step_checkpoints(tmp_path / "checkpoints")
+    path, ckpt = latest_valid_checkpoint(tmp_path / "checkpoints", warn=print)
+    assert path.name == "last.pt" and ckpt["train_state"]["step"] == 4

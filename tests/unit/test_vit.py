@@ -232,3 +232,22 @@ def test_random_shift_moves_each_image_by_at_most_one_pixel():
     assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) == 9  # all nine offsets drawn
     assert torch.equal(out[:, 1], 2 * out[:, 0])
     assert random_shift(x, 0) is x
+
+
+def test_mixup_blends_images_and_targets_alike():
+    from tformer.data.images import mixup
+
+    x = torch.eye(64)[:16].view(16, 1, 8, 8)  # image i is one bright pixel at i: a mix shows both partners
+    y = torch.arange(16) % 10
+    for _ in range(5):
+        mixed, targets = mixup(x, y, num_classes=10, alpha=0.4)
+        assert mixed.shape == x.shape and targets.shape == (16, 10)
+        torch.testing.assert_close(targets.sum(-1), torch.ones(16))
+        flat = mixed.flatten(1)  # (N, 64)
+        lam = flat[torch.arange(16), torch.arange(16)]  # λ (1 where an image is its own partner)
+        partner = torch.where(lam < 1, flat[:, :16].clone().fill_diagonal_(0).argmax(1), torch.arange(16))
+        expected = lam[:, None] * F.one_hot(y, 10) + (1 - lam[:, None]) * F.one_hot(y[partner], 10)
+        torch.testing.assert_close(targets, expected.float())
+        assert len(set(lam[lam < 1].tolist())) <= 1  # one λ for the whole batch
+    plain, onehot = mixup(x, y, 10, alpha=0.0)
+    assert plain is x and torch.equal(onehot.argmax(-1), y)

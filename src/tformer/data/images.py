@@ -3,9 +3,10 @@
 :func:`load_digits_splits` reads scikit-learn's bundled handwritten digits (``sklearn.datasets.load_digits``:
 1,797 grey 8x8 images of the digits 0-9, from the UCI "Optical Recognition of Handwritten Digits" set, pixel
 values 0..16), scales them to [0, 1] and splits them into train / validation / test sets, stratified by
-class and fixed by a seed. :func:`random_shift` is the light augmentation used to train on them.
+class and fixed by a seed. :func:`mixup` (the augmentation the digits recipe trains with) and :func:`random_shift`
+make more training images from them.
 
-Shape legend: N images, C channels (1), S image side (8).
+Shape legend: N images, C channels (1), S image side (8), K classes.
 """
 
 from __future__ import annotations
@@ -99,3 +100,25 @@ def random_shift(images: Tensor, max_shift: int = 1, generator: torch.Generator 
     batch = torch.arange(n, device=images.device)[:, None, None]  # (N, 1, 1)
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, S, S, C)
     return out.permute(0, 3, 1, 2).contiguous()  # (N, S, S, C) -> (N, C, S, S)
+
+
+def mixup(images: Tensor, labels: Tensor, num_classes: int, alpha: float) -> tuple[Tensor, Tensor]:
+    """Mixup (Zhang et al., 2018): the batch blended with a shuffled copy of itself, one λ ~ Beta(α, α) per batch.
+
+        x = λ x_i + (1 - λ) x_j,   t = λ onehot(y_i) + (1 - λ) onehot(y_j)
+
+    Train on it with ``torch.nn.functional.cross_entropy(logits, targets)`` (class probabilities as targets;
+    label smoothing composes). Draws from torch's default generator.
+
+    Args:
+        images: (N, C, S, S); labels: (N,) int64; alpha: Beta's parameter (0 = no mixing).
+
+    Returns:
+        mixed images (N, C, S, S) and target probabilities (N, K), rows summing to 1.
+    """
+    targets = torch.nn.functional.one_hot(labels, num_classes).to(images.dtype)  # (N, K)
+    if alpha <= 0:
+        return images, targets
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    j = torch.randperm(images.shape[0], device=images.device)  # each image's partner
+    return lam * images + (1 - lam) * images[j], lam * targets + (1 - lam) * targets[j]

@@ -21,7 +21,9 @@ What the loop guarantees (each is a test; the README's "Guarantees" lists them):
   loses the lines written after the checkpoint it resumes from, which the resumed run writes again).
 * Numerical faults. An update whose loss or gradient norm is NaN or infinite is skipped: the weights,
   Adam's state and the schedule are untouched, the batch is consumed, and a ``skip`` record goes to
-  ``metrics.jsonl``. ``train.nonfinite_limit`` such updates in a row stop the run with a one-line error;
+  ``metrics.jsonl``. (Under fp16 the gradient scaler skips steps with overflowing gradients itself and
+  lowers its scale; as in PyTorch's AMP recipe, those steps still count and advance the schedule.)
+  ``train.nonfinite_limit`` such updates in a row stop the run with a one-line error;
   the checkpoints on disk are the last good ones.
 """
 
@@ -238,7 +240,7 @@ class Trainer:
             save_checkpoint(commit, state)
         if commit != last:
             copy_checkpoint(commit, last)
-            prune_checkpoints(self.ckpt_dir, self.tc.keep_checkpoints)
+        prune_checkpoints(self.ckpt_dir, self.tc.keep_checkpoints)  # keep 0: no older step file may outrank last.pt
         self._saved_step = self.state.step
 
     def data_fingerprint(self) -> str:
@@ -363,15 +365,19 @@ class Trainer:
                 while st.batch_in_epoch < len(batches) and st.step < total:
                     group = batches[st.batch_in_epoch : st.batch_in_epoch + tc.accumulate]
                     st.batch_in_epoch += len(group)
-                    if not self._update(group):
-                        continue  # skipped: no step, nothing to log or save
+                    if not self._update(group):  # skipped: no step, nothing to log; a stop request still stops
+                        if self._stop_reason is not None:
+                            stop = self._stop_reason
+                            self.save(best=not self.has_valid)
+                            break
+                        continue
                     bar.update(1)
                     if st.step % tc.log_every == 0 or st.step == total:
                         self._log_train(bar)
                     out_of_time = tc.max_minutes > 0 and time.perf_counter() - t_start > 60 * tc.max_minutes
                     if out_of_time:  # the budget's end is a natural end: validate there
                         stop = f"train.max_minutes ({tc.max_minutes}) reached"
-                    elif self._stop_reason is not None:  # a signal: save only, so that resuming stays exact
+                    elif self._stop_reason is not None and st.step < total:  # a signal: save only (exact resume)
                         stop = self._stop_reason
                     if st.step % eval_every == 0 or st.step == total or out_of_time:
                         summary_valid = self._validate_and_save()
@@ -437,8 +443,9 @@ class Trainer:
         st.nonfinite_in_a_row += 1
         what = "loss" if not math.isfinite(loss) else "gradient norm"
         value = loss if not math.isfinite(loss) else grad_norm
-        self._write_metrics({"kind": "skip", "step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
-                             "reason": f"{what} {value}"})
+        # numbered as the update it would have been, so that a resume from step st.step rewrites it, not repeats it
+        self._write_metrics({"kind": "skip", "step": st.step + 1, "epoch": st.epoch,
+                             "batch_in_epoch": st.batch_in_epoch, "reason": f"{what} {value}"})
         log(f"step {st.step + 1}: {what} is {value}: update skipped ({st.nonfinite_in_a_row} in a row, "
             f"{st.skipped_updates} in the run)")
         if self.tc.nonfinite_limit and st.nonfinite_in_a_row >= self.tc.nonfinite_limit:
