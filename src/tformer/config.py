@@ -24,6 +24,7 @@ POSITIONAL = ("sinusoidal", "learned", "relative")
 SINUSOIDAL_LAYOUTS = ("interleaved", "halves")
 NORMS = ("post", "pre")
 NORM_TYPES = ("layer", "rms")
+ATTENTION_KINDS = ("full", "chunked", "sliding", "linformer", "lsh")
 
 C = TypeVar("C")
 
@@ -35,6 +36,65 @@ class ConfigError(TformerError):
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """How Eq. 1 is computed for long inputs: exact everywhere, or approximate for memory linear in length.
+
+    The algorithms are in :mod:`tformer.model.long_attention`; this dataclass lives here so that the
+    model configs can nest it without importing torch.
+
+    Attributes:
+        kind: "full" = Eq. 1 through PyTorch's fused SDPA (the default, the paper's); "chunked" = the same
+            result, exact, computed in query x key blocks with a running softmax, so that the Tq x Tk matrix
+            is never stored (Rabe & Staats, 2021); "sliding" = each position attends only to the positions
+            within ``window`` of it (Longformer's local attention, Beltagy et al., 2020); "linformer" = keys
+            and values projected along the sequence to ``linformer_k`` rows (Wang et al., 2020; not causal,
+            self-attention only); "lsh" = shared-QK attention within locality-sensitive-hash buckets
+            (Reformer, Kitaev et al., 2020).
+        chunk_size: chunked: rows of one query block and one key block.
+        window: sliding: how far a position sees, each side (|i - j| <= window), or back when causal
+            (0 <= i - j <= window).
+        linformer_k: linformer: k, the projected length of keys and values (Linformer §4).
+        lsh_bucket_size: lsh: the chunk length after sorting by bucket; about T / bucket_size buckets are drawn.
+        lsh_rounds: lsh: hash rounds, combined with their log-sum-exp weights (Reformer §2, multi-round).
+        lsh_seed: lsh: the seed of the random rotations in evaluation (training draws fresh ones each call).
+    """
+
+    kind: str = "full"
+    chunk_size: int = 512
+    window: int = 256
+    linformer_k: int = 256
+    lsh_bucket_size: int = 64
+    lsh_rounds: int = 4
+    lsh_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.kind in ATTENTION_KINDS, f"attention kind must be one of {ATTENTION_KINDS}, got {self.kind!r}")
+        for name in ("chunk_size", "window", "linformer_k", "lsh_bucket_size", "lsh_rounds"):
+            _check(getattr(self, name) >= 1, f"attention {name} must be >= 1, got {getattr(self, name)}")
+        _check(0 <= self.lsh_seed < 2**63, f"attention lsh_seed must be in [0, 2**63), got {self.lsh_seed}")
+
+
+def _check_attention(cfg: Any, *, causal: bool, relative: bool = False, kinds: tuple[str, ...] = ATTENTION_KINDS
+                     ) -> None:
+    """Validate a model config's ``attention`` field (a mapping becomes an :class:`AttentionConfig`).
+
+    Args:
+        causal: the model has causal self-attention (a decoder), which linformer cannot do.
+        relative: the model adds a relative position bias to the scores, which needs full or chunked attention.
+        kinds: the kinds this model supports.
+    """
+    if isinstance(cfg.attention, dict):
+        object.__setattr__(cfg, "attention", from_dict(AttentionConfig, cfg.attention, where="attention"))
+    _check(isinstance(cfg.attention, AttentionConfig),
+           f"attention must be an AttentionConfig or a mapping, got {type(cfg.attention).__name__}")
+    kind = cfg.attention.kind
+    _check(kind in kinds, f"{type(cfg).__name__} supports attention kinds {kinds}, got {kind!r}")
+    _check(not (causal and kind == "linformer"), "linformer attention cannot be causal (use it in encoders only)")
+    _check(not (relative and kind in ("sliding", "linformer", "lsh")), "relative positions need full or chunked "
+                                                                        f"attention, got {kind!r}")
 
 
 @dataclass(frozen=True)
@@ -85,6 +145,9 @@ class TransformerConfig:
         output_bias: a bias on the pre-softmax linear layer (Marian's final_logits_bias).
         pad_id: padding id; bos_id: the decoder's start token; eos_id: end of sentence; unk_id: unknown.
         init_std: std of the normal initialisation of embeddings; None = d_model ** -0.5.
+        attention: how self-attention is computed (:class:`AttentionConfig`: full, chunked, sliding or lsh;
+            not linformer, which cannot be causal as the decoder's self-attention is). Cross-attention is
+            chunked when this is chunked and full otherwise.
     """
 
     vocab_size: int
@@ -120,9 +183,11 @@ class TransformerConfig:
     eos_id: int = 2
     unk_id: int = 3
     init_std: float | None = None
+    attention: AttentionConfig = AttentionConfig()
 
     def __post_init__(self) -> None:
         _check(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
+        _check_attention(self, causal=True, relative=self.positional == "relative")
         _check(
             self.tgt_vocab_size is None or self.tgt_vocab_size > 0,
             f"tgt_vocab_size must be positive or null, got {self.tgt_vocab_size}",
@@ -448,6 +513,14 @@ class TrainConfig:
         device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps".
         precision: "auto" (bf16 autocast on CUDA when supported, else fp32), "fp32", "bf16", "fp16".
         threads: torch CPU threads (0 = torch's default).
+        gradient_checkpointing: keep only each layer's input for backward and recompute the rest (less
+            memory for about one more forward pass; the same gradients). See tformer.model.checkpointing.
+        compile: run the model and loss through ``torch.compile`` (falls back to eager, with a warning, if
+            compiling fails). Pays off on GPUs for long runs; compiling takes tens of seconds.
+        parallel: with several processes (torchrun): "ddp" = every rank holds the whole model and the
+            gradients are averaged (DistributedDataParallel); "fsdp" = weights, gradients and Adam's state
+            are sharded across the ranks, each layer gathered just for its forward and backward (PyTorch's
+            FSDP, ``fully_shard``), for models whose training state does not fit one device.
     """
 
     max_tokens: int = 4096
@@ -477,6 +550,9 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     threads: int = 0
+    gradient_checkpointing: bool = False
+    compile: bool = False
+    parallel: str = "ddp"
 
     def __post_init__(self) -> None:
         _check(self.max_tokens >= 1, "train.max_tokens must be >= 1")
@@ -498,6 +574,7 @@ class TrainConfig:
         _check(self.save_every >= 0 and self.nonfinite_limit >= 0, "train.save_every and nonfinite_limit must be >= 0")
         _check(self.device in ("auto", "cpu", "cuda", "mps"), f"train.device: unknown device {self.device!r}")
         _check(self.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}")
+        _check(self.parallel in ("ddp", "fsdp"), f"train.parallel must be ddp or fsdp, got {self.parallel!r}")
         from tformer.evaluation.bleu import check_tokenizer
 
         try:

@@ -16,6 +16,10 @@ scores before the mask (the relative position bias of :class:`tformer.model.embe
 and ``scale``, the factor of Q Kᵀ (default 1 / sqrt(d_k); T5 uses 1). On the fast path the bias and
 the boolean masks become one float ``attn_mask`` (-inf where a query may not attend).
 
+For long inputs :class:`MultiHeadAttention` computes Eq. 1 as its :class:`~tformer.config.AttentionConfig`
+says: full (the fast path above), chunked (exact, memory linear in the length), sliding window, Linformer or
+Reformer's LSH attention (:mod:`tformer.model.long_attention`).
+
 Shape legend: B batch, H heads, Tq queries, Tk keys, D d_model, Dh = d_k = d_v (D / H unless set).
 """
 
@@ -23,10 +27,21 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tformer.config import AttentionConfig, ConfigError
 from tformer.model.cache import KVCache, StaticKV
+from tformer.model.long_attention import (
+    NO_WEIGHTS,
+    LinformerProjection,
+    attention_chunked,
+    attention_lsh,
+    attention_shared_qk,
+    attention_sliding,
+    sliding_window_mask,
+)
 from tformer.model.masks import causal_mask, combine
 
 
@@ -82,10 +97,18 @@ class MultiHeadAttention(nn.Module):
 
     Options (T5): ``d_head`` sets d_k = d_v when it is not d_model / h; ``bias=False`` drops the
     projections' biases; ``scale_scores=False`` leaves Q Kᵀ unscaled.
+
+    ``attention`` (:class:`~tformer.config.AttentionConfig`) picks how Eq. 1 is computed for long inputs
+    (:mod:`tformer.model.long_attention`); None = full. Kind "lsh" is shared-QK attention (Reformer §2): the
+    keys are the normalised queries, so such a layer has no W^K (``k_proj`` is None). Kind "linformer" owns
+    the projections E, F (``linformer``), over ``max_len`` positions. In incremental decoding (a
+    :class:`KVCache` holding earlier positions) sliding attention uses a dense band mask and lsh attention
+    attends densely to the cached keys (no hashing): the new queries are few.
     """
 
     def __init__(self, d_model: int, num_heads: int, attention_dropout: float = 0.0, *, d_head: int | None = None,
-                 bias: bool = True, scale_scores: bool = True) -> None:
+                 bias: bool = True, scale_scores: bool = True, attention: AttentionConfig | None = None,
+                 max_len: int | None = None) -> None:
         super().__init__()
         if d_head is None and d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
@@ -93,12 +116,19 @@ class MultiHeadAttention(nn.Module):
         self.d_head = d_model // num_heads if d_head is None else d_head
         self.scale = None if scale_scores else 1.0  # None = SDPA's 1 / sqrt(d_k)
         self.attention_dropout = attention_dropout
+        self.attention = AttentionConfig() if attention is None else attention
+        kind = self.attention.kind
         inner = num_heads * self.d_head  # h * d_k, = d_model unless d_head is set
         # W^Q, W^K, W^V for all heads at once (the h matrices W_i side by side), and W^O.
         self.q_proj = nn.Linear(d_model, inner, bias=bias)
-        self.k_proj = nn.Linear(d_model, inner, bias=bias)
+        self.k_proj = None if kind == "lsh" else nn.Linear(d_model, inner, bias=bias)  # lsh: keys = queries
         self.v_proj = nn.Linear(d_model, inner, bias=bias)
         self.out_proj = nn.Linear(inner, d_model, bias=bias)
+        self.linformer = None
+        if kind == "linformer":
+            if max_len is None:
+                raise ConfigError("linformer attention needs max_len, the positions its E and F cover")
+            self.linformer = LinformerProjection(self.attention.linformer_k, max_len)
 
     def _split_heads(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -106,6 +136,8 @@ class MultiHeadAttention(nn.Module):
 
     def project_kv(self, x: Tensor) -> StaticKV:
         """Keys and values of ``x`` (B, Tk, D), split into heads: computed once per source for cross-attention."""
+        if self.k_proj is None:
+            raise ConfigError("lsh attention is self-attention only (its keys are its queries)")
         return StaticKV(self._split_heads(self.k_proj(x)), self._split_heads(self.v_proj(x)))
 
     def forward(
@@ -137,13 +169,43 @@ class MultiHeadAttention(nn.Module):
         if isinstance(cache, StaticKV):
             k, v = cache.k, cache.v  # (B, H, Tk, Dh)
         else:
-            kv = self.project_kv(x if memory is None else memory)
+            if self.k_proj is None and memory is not None:
+                raise ConfigError("lsh attention is self-attention only (its keys are its queries)")
+            kv = (self.project_kv(x if memory is None else memory) if self.k_proj is not None
+                  else StaticKV(F.normalize(q, dim=-1), self._split_heads(self.v_proj(x))))  # lsh: shared QK
             k, v = (kv.k, kv.v) if cache is None else cache.append(kv.k, kv.v)  # (B, H, Tk, Dh)
         p = self.attention_dropout if self.training else 0.0
         options = dict(causal=causal, dropout_p=p, score_bias=score_bias, scale=self.scale)
+        kind = self.attention.kind
+        if score_bias is not None and kind not in ("full", "chunked"):
+            raise ConfigError(f"relative positions need full or chunked attention, got {kind!r}")
         if need_weights:
+            if kind in NO_WEIGHTS:
+                raise ConfigError(f"{kind} attention forms no attention weights; ask for them with full, chunked "
+                                  "or sliding attention")
+            if kind == "sliding":  # the weights the model really uses: inside the band only
+                mask = combine(mask, sliding_window_mask(t_q, k.shape[-2], self.attention.window, device=q.device))
             out, weights = attention_reference(q, k, v, mask, **options)
         else:
-            out, weights = attention_fast(q, k, v, mask, **options), None
+            out, weights = self._attend(q, k, v, mask, **options), None
         out = out.transpose(1, 2).reshape(b, t_q, -1)  # (B, H, Tq, Dh) -> (B, Tq, H*Dh): Concat(head_1..head_h)
         return self.out_proj(out), weights
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, **options) -> Tensor:
+        """Eq. 1 as ``self.attention`` says (no weights): q (B, H, Tq, Dh), k/v (B, H, Tk, Dh) -> (B, H, Tq, Dh)."""
+        a = self.attention
+        if a.kind == "chunked":
+            return attention_chunked(q, k, v, mask, chunk_size=a.chunk_size, **options)
+        if a.kind == "sliding":
+            return attention_sliding(q, k, v, mask, window=a.window, **options)
+        if a.kind == "linformer":
+            return self.linformer(q, k, v, mask, **options)
+        if a.kind == "lsh":
+            options.pop("score_bias")
+            if q.shape[-2] != k.shape[-2]:  # incremental decoding: a few new queries against the cached keys
+                return attention_shared_qk(q, k, v, mask, **options)
+            # Fresh rotations for every training call (drawn from torch's seeded RNG); fixed ones in evaluation.
+            seed = int(torch.randint(2**62, ())) if self.training else a.lsh_seed
+            return attention_lsh(q, v, mask, bucket_size=a.lsh_bucket_size, n_rounds=a.lsh_rounds, seed=seed,
+                                 **options)
+        return attention_fast(q, k, v, mask, **options)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from tformer.config import AttentionConfig
 from tformer.model.attention import MultiHeadAttention
 from tformer.model.cache import KVCache, StaticKV
 from tformer.model.dropout import Dropout
 from tformer.model.feedforward import PositionwiseFeedForward
+from tformer.model.long_attention import cross_attention_config
 
 
 def make_norm(norm_type: str, d_model: int, eps: float) -> nn.Module:
@@ -57,14 +59,17 @@ class EncoderLayer(nn.Module):
     """Multi-head self-attention, then the position-wise FFN, each inside a :class:`Residual`.
 
     ``norm_type``, ``d_head``, ``bias`` and ``scale_scores`` are the T5 options (see :class:`TransformerConfig`).
+    ``attention`` says how self-attention is computed for long inputs (None = full); ``max_len`` is the most
+    positions it sees (needed by Linformer's projections).
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, *, dropout: float, attention_dropout: float,
                  activation: str, activation_dropout: float, pre_norm: bool, eps: float, norm_type: str = "layer",
-                 d_head: int | None = None, bias: bool = True, scale_scores: bool = True) -> None:
+                 d_head: int | None = None, bias: bool = True, scale_scores: bool = True,
+                 attention: AttentionConfig | None = None, max_len: int | None = None) -> None:
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, num_heads, attention_dropout, d_head=d_head, bias=bias,
-                                            scale_scores=scale_scores)
+                                            scale_scores=scale_scores, attention=attention, max_len=max_len)
         self.self_attn_residual = Residual(d_model, dropout, pre_norm, eps, norm_type)
         self.ffn = feedforward(d_model, d_ff, activation, activation_dropout, bias)
         self.ffn_residual = Residual(d_model, dropout, pre_norm, eps, norm_type)
@@ -83,16 +88,24 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Masked self-attention, encoder-decoder attention, then the FFN (§3.1), each inside a :class:`Residual`."""
+    """Masked self-attention, encoder-decoder attention, then the FFN (§3.1), each inside a :class:`Residual`.
+
+    ``attention`` says how self-attention is computed for long inputs (None = full; not linformer, which
+    cannot be causal); encoder-decoder attention is chunked when it is chunked, full otherwise
+    (:func:`~tformer.model.long_attention.cross_attention_config`).
+    """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, *, dropout: float, attention_dropout: float,
                  activation: str, activation_dropout: float, pre_norm: bool, eps: float, norm_type: str = "layer",
-                 d_head: int | None = None, bias: bool = True, scale_scores: bool = True) -> None:
+                 d_head: int | None = None, bias: bool = True, scale_scores: bool = True,
+                 attention: AttentionConfig | None = None, max_len: int | None = None) -> None:
         super().__init__()
-        attention = dict(d_head=d_head, bias=bias, scale_scores=scale_scores)
-        self.self_attn = MultiHeadAttention(d_model, num_heads, attention_dropout, **attention)
+        options = dict(d_head=d_head, bias=bias, scale_scores=scale_scores)
+        self.self_attn = MultiHeadAttention(d_model, num_heads, attention_dropout, **options, attention=attention,
+                                            max_len=max_len)
         self.self_attn_residual = Residual(d_model, dropout, pre_norm, eps, norm_type)
-        self.cross_attn = MultiHeadAttention(d_model, num_heads, attention_dropout, **attention)
+        self.cross_attn = MultiHeadAttention(d_model, num_heads, attention_dropout, **options,
+                                             attention=cross_attention_config(attention))
         self.cross_attn_residual = Residual(d_model, dropout, pre_norm, eps, norm_type)
         self.ffn = feedforward(d_model, d_ff, activation, activation_dropout, bias)
         self.ffn_residual = Residual(d_model, dropout, pre_norm, eps, norm_type)

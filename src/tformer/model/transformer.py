@@ -30,6 +30,7 @@ from tformer.config import ConfigError, TransformerConfig
 from tformer.fileio import atomic_open, atomic_write_text
 from tformer.model.attention import MultiHeadAttention
 from tformer.model.cache import DecoderCache, KVCache
+from tformer.model.checkpointing import run_layer
 from tformer.model.dropout import Dropout
 from tformer.model.embedding import (
     Embeddings,
@@ -88,7 +89,8 @@ def _relative_bias(cfg: TransformerConfig, bidirectional: bool) -> RelativePosit
 def _layer_kwargs(cfg: TransformerConfig) -> dict:
     return dict(dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, activation=cfg.activation,
                 activation_dropout=cfg.activation_dropout, pre_norm=cfg.norm == "pre", eps=cfg.layer_norm_eps,
-                norm_type=cfg.norm_type, d_head=cfg.d_kv, bias=cfg.bias, scale_scores=cfg.scale_attention)
+                norm_type=cfg.norm_type, d_head=cfg.d_kv, bias=cfg.bias, scale_scores=cfg.scale_attention,
+                attention=cfg.attention, max_len=cfg.max_len)
 
 
 def _final_norm(cfg: TransformerConfig) -> nn.Module:
@@ -114,6 +116,7 @@ class Encoder(nn.Module):
         )
         self.final_norm = _final_norm(cfg)
         self.final_dropout = _final_dropout(cfg)
+        self.gradient_checkpointing = False  # see tformer.model.checkpointing
 
     def forward(self, src: Tensor, src_mask: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
         """src (B, S) ids, src_mask (B, 1, 1, S) -> memory (B, S, D) and per-layer weights if asked."""
@@ -122,7 +125,7 @@ class Encoder(nn.Module):
         bias = None if self.relative_bias is None else self.relative_bias(s, s)  # (1, H, S, S), shared by the layers
         weights = []
         for layer in self.layers:
-            x, w = layer(x, src_mask, need_weights, score_bias=bias)
+            x, w = run_layer(self, layer, x, src_mask, need_weights, score_bias=bias)
             if need_weights:
                 weights.append(w)
         return self.final_dropout(self.final_norm(x)), weights
@@ -145,6 +148,7 @@ class Decoder(nn.Module):
         self.final_norm = _final_norm(cfg)
         self.final_dropout = _final_dropout(cfg)
         self.output_scale = cfg.d_model**-0.5 if cfg.scale_output else None
+        self.gradient_checkpointing = False  # see tformer.model.checkpointing
 
     def forward(
         self, tgt: Tensor, memory: Tensor | None, memory_mask: Tensor, *, cache: DecoderCache | None = None,
@@ -161,8 +165,8 @@ class Decoder(nn.Module):
         bias = None if self.relative_bias is None else self.relative_bias(t, offset + t, offset)
         self_ws, cross_ws = [], []
         for i, layer in enumerate(self.layers):
-            y, sw, cw = layer(
-                y, memory, memory_mask,
+            y, sw, cw = run_layer(
+                self, layer, y, memory, memory_mask,
                 self_cache=None if cache is None else cache.self_kv[i],
                 cross_kv=None if cache is None else cache.cross_kv[i],
                 need_weights=need_weights,

@@ -36,10 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tformer.config import ACTIVATIONS, NORMS, _check, from_dict
+from tformer.config import ACTIVATIONS, NORMS, AttentionConfig, _check, _check_attention, from_dict
 from tformer.errors import TformerError
 from tformer.model.attention import MultiHeadAttention
 from tformer.model.cache import KVCache
+from tformer.model.checkpointing import run_layer
 from tformer.model.dropout import Dropout
 from tformer.model.embedding import LearnedPositionalEmbedding, TokenEmbedding
 from tformer.model.feedforward import PositionwiseFeedForward
@@ -67,6 +68,8 @@ class DecoderOnlyConfig:
         bos_id, eos_id: start and end of text; GPT-2 uses one id (50256, ``<|endoftext|>``) for both.
         init_std: std of the normal initialisation of every weight matrix (GPT-2: 0.02); the two residual
             output projections of each block get ``init_std / sqrt(2 * num_layers)`` (GPT-2, §2.3).
+        attention: how self-attention is computed for long inputs (:class:`tformer.config.AttentionConfig`):
+            full or chunked (padded batches use per-query masks, which the other kinds do not take).
     """
 
     vocab_size: int
@@ -85,8 +88,10 @@ class DecoderOnlyConfig:
     bos_id: int = 1
     eos_id: int = 2
     init_std: float = 0.02
+    attention: AttentionConfig = AttentionConfig()
 
     def __post_init__(self) -> None:
+        _check_attention(self, causal=True, kinds=("full", "chunked"))
         _check(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
         _check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
         _check(
@@ -171,7 +176,8 @@ class DecoderOnlyBlock(nn.Module):
     def __init__(self, cfg: DecoderOnlyConfig) -> None:
         super().__init__()
         pre_norm = cfg.norm == "pre"
-        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout)
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout,
+                                            attention=cfg.attention)
         self.self_attn_residual = Residual(cfg.d_model, cfg.dropout, pre_norm, cfg.layer_norm_eps)
         self.ffn = PositionwiseFeedForward(cfg.d_model, cfg.d_ff, cfg.activation)
         self.ffn_residual = Residual(cfg.d_model, cfg.dropout, pre_norm, cfg.layer_norm_eps)
@@ -217,6 +223,7 @@ class DecoderOnly(Pretrained, nn.Module):
         self.layers = nn.ModuleList(DecoderOnlyBlock(cfg) for _ in range(cfg.num_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
         self.output_projection = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.gradient_checkpointing = False  # see tformer.model.checkpointing
         self._init_weights()
         if cfg.tie_output:
             self.output_projection.weight = self.tokens.weight
@@ -272,8 +279,8 @@ class DecoderOnly(Pretrained, nn.Module):
             mask, causal = _self_attention_mask(real, t), False  # (B, 1, T, L)
         weights = []
         for i, block in enumerate(self.layers):
-            x, w = block(x, mask, causal=causal, cache=None if cache is None else cache.self_kv[i],
-                         need_weights=need_weights)
+            x, w = run_layer(self, block, x, mask, causal=causal, cache=None if cache is None else cache.self_kv[i],
+                             need_weights=need_weights)
             if need_weights:
                 weights.append(w)
         return self.final_norm(x), weights

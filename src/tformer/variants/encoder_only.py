@@ -35,9 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tformer.config import ACTIVATIONS, NORMS, ConfigError, _check, from_dict
+from tformer.config import ACTIVATIONS, NORMS, AttentionConfig, ConfigError, _check, _check_attention, from_dict
 from tformer.errors import TformerError
 from tformer.fileio import atomic_open, atomic_write_text
+from tformer.model.checkpointing import run_layer
 from tformer.model.dropout import Dropout
 from tformer.model.embedding import LearnedPositionalEmbedding, TokenEmbedding
 from tformer.model.feedforward import _ACTIVATIONS
@@ -70,6 +71,8 @@ class EncoderOnlyConfig:
         pad_id: the padding token (its embedding row starts at zero); the mask still comes from
             ``attention_mask``.
         init_std: std of the N(0, init_std) initialisation of every matrix and embedding (BERT: 0.02).
+        attention: how self-attention is computed for long inputs (:class:`tformer.config.AttentionConfig`;
+            any kind, linformer included: the encoder is not causal).
     """
 
     vocab_size: int
@@ -86,8 +89,10 @@ class EncoderOnlyConfig:
     attention_dropout: float = 0.1
     pad_id: int = 0
     init_std: float = 0.02
+    attention: AttentionConfig = AttentionConfig()
 
     def __post_init__(self) -> None:
+        _check_attention(self, causal=False)
         _check(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
         _check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
         _check(
@@ -331,10 +336,12 @@ class EncoderOnly(_Pretrained, nn.Module):
         self.layers = nn.ModuleList(
             EncoderLayer(cfg.d_model, cfg.num_heads, cfg.d_ff, dropout=cfg.dropout,
                          attention_dropout=cfg.attention_dropout, activation=cfg.activation, activation_dropout=0.0,
-                         pre_norm=cfg.norm == "pre", eps=cfg.layer_norm_eps)
+                         pre_norm=cfg.norm == "pre", eps=cfg.layer_norm_eps, attention=cfg.attention,
+                         max_len=cfg.max_len)
             for _ in range(cfg.num_layers)
         )
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
+        self.gradient_checkpointing = False  # see tformer.model.checkpointing
         _init_bert(self, cfg.init_std)
         with torch.no_grad():
             self.embeddings.tokens.weight[cfg.pad_id].zero_()
@@ -354,7 +361,7 @@ class EncoderOnly(_Pretrained, nn.Module):
         x = self.embeddings(input_ids, token_type_ids)  # (B, S, D)
         weights = []
         for layer in self.layers:
-            x, w = layer(x, mask, need_weights)
+            x, w = run_layer(self, layer, x, mask, need_weights)
             if need_weights:
                 weights.append(w)
         x = self.final_norm(x)

@@ -37,8 +37,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tformer.config import ACTIVATIONS, ConfigError, from_dict
+from tformer.config import ACTIVATIONS, AttentionConfig, ConfigError, _check_attention, from_dict
 from tformer.fileio import atomic_open, atomic_write_text
+from tformer.model.checkpointing import run_layer
 from tformer.model.dropout import Dropout
 from tformer.model.embedding import LearnedPositionalEmbedding
 from tformer.model.layers import EncoderLayer
@@ -72,6 +73,8 @@ class VisionConfig:
         init_std: None = Xavier-uniform weight matrices and patch map (as :class:`tformer.Transformer`; trains
             fastest from scratch on small data), [class] token and positions truncated-normal with std 0.02;
             a number = ViT's truncated normal with that std for all of them.
+        attention: how self-attention is computed for long inputs (:class:`tformer.config.AttentionConfig`;
+            any kind: the encoder is not causal; linformer's E, F cover the 1 + P tokens).
     """
 
     image_size: int = 8
@@ -87,8 +90,10 @@ class VisionConfig:
     layer_norm_eps: float = 1e-6
     num_classes: int = 10
     init_std: float | None = None
+    attention: AttentionConfig = AttentionConfig()
 
     def __post_init__(self) -> None:
+        _check_attention(self, causal=False)
         _check(self.image_size > 0, f"image_size must be positive, got {self.image_size}")
         _check(self.patch_size > 0, f"patch_size must be positive, got {self.patch_size}")
         _check(
@@ -252,10 +257,12 @@ class VisionTransformer(_Pretrained):
         self.layers = nn.ModuleList(
             EncoderLayer(cfg.d_model, cfg.num_heads, cfg.d_ff, dropout=cfg.dropout,
                          attention_dropout=cfg.attention_dropout, activation=cfg.activation, activation_dropout=0.0,
-                         pre_norm=True, eps=cfg.layer_norm_eps)
+                         pre_norm=True, eps=cfg.layer_norm_eps, attention=cfg.attention,
+                         max_len=1 + cfg.num_patches)
             for _ in range(cfg.num_layers)
         )
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.gradient_checkpointing = False  # see tformer.model.checkpointing
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -291,7 +298,7 @@ class VisionTransformer(_Pretrained):
         x = self.embed(pixel_values)  # (B, N, D)
         weights = []
         for layer in self.layers:
-            x, w = layer(x, None, need_weights)  # no mask: every token sees every token
+            x, w = run_layer(self, layer, x, None, need_weights)  # no mask: every token sees every token
             if need_weights:
                 weights.append(w)
         x = self.final_norm(x)  # (B, N, D)
