@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A line on stderr; under ``torchrun``, from rank 0 only (the other ranks would repeat it)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(msg, file=sys.stderr, flush=True)
 
 
 def progress(items: Iterable | None = None, *, total: int | None = None, initial: int = 0, enabled: bool = True,

@@ -4,12 +4,19 @@ Overrides use dotted keys and YAML values: ``train.max_steps=2000 model.d_model=
 Prints the run summary as one JSON line on stdout; progress goes to stderr. SIGINT (Ctrl-C) or SIGTERM
 finishes the current update, writes a checkpoint and exits with 128 + the signal's number (130, 143);
 ``--resume`` then continues exactly. A second Ctrl-C stops at once (the last checkpoint still resumes).
+
+Several processes (data parallel, one per GPU or CPU share)::
+
+    torchrun --nproc_per_node=4 --no-python tformer train CONFIG.yaml
+
+Only rank 0 prints the summary and writes files (see :mod:`tformer.training.distributed`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 
 from tformer.config import load_run_config
@@ -27,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_run_config(args.config, args.overrides)
     summary = run_training(cfg, resume=args.resume, show_progress=False if args.no_progress else None)
-    print(json.dumps(summary))
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(summary))
     stopped = summary.get("interrupted")
     if stopped in signal.Signals.__members__:  # stopped by SIGINT/SIGTERM after saving: 128 + signal, as shells do
         return 128 + signal.Signals[stopped].value

@@ -25,7 +25,7 @@ import torch
 from tformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tformer.errors import TformerError
 
-__all__ = ["Batch", "TokenBatchSampler", "collate"]
+__all__ = ["Batch", "TokenBatchSampler", "collate", "rank_share"]
 
 
 class TokenBatchSampler:
@@ -213,6 +213,20 @@ class TokenBatchSampler:
                 total += slots
                 pad += slots - int(lengths.sum())
         return pad / total if total else 0.0
+
+
+def rank_share(group: Sequence[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """The batches of one global batch (one update) that ``rank`` of ``world_size`` trains on.
+
+    ``group`` is the update's ``accumulate * world_size`` consecutive batches of the epoch order, which
+    every rank computes alike (:meth:`TokenBatchSampler.batches_for_epoch`). They are dealt out in turn:
+    rank r gets batches r, r + W, r + 2W, ... Batches cost about the same (the token budget), so
+    the ranks get about the same work; together they cover ``group`` exactly once. The epoch's
+    last update may have fewer batches than ranks: then some ranks get none.
+    """
+    if not 0 <= rank < world_size:
+        raise TformerError(f"rank {rank} is outside world size {world_size}")
+    return list(group[rank::world_size])
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,19 @@ What the loop guarantees (each is a test; the README's "Guarantees" lists them):
   lowers its scale; as in PyTorch's AMP recipe, those steps still count and advance the schedule.)
   ``train.nonfinite_limit`` such updates in a row stop the run with a one-line error;
   the checkpoints on disk are the last good ones.
+* Many processes. Under ``torchrun`` each process trains on its share of every global batch through
+  ``DistributedDataParallel`` and ends at the same weights as one process with the same global batch
+  (:mod:`tformer.training.distributed`); rank 0 alone writes files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -50,9 +55,10 @@ from torch import Tensor
 from tformer import __version__, tasks
 from tformer.config import RunConfig, dump_run_config, load_run_config
 from tformer.console import log, progress
-from tformer.data.batching import TokenBatchSampler
+from tformer.data.batching import TokenBatchSampler, rank_share
 from tformer.errors import TformerError
 from tformer.fileio import atomic_write_text
+from tformer.model.checkpointing import set_gradient_checkpointing
 from tformer.tasks.base import Task
 from tformer.tasks.translation import ParallelData, TranslationTask, prepare_data, read_pairs, sequence_loss
 from tformer.training.checkpoint import (
@@ -63,6 +69,16 @@ from tformer.training.checkpoint import (
     remove_unfinished,
     save_checkpoint,
 )
+from tformer.training.distributed import (
+    Distributed,
+    full_state,
+    full_tensor,
+    fully_shard_model,
+    load_full_model_state,
+    rank_seed,
+    shard_optimizer_state,
+)
+from tformer.training.loss_module import CompiledOrEager, TaskLoss
 from tformer.training.schedule import cosine_scheduler, noam_scheduler
 from tformer.training.seed import rng_state, set_rng_state, set_seed
 
@@ -73,17 +89,17 @@ __all__ = ["CHECKPOINT_DIR", "ParallelData", "Trainer", "build_optimizer", "prep
 
 # ---- the optimizer -------------------------------------------------------------------------
 def build_optimizer(params, lr: float = 1.0, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-9,
-                    weight_decay: float = 0.0, decoupled: bool = False) -> torch.optim.Adam:
+                    weight_decay: float = 0.0, decoupled: bool = False, fused: bool = True) -> torch.optim.Adam:
     """Adam (§5.3: beta1 0.9, beta2 0.98, eps 1e-9); the learning rate comes from the scheduler.
 
     ``decoupled``: AdamW (Loshchilov and Hutter, 2019), weight decay applied to the weights directly
     rather than added to the gradient. ``params`` may be parameter groups (each with its own decay).
     The fused implementation updates all parameters in one kernel per step (CPU and CUDA), instead of
-    a loop of small operations per tensor.
+    a loop of small operations per tensor (``fused=False``: torch's default, e.g. for sharded weights).
     """
     params = list(params)
     tensors = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
-    fused = all(p.device.type in ("cpu", "cuda") for p in tensors)  # other devices: the default implementation
+    fused = fused and all(p.device.type in ("cpu", "cuda") for p in tensors)  # other devices: the default
     kind = torch.optim.AdamW if decoupled else torch.optim.Adam
     return kind(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused or None)
 
@@ -98,7 +114,14 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 
 # ---- devices and precision -----------------------------------------------------------------
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, index: int | None = None) -> torch.device:
+    """The device ``train.device`` names ("auto": cuda, then mps, then cpu); ``index`` picks one of
+    several GPUs (a torchrun process's LOCAL_RANK)."""
+    device = _pick_device_type(name)
+    return torch.device(device.type, index) if index is not None and device.type == "cuda" else device
+
+
+def _pick_device_type(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -158,22 +181,31 @@ class Trainer:
     """Trains ``model`` on ``data`` as ``cfg`` says, writing into ``cfg.run_dir``."""
 
     def __init__(self, cfg: RunConfig, model: torch.nn.Module, task: Task | ParallelData, *,
-                 show_progress: bool | None = None):
+                 show_progress: bool | None = None, dist: Distributed | None = None):
         self.cfg = cfg
         self.tc = cfg.train
         self.task = TranslationTask(task, cfg.train) if isinstance(task, ParallelData) else task
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_dir = self.run_dir / CHECKPOINT_DIR
-        self.device = pick_device(self.tc.device)
+        self.dist = dist or Distributed()
+        self.device = pick_device(self.tc.device, self.dist.local_rank if self.dist.enabled else None)
         self.amp_dtype = pick_precision(self.tc.precision, self.device)
+        sharded = self.dist.enabled and self.tc.parallel == "fsdp"
+        # FSDP: rank 0 keeps a whole copy of the weights in CPU memory, for model/ and validation decoding
+        self._whole_model = copy.deepcopy(model).cpu() if sharded and self.dist.is_main else None
         self.model = model.to(self.device)
         tc = self.tc
+        if tc.gradient_checkpointing:
+            set_gradient_checkpointing(self.model)
+        self.pin_memory = self.device.type == "cuda"  # page-locked batches: the copy overlaps compute
+        self.loss_fn = self._build_loss_fn()
         adamw = tc.optimizer == "adamw"
         params = decay_groups(self.model, tc.weight_decay) if adamw else self.model.parameters()
         self.optimizer = build_optimizer(params, lr=1.0, betas=(tc.beta1, tc.beta2), eps=tc.adam_eps,
-                                         weight_decay=tc.weight_decay, decoupled=adamw)
+                                         weight_decay=tc.weight_decay, decoupled=adamw, fused=self.fsdp is None)
         self.sampler = TokenBatchSampler(*self.task.lengths("train"), tc.max_tokens, shuffle=True, seed=cfg.seed)
-        steps_per_epoch = math.ceil(len(self.sampler.batches_for_epoch(0)) / tc.accumulate)
+        self.per_update = tc.accumulate * self.dist.world_size  # batches in one global batch (one update)
+        steps_per_epoch = math.ceil(len(self.sampler.batches_for_epoch(0)) / self.per_update)
         self.total_steps = tc.max_steps or steps_per_epoch * tc.max_epochs
         if tc.max_epochs:
             self.total_steps = min(self.total_steps, steps_per_epoch * tc.max_epochs)
@@ -181,7 +213,7 @@ class Trainer:
             self.scheduler = cosine_scheduler(self.optimizer, tc.warmup_steps, self.total_steps, tc.lr)
         else:
             self.scheduler = noam_scheduler(self.optimizer, model.cfg.d_model, tc.warmup_steps, tc.lr_scale)
-        self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.has_valid = len(self.task.lengths("valid")[0]) > 0
         self.state = TrainState()
         self.window = LogWindow()
@@ -189,6 +221,27 @@ class Trainer:
         self._tb = None
         self._stop_reason: str | None = None  # set by request_stop (SIGINT/SIGTERM): stop after this update
         self._saved_step = -1
+        self._t_start = time.perf_counter()  # of this invocation's training (train.max_minutes)
+        self._stop_agreed: str | None = None  # set each update by _agree_on_stopping
+        self._out_of_time_agreed = False
+
+    def _build_loss_fn(self):
+        """``task.loss`` as a module (:class:`TaskLoss`), inside DDP when there are several processes, then
+        compiled when ``train.compile`` is on."""
+        fn = TaskLoss(self.task, self.model, self.tc.label_smoothing)
+        self.ddp = self.fsdp = None
+        if self.dist.enabled and self.tc.parallel == "fsdp":
+            fully_shard_model(fn, self.model)
+            self.fsdp = fn
+        elif self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # buffers (the sinusoidal table) are the same on every rank: no broadcast per forward
+            no_sync = {"forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(
+                DistributedDataParallel).parameters else "broadcast_buffers": False}
+            fn = self.ddp = DistributedDataParallel(fn, device_ids=ids, **no_sync)
+        return CompiledOrEager(fn) if self.tc.compile else fn
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Finish the current update, write a checkpoint and return from :meth:`train` (resumable).
@@ -200,15 +253,22 @@ class Trainer:
     # -- checkpoints --
     def _checkpoint_state(self) -> dict[str, Any]:
         git = _git_commit()
+        if self.fsdp is not None:  # gathered whole on rank 0: the same files as without sharding
+            model, optimizer = (full_state(self.model.state_dict(), self.dist.is_main),
+                                full_state(self.optimizer.state_dict(), self.dist.is_main))
+        else:
+            model, optimizer = self.model.state_dict(), self.optimizer.state_dict()
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model,
+            "optimizer": optimizer,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "train_state": vars(self.state).copy(),
             "log_window": self.window.state_dict(),
             "data_fingerprint": self.data_fingerprint(),
-            "rng": rng_state(),
+            "rng": rng_state(),  # rank 0's
+            **({"rng_ranks": self.dist.gather(rng_state())} if self.dist.enabled else {}),  # every rank's
+            "world_size": self.dist.world_size,
             "model_config": self.model.cfg.to_dict(),
             "run_config": self.cfg.to_dict(),
             "versions": {"tformer": __version__, "torch": str(torch.__version__), **({"git": git} if git else {})},
@@ -222,8 +282,13 @@ class Trainer:
         model/ with identical contents; a kill after it leaves nothing of this save undone that resume
         needs. Every file is written atomically; a failed write raises :class:`CheckpointError` and
         leaves the files already there intact.
+
+        With several processes every rank calls this (their RNG states are gathered); rank 0 writes.
         """
         state = self._checkpoint_state()
+        self._saved_step = self.state.step
+        if not self.dist.is_main:
+            return
         last = self.ckpt_dir / "last.pt"
         commit = self.ckpt_dir / f"step-{self.state.step:08d}.pt" if self.tc.keep_checkpoints > 0 else last
         first = commit
@@ -231,7 +296,9 @@ class Trainer:
             first = self.ckpt_dir / "best.pt"
             save_checkpoint(first, state)
             try:
-                self.model.save_pretrained(self.run_dir / "model")
+                if self._whole_model is not None:
+                    self._whole_model.load_state_dict(state["model"])
+                (self._whole_model or self.model).save_pretrained(self.run_dir / "model")
             except OSError as e:
                 raise CheckpointError(f"cannot write {self.run_dir / 'model'}: {e.strerror or e}") from None
         if first != commit:
@@ -241,24 +308,28 @@ class Trainer:
         if commit != last:
             copy_checkpoint(commit, last)
         prune_checkpoints(self.ckpt_dir, self.tc.keep_checkpoints)  # keep 0: no older step file may outrank last.pt
-        self._saved_step = self.state.step
 
     def data_fingerprint(self) -> str:
-        """What fixes the batches of every epoch: seed, token budget, accumulation and the pairs' lengths.
+        """What fixes the batches of every epoch: seed, token budget and the pairs' lengths.
 
         Resuming continues at a position in the epoch's batch list; if any of these changed, that
-        position would point into different batches, so resume refuses.
+        position would point into different batches, so resume refuses. The number of batches per
+        update (``train.accumulate`` times the number of processes) may change: the position counts
+        batches, not updates.
         """
         src, tgt = self.task.lengths("train")
         h = hashlib.sha256()
-        h.update(f"{self.cfg.seed}|{self.tc.max_tokens}|{self.tc.accumulate}|{len(src)}".encode())
+        h.update(f"{self.cfg.seed}|{self.tc.max_tokens}|{len(src)}".encode())
         h.update(repr(list(zip(src, tgt, strict=True))).encode())
         return h.hexdigest()[:16]
 
     def resume(self) -> bool:
         """Load the newest usable checkpoint of the run directory; False if there is none."""
-        unfinished = remove_unfinished(self.ckpt_dir) + remove_unfinished(self.run_dir / "model")
-        if unfinished:
+        unfinished: list[Path] = []
+        if self.dist.is_main:
+            unfinished = remove_unfinished(self.ckpt_dir) + remove_unfinished(self.run_dir / "model")
+        self.dist.barrier()  # the other ranks read the checkpoints once rank 0 has tidied up
+        if self.dist.is_main and unfinished:
             log(f"removed {len(unfinished)} unfinished file(s) of an interrupted write: "
                 f"{', '.join(p.name for p in unfinished)}")
         found = latest_valid_checkpoint(self.ckpt_dir, warn=log)
@@ -268,20 +339,38 @@ class Trainer:
         if ckpt["model_config"] != self.model.cfg.to_dict():
             raise TformerError(f"{path} was trained with another model config; start a new run_dir")
         if ckpt.get("data_fingerprint") != self.data_fingerprint():
-            raise TformerError(f"{path} was trained on other batches (seed, train.max_tokens, train.accumulate "
+            raise TformerError(f"{path} was trained on other batches (seed, train.max_tokens "
                                f"or the data changed): resuming would skip or repeat pairs; start a new run_dir")
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.fsdp is not None:  # each rank takes its shard of the whole tensors
+            load_full_model_state(self.model, ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            shard_optimizer_state(self.optimizer)
+        else:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["train_state"])
         self.window = LogWindow(**ckpt.get("log_window", {}))
-        set_rng_state(ckpt["rng"])
+        self._restore_rng(ckpt)
         self._saved_step = self.state.step
-        dropped = self._truncate_metrics(self.state.step)
+        dropped = self._truncate_metrics(self.state.step) if self.dist.is_main else 0
         log(f"resumed from {path} at step {self.state.step} (epoch {self.state.epoch})"
             + (f"; dropped {dropped} metrics line(s) written after it" if dropped else ""))
         return True
+
+    def _restore_rng(self, ckpt: dict[str, Any]) -> None:
+        """Every rank continues its own random stream when the number of processes is unchanged; otherwise
+        each rank gets a fresh stream from (seed, rank, step), and only the data order stays exact."""
+        saved_world = ckpt.get("world_size", 1)
+        ranks = ckpt.get("rng_ranks")
+        if saved_world == self.dist.world_size:
+            set_rng_state(ranks[self.dist.rank] if ranks else ckpt["rng"])
+            return
+        set_rng_state(ckpt["rng"])
+        torch.manual_seed(rank_seed(self.cfg.seed, self.dist.rank, self.state.step))
+        log(f"the run had {saved_world} process(es), now {self.dist.world_size}: the batches continue "
+            f"exactly; dropout draws new random numbers")
 
     def _truncate_metrics(self, step: int) -> int:
         """Drop metrics.jsonl lines after ``step`` (and a line cut short by a kill): the resumed run
@@ -305,6 +394,8 @@ class Trainer:
 
     # -- metrics --
     def _write_metrics(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if self._tb is not None:
@@ -328,15 +419,23 @@ class Trainer:
         tokens = 0
         for idx in sampler.batches_for_epoch(0):
             b = self.task.collate("valid", idx, self.model).to(self.device)
-            with self._autocast():
-                out = self.task.loss(self.model, b, self.tc.label_smoothing)
+            with self._autocast():  # FSDP: through the sharded root, which gathers the weights
+                out = self.task.loss(self.model, b, self.tc.label_smoothing) if self.fsdp is None else self.fsdp(b)
             loss_sum, nll_sum, tokens = loss_sum + out.loss.item(), nll_sum + out.nll.item(), tokens + out.num_tokens
         result: dict[str, Any] = {"kind": "valid", "step": self.state.step, "epoch": self.state.epoch,
                                   "loss": loss_sum / tokens, "nll": nll_sum / tokens,
                                   "ppl": math.exp(min(nll_sum / tokens, 50.0))}
-        result.update(self.task.extra_validation(self.model, self.device, self.tc.max_tokens))
+        if self.fsdp is None:
+            result.update(self.task.extra_validation(self.model, self.device, self.tc.max_tokens))
+        else:  # FSDP: rank 0 decodes with a whole copy of the weights (decoding is no forward of the shards)
+            weights = full_state(self.model.state_dict(), self.dist.is_main)
+            if self.dist.is_main:
+                whole = self._whole_model
+                whole.load_state_dict(weights)
+                result.update(self.task.extra_validation(whole.to(self.device), self.device, self.tc.max_tokens))
+                whole.cpu()
         self.model.train()
-        return result
+        return self.dist.broadcast(result)  # every rank validates; rank 0's numbers decide for all
 
     # -- training --
     def train(self) -> dict[str, Any]:
@@ -346,15 +445,16 @@ class Trainer:
         self._open_tensorboard()
         if tc.threads:
             torch.set_num_threads(tc.threads)
-        steps_per_epoch = math.ceil(len(self.sampler.batches_for_epoch(0)) / tc.accumulate)
+        steps_per_epoch = math.ceil(len(self.sampler.batches_for_epoch(0)) / self.per_update)
         total = self.total_steps
-        log(f"training {self.model.num_parameters():,} parameters on {self.device}"
+        procs = f" x {self.dist.world_size} processes ({'FSDP' if self.fsdp else 'DDP'})" if self.dist.enabled else ""
+        log(f"training {self.model.num_parameters():,} parameters on {self.device}{procs}"
             f"{'' if self.amp_dtype is None else f' ({self.amp_dtype})'}, seed {self.cfg.seed}: "
             f"{self.sampler.num_pairs} {self.task.unit}, {steps_per_epoch} steps per epoch, "
             f"padding {self.sampler.padding_ratio(0):.1%}, {total} steps")
         eval_every = tc.eval_every or steps_per_epoch
-        bar = progress(total=total, initial=st.step, enabled=self.show_progress, unit="step")
-        t_start = time.perf_counter()
+        bar = progress(total=total, initial=st.step, enabled=self.show_progress and self.dist.is_main, unit="step")
+        t_start = self._t_start = time.perf_counter()
         self.window.t0 = time.perf_counter()
         self.model.train()
         summary_valid: dict[str, Any] = {}
@@ -363,22 +463,22 @@ class Trainer:
             while st.step < total and not st.stopped_early and stop is None:
                 batches = self.sampler.batches_for_epoch(st.epoch)
                 while st.batch_in_epoch < len(batches) and st.step < total:
-                    group = batches[st.batch_in_epoch : st.batch_in_epoch + tc.accumulate]
+                    group = batches[st.batch_in_epoch : st.batch_in_epoch + self.per_update]
                     st.batch_in_epoch += len(group)
                     if not self._update(group):  # skipped: no step, nothing to log; a stop request still stops
-                        if self._stop_reason is not None:
-                            stop = self._stop_reason
+                        if self._stop_agreed is not None:
+                            stop = self._stop_agreed
                             self.save(best=not self.has_valid)
                             break
                         continue
                     bar.update(1)
                     if st.step % tc.log_every == 0 or st.step == total:
                         self._log_train(bar)
-                    out_of_time = tc.max_minutes > 0 and time.perf_counter() - t_start > 60 * tc.max_minutes
+                    out_of_time = self._out_of_time_agreed
                     if out_of_time:  # the budget's end is a natural end: validate there
                         stop = f"train.max_minutes ({tc.max_minutes}) reached"
-                    elif self._stop_reason is not None and st.step < total:  # a signal: save only (exact resume)
-                        stop = self._stop_reason
+                    elif self._stop_agreed is not None and st.step < total:  # a signal: save only (exact resume)
+                        stop = self._stop_agreed
                     if st.step % eval_every == 0 or st.step == total or out_of_time:
                         summary_valid = self._validate_and_save()
                     elif stop is not None or (tc.save_every and st.step % tc.save_every == 0):
@@ -399,19 +499,35 @@ class Trainer:
                 "skipped_updates": st.skipped_updates, "best_valid_loss": st.best_valid_loss, **valid}
 
     def _update(self, group: list[list[int]]) -> bool:
-        """One optimizer step on the batches ``group`` (gradient accumulation); False if it was skipped
-        for a non-finite loss or gradient."""
-        tc, st = self.tc, self.state
-        micro = [self.task.collate("train", idx, self.model) for idx in group]
-        num_tgt = sum(b.num_tgt_tokens for b in micro)
+        """One optimizer step on the global batch ``group`` (gradient accumulation; with several processes,
+        this rank's share of it); False if it was skipped for a non-finite loss or gradient."""
+        tc, st, world = self.tc, self.state, self.dist.world_size
+        share = rank_share(group, self.dist.rank, world) if self.dist.enabled else group
+        # A rank without a batch (the epoch's last update may have fewer batches than ranks) still joins
+        # DDP's gradient averaging, with a batch whose loss counts zero.
+        micro = [self.task.collate("train", idx, self.model) for idx in share or group[:1]]
+        weight = 1.0 if share else 0.0
+        num_tgt = sum(b.num_tgt_tokens for b in micro) if share else 0
+        if self.dist.enabled:  # the loss is divided by the target tokens of the whole global batch
+            num_tgt = int(self.dist.all_sum(torch.tensor([num_tgt], dtype=torch.float64)).item())
         self.optimizer.zero_grad(set_to_none=True)
         loss = nll = 0.0
-        for b in micro:
-            b = b.to(self.device, non_blocking=True)
-            with self._autocast():
-                out = self.task.loss(self.model, b, tc.label_smoothing)
-            self.scaler.scale(out.loss / num_tgt).backward()
-            loss, nll = loss + out.loss.detach(), nll + out.nll
+        for i, b in enumerate(micro):
+            b = _pinned(b).to(self.device, non_blocking=True) if self.pin_memory else b.to(self.device)
+            last = i == len(micro) - 1  # DDP/FSDP average the gradients once per update, in the last backward
+            if self.fsdp is not None:
+                self.fsdp.set_requires_gradient_sync(last)
+            with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
+                with self._autocast():
+                    out = self.loss_fn(b)
+                scaled = out.loss / num_tgt if world == 1 else out.loss * (weight * world / num_tgt)  # DDP: / world
+                self.scaler.scale(scaled).backward()
+            loss, nll = loss + weight * out.loss.detach(), nll + weight * out.nll
+        src = sum(b.num_src_tokens for b in micro) if share else 0
+        self._agree_on_stopping()
+        if self.dist.enabled:  # the global batch's sums, for the log and for one decision about skipping
+            sums = self.dist.all_sum(torch.stack([loss, nll, torch.tensor(float(src), device=loss.device)]).double())
+            loss, nll, src = sums[0], sums[1], int(sums[2].item())
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -419,6 +535,7 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_norm)
         else:
             grad_norm = _total_norm([p.grad for p in params])
+        grad_norm = full_tensor(grad_norm)  # FSDP: the norm over all shards
         # fp16: the gradient scaler skips steps with overflowing gradients itself (and lowers its scale)
         finite = torch.isfinite(loss) & (torch.isfinite(grad_norm) | self.scaler.is_enabled())
         if not bool(finite):  # one sync per update
@@ -431,8 +548,20 @@ class Trainer:
         st.nonfinite_in_a_row = 0
         w = self.window
         w.loss, w.nll, w.tgt = w.loss + loss, w.nll + nll, w.tgt + num_tgt
-        w.src += sum(b.num_src_tokens for b in micro)
+        w.src += src
         return True
+
+    def _agree_on_stopping(self) -> None:
+        """Whether to stop after this update, for a stop request (signal) or the time budget: with several
+        processes, one rank's reason stops them all, after the same update."""
+        tc = self.tc
+        out_of_time = tc.max_minutes > 0 and time.perf_counter() - self._t_start > 60 * tc.max_minutes
+        stop = self._stop_reason
+        if self.dist.enabled:
+            flags = self.dist.all_sum(torch.tensor([float(stop is not None), float(out_of_time)]))
+            stop = (stop or "a stop request to another process") if flags[0] > 0 else None
+            out_of_time = bool(flags[1] > 0)
+        self._stop_agreed, self._out_of_time_agreed = stop, out_of_time
 
     def _skip_update(self, loss: float, grad_norm: float) -> None:
         st = self.state
@@ -486,7 +615,8 @@ class Trainer:
         self._write_metrics(rec)
         bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.2e}", tok_s=f"{rec['tokens_per_s']:.0f}")
         if not self.show_progress:
-            log(f"step {rec['step']} | loss {rec['loss']:.3f} | lr {rec['lr']:.2e} | {rec['tokens_per_s']:.0f} tok/s")
+            log(f"step {rec['step']} | loss {rec['loss']:.3f} | lr {rec['lr']:.2e} | "
+                f"{rec['tokens_per_s']:.0f} tok/s")
         self.window = LogWindow()
 
     def _validate_and_save(self) -> dict[str, Any]:
@@ -510,6 +640,8 @@ class Trainer:
         return v
 
     def _open_tensorboard(self) -> None:
+        if not self.dist.is_main:
+            return
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional
@@ -517,6 +649,13 @@ class Trainer:
         # a resumed run first discards events after its checkpoint (a killed run may have written some)
         purge = self.state.step + 1 if self.state.step else None
         self._tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
+
+
+def _pinned(batch: Any) -> Any:
+    """The batch (a dataclass of tensors and counts) with its tensors in page-locked memory, so that the
+    copy to the GPU (``non_blocking``) runs while the GPU computes."""
+    tensors = {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
+    return dataclasses.replace(batch, **{k: v.pin_memory() for k, v in tensors.items() if isinstance(v, Tensor)})
 
 
 def _total_norm(tensors: list[Tensor]) -> Tensor:
@@ -552,24 +691,47 @@ def _check_writable(run_dir: Path) -> None:
 
 
 def run_training(cfg: RunConfig, *, resume: bool = False, show_progress: bool | None = None) -> dict[str, Any]:
-    """What ``tformer train`` does: prepare the run directory and data, build the model, train."""
+    """What ``tformer train`` does: prepare the run directory and data, build the model, train.
+
+    Under ``torchrun`` every process calls this; rank 0 prepares the data and tokenizer first, the
+    others then load them (the run directory must be on a file system all of them see).
+    """
+    dist = Distributed.from_env(pick_device(cfg.train.device).type)
+    finished = False
+    try:
+        summary = _run(cfg, dist, resume, show_progress)
+        finished = True
+        return summary
+    finally:
+        dist.close(finished)
+
+
+def _run(cfg: RunConfig, dist: Distributed, resume: bool, show_progress: bool | None) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     _check_writable(run_dir)
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    has_run = ckpt_dir.is_dir() and any(ckpt_dir.glob("*.pt"))
+    has_run = dist.broadcast(ckpt_dir.is_dir() and any(ckpt_dir.glob("*.pt")))
     if has_run and not resume:
         raise TformerError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another run_dir")
     if cfg.seed is None and resume and has_run and (run_dir / "config.yaml").is_file():
         cfg = dataclasses.replace(cfg, seed=load_run_config(run_dir / "config.yaml").seed)  # the drawn one
-    seed = set_seed(cfg.seed)
+    seed = set_seed(dist.broadcast(set_seed(cfg.seed)))  # a drawn seed: rank 0's, for every rank
     cfg = dataclasses.replace(cfg, seed=seed)  # config.yaml records the seed actually used
-    task, model = tasks.build(cfg, run_dir, resume=resume and has_run)
-    trainer = Trainer(cfg, model, task, show_progress=show_progress)
+    if dist.is_main:
+        task, model = tasks.build(cfg, run_dir, resume=resume and has_run)
+    dist.barrier()  # rank 0 has written the tokenizer; the other ranks load it (their weights come from rank 0)
+    if not dist.is_main:
+        task, model = tasks.build(cfg, run_dir, resume=True)
+    if dist.enabled:  # each rank's own dropout stream
+        torch.manual_seed(rank_seed(seed, dist.rank))
+    trainer = Trainer(cfg, model, task, show_progress=show_progress, dist=dist)
     if resume and has_run and not trainer.resume():
         raise TformerError(f"no usable checkpoint in {ckpt_dir}")
-    atomic_write_text(run_dir / "config.yaml", dump_run_config(cfg))  # only once the run is sure to go on
+    if dist.is_main:
+        atomic_write_text(run_dir / "config.yaml", dump_run_config(cfg))  # only once the run is sure to go on
     summary = trainer.train()
     report = getattr(task, "final_report", None)  # e.g. test accuracy of the best model, scored once
-    if report is not None and not summary["interrupted"] and (run_dir / "model").is_dir():
+    if dist.is_main and report is not None and not summary["interrupted"] and (run_dir / "model").is_dir():
         summary.update(report(run_dir, trainer.device, cfg.train.max_tokens))
-    return {"run_dir": str(run_dir), "seed": seed, **summary}
+    return {"run_dir": str(run_dir), "seed": seed, **({"processes": dist.world_size} if dist.enabled else {}),
+            **summary}

@@ -1,0 +1,110 @@
+"""A short training run through tformer's own Trainer: tokens/s and model FLOPs utilisation (MFU).
+
+    python benchmarks/gpu_train.py [--config base] [--steps 60] [--precision auto] [--compile]
+                                   [--max-tokens 25000] [--length 32]
+
+For the README's GPU figure: the paper's base model (``--config base``; vocabulary 8,000) trains on
+synthetic pairs whose source and target all have ``--length`` tokens, so that every batch has the same
+shape (``max_tokens // (length + 1)`` pairs) and the matmul FLOPs of a step are known exactly
+(:func:`common.train_matmul_flops`). The Trainer runs as ``tformer train`` does (autocast, gradient
+scaler for fp16, fused Adam, pinned memory, ``train.compile``); the first ``--warmup`` updates
+(compilation, allocator warm-up) are left out of the timing.
+
+MFU = achieved matmul FLOP/s / the GPU's dense peak for the precision (from the table below, by GPU
+name; ``--peak-tflops`` overrides). On a CPU it reports tokens/s only. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+import torch
+from common import CONFIGS, train_matmul_flops
+
+# Dense (no sparsity) peak TFLOP/s from the vendors' data sheets: bf16/fp16 tensor cores, and fp32 (tf32 off).
+PEAK_TFLOPS = {
+    "H100 80GB HBM3": {"bf16": 989.4, "fp16": 989.4, "fp32": 66.9},  # SXM5
+    "H100 PCIe": {"bf16": 756.5, "fp16": 756.5, "fp32": 51.2},
+    "H100 NVL": {"bf16": 835.5, "fp16": 835.5, "fp32": 60.0},
+    "H200": {"bf16": 989.4, "fp16": 989.4, "fp32": 66.9},
+    "A100": {"bf16": 312.0, "fp16": 312.0, "fp32": 19.5},
+}
+
+
+def peak_for(name: str, precision: str) -> float | None:
+    for key, peaks in PEAK_TFLOPS.items():
+        if key in name:
+            return peaks[precision]
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="base")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--max-tokens", type=int, default=25000)
+    ap.add_argument("--length", type=int, default=32)
+    ap.add_argument("--peak-tflops", type=float, default=None)
+    args = ap.parse_args()
+
+    from tformer import Transformer, TransformerConfig
+    from tformer.config import RunConfig, TrainConfig
+    from tformer.tasks.translation import ParallelData
+    from tformer.training.trainer import Trainer
+
+    w = CONFIGS[args.config]
+    per_batch = args.max_tokens // (args.length + 1)
+    steps = args.warmup + args.steps
+    g = torch.Generator().manual_seed(0)
+    pairs = [(torch.randint(4, w.vocab, (args.length,), generator=g).tolist(),
+              torch.randint(4, w.vocab, (args.length,), generator=g).tolist()) for _ in range(per_batch * steps)]
+    train = TrainConfig(max_tokens=args.max_tokens, max_steps=steps, warmup_steps=4000, log_every=steps,
+                        bleu_samples=0, precision=args.precision, compile=args.compile, keep_checkpoints=0)
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(vocab_size=w.vocab, d_model=w.d_model, num_heads=w.num_heads,
+                                          d_ff=w.d_ff, num_encoder_layers=w.num_layers,
+                                          num_decoder_layers=w.num_layers, dropout=w.dropout))
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(RunConfig(run_dir=run_dir, seed=0, train=train), model, ParallelData(None, pairs),
+                          show_progress=False)
+        sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+        batches = trainer.sampler.batches_for_epoch(0)
+        assert all(len(b) == per_batch for b in batches), "batches of unequal shape"
+        trainer.model.train()
+        times = []
+        for i in range(steps):
+            sync()
+            t0 = time.perf_counter()
+            trainer._update(batches[i : i + 1])
+            sync()
+            times.append(time.perf_counter() - t0)
+        device = trainer.device
+        precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[trainer.amp_dtype]
+        compile_failed = getattr(trainer.loss_fn, "failed", None)
+    timed = sorted(times[args.warmup :])
+    sec = timed[len(timed) // 2]
+    flops = train_matmul_flops(w, per_batch, args.length + 1, args.length + 1)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = args.peak_tflops or (peak_for(name, precision) if device.type == "cuda" else None)
+    achieved = flops / sec / 1e12
+    print(json.dumps({
+        "benchmark": "tformer Trainer, one update (forward, backward, Adam) on fixed-shape batches",
+        "device": name, "torch": torch.__version__, "config": args.config, "precision": precision,
+        "compile": args.compile, "compile_failed": compile_failed, "pairs_per_batch": per_batch,
+        "length": args.length + 1, "median_step_seconds": sec,
+        "tokens_per_s": per_batch * 2 * (args.length + 1) / sec,
+        "target_tokens_per_s": per_batch * (args.length + 1) / sec,
+        "matmul_tflop_per_step": flops / 1e12, "achieved_tflop_s": achieved,
+        "peak_tflop_s": peak, "mfu": achieved / peak if peak else None,
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Data parallel training with real processes: `torchrun` starts 2 ranks of `tformer train`, which talk over
+PyTorch's Gloo backend on the CPU. They must end where one process ends with the same global batch (one
+process with train.accumulate=2 sees the same 2 batches per update as 2 processes with 1 each), and a run
+must resume with another number of processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from cli_helpers import write_recipe
+
+from tformer.training.checkpoint import load_checkpoint
+
+# no dropout, so that one process and two draw no random numbers that could differ
+COMMON = ["model.dropout=0.0", "train.max_tokens=300", "train.eval_every=4", "train.log_every=2",
+          "train.bleu_samples=4", "train.warmup_steps=4"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def one_process(recipe, run_dir, *extra):
+    cmd = [sys.executable, "-m", "tformer.cli.main", "train", str(recipe), f"run_dir={run_dir}", *COMMON, *extra]
+    return subprocess.run(cmd + ["--no-progress"], capture_output=True, text=True, timeout=600, env=ENV)
+
+
+def two_processes(recipe, run_dir, *extra):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "tformer.cli.main", "train", str(recipe), f"run_dir={run_dir}", *COMMON, *extra]
+    return subprocess.run(cmd + ["--no-progress"], capture_output=True, text=True, timeout=600, env=ENV)
+
+
+def ok(r):
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1, r.stdout  # only rank 0 prints the summary
+    return json.loads(lines[0])
+
+
+def assert_close_runs(a, b):
+    ca, cb = load_checkpoint(a / "checkpoints" / "last.pt"), load_checkpoint(b / "checkpoints" / "last.pt")
+    assert ca["train_state"] == cb["train_state"] or (
+        {k: v for k, v in ca["train_state"].items() if k != "best_valid_loss"}
+        == {k: v for k, v in cb["train_state"].items() if k != "best_valid_loss"})
+    assert ca["train_state"]["best_valid_loss"] == pytest.approx(cb["train_state"]["best_valid_loss"], rel=1e-5)
+    for name, t in ca["model"].items():
+        if name.endswith("k_proj.bias"):
+            continue  # its gradient is 0 up to rounding (softmax ignores a shift), which Adam scales to +-lr
+        torch.testing.assert_close(cb["model"][name], t, rtol=1e-4, atol=2e-5, msg=name)
+    for i, state in ca["optimizer"]["state"].items():  # Adam's first moment: the gradients' running mean
+        torch.testing.assert_close(cb["optimizer"]["state"][i]["exp_avg"], state["exp_avg"], rtol=1e-3, atol=1e-7)
+
+
+def train_losses(run_dir):
+    return [r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+            if r["kind"] == "train"]
+
+
+@pytest.fixture(scope="module")
+def recipe(corpus, tmp_path_factory):
+    return write_recipe(corpus, tmp_path_factory.mktemp("unused"))
+
+
+@pytest.fixture(scope="module")
+def single(recipe, tmp_path_factory):
+    """The reference: one process, 2 batches per update, 8 updates."""
+    run_dir = tmp_path_factory.mktemp("single")
+    assert ok(one_process(recipe, run_dir, "train.accumulate=2", "train.max_steps=8"))["steps"] == 8
+    return run_dir
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_end_at_the_weights_of_one_with_the_same_global_batch(recipe, single, tmp_path, parallel):
+    run_dir = tmp_path / parallel
+    r = two_processes(recipe, run_dir, "train.max_steps=8", f"train.parallel={parallel}")
+    summary = ok(r)
+    assert f"x 2 processes ({parallel.upper()})" in r.stderr
+    assert summary["steps"] == 8 and summary["processes"] == 2
+    assert_close_runs(single, run_dir)
+    # rank 0 alone wrote the metrics: one line per logged step, global losses equal to one process's
+    assert train_losses(run_dir) == pytest.approx(train_losses(single), rel=1e-5)
+    assert len(train_losses(run_dir)) == 4
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in single.iterdir())
+
+
+def test_a_run_resumes_with_another_number_of_processes(recipe, single, tmp_path):
+    run_dir = tmp_path / "changing"
+    ok(two_processes(recipe, run_dir, "train.max_steps=4"))  # 2 processes x 1 batch for 4 updates,
+    r = one_process(recipe, run_dir, "train.accumulate=2", "train.max_steps=8", "--resume")  # then 1 x 2
+    assert ok(r)["steps"] == 8
+    assert "the run had 2 process(es), now 1" in r.stderr
+    assert_close_runs(single, run_dir)
+
+
+def test_a_sharded_run_resumes_from_and_into_unsharded_checkpoints(recipe, single, tmp_path):
+    """FSDP checkpoints hold whole tensors, in the plain format: 1 process -> 2 sharded -> 1 again."""
+    run_dir = tmp_path / "fsdp"
+    ok(one_process(recipe, run_dir, "train.accumulate=2", "train.max_steps=3"))
+    ok(two_processes(recipe, run_dir, "train.max_steps=6", "train.parallel=fsdp", "--resume"))
+    r = one_process(recipe, run_dir, "train.accumulate=2", "train.max_steps=8", "--resume")
+    assert ok(r)["steps"] == 8
+    assert_close_runs(single, run_dir)
