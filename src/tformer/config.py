@@ -52,7 +52,7 @@ class AttentionConfig:
             within ``window`` of it (Longformer's local attention, Beltagy et al., 2020); "linformer" = keys
             and values projected along the sequence to ``linformer_k`` rows (Wang et al., 2020; not causal,
             self-attention only); "lsh" = shared-QK attention within locality-sensitive-hash buckets
-            (Reformer, Kitaev et al., 2020).
+            (Reformer, Kitaev et al., 2020; not causal).
         chunk_size: chunked: rows of one query block and one key block.
         window: sliding: how far a position sees, each side (|i - j| <= window), or back when causal
             (0 <= i - j <= window).
@@ -82,7 +82,8 @@ def _check_attention(cfg: Any, *, causal: bool, relative: bool = False, kinds: t
     """Validate a model config's ``attention`` field (a mapping becomes an :class:`AttentionConfig`).
 
     Args:
-        causal: the model has causal self-attention (a decoder), which linformer cannot do.
+        causal: the model's only self-attention is causal (a decoder-only model), which linformer and lsh
+            cannot do.
         relative: the model adds a relative position bias to the scores, which needs full or chunked attention.
         kinds: the kinds this model supports.
     """
@@ -92,7 +93,7 @@ def _check_attention(cfg: Any, *, causal: bool, relative: bool = False, kinds: t
            f"attention must be an AttentionConfig or a mapping, got {type(cfg.attention).__name__}")
     kind = cfg.attention.kind
     _check(kind in kinds, f"{type(cfg).__name__} supports attention kinds {kinds}, got {kind!r}")
-    _check(not (causal and kind == "linformer"), "linformer attention cannot be causal (use it in encoders only)")
+    _check(not (causal and kind in ("linformer", "lsh")), f"{kind} attention cannot be causal (use it in encoders)")
     _check(not (relative and kind in ("sliding", "linformer", "lsh")), "relative positions need full or chunked "
                                                                         f"attention, got {kind!r}")
 
@@ -145,9 +146,9 @@ class TransformerConfig:
         output_bias: a bias on the pre-softmax linear layer (Marian's final_logits_bias).
         pad_id: padding id; bos_id: the decoder's start token; eos_id: end of sentence; unk_id: unknown.
         init_std: std of the normal initialisation of embeddings; None = d_model ** -0.5.
-        attention: how self-attention is computed (:class:`AttentionConfig`: full, chunked, sliding or lsh;
-            not linformer, which cannot be causal as the decoder's self-attention is). Cross-attention is
-            chunked when this is chunked and full otherwise.
+        attention: how self-attention is computed (:class:`AttentionConfig`). The encoder's self-attention uses
+            it; so does the decoder's masked self-attention, except linformer and lsh, which cannot be causal
+            (full there). Cross-attention is chunked when this is chunked and full otherwise.
     """
 
     vocab_size: int
@@ -187,7 +188,8 @@ class TransformerConfig:
 
     def __post_init__(self) -> None:
         _check(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
-        _check_attention(self, causal=True, relative=self.positional == "relative")
+        # the decoder's causal self-attention uses full attention where the kind cannot be causal
+        _check_attention(self, causal=False, relative=self.positional == "relative")
         _check(
             self.tgt_vocab_size is None or self.tgt_vocab_size > 0,
             f"tgt_vocab_size must be positive or null, got {self.tgt_vocab_size}",

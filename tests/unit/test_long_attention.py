@@ -95,7 +95,7 @@ def test_attention_config_round_trips_through_dict_json_and_yaml(tmp_path):
     (lambda: AttentionConfig(linformer_k=0), "linformer_k must be >= 1"),
     (lambda: AttentionConfig(lsh_bucket_size=0), "lsh_bucket_size must be >= 1"),
     (lambda: AttentionConfig(lsh_rounds=0), "lsh_rounds must be >= 1"),
-    (lambda: TransformerConfig.tiny(attention={"kind": "linformer"}), "linformer attention cannot be causal"),
+    (lambda: attention_lsh(*_qkv(tq=8, tk=8)[::2], causal=True), "lsh attention cannot be causal"),
     (lambda: TransformerConfig.tiny(attention={"kind": "sliding"}, positional="relative"),
      "relative positions need full or chunked attention"),
     (lambda: TransformerConfig.tiny(attention={"kind": "chunked", "chunk": 3}), "unknown key"),
@@ -335,26 +335,21 @@ def _dense_shared_qk(q, v, mask, causal):
 
 
 @pytest.mark.parametrize("t,bucket_size", [(13, 16), (13, 13), (16, 8), (15, 8)])  # one chunk, or two
-@pytest.mark.parametrize("causal", [False, True])
-def test_lsh_with_one_or_two_chunks_equals_dense_shared_qk_attention(t, bucket_size, causal):
+def test_lsh_with_one_or_two_chunks_equals_dense_shared_qk_attention(t, bucket_size):
     q, _, v = _qkv(tq=t, tk=t)
     mask = _pad_mask(2, t, [0, 4])
-    _assert_same(attention_lsh(q, v, mask, causal=causal, bucket_size=bucket_size, n_rounds=3),
-                 _dense_shared_qk(q, v, mask, causal), (q, v))
+    _assert_same(attention_lsh(q, v, mask, bucket_size=bucket_size, n_rounds=3),
+                 _dense_shared_qk(q, v, mask, False), (q, v))
 
 
-def test_lsh_values_of_the_future_and_of_padding_never_reach_a_position():
+def test_lsh_padding_never_reaches_a_position_and_takes_no_chunk_places():
     q, _, v = _qkv(b=2, h=2, tq=40, tk=40)
-    mask = _pad_mask(2, 40, [0, 7])
-    out = attention_lsh(q, v, mask, causal=True, bucket_size=4, n_rounds=2, seed=3)  # ten chunks
-    v2 = v.detach().clone()
-    v2[:, :, 25:] = 1e3  # the future of positions < 25, and the padding of sequence 1
-    out2 = attention_lsh(q, v2, mask, causal=True, bucket_size=4, n_rounds=2, seed=3)
-    torch.testing.assert_close(out2[:, :, :25], out[:, :, :25])
-    out3 = attention_lsh(q, v2, mask, causal=False, bucket_size=4, n_rounds=2, seed=3)
-    v2[1, :, 33:] = -5e3  # only padding changes
-    torch.testing.assert_close(attention_lsh(q, v2, mask, bucket_size=4, n_rounds=2, seed=3)[1, :, :33],
-                               out3[1, :, :33])
+    mask = _pad_mask(2, 40, [0, 7])  # sequence 1: 33 real positions
+    out = attention_lsh(q, v, mask, bucket_size=4, n_rounds=2, seed=3)  # ten chunks
+    q2, v2 = q.detach().clone(), v.detach().clone()
+    q2[1, :, 33:], v2[1, :, 33:] = -3.0, -5e3  # only the padding of sequence 1 changes, its queries included
+    torch.testing.assert_close(attention_lsh(q2, v2, mask, bucket_size=4, n_rounds=2, seed=3)[1, :, :33],
+                               out[1, :, :33])
 
 
 def test_lsh_hashes_are_fixed_by_the_seed_and_rows_are_convex_combinations():
@@ -369,11 +364,13 @@ def test_lsh_hashes_are_fixed_by_the_seed_and_rows_are_convex_combinations():
 def test_lsh_multihead_has_no_key_projection_and_decodes_incrementally():
     """bucket_size >= T: one chunk, so the hashed path equals the dense path used with a KV cache."""
     torch.manual_seed(0)
+    layer = MultiHeadAttention(32, 4, attention=AttentionConfig(kind="lsh", lsh_bucket_size=32, lsh_rounds=2)).eval()
+    assert layer.k_proj is None and not any("k_proj" in n for n in layer.state_dict())
     cfg = TransformerConfig.tiny(dropout=0.0, attention={"kind": "lsh", "lsh_bucket_size": 32, "lsh_rounds": 2})
     model = tformer.Transformer(cfg).eval()
-    layer = model.decoder.layers[0]
-    assert layer.self_attn.k_proj is None and layer.cross_attn.k_proj is not None
-    assert not any("self_attn.k_proj" in n for n in model.state_dict())
+    assert model.encoder.layers[0].self_attn.k_proj is None  # lsh in the encoder; the decoder's is causal: full
+    decoder = model.decoder.layers[0]
+    assert decoder.self_attn.k_proj is not None and decoder.cross_attn.k_proj is not None
     src, tgt = torch.randint(4, 60, (2, 7)), torch.randint(4, 60, (2, 6))
     whole = model(src, tgt)
     cache = model.start_decoding(model.encode(src), src)
@@ -441,3 +438,45 @@ def test_decoder_only_with_chunked_attention_equals_full_on_a_padded_batch():
         model = DecoderOnly(DecoderOnlyConfig.tiny(attention={"kind": kind, "chunk_size": 3})).eval()
         outs.append(model(ids, real))
     torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["full", "chunked", "sliding", "linformer", "lsh"])
+def test_the_decoder_stays_causal_with_every_kind(kind):
+    """Teacher forcing: changing target tokens from position j on leaves the logits before j unchanged
+    (linformer and lsh serve the encoder; the decoder's masked self-attention is then full)."""
+    torch.manual_seed(0)
+    cfg = TransformerConfig.tiny(dropout=0.0, attention={"kind": kind, "window": 2, "chunk_size": 3, "linformer_k": 8,
+                                                         "lsh_bucket_size": 2, "lsh_rounds": 2})
+    model = tformer.Transformer(cfg).eval()
+    src, tgt = torch.randint(4, 60, (2, 11)), torch.randint(4, 60, (2, 12))
+    changed = tgt.clone()
+    changed[:, 7:] = torch.randint(4, 60, (2, 5))
+    torch.testing.assert_close(model(src, changed)[:, :7], model(src, tgt)[:, :7], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(model(src, changed)[:, 7:], model(src, tgt)[:, 7:])
+
+
+def test_chunked_backward_replays_the_forwards_autocast():
+    """Under bf16 autocast the recomputed block must run in bf16 as the forward did: the gradients are those
+    of the forward that ran (autograd through the same block code without the checkpointing Function)."""
+    from tformer.model.long_attention import _query_block
+
+    q, k, v = (torch.randn(1, 2, 8, 16, requires_grad=True) for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention_chunked(q, k, v, chunk_size=8)
+    grads = torch.autograd.grad(out.float().square().sum(), (q, k, v))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = _query_block(q, k, v, None, None, first=0, shift=0, causal=False, dropout_p=0.0, seed=0,
+                           scale=16 ** -0.5, chunk_size=8, keys=8)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    for g, r in zip(grads, torch.autograd.grad(ref.float().square().sum(), (q, k, v)), strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-6, atol=1e-6)
+
+
+def test_chunked_in_bf16_is_as_accurate_as_sdpa():
+    """The running max, sum and weighted sum are kept in fp32: bf16 inputs lose no more than SDPA does."""
+    q, k, v = (torch.randn(1, 2, 1024, 32, dtype=torch.float64) for _ in range(3))
+    exact = attention_reference(q, k, v, causal=True)[0]
+    b = [t.bfloat16() for t in (q, k, v)]
+    err_chunked = (attention_chunked(*b, causal=True, chunk_size=128).double() - exact).norm() / exact.norm()
+    err_sdpa = (attention_fast(*b, causal=True).double() - exact).norm() / exact.norm()
+    assert err_chunked < 1.5 * err_sdpa, (err_chunked, err_sdpa)

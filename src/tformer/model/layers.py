@@ -17,7 +17,7 @@ from tformer.model.attention import MultiHeadAttention
 from tformer.model.cache import KVCache, StaticKV
 from tformer.model.dropout import Dropout
 from tformer.model.feedforward import PositionwiseFeedForward
-from tformer.model.long_attention import cross_attention_config
+from tformer.model.long_attention import causal_attention_config, cross_attention_config
 
 
 def make_norm(norm_type: str, d_model: int, eps: float) -> nn.Module:
@@ -90,9 +90,10 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
     """Masked self-attention, encoder-decoder attention, then the FFN (§3.1), each inside a :class:`Residual`.
 
-    ``attention`` says how self-attention is computed for long inputs (None = full; not linformer, which
-    cannot be causal); encoder-decoder attention is chunked when it is chunked, full otherwise
-    (:func:`~tformer.model.long_attention.cross_attention_config`).
+    ``attention`` is the encoder's choice for long inputs (None = full). The masked self-attention uses it,
+    except linformer and lsh, which cannot be causal: full there
+    (:func:`~tformer.model.long_attention.causal_attention_config`); encoder-decoder attention is chunked
+    when it is chunked, full otherwise (:func:`~tformer.model.long_attention.cross_attention_config`).
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, *, dropout: float, attention_dropout: float,
@@ -101,8 +102,8 @@ class DecoderLayer(nn.Module):
                  attention: AttentionConfig | None = None, max_len: int | None = None) -> None:
         super().__init__()
         options = dict(d_head=d_head, bias=bias, scale_scores=scale_scores)
-        self.self_attn = MultiHeadAttention(d_model, num_heads, attention_dropout, **options, attention=attention,
-                                            max_len=max_len)
+        self.self_attn = MultiHeadAttention(d_model, num_heads, attention_dropout, **options,
+                                            attention=causal_attention_config(attention), max_len=max_len)
         self.self_attn_residual = Residual(d_model, dropout, pre_norm, eps, norm_type)
         self.cross_attn = MultiHeadAttention(d_model, num_heads, attention_dropout, **options,
                                              attention=cross_attention_config(attention))

@@ -51,10 +51,18 @@ from tformer.model.masks import causal_mask, combine
 
 __all__ = [
     "AttentionConfig", "LinformerProjection", "attention_chunked", "attention_linformer", "attention_lsh",
-    "attention_shared_qk", "attention_sliding", "cross_attention_config", "sliding_window_mask",
+    "attention_shared_qk", "attention_sliding", "causal_attention_config", "cross_attention_config",
+    "sliding_window_mask",
 ]
 
 NO_WEIGHTS = ("linformer", "lsh")  # kinds that never form the (Tq, Tk) weights
+
+
+def causal_attention_config(cfg: AttentionConfig | None) -> AttentionConfig | None:
+    """The attention config for a decoder's causal self-attention next to an encoder's ``cfg``: linformer and lsh
+    cannot be causal (Linformer's E, F mix all positions; Reformer's global sort lets later queries decide which
+    earlier keys share a chunk), so there the decoder uses full attention; the other kinds stay."""
+    return None if cfg is None or cfg.kind in ("linformer", "lsh") else cfg
 
 
 def cross_attention_config(cfg: AttentionConfig | None) -> AttentionConfig | None:
@@ -97,12 +105,14 @@ def _query_block(
     Dropout masks come from a generator seeded with ``seed``, so that a recomputation draws the same ones."""
     rows = torch.arange(first, first + q.shape[-2], device=q.device)[:, None]  # (C, 1) query positions
     g = torch.Generator(device=q.device).manual_seed(seed) if dropout_p > 0.0 else None
-    m = q.new_full((*q.shape[:-1], 1), float("-inf"))  # (B, H, C, 1) the largest score so far
-    l = q.new_zeros((*q.shape[:-1], 1))  # (B, H, C, 1) sum of exp(score - m)
-    acc = q.new_zeros((*q.shape[:-1], v.shape[-1]))  # (B, H, C, Dh) sum of exp(score - m) v
+    # The running statistics are kept in at least fp32 (sums in bf16/fp16 drift).
+    acc_type = torch.promote_types(q.dtype, torch.float32)
+    m = q.new_full((*q.shape[:-1], 1), float("-inf"), dtype=acc_type)  # (B, H, C, 1) largest score so far
+    l = q.new_zeros((*q.shape[:-1], 1), dtype=acc_type)  # (B, H, C, 1) sum of exp(score - m)
+    acc = q.new_zeros((*q.shape[:-1], v.shape[-1]), dtype=acc_type)  # (B, H, C, Dh) sum of exp(score - m) v
     for start in range(0, keys, chunk_size):
         end = min(start + chunk_size, keys)
-        s = q @ k[..., start:end, :].transpose(-2, -1) * scale  # (B, H, C, Ck) scores of this block
+        s = (q @ k[..., start:end, :].transpose(-2, -1)).to(acc_type) * scale  # (B, H, C, Ck) scores of this block
         if bias is not None:
             s = s + _cols(bias, start, end)
         allowed = _cols(mask, start, end)
@@ -119,9 +129,9 @@ def _query_block(
         if g is not None:  # dropout on the normalised weights = on p, since l is summed before it
             keep = torch.rand(p.shape, generator=g, device=p.device, dtype=p.dtype) >= dropout_p
             p = p * keep / (1.0 - dropout_p)
-        acc = acc * alpha + p @ v[..., start:end, :]
+        acc = acc * alpha + (p.to(v.dtype) @ v[..., start:end, :]).to(acc_type)
         m = m_new
-    return acc / l.masked_fill(l == 0, 1.0)  # (B, H, C, Dh); a row with nothing allowed stays 0
+    return (acc / l.masked_fill(l == 0, 1.0)).to(q.dtype)  # (B, H, C, Dh); a row with nothing allowed stays 0
 
 
 class _CheckpointedQueryBlock(torch.autograd.Function):
@@ -138,13 +148,16 @@ class _CheckpointedQueryBlock(torch.autograd.Function):
     def forward(ctx, q, k, v, bias, mask, options):  # (B, H, C, Dh), (B, H, Tk, Dh) x 2, bias or None, ...
         ctx.save_for_backward(q, k, v, bias)
         ctx.mask, ctx.options = mask, options
+        device = q.device.type  # the recomputation runs under the autocast state of this forward
+        ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         return _query_block(q, k, v, mask, bias, **options)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         inputs = [None if t is None else t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors]
-        with torch.enable_grad():
+        device, enabled, dtype = ctx.autocast
+        with torch.enable_grad(), torch.autocast(device, dtype=dtype, enabled=enabled):
             out = _query_block(*inputs[:3], ctx.mask, inputs[3], **ctx.options)
         wanted = [t for t in inputs if t is not None and t.requires_grad]
         found = out.requires_grad and wanted  # not when no key was in reach (causal, Tq > Tk)
@@ -378,12 +391,18 @@ def attention_lsh(
 ) -> Tensor:
     """LSH attention (Reformer, Kitaev et al., 2020, §2): shared-QK self-attention among hash neighbours.
 
+    Not causal: Reformer sorts the whole sequence at once, so later queries decide which earlier keys share a
+    chunk, and an earlier position's output would depend on later tokens (``causal=True`` is refused; a
+    decoder next to an lsh encoder uses full attention, :func:`causal_attention_config`).
+
     Keys are the queries normalised, k_j = q_j / |q_j|. Each of R = ``n_rounds`` rounds hashes every key with
     a random rotation, h(x) = argmax([x Rot; -x Rot]) over n_buckets = 2 ceil(T / (2 bucket_size)) buckets
     (angular LSH), sorts the positions by (bucket, position), cuts the sorted sequence into chunks of
     ``bucket_size`` and lets each chunk attend to itself and the previous chunk (the first to the last).
-    Within that, padded keys and (with ``causal``) later positions are excluded by their original
-    positions, and a position attends to itself only when it has nothing else. The rounds' outputs are
+    Padded keys are put in a bucket of their own that sorts after every real one, so they take no chunk
+    places from real positions, and are excluded from every softmax; a position attends to itself only
+    when it has nothing else. The output of a sequence still depends on how far its batch pads it: the
+    number of buckets comes from the padded length, and the first chunk looks back to the last. The rounds' outputs are
     combined with weights softmax_r(logsumexp of round r's scores) (Reformer's multi-round combination; a
     key found in several rounds is not de-duplicated, so it weighs more, as in Hugging Face's Reformer).
     Memory: scores (B, H, R, T, 2 bucket_size). Error on random inputs: see the module docstring (2.02 relative
@@ -401,6 +420,9 @@ def attention_lsh(
     Returns:
         (B, H, T, Dh); 0 in rows where nothing may be attended to (a padding position among padding).
     """
+    if causal:
+        raise ConfigError("lsh attention cannot be causal (Reformer's global sort lets later positions choose "
+                          "the neighbours of earlier ones); use full, chunked or sliding attention in a decoder")
     key_real = _key_padding(mask, "lsh")  # (B|1, H|1, T|1) or None
     b, h, t, dh = q.shape
     scale = 1.0 / math.sqrt(dh) if scale is None else scale
@@ -413,6 +435,8 @@ def attention_lsh(
     k = F.normalize(q, dim=-1)  # (B, H, T, Dh) shared-QK keys
     rotated = torch.einsum("bhtd,hrdn->bhrtn", k.detach(), rotations)  # (B, H, R, T, n_buckets / 2)
     buckets = torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)  # (B, H, R, T)
+    if key_real is not None:  # padded keys: a bucket of their own, after every real one
+        buckets = buckets.masked_fill(~key_real.expand(*key_real.shape[:-1], t)[:, :, None, :], n_buckets)
     buckets = F.pad(buckets, (0, tp - t), value=n_buckets)  # (B, H, R, Tp) padding positions sort last
     position = torch.arange(tp, device=q.device)
     order = (buckets * tp + position).argsort(dim=-1)  # (B, H, R, Tp) sorted by (bucket, position)
@@ -434,8 +458,6 @@ def attention_lsh(
     s = sq @ sk.transpose(-2, -1) * scale  # (B, H, R, N, C, 2C)
     s = _self_excluded(s, k_pos[..., None, :] == q_pos[..., :, None])
     allowed = k_real[..., None, :].expand(s.shape)  # (B, H, R, N, C, 2C)
-    if causal:
-        allowed = allowed & (k_pos[..., None, :] <= q_pos[..., :, None])
     weights = _safe_softmax(s, allowed)  # (B, H, R, N, C, 2C)
     lse = s.masked_fill(~allowed, float("-inf")).logsumexp(dim=-1)  # (B, H, R, N, C), -inf in empty rows
     if dropout_p > 0.0:
