@@ -101,3 +101,16 @@ def test_a_sharded_run_resumes_from_and_into_unsharded_checkpoints(recipe, singl
     r = one_process(recipe, run_dir, "train.accumulate=2", "train.max_steps=8", "--resume")
     assert ok(r)["steps"] == 8
     assert_close_runs(single, run_dir)
+
+
+def test_an_uneven_last_update_keeps_the_ranks_in_step(recipe, tmp_path):
+    """19 batches an epoch, 4 per update: the epoch's fifth update has 3, dealt 2 and 1. The rank with one
+    makes up its second pass with a batch that counts zero (FSDP communicates in every pass); the result
+    is still one process's with train.accumulate=4."""
+    small = ["train.max_tokens=280", "train.max_steps=6", "train.eval_every=6"]
+    one = tmp_path / "one"
+    ok(one_process(recipe, one, *small, "train.accumulate=4"))
+    assert load_checkpoint(one / "checkpoints" / "last.pt")["train_state"]["epoch"] == 1  # past the uneven update
+    sharded = tmp_path / "sharded"
+    ok(two_processes(recipe, sharded, *small, "train.accumulate=2", "train.parallel=fsdp"))
+    assert_close_runs(one, sharded)

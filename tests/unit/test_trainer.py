@@ -161,6 +161,27 @@ def test_a_stop_at_any_update_resumes_bit_identically(tmp_path, monkeypatch, cal
     _assert_same_run(second, straight)
 
 
+@pytest.mark.parametrize("accumulate_after", [2, 3])
+def test_max_epochs_counts_batches_when_a_resume_changes_the_batches_per_update(tmp_path, monkeypatch,
+                                                                               accumulate_after):
+    """train.accumulate (or the number of processes) may change on resume: the run still ends after exactly
+    max_epochs epochs of batches, every batch trained on once per epoch."""
+    pairs, valid = _resume_pairs()
+    run = dict(max_tokens=60, max_steps=0, max_epochs=2, eval_every=0, log_every=3)
+    first = _trainer(tmp_path, pairs, valid, accumulate=1, **run)
+    n = len(first.sampler.batches_for_epoch(0))
+    _stop_at_call(monkeypatch, first, 3)  # during update 3 (validation comes only at epoch ends)
+    assert first.train()["steps"] == 3
+    monkeypatch.undo()
+    second = _trainer(tmp_path, pairs, valid, accumulate=accumulate_after, **run)
+    assert second.resume()
+    summary = second.train()
+    per_update = -(-n // accumulate_after)
+    left_in_epoch = -(-(n - 3) // accumulate_after)
+    assert summary["steps"] == 3 + left_in_epoch + per_update
+    assert (second.state.epoch, second.state.batch_in_epoch) == (2, 0)
+
+
 # ---- numerical faults -----------------------------------------------------------------------------
 def _fault_at_calls(monkeypatch, calls, value=float("nan"), on_call=None):
     """Multiply the loss of the given sequence_loss calls (1-based) by ``value``; ``on_call(n)`` runs first."""

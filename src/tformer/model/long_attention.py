@@ -140,8 +140,9 @@ class _CheckpointedQueryBlock(torch.autograd.Function):
 
     Written out rather than with ``torch.utils.checkpoint(use_reentrant=False)``, which keeps the checkpointed
     forward's graph (a few nodes per key block) until the backward pass: those small long-lived allocations
-    fragment glibc's heap between the freed score blocks, and the process's peak resident memory grew
-    quadratically (15 GiB at T = 16384 for the benchmark layer of ``benchmarks/long_attention.py``).
+    fragment glibc's heap between the freed score blocks: with glibc's default allocator the process's peak
+    resident memory reached 15 GiB at T = 16384 for the benchmark layer of ``benchmarks/long_attention.py``
+    (measured before the benchmark took its allocator setting; this Function keeps nothing but q, k, v).
     """
 
     @staticmethod

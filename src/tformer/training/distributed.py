@@ -193,13 +193,14 @@ def load_full_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor]
                 target.copy_(piece)
 
 
-def shard_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
-    """After ``optimizer.load_state_dict`` with whole tensors: cut each parameter's state (Adam's moments)
-    into the parameter's shard. The checkpoint format stays the plain one, whatever the parallelism."""
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            state = optimizer.state.get(p, {})
-            for k, v in state.items():
-                if isinstance(v, torch.Tensor) and v.dim() > 0 and _is_dtensor(p) and not _is_dtensor(v):
-                    state[k] = shard_like(v, p)
-
+def sharded_optimizer_state(state: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A whole optimizer state dict (the plain format every checkpoint has) with each parameter's tensors (Adam's
+    moments) cut to this rank's shard of that parameter, on the CPU side of the cut: loading it never puts a
+    whole moment on the device. Scalars (Adam's step) stay as they are."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]  # the order of the saved indices
+    out = {**state, "state": {}}
+    for i, s in state["state"].items():
+        p = params[int(i)]
+        out["state"][i] = {k: shard_like(v, p) if isinstance(v, torch.Tensor) and v.dim() > 0 else v
+                           for k, v in s.items()}
+    return out

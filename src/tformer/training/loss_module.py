@@ -6,9 +6,13 @@ wraps ``task.loss(model, batch)`` in :class:`TaskLoss`, whose forward is exactly
 parameters are the model's. DDP then averages the gradients of everything the loss touched, and
 ``torch.compile`` traces the whole loss, fused output layer included.
 
-:class:`CompiledOrEager` is ``torch.compile`` with a fallback: if compiling fails (no C++ compiler,
-an operation the compiler cannot handle, an old GPU), it says so in one line and runs the module
-eagerly from then on; the results are the same, only slower.
+:class:`CompiledOrEager` is ``torch.compile`` with a fallback: if compiling the forward pass fails (no C++
+compiler, an operation the compiler cannot handle, an old GPU), it says so in one line and runs the module
+eagerly from then on; the results are the same, only slower. Limits: an error of the model or the data
+itself (a shape mismatch found while tracing) is raised, not treated as a compiler failure; the backward
+graph is compiled lazily, at the first ``backward()``, outside this fallback; and the fused loss loops over
+chunks of the batch's tokens, so each new batch size is a new graph for it: after torch's recompile limit
+(8) that part runs eagerly, with torch's own warning.
 """
 
 from __future__ import annotations
@@ -52,6 +56,14 @@ def _compile_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _is_user_error(e: BaseException) -> bool:
+    try:
+        from torch._dynamo.exc import TorchRuntimeError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(e, TorchRuntimeError)
+
+
 class CompiledOrEager:
     """Call ``torch.compile(module)``; on a compiler failure, warn once and call ``module`` itself.
 
@@ -69,6 +81,8 @@ class CompiledOrEager:
             try:
                 return self.compiled(*args, **kwargs)
             except _compile_errors() as e:
+                if _is_user_error(e):  # the model or the data failed while being traced: not the compiler's fault
+                    raise
                 lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
                 what = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "backend raised:" + cause
                 self.failed = f"{type(e).__name__}: {what}"[:300]

@@ -65,6 +65,7 @@ from tformer.training.checkpoint import (
     CheckpointError,
     copy_checkpoint,
     latest_valid_checkpoint,
+    load_checkpoint,
     prune_checkpoints,
     remove_unfinished,
     save_checkpoint,
@@ -76,7 +77,7 @@ from tformer.training.distributed import (
     fully_shard_model,
     load_full_model_state,
     rank_seed,
-    shard_optimizer_state,
+    sharded_optimizer_state,
 )
 from tformer.training.loss_module import CompiledOrEager, TaskLoss
 from tformer.training.schedule import cosine_scheduler, noam_scheduler
@@ -205,17 +206,11 @@ class Trainer:
                                          weight_decay=tc.weight_decay, decoupled=adamw, fused=self.fsdp is None)
         self.sampler = TokenBatchSampler(*self.task.lengths("train"), tc.max_tokens, shuffle=True, seed=cfg.seed)
         self.per_update = tc.accumulate * self.dist.world_size  # batches in one global batch (one update)
-        steps_per_epoch = math.ceil(len(self.sampler.batches_for_epoch(0)) / self.per_update)
-        self.total_steps = tc.max_steps or steps_per_epoch * tc.max_epochs
-        if tc.max_epochs:
-            self.total_steps = min(self.total_steps, steps_per_epoch * tc.max_epochs)
-        if tc.schedule == "cosine":
-            self.scheduler = cosine_scheduler(self.optimizer, tc.warmup_steps, self.total_steps, tc.lr)
-        else:
-            self.scheduler = noam_scheduler(self.optimizer, model.cfg.d_model, tc.warmup_steps, tc.lr_scale)
+        self.state = TrainState()
+        self.total_steps = self._planned_steps()
+        self.scheduler = self._build_scheduler()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.has_valid = len(self.task.lengths("valid")[0]) > 0
-        self.state = TrainState()
         self.window = LogWindow()
         self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
         self._tb = None
@@ -224,6 +219,26 @@ class Trainer:
         self._t_start = time.perf_counter()  # of this invocation's training (train.max_minutes)
         self._stop_agreed: str | None = None  # set each update by _agree_on_stopping
         self._out_of_time_agreed = False
+
+    def _planned_steps(self) -> int:
+        """The update at which the run ends: train.max_steps, or the updates left in train.max_epochs from the
+        current position (in batches) plus those done, so that a run resumed with another number of batches
+        per update (train.accumulate, processes) still trains on exactly max_epochs epochs of batches."""
+        tc, st = self.tc, self.state
+        total = tc.max_steps
+        if tc.max_epochs:
+            n = len(self.sampler.batches_for_epoch(0))
+            per_epoch = math.ceil(n / self.per_update)  # an update never spans two epochs
+            left = 0 if st.epoch >= tc.max_epochs else (
+                math.ceil((n - st.batch_in_epoch) / self.per_update) + (tc.max_epochs - st.epoch - 1) * per_epoch)
+            total = min(total, st.step + left) if total else st.step + left
+        return total
+
+    def _build_scheduler(self):
+        tc = self.tc
+        if tc.schedule == "cosine":
+            return cosine_scheduler(self.optimizer, tc.warmup_steps, self.total_steps, tc.lr)
+        return noam_scheduler(self.optimizer, self.model.cfg.d_model, tc.warmup_steps, tc.lr_scale)
 
     def _build_loss_fn(self):
         """``task.loss`` as a module (:class:`TaskLoss`), inside DDP when there are several processes, then
@@ -332,25 +347,38 @@ class Trainer:
         if self.dist.is_main and unfinished:
             log(f"removed {len(unfinished)} unfinished file(s) of an interrupted write: "
                 f"{', '.join(p.name for p in unfinished)}")
-        found = latest_valid_checkpoint(self.ckpt_dir, warn=log)
-        if found is None:
+        if self.dist.is_main:
+            found = latest_valid_checkpoint(self.ckpt_dir, warn=log)
+            chosen = None if found is None else str(found[0])
+        chosen = self.dist.broadcast(chosen if self.dist.is_main else None)  # every rank resumes from rank 0's pick
+        if chosen is None:
             return False
-        path, ckpt = found
+        path = Path(chosen)
+        ckpt = found[1] if self.dist.is_main else load_checkpoint(path)
         if ckpt["model_config"] != self.model.cfg.to_dict():
             raise TformerError(f"{path} was trained with another model config; start a new run_dir")
         if ckpt.get("data_fingerprint") != self.data_fingerprint():
             raise TformerError(f"{path} was trained on other batches (seed, train.max_tokens "
                                f"or the data changed): resuming would skip or repeat pairs; start a new run_dir")
-        if self.fsdp is not None:  # each rank takes its shard of the whole tensors
+        chosen_impl = [{k: g.get(k) for k in ("fused", "foreach")} for g in self.optimizer.param_groups]
+        if self.fsdp is not None:  # each rank takes its shard of the whole tensors (cut before they reach a device)
             load_full_model_state(self.model, ckpt["model"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            shard_optimizer_state(self.optimizer)
+            self.optimizer.load_state_dict(sharded_optimizer_state(ckpt["optimizer"], self.optimizer))
         else:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
+        for g, impl in zip(self.optimizer.param_groups, chosen_impl, strict=True):
+            g.update(impl)  # the Adam implementation this run chose (fused or not), not the saving run's
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["train_state"])
+        planned = self._planned_steps()  # train.max_epochs counted from the position, whatever the batches per update
+        if planned != self.total_steps:
+            self.total_steps = planned
+            if self.tc.schedule == "cosine":  # its horizon is the run's last update
+                saved = self.scheduler.state_dict()
+                self.scheduler = self._build_scheduler()
+                self.scheduler.load_state_dict(saved)
         self.window = LogWindow(**ckpt.get("log_window", {}))
         self._restore_rng(ckpt)
         self._saved_step = self.state.step
@@ -466,19 +494,19 @@ class Trainer:
                     group = batches[st.batch_in_epoch : st.batch_in_epoch + self.per_update]
                     st.batch_in_epoch += len(group)
                     if not self._update(group):  # skipped: no step, nothing to log; a stop request still stops
-                        if self._stop_agreed is not None:
-                            stop = self._stop_agreed
+                        if self._stopping()[0] is not None:
+                            stop = self._stopping()[0]
                             self.save(best=not self.has_valid)
                             break
                         continue
                     bar.update(1)
                     if st.step % tc.log_every == 0 or st.step == total:
                         self._log_train(bar)
-                    out_of_time = self._out_of_time_agreed
+                    requested, out_of_time = self._stopping()
                     if out_of_time:  # the budget's end is a natural end: validate there
                         stop = f"train.max_minutes ({tc.max_minutes}) reached"
-                    elif self._stop_agreed is not None and st.step < total:  # a signal: save only (exact resume)
-                        stop = self._stop_agreed
+                    elif requested is not None and st.step < total:  # a signal: save only (exact resume)
+                        stop = requested
                     if st.step % eval_every == 0 or st.step == total or out_of_time:
                         summary_valid = self._validate_and_save()
                     elif stop is not None or (tc.save_every and st.step % tc.save_every == 0):
@@ -503,16 +531,19 @@ class Trainer:
         this rank's share of it); False if it was skipped for a non-finite loss or gradient."""
         tc, st, world = self.tc, self.state, self.dist.world_size
         share = rank_share(group, self.dist.rank, world) if self.dist.enabled else group
-        # A rank without a batch (the epoch's last update may have fewer batches than ranks) still joins
-        # DDP's gradient averaging, with a batch whose loss counts zero.
-        micro = [self.task.collate("train", idx, self.model) for idx in share or group[:1]]
-        weight = 1.0 if share else 0.0
-        num_tgt = sum(b.num_tgt_tokens for b in micro) if share else 0
+        # Every rank runs the same number of forward/backward passes (DDP and FSDP communicate in each): where
+        # the epoch's last update deals a rank fewer batches, it makes up the count with batches whose loss
+        # counts zero.
+        passes = math.ceil(len(group) / world)
+        micro = [self.task.collate("train", idx, self.model) for idx in share + [group[0]] * (passes - len(share))]
+        weights = [1.0] * len(share) + [0.0] * (passes - len(share))
+        num_tgt = sum(b.num_tgt_tokens for b in micro[: len(share)])
         if self.dist.enabled:  # the loss is divided by the target tokens of the whole global batch
-            num_tgt = int(self.dist.all_sum(torch.tensor([num_tgt], dtype=torch.float64)).item())
+            count = torch.tensor([num_tgt], dtype=torch.float64, device=self.device)  # NCCL: on the GPU
+            num_tgt = int(self.dist.all_sum(count).item())
         self.optimizer.zero_grad(set_to_none=True)
         loss = nll = 0.0
-        for i, b in enumerate(micro):
+        for i, (b, weight) in enumerate(zip(micro, weights, strict=True)):
             b = _pinned(b).to(self.device, non_blocking=True) if self.pin_memory else b.to(self.device)
             last = i == len(micro) - 1  # DDP/FSDP average the gradients once per update, in the last backward
             if self.fsdp is not None:
@@ -523,10 +554,11 @@ class Trainer:
                 scaled = out.loss / num_tgt if world == 1 else out.loss * (weight * world / num_tgt)  # DDP: / world
                 self.scaler.scale(scaled).backward()
             loss, nll = loss + weight * out.loss.detach(), nll + weight * out.nll
-        src = sum(b.num_src_tokens for b in micro) if share else 0
+        src = sum(b.num_src_tokens for b in micro[: len(share)])
         self._agree_on_stopping()
         if self.dist.enabled:  # the global batch's sums, for the log and for one decision about skipping
-            sums = self.dist.all_sum(torch.stack([loss, nll, torch.tensor(float(src), device=loss.device)]).double())
+            sums = self.dist.all_sum(torch.stack([torch.as_tensor(x, device=self.device, dtype=torch.float64)
+                                                  for x in (loss, nll, float(src))]))
             loss, nll, src = sums[0], sums[1], int(sums[2].item())
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
@@ -535,7 +567,8 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_norm)
         else:
             grad_norm = _total_norm([p.grad for p in params])
-        grad_norm = full_tensor(grad_norm)  # FSDP: the norm over all shards
+        if self.fsdp is not None:
+            grad_norm = full_tensor(grad_norm)  # the norm over all shards
         # fp16: the gradient scaler skips steps with overflowing gradients itself (and lowers its scale)
         finite = torch.isfinite(loss) & (torch.isfinite(grad_norm) | self.scaler.is_enabled())
         if not bool(finite):  # one sync per update
@@ -551,17 +584,27 @@ class Trainer:
         w.src += src
         return True
 
-    def _agree_on_stopping(self) -> None:
-        """Whether to stop after this update, for a stop request (signal) or the time budget: with several
-        processes, one rank's reason stops them all, after the same update."""
+    def _out_of_time(self) -> bool:
         tc = self.tc
-        out_of_time = tc.max_minutes > 0 and time.perf_counter() - self._t_start > 60 * tc.max_minutes
+        return tc.max_minutes > 0 and time.perf_counter() - self._t_start > 60 * tc.max_minutes
+
+    def _agree_on_stopping(self) -> None:
+        """With several processes: whether to stop after this update, for a stop request (signal) or the time
+        budget, agreed during the update (one collective), so that one rank's reason stops all after the same
+        update. One process decides after the update instead (:meth:`_stopping`)."""
+        if not self.dist.enabled:
+            return
         stop = self._stop_reason
+        flags = self.dist.all_sum(torch.tensor([float(stop is not None), float(self._out_of_time())],
+                                               device=self.device))
+        self._stop_agreed = (stop or "a stop request to another process") if flags[0] > 0 else None
+        self._out_of_time_agreed = bool(flags[1] > 0)
+
+    def _stopping(self) -> tuple[str | None, bool]:
+        """(the stop request to act on after this update, whether the time budget is spent)."""
         if self.dist.enabled:
-            flags = self.dist.all_sum(torch.tensor([float(stop is not None), float(out_of_time)]))
-            stop = (stop or "a stop request to another process") if flags[0] > 0 else None
-            out_of_time = bool(flags[1] > 0)
-        self._stop_agreed, self._out_of_time_agreed = stop, out_of_time
+            return self._stop_agreed, self._out_of_time_agreed
+        return self._stop_reason, self._out_of_time()
 
     def _skip_update(self, loss: float, grad_norm: float) -> None:
         st = self.state
