@@ -5,6 +5,7 @@ must resume with another number of processes."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -114,3 +115,28 @@ def test_an_uneven_last_update_keeps_the_ranks_in_step(recipe, tmp_path):
     sharded = tmp_path / "sharded"
     ok(two_processes(recipe, sharded, *small, "train.accumulate=2", "train.parallel=fsdp"))
     assert_close_runs(one, sharded)
+
+
+def test_a_signal_stops_every_process_after_the_same_update_and_the_run_resumes_exactly(recipe, tmp_path):
+    """SIGTERM to torchrun reaches both processes; they finish the same update, rank 0 checkpoints, and
+    --resume with 2 processes (each restoring its own dropout stream) ends bit-identical to a run never
+    stopped."""
+    run = ["model.dropout=0.1", "train.max_steps=12", "train.eval_every=12", "train.log_every=1"]
+    straight = tmp_path / "straight"
+    ok(two_processes(recipe, straight, *run))
+    stopped = tmp_path / "stopped"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "tformer.cli.main", "train", str(recipe), f"run_dir={stopped}", *COMMON, *run, "--no-progress"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    for line in p.stderr:  # rank 0's log lines; stop once step 3 is done
+        if line.startswith("step 3 |"):
+            p.send_signal(signal.SIGTERM)
+            break
+    _, err = p.communicate(timeout=300)
+    assert p.returncode != 0 and "saved a checkpoint" in err, err[-2000:]
+    state = load_checkpoint(stopped / "checkpoints" / "last.pt")["train_state"]
+    assert 3 <= state["step"] < 12
+    assert ok(two_processes(recipe, stopped, *run, "--resume"))["steps"] == 12
+    a, b = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (straight, stopped))
+    assert all(torch.equal(t, b["model"][name]) for name, t in a["model"].items())
+    assert train_losses(stopped) == train_losses(straight)
