@@ -149,6 +149,9 @@ class TransformerConfig:
         attention: how self-attention is computed (:class:`AttentionConfig`). The encoder's self-attention uses
             it; so does the decoder's masked self-attention, except linformer and lsh, which cannot be causal
             (full there). Cross-attention is chunked when this is chunked and full otherwise.
+        pointer_generator: the copy mechanism (See et al., 2017): the output distribution mixes the vocabulary
+            softmax with the last layer's cross-attention over the source tokens, with a learned gate
+            (:mod:`tformer.model.copy`). Needs one vocabulary for source and target.
     """
 
     vocab_size: int
@@ -185,6 +188,7 @@ class TransformerConfig:
     unk_id: int = 3
     init_std: float | None = None
     attention: AttentionConfig = AttentionConfig()
+    pointer_generator: bool = False
 
     def __post_init__(self) -> None:
         _check(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
@@ -233,6 +237,9 @@ class TransformerConfig:
             i = getattr(self, name)
             _check(0 <= i < min(self.vocab_size, self.target_vocab_size), f"{name}={i} is outside the vocabulary")
         _check(self.eos_id != self.pad_id, "eos_id must differ from pad_id")
+        _check(not self.pointer_generator or self.tgt_vocab_size in (None, self.vocab_size),
+               "pointer_generator copies source ids into the output: it needs one shared vocabulary "
+               "(tgt_vocab_size null)")
 
     # ---- derived values -------------------------------------------------------------------
     @property

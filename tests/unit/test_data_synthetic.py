@@ -160,3 +160,17 @@ def test_balanced_digits_covers_every_magnitude_without_repeats():
     assert 0.2 < share < 0.45  # uniform draws would give about 0.1%
     assert make_number_task(50, 5, 5, seed=2, balanced_digits=True) == make_number_task(
         50, 5, 5, seed=2, balanced_digits=True)
+
+
+def test_the_names_task_carries_each_name_through_and_tests_only_unseen_names():
+    from tformer.data.synthetic import make_names_task
+
+    task = make_names_task(300, 40, 50, seed=3, train_names=30)
+    name = lambda pair: pair[0].rsplit(" for ", 1)[1]  # noqa: E731
+    for split in task.values():
+        for en, de in split:
+            assert de.endswith(" für " + en.rsplit(" for ", 1)[1])  # the name passes through unchanged
+    train = {name(p) for p in task["train"]}
+    held_out = [name(p) for p in task["valid"] + task["test"]]
+    assert len(train) <= 30 and len(set(held_out)) == len(held_out) == 90 and not train & set(held_out)
+    assert make_names_task(300, 40, 50, seed=3, train_names=30) == task  # the seed fixes it

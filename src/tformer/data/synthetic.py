@@ -171,6 +171,46 @@ def make_number_task(
     return splits
 
 
+_NAME_ONSETS = "b c d f g h j k l m n p r s t v w z br dr gr kr pl st tr sch".split()
+_NAME_VOWELS = "a e i o u ei au".split()
+_NAME_CODAS = ["", "", "n", "r", "s", "k", "l", "x"]
+
+
+def make_names_task(n_train: int, n_valid: int, n_test: int, *, seed: int = 0,
+                    train_names: int = 2000) -> dict[str, list[tuple[str, str]]]:
+    """The number task with a name that must pass through unchanged: "three hundred twenty-one for Brauxel"
+    -> "dreihunderteinundzwanzig für Brauxel" (the copy mechanism's test bed).
+
+    Names are made-up words of two or three syllables. Training pairs draw theirs from a pool of
+    ``train_names``; every validation and test pair has a name of its own that no other pair, and no
+    training pair, has. So the names of the test set were never seen: a model must copy them, piece by
+    piece, rather than recall them.
+
+    Returns:
+        ``{"train": [...], "valid": [...], "test": [...]}`` as :func:`make_number_task` (whose numbers,
+        balanced by digit count, the pairs carry).
+    """
+    numbers = make_number_task(n_train, n_valid, n_test, seed=seed, balanced_digits=True)
+    rng = random.Random(seed + 1)
+    seen: set[str] = set()
+
+    def fresh_name() -> str:
+        while True:
+            syllables = rng.choice((2, 2, 3))
+            name = "".join(rng.choice(_NAME_ONSETS) + rng.choice(_NAME_VOWELS) for _ in range(syllables))
+            name = (name + rng.choice(_NAME_CODAS)).capitalize()
+            if name not in seen:
+                seen.add(name)
+                return name
+
+    pool = [fresh_name() for _ in range(train_names)]
+    out: dict[str, list[tuple[str, str]]] = {}
+    for split, pairs in numbers.items():
+        names = [rng.choice(pool) for _ in pairs] if split == "train" else [fresh_name() for _ in pairs]
+        out[split] = [(f"{en} for {name}", f"{de} für {name}") for (en, de), name in zip(pairs, names, strict=True)]
+    return out
+
+
 def _balanced_sample(rng: random.Random, max_number: int, total: int) -> list[int]:
     """``total`` distinct numbers in 0..max_number, digit counts drawn uniformly among those not used up."""
     pools = []  # per digit count, a shuffled list of its numbers (lazily drawn from a range)

@@ -71,6 +71,7 @@ class DecoderCache:
     self_kv: list[KVCache]
     cross_kv: list[StaticKV]
     memory_mask: Tensor  # (B, 1, 1, S) True = real source token
+    src: Tensor | None = None  # (B, S) source ids, for the copy mechanism
 
     @property
     def length(self) -> int:
@@ -89,6 +90,8 @@ class DecoderCache:
         for c in self.cross_kv:
             c.select(index)
         self.memory_mask = self.memory_mask.index_select(0, index)
+        if self.src is not None:
+            self.src = self.src.index_select(0, index)
 
     def reorder_targets(self, index: Tensor) -> None:
         """Keep rows ``index`` (B',) of the self-attention caches only, where each new row shares its source

@@ -31,6 +31,7 @@ from tformer.fileio import atomic_open, atomic_write_text
 from tformer.model.attention import MultiHeadAttention
 from tformer.model.cache import DecoderCache, KVCache
 from tformer.model.checkpointing import run_layer
+from tformer.model.copy import PointerGenerator
 from tformer.model.dropout import Dropout
 from tformer.model.embedding import (
     Embeddings,
@@ -195,6 +196,7 @@ class Transformer(nn.Module):
         self.decoder = Decoder(cfg, tgt_tokens)
         # The pre-softmax linear transformation (§3.4), optionally sharing the target embedding matrix.
         self.output_projection = nn.Linear(cfg.d_model, cfg.target_vocab_size, bias=cfg.output_bias)
+        self.pointer_generator = PointerGenerator(cfg.d_model) if cfg.pointer_generator else None  # copying
         self._init_weights()
         if cfg.tie_output:
             self.output_projection.weight = tgt_tokens.weight
@@ -227,16 +229,26 @@ class Transformer(nn.Module):
 
         ``src`` (B, S) is needed only for its padding: the decoder never attends to source pads.
         """
+        copying = self.pointer_generator is not None  # the copy distribution needs the cross-attention weights
         hidden, self_ws, cross_ws = self.decoder(
-            tgt_in, memory, padding_mask(src, self.cfg.pad_id), need_weights=need_weights
+            tgt_in, memory, padding_mask(src, self.cfg.pad_id), need_weights=need_weights or copying
         )
         logits = self.output_projection(hidden)  # (B, T, D) -> (B, T, V)
+        if copying:  # log P of the mixture of generating and copying (B, T, V)
+            logits = self._copy_log_probs(logits, hidden, tgt_in, cross_ws[-1], src)
         return (logits, self_ws, cross_ws) if need_weights else logits
+
+    def _copy_log_probs(self, logits: Tensor, hidden: Tensor, tokens: Tensor, cross_weights: Tensor,
+                        src: Tensor) -> Tensor:
+        inputs = self.decoder.embed.tokens(tokens)  # (B, T, D) y_{t-1}
+        return self.pointer_generator(logits, hidden, inputs, cross_weights, src)
 
     def decoder_states(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """The decoder stack's output (B, T, D), before the pre-softmax linear layer: ``forward`` without
         the last step, for losses that fuse that layer with the softmax (:func:`tformer.training.loss.
-        linear_label_smoothed_loss`)."""
+        linear_label_smoothed_loss`). Not for the copy mechanism, whose output is more than that layer."""
+        if self.pointer_generator is not None:
+            raise TypeError("decoder_states: with pointer_generator the output distribution needs forward()")
         hidden, _, _ = self.decoder(tgt_in, self.encode(src), padding_mask(src, self.cfg.pad_id))
         return hidden
 
@@ -257,12 +269,16 @@ class Transformer(nn.Module):
             self_kv=[KVCache() for _ in self.decoder.layers],
             cross_kv=[layer.cross_attn.project_kv(memory) for layer in self.decoder.layers],
             memory_mask=padding_mask(src, self.cfg.pad_id),
+            src=src if self.pointer_generator is not None else None,
         )
 
     def decode_step(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
-        """Logits (B, t, V) for new decoder inputs ``tokens`` (B, t) that continue the cached positions."""
-        hidden, _, _ = self.decoder(tokens, None, cache.memory_mask, cache=cache)
-        return self.output_projection(hidden)
+        """Logits (B, t, V) for new decoder inputs ``tokens`` (B, t) that continue the cached positions
+        (with the copy mechanism: log-probabilities, which log_softmax leaves as they are)."""
+        copying = self.pointer_generator is not None
+        hidden, _, cross_ws = self.decoder(tokens, None, cache.memory_mask, cache=cache, need_weights=copying)
+        logits = self.output_projection(hidden)
+        return self._copy_log_probs(logits, hidden, tokens, cross_ws[-1], cache.src) if copying else logits
 
     def _length_limits(self, src: Tensor, max_len: int | None, min_len: int) -> Tensor:
         """Per-sentence output limits (B,): ``max_len``, or the sentence's own length + 50 (§6.1),

@@ -24,7 +24,7 @@ from tformer.data.corpus import filter_pairs, read_jsonl, read_parallel, read_ts
 from tformer.data.tokenizer import Vocabularies
 from tformer.errors import TformerError
 from tformer.model.transformer import Transformer
-from tformer.training.loss import LossOutput, linear_label_smoothed_loss
+from tformer.training.loss import LossOutput, label_smoothed_loss, linear_label_smoothed_loss
 
 
 @dataclass
@@ -94,6 +94,8 @@ def sequence_loss(model: Transformer, src: Tensor, tgt_in: Tensor, tgt_out: Tens
     The same number as ``label_smoothed_loss(model(src, tgt_in), tgt_out, eps, pad)``, computed with
     the pre-softmax layer fused into the loss (no (B, T, V) logits are stored; tested equal).
     """
+    if model.cfg.pointer_generator:  # the output is a mixture, not one linear layer: log P from forward
+        return label_smoothed_loss(model(src, tgt_in), tgt_out, eps, model.cfg.pad_id)
     proj = model.output_projection
     return linear_label_smoothed_loss(model.decoder_states(src, tgt_in), proj.weight, proj.bias, tgt_out, eps,
                                       model.cfg.pad_id)
