@@ -94,7 +94,7 @@ def estimate_bytes(variant: str, t: int) -> int:
 # ---- one measurement (a fresh process) ---------------------------------------------------------------------
 def measure(variant: str, t: int, repeats: int) -> dict:
     import torch
-    from common import median, setup_threads
+    from common import median, peak_rss_since_reset_mib, reset_peak_rss, setup_threads
 
     from tformer.config import AttentionConfig
     from tformer.model.attention import MultiHeadAttention
@@ -116,15 +116,14 @@ def measure(variant: str, t: int, repeats: int) -> dict:
 
     call(WARMUP_LENGTH)
     gc.collect()
-    rss_before = _proc_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # the peak resident set starts again from the current one
+    rss_before = reset_peak_rss()  # the peak resident set starts again from the current one
     first, _ = call(t)
-    peak_kib = _proc_kib("VmHWM") - rss_before
+    peak_mib = peak_rss_since_reset_mib() - rss_before
     times, cpus = zip(*(call(t) for _ in range(repeats)), strict=True)
     return {
         "variant": label, "key": variant, "length": t, "threads": threads, "repeats": repeats,
         "seconds": median(list(times)), "seconds_all": list(times), "cpu_seconds_all": list(cpus),
-        "first_call_seconds": first, "peak_mib": peak_kib / 1024, "estimated_mib": estimate_bytes(variant, t) / 2**20,
+        "first_call_seconds": first, "peak_mib": peak_mib, "estimated_mib": estimate_bytes(variant, t) / 2**20,
     }
 
 

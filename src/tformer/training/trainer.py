@@ -758,7 +758,8 @@ def _run(cfg: RunConfig, dist: Distributed, resume: bool, show_progress: bool | 
         raise TformerError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another run_dir")
     if cfg.seed is None and resume and has_run and (run_dir / "config.yaml").is_file():
         cfg = dataclasses.replace(cfg, seed=load_run_config(run_dir / "config.yaml").seed)  # the drawn one
-    seed = set_seed(dist.broadcast(set_seed(cfg.seed)))  # a drawn seed: rank 0's, for every rank
+    seed = dist.broadcast(cfg.seed if cfg.seed is not None else set_seed(None))  # a drawn seed: rank 0's, for all
+    set_seed(seed)
     cfg = dataclasses.replace(cfg, seed=seed)  # config.yaml records the seed actually used
     if dist.is_main:
         task, model = tasks.build(cfg, run_dir, resume=resume and has_run)
