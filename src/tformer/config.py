@@ -330,6 +330,44 @@ class TransformerConfig:
             raise ConfigError(f"{path}: {e}") from None
 
 
+@dataclass(frozen=True)
+class CMLMConfig(TransformerConfig):
+    """The non-autoregressive translator (:class:`tformer.model.nat.CMLM`): the encoder-decoder of
+    :class:`TransformerConfig` whose decoder attends to the whole (partly masked) target, plus a
+    target-length predictor on the encoder (Ghazvininejad et al., 2019, "Mask-Predict").
+
+    Attributes (beyond :class:`TransformerConfig`'s):
+        max_target_len: the length predictor's classes are 0..max_target_len target tokens (decoding never goes
+            past ``max_len`` positions either).
+        length_loss_weight: the length predictor's cross-entropy is added to the token loss with this weight
+            (Mask-Predict: 0.1).
+
+    The mask token is one more row of the target embedding, id ``target_vocab_size`` (:attr:`mask_id`); the
+    output layer never predicts it.
+    """
+
+    max_target_len: int = 256
+    length_loss_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.max_target_len >= 1, f"max_target_len must be >= 1, got {self.max_target_len}")
+        _check(self.length_loss_weight >= 0, f"length_loss_weight must be >= 0, got {self.length_loss_weight}")
+        _check(not self.pointer_generator, "pointer_generator is for the autoregressive decoder, not a CMLM")
+        _check(self.positional != "relative", "a CMLM needs absolute positions (sinusoidal or learned)")
+
+    @property
+    def mask_id(self) -> int:
+        """The id of the mask token: one past the target vocabulary."""
+        return self.target_vocab_size
+
+
+def seq2seq_config_class(d: dict[str, Any]) -> type[TransformerConfig]:
+    """Which encoder-decoder a saved ``config.json`` mapping describes: :class:`CMLMConfig` (it has the
+    length predictor's keys) or :class:`TransformerConfig`."""
+    return CMLMConfig if isinstance(d, dict) and "max_target_len" in d else TransformerConfig
+
+
 def from_dict(cls: type[C], d: Any, where: str = "") -> C:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types in one line.
 
@@ -435,7 +473,7 @@ MODEL_PRESETS = ("tiny", "small", "base", "big")
 DATA_FORMATS = ("auto", "text", "tsv", "jsonl")
 TOKENIZER_MODELS = ("bpe", "unigram")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-TASKS = ("translation", "lm", "classify", "vision")  # modules of tformer.tasks
+TASKS = ("translation", "cmlm", "lm", "classify", "vision")  # modules of tformer.tasks
 
 
 @dataclass(frozen=True)
@@ -512,6 +550,8 @@ class TrainConfig:
         eval_every: validate every this many steps (0 = once per epoch).
         bleu_samples: validation sentences translated greedily for BLEU at each validation (0 = skip).
         bleu_tokenize: sacreBLEU's tokenizer for that BLEU ("13a", "intl", "char", ...).
+        nat_iterations, nat_length_candidates: task cmlm: the mask-predict rounds and length candidates of
+            the validation translations.
         patience: stop after this many validations without a better validation loss (0 = never).
         save_every: also write a checkpoint every this many steps between validations (0 = only at
             validations). Checkpoints bound the work a crash or kill loses; --resume continues exactly.
@@ -551,6 +591,8 @@ class TrainConfig:
     eval_every: int = 0
     bleu_samples: int = 200
     bleu_tokenize: str = "13a"
+    nat_iterations: int = 10
+    nat_length_candidates: int = 3
     patience: int = 0
     save_every: int = 0
     keep_checkpoints: int = 3
@@ -584,6 +626,8 @@ class TrainConfig:
         _check(self.device in ("auto", "cpu", "cuda", "mps"), f"train.device: unknown device {self.device!r}")
         _check(self.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}")
         _check(self.parallel in ("ddp", "fsdp"), f"train.parallel must be ddp or fsdp, got {self.parallel!r}")
+        _check(self.nat_iterations >= 1 and self.nat_length_candidates >= 1,
+               "train.nat_iterations and train.nat_length_candidates must be >= 1")
         from tformer.evaluation.bleu import check_tokenizer
 
         try:
@@ -620,8 +664,11 @@ class RunConfig:
         # each task validates its model and data sections now, not after tokenizing
         importlib.import_module(f"tformer.tasks.{self.task}").check_config(self)
 
-    def model_config(self, vocab_size: int, tgt_vocab_size: int | None = None, **ids: int) -> TransformerConfig:
-        """The :class:`TransformerConfig` of this run for the given vocabulary (and special-token ids)."""
+    def model_config(self, vocab_size: int, tgt_vocab_size: int | None = None, *,
+                     config_class: type[TransformerConfig] | None = None, **ids: int) -> TransformerConfig:
+        """The :class:`TransformerConfig` (or ``config_class``, e.g. :class:`CMLMConfig`) of this run for the
+        given vocabulary (and special-token ids)."""
+        config_class = config_class or TransformerConfig
         spec = dict(self.model)
         preset = spec.pop("preset", "small")
         _check(preset in MODEL_PRESETS, f"model.preset must be one of {MODEL_PRESETS}, got {preset!r}")
@@ -629,7 +676,7 @@ class RunConfig:
         _check(not fixed & set(spec), f"model: {', '.join(sorted(fixed & set(spec)))} come(s) from the tokenizer")
         separate = {"tgt_vocab_size": tgt_vocab_size, "share_embeddings": False} if tgt_vocab_size is not None else {}
         base = getattr(TransformerConfig, preset)(vocab_size=vocab_size).to_dict()
-        return from_dict(TransformerConfig, {**base, **separate, **spec, **ids}, where="model")
+        return from_dict(config_class, {**base, **separate, **spec, **ids}, where="model")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,18 +19,45 @@ from tformer.console import log
 from tformer.console import progress as progress_bar
 from tformer.data.tokenizer import Vocabularies
 from tformer.errors import TformerError
+from tformer.model.nat import CMLM
 from tformer.model.transformer import Transformer
 
 MODEL_SUBDIR = "model"
 
 
-class Translator:
-    """Translate sentences with a trained :class:`Transformer` and its :class:`Vocabularies`."""
+def load_model(model_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> Transformer | CMLM:
+    """The encoder-decoder saved in ``model_dir``: a :class:`Transformer` or, when its config.json has the
+    length predictor's keys, a non-autoregressive :class:`CMLM`."""
+    import json
 
-    def __init__(self, model: Transformer, vocabs: Vocabularies, device: str | torch.device = "cpu") -> None:
+    from tformer.config import CMLMConfig, seq2seq_config_class
+
+    try:
+        doc = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        doc = None  # Transformer.from_pretrained reports the file in one line
+    if seq2seq_config_class(doc) is CMLMConfig:
+        return CMLM.from_pretrained(model_dir, map_location=map_location)
+    return Transformer.from_pretrained(model_dir, map_location=map_location)
+
+
+class Translator:
+    """Translate sentences with a trained :class:`Transformer` (or non-autoregressive :class:`CMLM`) and its
+    :class:`Vocabularies`."""
+
+    def __init__(self, model: Transformer | CMLM, vocabs: Vocabularies, device: str | torch.device = "cpu") -> None:
         self.model = model.to(device).eval()
         self.vocabs = vocabs
         self.device = torch.device(device)
+
+    @property
+    def non_autoregressive(self) -> bool:
+        """True for a CMLM, which decodes by mask-predict (``iterations``, ``length_candidates``)."""
+        return isinstance(self.model, CMLM)
+
+    def _autoregressive_only(self, what: str) -> None:
+        if self.non_autoregressive:
+            raise TformerError(f"{what} needs an autoregressive model; this one is non-autoregressive (a CMLM)")
 
     @classmethod
     def from_pretrained(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Translator:
@@ -46,7 +73,7 @@ class Translator:
         model_dir = d / MODEL_SUBDIR if (d / MODEL_SUBDIR).is_dir() else d
         if not (model_dir / "model.safetensors").is_file():
             raise TformerError(f"no trained model in {d} (expected {d / MODEL_SUBDIR / 'model.safetensors'})")
-        return cls(Transformer.from_pretrained(model_dir, map_location=device), Vocabularies.load(d), device)
+        return cls(load_model(model_dir, map_location=device), Vocabularies.load(d), device)
 
     def quantized(self) -> Translator:
         """A CPU translator whose linear layers run in int8 (dynamic quantization, see
@@ -98,7 +125,7 @@ class Translator:
     def translate(
         self,
         texts: Sequence[str],
-        beam_size: int = 4,
+        beam_size: int | None = None,
         max_len: int | None = None,
         min_len: int = 0,
         length_penalty: float = 0.6,
@@ -109,6 +136,8 @@ class Translator:
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int | None = None,
+        iterations: int | None = None,
+        length_candidates: int | None = None,
         progress: bool = False,
         warn=None,
     ) -> list[str]:
@@ -117,19 +146,31 @@ class Translator:
         Empty sentences translate to empty strings; over-long ones are truncated with a warning.
 
         Args:
-            max_len: most output tokens per sentence; None = each sentence's own source length + 50 (§6.1).
+            beam_size: 1 = greedy, more = beam search; None = 4 (§6.1). Autoregressive models only.
+            max_len: most output tokens per sentence; None = each sentence's own source length + 50 (§6.1), or
+                for a CMLM its length predictor's limit.
             do_sample, temperature, top_k, top_p, seed: sample instead of searching (see ``generate``).
+            iterations, length_candidates: a CMLM's mask-predict rounds (default 10) and lengths (default 3).
             progress: show a progress bar (stderr).
             warn: where warnings go (default: stderr).
         """
+        if self.non_autoregressive:
+            if beam_size not in (None, 1) or do_sample or min_len:
+                raise TformerError("a non-autoregressive model (CMLM) decodes by mask-predict: give iterations "
+                                   "and length_candidates, not beam_size, sampling or min_len")
+            generate = dict(iterations=10 if iterations is None else iterations,
+                            length_candidates=3 if length_candidates is None else length_candidates, max_len=max_len)
+        else:
+            if iterations is not None or length_candidates is not None:
+                raise TformerError("iterations and length_candidates are for a non-autoregressive model (CMLM)")
+            generate = dict(beam_size=4 if beam_size is None else beam_size, max_len=max_len, min_len=min_len,
+                            length_penalty=length_penalty, do_sample=do_sample, temperature=temperature, top_k=top_k,
+                            top_p=top_p, seed=seed)
         ids = self._encode(texts, warn or log)
         out = [""] * len(ids)
         batches = list(self._batches(ids, max_tokens))
         for chunk, src in progress_bar(batches, enabled=progress, unit="batch"):
-            hyps = self.model.generate(
-                src, beam_size=beam_size, max_len=max_len, min_len=min_len, length_penalty=length_penalty,
-                do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-            )
+            hyps = self.model.generate(src, **generate)
             for row, i in enumerate(chunk):
                 out[i] = self.vocabs.tgt.decode(hyps[row].tolist())
         return out
@@ -152,6 +193,7 @@ class Translator:
 
         An empty sentence gets ``[("", 0.0)]``.
         """
+        self._autoregressive_only("translate_nbest")
         ids = self._encode(texts, warn or log)
         out: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in ids]
         for chunk, src in progress_bar(list(self._batches(ids, max_tokens)), enabled=progress, unit="batch"):
@@ -176,6 +218,7 @@ class Translator:
             translation) and output tokens (translation + EOS), and per-layer weights with the batch
             dimension dropped: encoder (H, S, S), decoder_self (H, T, T), decoder_cross (H, T, S).
         """
+        self._autoregressive_only("attention()")
         if not isinstance(text, str) or not text.strip():
             raise TformerError("attention() needs one non-empty sentence")
         (src_ids,) = self._encode([text], warn or log)

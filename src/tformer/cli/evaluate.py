@@ -46,8 +46,12 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         hyps = translator.translate(srcs, **kw)
         result["decode_seconds"] = round(time.perf_counter() - t0, 2)
-        result["beam"] = kw["beam_size"]
-        result["alpha"] = kw["length_penalty"]
+        if translator.non_autoregressive:
+            result["iterations"] = kw.get("iterations") or 10
+            result["length_beam"] = kw.get("length_candidates") or 3
+        else:
+            result["beam"] = kw["beam_size"] or 4
+            result["alpha"] = kw["length_penalty"]
         if args.output:
             write_output(args.output, hyps)
     print(json.dumps({**score(hyps, refs, tokenize=args.tokenize), **result}))

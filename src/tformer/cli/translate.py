@@ -33,6 +33,10 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="non-autoregressive (CMLM) runs: mask-predict rounds (default 10)")
+    p.add_argument("--length-beam", type=int, default=None,
+                   help="non-autoregressive (CMLM) runs: target lengths decoded side by side (default 3)")
     p.add_argument("--int8", action="store_true",
                    help="CPU only: run the linear layers in int8 (dynamic quantization; faster, slightly different)")
 
@@ -58,11 +62,17 @@ def decoding_kwargs(args: argparse.Namespace) -> dict:
         raise TformerError("--beam must be >= 1")
     if args.sample and args.beam not in (None, 1):
         raise TformerError("--sample draws one translation per sentence: do not combine it with --beam")
-    return dict(
-        beam_size=1 if args.sample else (args.beam or 4), length_penalty=args.alpha, max_len=args.max_len,
+    for name in ("iterations", "length_beam"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise TformerError(f"--{name.replace('_', '-')} must be >= 1")
+    kw = dict(
+        beam_size=1 if args.sample else args.beam, length_penalty=args.alpha, max_len=args.max_len,
         max_tokens=args.max_tokens, do_sample=args.sample, temperature=args.temperature, top_k=args.top_k,
         top_p=args.top_p, seed=args.seed,
     )
+    if args.iterations is not None or args.length_beam is not None:  # a CMLM's (the Translator checks the model)
+        kw.update(iterations=args.iterations, length_candidates=args.length_beam)
+    return kw
 
 
 def read_input_lines(path: str | None) -> list[str]:
@@ -108,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
     lines = read_input_lines(args.input)
     kw = decoding_kwargs(args)
     progress = len(lines) > 200 and sys.stderr.isatty()
+    if (args.nbest or args.scores) and kw["beam_size"] is None:
+        kw["beam_size"] = 4
     if args.nbest:
         if args.sample:
             raise TformerError("--nbest needs beam search, not --sample")

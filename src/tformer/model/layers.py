@@ -121,20 +121,24 @@ class DecoderLayer(nn.Module):
         cross_kv: StaticKV | None = None,
         need_weights: bool = False,
         score_bias: Tensor | None = None,
+        self_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """y (B, T, D) attends causally to itself and to ``memory`` (B, S, D) (or the cached ``cross_kv``).
 
         With ``self_cache``, y holds only the new positions and the cache holds the earlier ones.
         ``score_bias`` (1, H, T, T') is added to the self-attention scores (relative position bias).
+        ``self_mask`` (B, 1, 1, T), the target's padding mask, makes the self-attention bidirectional instead
+        of causal: every position sees every real target position (the non-autoregressive decoder,
+        :mod:`tformer.model.nat`).
 
         Returns:
             (B, T, D), self-attention weights (B, H, T, T') and cross-attention weights (B, H, T, S) if asked.
         """
         # A single new position may attend to every cached one: no causal mask is needed.
-        causal = self_cache is None or y.shape[1] > 1
+        causal = self_mask is None and (self_cache is None or y.shape[1] > 1)
         h, self_w = self.self_attn(
-            self.self_attn_residual.normed_input(y), causal=causal, cache=self_cache, need_weights=need_weights,
-            score_bias=score_bias,
+            self.self_attn_residual.normed_input(y), mask=self_mask, causal=causal, cache=self_cache,
+            need_weights=need_weights, score_bias=score_bias,
         )
         y = self.self_attn_residual.add(y, h)
         h, cross_w = self.cross_attn(

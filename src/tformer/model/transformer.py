@@ -104,6 +104,22 @@ def _final_dropout(cfg: TransformerConfig) -> nn.Module:
     return Dropout(cfg.dropout) if cfg.final_dropout else nn.Identity()
 
 
+def init_weights(model: nn.Module, cfg: TransformerConfig) -> None:
+    """Xavier-uniform projection matrices and zero biases (as tensor2tensor / fairseq); embeddings
+    are drawn N(0, d_model^-1/2) in :class:`TokenEmbedding`, so that embedding * sqrt(d_model) has unit scale.
+    Without ``scale_attention`` the missing 1/sqrt(d_k) is folded into W^Q's initial values (as T5 does)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    if not cfg.scale_attention:
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, MultiHeadAttention):
+                    module.q_proj.weight.mul_(module.d_head**-0.5)
+
+
 class Encoder(nn.Module):
     """Embeddings, then N identical layers of self-attention + FFN (§3.1)."""
 
@@ -153,12 +169,17 @@ class Decoder(nn.Module):
 
     def forward(
         self, tgt: Tensor, memory: Tensor | None, memory_mask: Tensor, *, cache: DecoderCache | None = None,
-        need_weights: bool = False,
+        need_weights: bool = False, self_mask: Tensor | None = None, cross_kv: list | None = None,
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """tgt (B, T) ids -> hidden states (B, T, D), self- and cross-attention weights per layer if asked.
 
-        With ``cache``, ``tgt`` holds only new positions, which continue the cached ones.
+        With ``cache``, ``tgt`` holds only new positions, which continue the cached ones. ``self_mask``
+        (B, 1, 1, T) makes self-attention bidirectional over the real target positions (the non-autoregressive
+        decoder); ``cross_kv`` holds each layer's projected memory (``cross_attn.project_kv``) when ``memory``
+        is None and there is no cache.
         """
+        if cache is not None:
+            cross_kv = cache.cross_kv
         offset = 0 if cache is None else cache.length
         y = self.embed(tgt, offset)  # (B, T, D)
         t = tgt.shape[1]
@@ -169,9 +190,10 @@ class Decoder(nn.Module):
             y, sw, cw = run_layer(
                 self, layer, y, memory, memory_mask,
                 self_cache=None if cache is None else cache.self_kv[i],
-                cross_kv=None if cache is None else cache.cross_kv[i],
+                cross_kv=None if cross_kv is None else cross_kv[i],
                 need_weights=need_weights,
                 score_bias=bias,
+                self_mask=self_mask,
             )
             if need_weights:
                 self_ws.append(sw)
@@ -202,19 +224,7 @@ class Transformer(nn.Module):
             self.output_projection.weight = tgt_tokens.weight
 
     def _init_weights(self) -> None:
-        """Xavier-uniform projection matrices and zero biases (as tensor2tensor / fairseq); embeddings
-        are drawn N(0, d_model^-1/2) in :class:`TokenEmbedding`, so that embedding * sqrt(d_model) has unit scale.
-        Without ``scale_attention`` the missing 1/sqrt(d_k) is folded into W^Q's initial values (as T5 does)."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        if not self.cfg.scale_attention:
-            with torch.no_grad():
-                for module in self.modules():
-                    if isinstance(module, MultiHeadAttention):
-                        module.q_proj.weight.mul_(module.d_head**-0.5)
+        init_weights(self, self.cfg)
 
     # ---- the three plain methods -------------------------------------------------------
     def encode(self, src: Tensor, *, need_weights: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:

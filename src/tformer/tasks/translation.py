@@ -106,9 +106,10 @@ def model_width(cfg: RunConfig) -> int:
     return cfg.model_config(vocab_size=64).d_model
 
 
-def check_config(cfg: RunConfig) -> None:
-    """Validate the model and data sections for translation (one-line ConfigError)."""
-    m = cfg.model_config(vocab_size=64)
+def check_config(cfg: RunConfig, config_class: type[TransformerConfig] = TransformerConfig) -> TransformerConfig:
+    """Validate the model and data sections for translation (one-line ConfigError); returns the model config
+    (for a tiny vocabulary)."""
+    m = cfg.model_config(vocab_size=64, config_class=config_class)
     _check(
         cfg.data.shared_vocab or not cfg.model.get("share_embeddings", False),
         "model.share_embeddings needs data.shared_vocab: true (one vocabulary for both languages)",
@@ -118,6 +119,7 @@ def check_config(cfg: RunConfig) -> None:
         f"data.max_len ({cfg.data.max_len}) + 1 for BOS/EOS exceeds model.max_len ({m.max_len}): "
         f"lower data.max_len or raise model.max_len",
     )
+    return m
 
 
 class TranslationTask:
@@ -159,17 +161,18 @@ class TranslationTask:
                 "bleu_sentences": n}
 
 
-def build(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[TranslationTask, Transformer]:
+def build(cfg: RunConfig, run_dir: Path, resume: bool, *, task_class: type = TranslationTask,
+          model_class: type = Transformer, config_class: type[TransformerConfig] = TransformerConfig):
     """The task and a fresh model for ``tformer train``: the tokenizer is trained (and saved) or, when
-    resuming, loaded from the run directory."""
+    resuming, loaded from the run directory. The keywords serve the other encoder-decoders (the CMLM)."""
     vocabs = Vocabularies.load(run_dir) if resume else None
     data = prepare_data(cfg, vocabs)
     run_dir.mkdir(parents=True, exist_ok=True)
     if vocabs is None:
         data.vocabs.save(run_dir)
     src_v, tgt_v = data.vocabs.src, data.vocabs.tgt
-    model_cfg: TransformerConfig = cfg.model_config(
-        src_v.vocab_size, None if data.vocabs.shared else tgt_v.vocab_size,
+    model_cfg = cfg.model_config(
+        src_v.vocab_size, None if data.vocabs.shared else tgt_v.vocab_size, config_class=config_class,
         pad_id=src_v.pad_id, bos_id=tgt_v.bos_id, eos_id=tgt_v.eos_id, unk_id=src_v.unk_id,
     )
-    return TranslationTask(data, cfg.train), Transformer(model_cfg)
+    return task_class(data, cfg.train), model_class(model_cfg)

@@ -1,0 +1,145 @@
+"""Non-autoregressive translation: train the conditional masked language model (:class:`tformer.model.nat.CMLM`).
+
+Data, tokenizer and filtering are translation's (:func:`tformer.tasks.translation.prepare_data`). A batch hides
+n ~ U{1, ..., |y|} random tokens of each target behind ``<mask>`` (drawn when the batch is made: from the
+training RNG, which checkpoints save, for training batches; from a fixed seed per batch for validation, so
+the validation loss is comparable across the run). The loss, summed over the hidden tokens (which the trainer
+divides by), is
+
+    label-smoothed CE of the hidden tokens  +  length_loss_weight * CE(length predictor, |y|)
+
+Validation adds the BLEU of mask-predict translations (``train.nat_iterations`` rounds,
+``train.nat_length_candidates`` lengths) of the first ``train.bleu_samples`` validation sentences.
+
+The config: ``task: cmlm``; ``model`` holds a preset and :class:`tformer.config.CMLMConfig` fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tformer.config import CMLMConfig, RunConfig, TrainConfig, _check
+from tformer.model.nat import CMLM
+from tformer.tasks.translation import ParallelData, TranslationTask
+from tformer.tasks.translation import build as build_translation
+from tformer.tasks.translation import check_config as check_translation_config
+from tformer.training.loss import LossOutput, linear_label_smoothed_loss
+
+VALID_MASK_SEED = 1234  # validation batches hide the same tokens at every validation
+
+
+@dataclass
+class MaskedBatch:
+    """Pairs for the CMLM, all tensors int64.
+
+    ``tgt_in`` is the target (no BOS, no EOS) with the hidden tokens replaced by ``mask_id``; ``tgt_out`` holds
+    the hidden tokens where ``tgt_in`` has ``mask_id`` and pad elsewhere (only hidden tokens are scored).
+    """
+
+    src: Tensor  # (B, S) source ids + EOS, right-padded
+    tgt_in: Tensor  # (B, T) target with <mask> at the hidden positions, right-padded
+    tgt_out: Tensor  # (B, T) the hidden tokens, pad elsewhere
+    lengths: Tensor  # (B,) target lengths |y|
+    num_src_tokens: int
+    num_tgt_tokens: int  # hidden tokens: what the loss is averaged over
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> MaskedBatch:
+        move = {k: getattr(self, k).to(device, non_blocking=non_blocking) for k in ("src", "tgt_in", "tgt_out",
+                                                                                    "lengths")}
+        return MaskedBatch(**move, num_src_tokens=self.num_src_tokens, num_tgt_tokens=self.num_tgt_tokens)
+
+
+def hide_tokens(tgt: Tensor, pad_id: int, mask_id: int, generator: torch.Generator | None = None
+                ) -> tuple[Tensor, Tensor]:
+    """CMLM's training corruption of targets ``tgt`` (B, T) (right-padded): per row draw n ~ U{1..|y|} and hide
+    n positions chosen uniformly. Returns (decoder input with ``mask_id`` there, the hidden tokens with pad
+    elsewhere)."""
+    real = tgt != pad_id  # (B, T)
+    lengths = real.sum(dim=1)  # (B,)
+    u = torch.rand(tgt.shape, generator=generator)  # (B, T) random order of the positions
+    n = (torch.rand(lengths.shape, generator=generator) * lengths).long() + 1  # (B,) uniform in 1..|y|
+    rank = u.masked_fill(~real, 2.0).argsort(dim=1).argsort(dim=1)  # pads rank last
+    hidden = (rank < n[:, None]) & real
+    return tgt.masked_fill(hidden, mask_id), tgt.masked_fill(~hidden, pad_id)
+
+
+def cmlm_loss(model: CMLM, batch: MaskedBatch, eps: float) -> LossOutput:
+    """The summed loss of the hidden tokens plus the weighted length loss (the pre-softmax layer fused into
+    the token loss, as in translation); ``nll`` is the hidden tokens' alone."""
+    memory = model.encode(batch.src)
+    hidden = model.decoder_states(batch.tgt_in, memory, batch.src)  # (B, T, D)
+    weight, bias = model.output_weight()
+    out = linear_label_smoothed_loss(hidden, weight, bias, batch.tgt_out, eps, model.cfg.pad_id)
+    length_logits = model.predict_length(memory, batch.src).float()  # (B, L + 1)
+    lengths = batch.lengths.clamp(max=model.cfg.max_target_len)
+    length_loss = torch.nn.functional.cross_entropy(length_logits, lengths, reduction="sum")
+    return LossOutput(loss=out.loss + model.cfg.length_loss_weight * length_loss, nll=out.nll,
+                      num_tokens=out.num_tokens)
+
+
+def model_width(cfg: RunConfig) -> int:
+    return cfg.model_config(vocab_size=64, config_class=CMLMConfig).d_model
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Translation's checks, and the model section as a :class:`CMLMConfig` (one-line ConfigError)."""
+    m = check_translation_config(cfg, CMLMConfig)
+    _check(cfg.data.max_len <= m.max_target_len,
+           f"data.max_len ({cfg.data.max_len}) exceeds model.max_target_len ({m.max_target_len}): the length "
+           f"predictor could not name the longest targets")
+
+
+class CMLMTask(TranslationTask):
+    """Parallel text -> :class:`CMLM` (see the module docstring)."""
+
+    name = "cmlm"
+
+    def __init__(self, data: ParallelData, tc: TrainConfig | None = None) -> None:
+        super().__init__(data, tc)
+        self.iterations = tc.nat_iterations if tc is not None else 10
+        self.length_candidates = tc.nat_length_candidates if tc is not None else 3
+
+    def collate(self, split: str, indices: list[int], model: CMLM) -> MaskedBatch:
+        pairs, cfg = self._pairs(split), model.cfg
+        src_len = max(len(s) for s, _ in (pairs[i] for i in indices)) + 1  # + EOS
+        tgt_len = max(len(t) for _, t in (pairs[i] for i in indices))
+        src = torch.full((len(indices), src_len), cfg.pad_id, dtype=torch.long)  # (B, S)
+        tgt = torch.full((len(indices), tgt_len), cfg.pad_id, dtype=torch.long)  # (B, T)
+        for row, i in enumerate(indices):
+            s, t = pairs[i]
+            src[row, : len(s) + 1] = torch.tensor([*s, cfg.eos_id])
+            tgt[row, : len(t)] = torch.tensor(t)
+        generator = None
+        if split != "train":
+            generator = torch.Generator().manual_seed(VALID_MASK_SEED + indices[0])
+        tgt_in, tgt_out = hide_tokens(tgt, cfg.pad_id, cfg.mask_id, generator)
+        return MaskedBatch(src, tgt_in, tgt_out, (tgt != cfg.pad_id).sum(dim=1),
+                           num_src_tokens=int((src != cfg.pad_id).sum()),
+                           num_tgt_tokens=int((tgt_out != cfg.pad_id).sum()))
+
+    def loss(self, model: CMLM, batch: MaskedBatch, label_smoothing: float) -> LossOutput:
+        return cmlm_loss(model, batch, label_smoothing)
+
+    def extra_validation(self, model: CMLM, device: torch.device, max_tokens: int) -> dict[str, Any]:
+        n = min(self.bleu_samples, len(self.data.valid_text))
+        if not n:
+            return {}
+        from tformer.evaluation.bleu import score
+        from tformer.translator import Translator
+
+        sample = self.data.valid_text[:n]
+        hyps = Translator(model, self.data.vocabs, device).translate(
+            [s for s, _ in sample], iterations=self.iterations, length_candidates=self.length_candidates,
+            max_tokens=max_tokens)
+        return {"bleu": score(hyps, [t for _, t in sample], tokenize=self.bleu_tokenize)["bleu"],
+                "bleu_sentences": n}
+
+
+def build(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[CMLMTask, CMLM]:
+    """The task and a fresh CMLM for ``tformer train`` (tokenizer trained and saved, or loaded when resuming)."""
+    return build_translation(cfg, run_dir, resume, task_class=CMLMTask, model_class=CMLM, config_class=CMLMConfig)
