@@ -20,6 +20,8 @@ SUBCOMMANDS = {
     "params": ("params", "print parameter counts of the presets against the paper"),
     "plot": ("plot", "draw attention, positional encoding, masks, schedule, curves or a beam tree"),
     "serve": ("serve", "serve the HTTP API and the attention page for a trained run"),
+    "distill": ("distill", "translate a training set with a teacher run, then train a student on it"),
+    "export": ("export", "write a trained model as ONNX or CTranslate2, with a parity check"),
 }
 
 
