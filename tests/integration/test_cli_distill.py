@@ -62,6 +62,13 @@ def test_a_cmlm_student_trains_on_it_and_decodes_by_mask_predict(distilled, corp
     assert result["iterations"] == 2 and result["length_beam"] == 2 and "bleu" in result
     out = _tformer("translate", str(run), "--iterations", "4", input="one hundred five\n\ntwelve\n")
     assert out.returncode == 0 and len(out.stdout.splitlines()) == 3 and out.stdout.splitlines()[1] == ""
+    avg = d / "cmlm-avg"
+    r = _tformer("average", "--run", str(run), "--last", "2", "--out", str(avg))
+    assert r.returncode == 0, r.stderr
+    out = _tformer("translate", str(avg), "--iterations", "2", input="twelve\n")
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 1
+    served = _tformer("serve", str(run), "--port", "0")
+    assert served.returncode == 2 and "autoregressive" in served.stderr
     for bad in (["--beam", "4"], ["--nbest", "2"], ["--sample"]):
         r = _tformer("translate", str(run), *bad, input="twelve\n")
         assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

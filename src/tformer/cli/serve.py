@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
                     max_attention_tokens=args.max_attention_tokens, max_batch_texts=args.max_batch_texts,
                     batch_wait_ms=args.batch_wait_ms)
     translator = Translator.from_pretrained(args.run_dir, device=args.device)
+    if translator.non_autoregressive:  # the API's beam search, n-best lists and attention page need one
+        raise TformerError(f"tformer serve needs an autoregressive model; {args.run_dir} holds a CMLM "
+                           "(use tformer translate --iterations N)")
     sock = listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host

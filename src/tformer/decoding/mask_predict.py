@@ -9,8 +9,9 @@ For each sentence, the ``length_candidates`` most likely target lengths are deco
 
 Each round is one pass of the decoder over all positions at once, so the cost grows with T, not with the
 output length (the autoregressive decoder makes one pass per token). The cross-attention keys and values are
-projected once. A round with nothing to re-predict (n = 0 for every row: short outputs, late rounds) is
-skipped, so ``iterations`` is an upper bound on the decoder passes.
+projected once, and the output layer runs only at the positions being predicted. A round with nothing to
+re-predict (n = 0 for every row: short outputs, late rounds) is skipped, so ``iterations`` is an upper bound
+on the decoder passes.
 
 Shape legend: B sentences, C length candidates, R = B * C rows, S source length, T longest candidate, V vocabulary.
 """
@@ -72,13 +73,11 @@ def mask_predict(model: CMLM, src: Tensor, *, iterations: int = 10, length_candi
             rank = logp.masked_fill(~real, float("inf")).argsort(dim=1).argsort(dim=1)  # 0 = least confident
             hide = rank < n[:, None]  # (R, T)
             tokens = tokens.masked_fill(hide, cfg.mask_id)
-        logits = model.token_logits(model.decoder_states(tokens, memory, src_r, cross_kv=cross_kv)).float()
-        logits[..., cfg.pad_id] = float("-inf")  # (R, T, V): never pad, BOS or EOS inside a translation
-        logits[..., cfg.bos_id] = float("-inf")
-        logits[..., cfg.eos_id] = float("-inf")
-        best_logp, best = logits.log_softmax(dim=-1).max(dim=-1)  # (R, T)
-        tokens = torch.where(hide, best, tokens)
-        logp = torch.where(hide, best_logp, logp)
+        states = model.decoder_states(tokens, memory, src_r, cross_kv=cross_kv)  # (R, T, D)
+        logits = model.token_logits(states[hide]).float()  # (N, V): only the N positions being predicted
+        logits[:, [cfg.pad_id, cfg.bos_id, cfg.eos_id]] = float("-inf")  # never inside a translation
+        best_logp, best = logits.log_softmax(dim=-1).max(dim=-1)  # (N,)
+        tokens, logp = tokens.masked_scatter(hide, best), logp.masked_scatter(hide, best_logp)
         if trace is not None:
             trace.append(tokens.clone())
     mean_logp = (logp * real).sum(dim=1) / lengths  # (R,)

@@ -11,16 +11,17 @@ from collections.abc import Sequence
 
 import torch
 
-from tformer.config import TransformerConfig
+from tformer.config import CMLMConfig, seq2seq_config_class
 from tformer.errors import TformerError
+from tformer.model.nat import CMLM
 from tformer.model.transformer import Transformer
 from tformer.training.checkpoint import load_checkpoint
 
 
-def average_checkpoints(paths: Sequence[str | os.PathLike]) -> Transformer:
+def average_checkpoints(paths: Sequence[str | os.PathLike]) -> Transformer | CMLM:
     """A model whose floating-point parameters and buffers are the mean over ``paths``.
 
-    All checkpoints must hold the same model configuration.
+    All checkpoints must hold the same model configuration (an encoder-decoder or a CMLM).
     """
     if not paths:
         raise TformerError("no checkpoints to average")
@@ -38,7 +39,8 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> Transformer:
                 total[name] = t.clone()
             elif t.is_floating_point():
                 total[name] += t
-    model = Transformer(TransformerConfig.from_dict(cfg_dict))
+    config_class = seq2seq_config_class(cfg_dict)
+    model = (CMLM if config_class is CMLMConfig else Transformer)(config_class.from_dict(cfg_dict))
     state = {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in total.items()}
     model.load_state_dict(state)
     return model
