@@ -58,9 +58,15 @@ def main() -> None:
                  for lb in args.length_beams for t in args.iterations]
     rows = []
     for name, translator, kw in settings:
-        hyps, batched = timed(lambda: translator.translate(srcs, max_tokens=args.max_tokens, **kw), args.repeats)
+        def batch(t=translator, kw=kw):
+            return t.translate(srcs, max_tokens=args.max_tokens, **kw)
+
+        def alone(t=translator, kw=kw, few=srcs[: args.latency_sentences]):
+            return [t.translate([s], **kw) for s in few]
+
+        hyps, batched = timed(batch, args.repeats)
+        _, single = timed(alone, 1)
         few = srcs[: args.latency_sentences]
-        _, single = timed(lambda: [translator.translate([s], **kw) for s in few], 1)
         s = score(hyps, refs)
         rows.append({"setting": name, "bleu": s["bleu"], "chrf": s["chrf"], "batched_seconds": round(batched, 3),
                      "ms_per_sentence_alone": round(1000 * single / max(1, len(few)), 2)})
