@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -54,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     translator = Translator.from_pretrained(args.run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private (0700); the model folder gets the usual mode
     try:
         t0 = time.perf_counter()
         info = dict(module.export(translator, tmp) or {})
