@@ -339,8 +339,8 @@ class CMLMConfig(TransformerConfig):
     Attributes (beyond :class:`TransformerConfig`'s):
         max_target_len: the length predictor's classes are 0..max_target_len target tokens (decoding never goes
             past ``max_len`` positions either).
-        length_loss_weight: the length predictor's cross-entropy is added to the token loss with this weight
-            (Mask-Predict: 0.1).
+        length_loss_weight: the length predictor's cross-entropy, summed over sentences, is added to the summed
+            token loss with this weight (the trainer divides both by the hidden tokens; see :mod:`tformer.tasks.cmlm`).
 
     The mask token is one more row of the target embedding, id ``target_vocab_size`` (:attr:`mask_id`); the
     output layer never predicts it.

@@ -40,6 +40,12 @@ def test_the_distilled_corpus_is_the_teachers_beam_output_and_is_reused(distille
     again = _tformer("distill", str(trained_run), str(cfg), "--corpus", str(corpus_file), "--beam", "2",
                      "--corpus-only")
     assert again.returncode == 0 and "reusing" in again.stderr
+    edited = d / "edited.txt"  # a corpus changed after it was written is not vouched for by its sidecar
+    edited.write_text(corpus_file.read_text(encoding="utf-8").replace("\n", " x\n", 1), encoding="utf-8")
+    (d / "edited.txt.json").write_text((d / "distilled.txt.json").read_text())
+    redo = _tformer("distill", str(trained_run), str(cfg), "--corpus", str(edited), "--beam", "2", "--corpus-only")
+    assert redo.returncode == 0 and "reusing" not in redo.stderr
+    assert edited.read_text(encoding="utf-8") == corpus_file.read_text(encoding="utf-8")
     other_beam = _tformer("distill", str(trained_run), str(cfg), "--corpus", str(d / "b1.txt"), "--beam", "1",
                           "--corpus-only")
     assert other_beam.returncode == 0 and "reusing" not in other_beam.stderr
@@ -82,3 +88,9 @@ def test_distill_user_errors_are_one_line(corpus, trained_run, distilled, tmp_pa
     assert r.returncode == 2 and "--beam" in r.stderr
     r = _tformer("translate", str(trained_run), "--iterations", "3", input="twelve\n")
     assert r.returncode == 2 and "non-autoregressive" in r.stderr
+    d, _, _, _ = distilled
+    for fmt in ("onnx", "ctranslate2"):
+        r = _tformer("export", str(d / "cmlm"), "--format", fmt, "-o", str(tmp_path / fmt))
+        assert r.returncode == 2 and "CMLM" in r.stderr and not (tmp_path / fmt).exists()
+    r = _tformer("export", str(trained_run), "--format", "onnx", "-o", str(trained_run.parent), "--force")
+    assert r.returncode == 2 and "holds the run" in r.stderr and (trained_run / "model").is_dir()

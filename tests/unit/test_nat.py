@@ -183,3 +183,12 @@ def test_bad_settings_are_one_line_errors():
         CMLMConfig.tiny(max_target_len=0)
     with pytest.raises(ConfigError, match="pointer_generator"):
         CMLMConfig.tiny(pointer_generator=True)
+
+
+def test_int8_decoding_works_with_a_separate_output_layer():
+    from tformer.model.quantize import quantize_dynamic_int8
+
+    model = _model(tie_output=False, output_bias=True)
+    src = _src()
+    out = quantize_dynamic_int8(model).generate(src, iterations=2)
+    assert out.shape[0] == 3 and (out == 2).sum(dim=1).eq(1).all()  # one EOS a row

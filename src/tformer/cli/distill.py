@@ -2,8 +2,9 @@
 
 1. The teacher run translates the training sources of CONFIG (``data.train_src``) with beam search; the
    translations are the distilled targets, written atomically to ``--corpus`` (default:
-   ``<run_dir>/distilled.txt``) with a sidecar ``.json`` naming the teacher's weights, the source file and the
-   beam by their checksums. A later call with the same teacher, sources and beam reuses the file, so several
+   ``<run_dir>/distilled.txt``) with a sidecar ``.json`` naming the teacher's weights, the source file, the
+   beam and the corpus itself by their checksums. A later call with the same teacher, sources and beam reuses
+   the file (when it is still the one written), so several
    students (an autoregressive one, a CMLM) can share one corpus.
 2. The student (any translation-like ``task``: ``translation`` or ``cmlm``) is trained as ``tformer train``
    would, with ``data.train_tgt`` replaced by the distilled corpus; validation data stays the real one.
@@ -73,7 +74,8 @@ def distill_corpus(teacher_dir: str, src_path: str, corpus: Path, *, beam: int, 
             old = json.loads(sidecar.read_text(encoding="utf-8"))
         except ValueError:
             old = {}
-        if {k: old.get(k) for k in meta} == meta:
+        if ({k: old.get(k) for k in meta} == meta and old.get("corpus_sha256") == _sha256(corpus)
+                and old.get("sentences") == len(read_lines(src_path))):
             log(f"distill: reusing {corpus} ({old.get('sentences')} sentences, teacher and sources unchanged)")
             return old
     translator = Translator.from_pretrained(teacher, device=device)
@@ -87,8 +89,9 @@ def distill_corpus(teacher_dir: str, src_path: str, corpus: Path, *, beam: int, 
     seconds = round(time.perf_counter() - t0, 1)
     log(f"distill: {len(hyps)} sentences in {seconds} s")
     corpus.parent.mkdir(parents=True, exist_ok=True)
+    sidecar.unlink(missing_ok=True)  # no sidecar may vouch for a corpus it did not see written
     atomic_write_text(corpus, "".join(h + "\n" for h in hyps))
-    meta.update(sentences=len(hyps), teacher_seconds=seconds)
+    meta.update(sentences=len(hyps), teacher_seconds=seconds, corpus_sha256=_sha256(corpus))
     atomic_write_text(sidecar, json.dumps(meta, indent=2) + "\n")  # written last: it vouches for the corpus
     return meta
 

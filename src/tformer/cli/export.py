@@ -52,7 +52,12 @@ def run(args: argparse.Namespace) -> int:
         raise TformerError(f"{out} exists (use --force to replace it)")
     if args.limit < 0:
         raise TformerError("--limit must be >= 0")
+    if out.exists() and Path(args.run_dir).resolve().is_relative_to(out.resolve()):
+        raise TformerError(f"--output {out} holds the run {args.run_dir}: choose another folder")
     translator = Translator.from_pretrained(args.run_dir)
+    if translator.non_autoregressive:
+        raise TformerError("tformer export writes autoregressive models (encoder + decoder step); this run holds "
+                           "a CMLM")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)

@@ -109,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
 def _translator(run_dir: str):
     from tformer.translator import Translator
 
-    return Translator.from_pretrained(run_dir)
+    translator = Translator.from_pretrained(run_dir)
+    if translator.non_autoregressive:  # attention maps and beam trees come from the autoregressive decoder
+        raise TformerError(f"tformer plot draws autoregressive models; {run_dir} holds a CMLM")
+    return translator
 
 
 def _attention(args: argparse.Namespace):

@@ -102,6 +102,8 @@ class CMLM(Pretrained, nn.Module):
 
     def token_logits(self, hidden: Tensor) -> Tensor:
         """(B, T, D) -> (B, T, V)."""
+        if self.output_projection is not None:  # a module of its own (int8 quantization may replace it)
+            return self.output_projection(hidden)
         weight, bias = self.output_weight()
         return F.linear(hidden, weight, bias)
 

@@ -8,6 +8,11 @@ divides by), is
 
     label-smoothed CE of the hidden tokens  +  length_loss_weight * CE(length predictor, |y|)
 
+Both terms are sums over the batch (tokens, sentences), and the trainer divides the total by the hidden tokens,
+so the length term weighs length_loss_weight per sentence against each hidden token. Mask-Predict's fairseq code
+adds 0.1 x the per-sentence mean to the per-token mean instead, a weight about (|y| + 1) / 2 times larger
+(~8x on Multi30k); raise ``length_loss_weight`` to match it.
+
 Validation adds the BLEU of mask-predict translations (``train.nat_iterations`` rounds,
 ``train.nat_length_candidates`` lengths) of the first ``train.bleu_samples`` validation sentences.
 
