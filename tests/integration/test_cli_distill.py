@@ -89,8 +89,7 @@ def test_distill_user_errors_are_one_line(corpus, trained_run, distilled, tmp_pa
     r = _tformer("translate", str(trained_run), "--iterations", "3", input="twelve\n")
     assert r.returncode == 2 and "non-autoregressive" in r.stderr
     d, _, _, _ = distilled
-    for fmt in ("onnx", "ctranslate2"):
-        r = _tformer("export", str(d / "cmlm"), "--format", fmt, "-o", str(tmp_path / fmt))
-        assert r.returncode == 2 and "CMLM" in r.stderr and not (tmp_path / fmt).exists()
+    r = _tformer("export", str(d / "cmlm"), "--format", "onnx", "-o", str(tmp_path / "x"))  # checked for any format
+    assert r.returncode == 2 and "CMLM" in r.stderr and not (tmp_path / "x").exists()
     r = _tformer("export", str(trained_run), "--format", "onnx", "-o", str(trained_run.parent), "--force")
     assert r.returncode == 2 and "holds the run" in r.stderr and (trained_run / "model").is_dir()

@@ -85,6 +85,7 @@ def test_two_processes_end_at_the_weights_of_one_with_the_same_global_batch(reci
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in single.iterdir())
 
 
+@pytest.mark.slow  # the default suite's sharded-resume test also goes 1 -> 2 -> 1 processes
 def test_a_run_resumes_with_another_number_of_processes(recipe, single, tmp_path):
     run_dir = tmp_path / "changing"
     ok(two_processes(recipe, run_dir, "train.max_steps=4"))  # 2 processes x 1 batch for 4 updates,
