@@ -110,22 +110,15 @@ class CMLMTask(TranslationTask):
         self.length_candidates = tc.nat_length_candidates if tc is not None else 3
 
     def collate(self, split: str, indices: list[int], model: CMLM) -> MaskedBatch:
-        pairs, cfg = self._pairs(split), model.cfg
-        src_len = max(len(s) for s, _ in (pairs[i] for i in indices)) + 1  # + EOS
-        tgt_len = max(len(t) for _, t in (pairs[i] for i in indices))
-        src = torch.full((len(indices), src_len), cfg.pad_id, dtype=torch.long)  # (B, S)
-        tgt = torch.full((len(indices), tgt_len), cfg.pad_id, dtype=torch.long)  # (B, T)
-        for row, i in enumerate(indices):
-            s, t = pairs[i]
-            src[row, : len(s) + 1] = torch.tensor([*s, cfg.eos_id])
-            tgt[row, : len(t)] = torch.tensor(t)
+        cfg = model.cfg
+        pairs = super().collate(split, indices, model)  # translation's batch: src + EOS, tgt_out = y + EOS
+        tgt = pairs.tgt_out.masked_fill(pairs.tgt_out == cfg.eos_id, cfg.pad_id)[:, :-1]  # (B, T) y alone
         generator = None
         if split != "train":
             generator = torch.Generator().manual_seed(VALID_MASK_SEED + indices[0])
         tgt_in, tgt_out = hide_tokens(tgt, cfg.pad_id, cfg.mask_id, generator)
-        return MaskedBatch(src, tgt_in, tgt_out, (tgt != cfg.pad_id).sum(dim=1),
-                           num_src_tokens=int((src != cfg.pad_id).sum()),
-                           num_tgt_tokens=int((tgt_out != cfg.pad_id).sum()))
+        return MaskedBatch(pairs.src, tgt_in, tgt_out, (tgt != cfg.pad_id).sum(dim=1),
+                           num_src_tokens=pairs.num_src_tokens, num_tgt_tokens=int((tgt_out != cfg.pad_id).sum()))
 
     def loss(self, model: CMLM, batch: MaskedBatch, label_smoothing: float) -> LossOutput:
         return cmlm_loss(model, batch, label_smoothing)
