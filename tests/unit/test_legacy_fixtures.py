@@ -88,9 +88,9 @@ def test_a_vision_folder_gives_the_same_outputs(name, cls):
 
 def test_a_run_directory_translates_as_before_and_its_checkpoint_still_loads(tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(LEGACY / "run", run)
+    shutil.copytree(LEGACY / "translation_run", run)
     lines = ["one", "two three", "three four five", "four", "five one"]
-    want = (LEGACY / "run.expected.txt").read_text().splitlines()
+    want = (LEGACY / "translation_run.expected.txt").read_text().splitlines()
     assert Translator.from_pretrained(run).translate(lines, beam_size=2) == want
     averaged = average_checkpoints([run / "checkpoints" / "last.pt"])  # the run's last update, from the .pt file
     saved = load_model(run / "model")
