@@ -27,7 +27,7 @@ def worker(config: str, batch: int, length: int, checkpointing: bool, repeats: i
     import torch
 
     from tformer import Transformer, TransformerConfig
-    from tformer.model.checkpointing import set_gradient_checkpointing
+    from tformer.nn.gradient_checkpointing import set_gradient_checkpointing
     from tformer.tasks.translation import sequence_loss
 
     threads = setup_threads()

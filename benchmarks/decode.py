@@ -95,7 +95,7 @@ def load_engine(impl: str, d: Path):
 
     model = tformer.Transformer.from_pretrained(d / "tformer").eval()
     if impl == "tformer-int8":
-        from tformer.model.quantize import quantize_dynamic_int8
+        from tformer.nn.quantize import quantize_dynamic_int8
 
         model = quantize_dynamic_int8(model)
 

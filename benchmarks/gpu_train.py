@@ -54,8 +54,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from tformer import Transformer, TransformerConfig
-    from tformer.config import RunConfig, TrainConfig
     from tformer.tasks.translation import ParallelData
+    from tformer.training.config import RunConfig, TrainConfig
     from tformer.training.trainer import Trainer
 
     w = CONFIGS[args.config]

@@ -5,7 +5,7 @@
     python benchmarks/long_attention.py --json /tmp/long_attention.json --plot docs/pictures/long_attention.png
     python benchmarks/long_attention.py --from-json /tmp/long_attention.json --plot PATH   # table and plot only
 
-The layer: one :class:`tformer.model.attention.MultiHeadAttention`, d_model 256, 4 heads (Dh 64), batch 1,
+The layer: one :class:`tformer.nn.attention.MultiHeadAttention`, d_model 256, 4 heads (Dh 64), batch 1,
 fp32, training mode, attention dropout 0, with each :class:`tformer.config.AttentionConfig` kind at its
 defaults (chunk_size 512, window 256, linformer_k 256, lsh_bucket_size 64, lsh_rounds 4). One call is
 ``layer(x)`` on x (1, T, 256) ~ N(0, 1), then ``out.sum().backward()`` (gradients of the weights and of x).
@@ -97,7 +97,7 @@ def measure(variant: str, t: int, repeats: int) -> dict:
     from common import median, peak_rss_since_reset_mib, reset_peak_rss, setup_threads
 
     from tformer.config import AttentionConfig
-    from tformer.model.attention import MultiHeadAttention
+    from tformer.nn.attention import MultiHeadAttention
 
     threads = setup_threads()
     label, kind, need_weights = VARIANTS[variant]
@@ -133,8 +133,8 @@ def approximation_errors(t: int) -> dict:
     import torch.nn.functional as F
 
     from tformer.config import AttentionConfig
-    from tformer.model.attention import attention_fast, attention_reference
-    from tformer.model.long_attention import LinformerProjection, attention_chunked, attention_lsh, attention_sliding
+    from tformer.nn.attention import attention_fast, attention_reference
+    from tformer.nn.long_attention import LinformerProjection, attention_chunked, attention_lsh, attention_sliding
 
     a = AttentionConfig()
     torch.manual_seed(0)

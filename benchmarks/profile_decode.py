@@ -18,7 +18,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import tformer
-from tformer.model.quantize import quantize_dynamic_int8
+from tformer.nn.quantize import quantize_dynamic_int8
 
 KERNELS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu")
 

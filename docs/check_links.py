@@ -3,7 +3,7 @@
 The walkthrough links each idea of the paper to the function that implements it, written as a
 relative link whose text names the definition in inline code and whose anchor is its line::
 
-    [`MultiHeadAttention.forward`](../src/tformer/model/attention.py#L88)
+    [`MultiHeadAttention.forward`](../src/tformer/nn/attention.py#L88)
 
 For every markdown link (inline links, images and reference definitions; links in fenced code
 blocks and inside inline code are not links, and URLs with a scheme are skipped) that points into

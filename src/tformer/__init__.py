@@ -6,9 +6,10 @@
 
 __version__ = "0.1.0"
 
-from tformer.config import ConfigError, TransformerConfig  # noqa: E402
+from tformer.config import ConfigError
 from tformer.errors import TformerError  # noqa: E402
-from tformer.model import Transformer  # noqa: E402
+from tformer.models.transformer.config import TransformerConfig  # noqa: E402
+from tformer.models.transformer.model import Transformer  # noqa: E402
 from tformer.translator import Translator  # noqa: E402
 
 __all__ = ["ConfigError", "TformerError", "Transformer", "TransformerConfig", "Translator", "__version__", "interop"]

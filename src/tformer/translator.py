@@ -19,8 +19,8 @@ from tformer.console import log
 from tformer.console import progress as progress_bar
 from tformer.data.tokenizer import Vocabularies
 from tformer.errors import TformerError
-from tformer.model.nat import CMLM
-from tformer.model.transformer import Transformer
+from tformer.models.cmlm.model import CMLM
+from tformer.models.transformer.model import Transformer
 
 MODEL_SUBDIR = "model"
 
@@ -30,7 +30,7 @@ def load_model(model_dir: str | os.PathLike, map_location: str | torch.device = 
     length predictor's keys, a non-autoregressive :class:`CMLM`."""
     import json
 
-    from tformer.config import CMLMConfig, seq2seq_config_class
+    from tformer.models.cmlm.config import CMLMConfig, seq2seq_config_class
 
     try:
         doc = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
@@ -77,8 +77,8 @@ class Translator:
 
     def quantized(self) -> Translator:
         """A CPU translator whose linear layers run in int8 (dynamic quantization, see
-        :mod:`tformer.model.quantize`): faster decoding, slightly different outputs. This one is unchanged."""
-        from tformer.model.quantize import quantize_dynamic_int8
+        :mod:`tformer.nn.quantize`): faster decoding, slightly different outputs. This one is unchanged."""
+        from tformer.nn.quantize import quantize_dynamic_int8
 
         return Translator(quantize_dynamic_int8(self.model), self.vocabs, "cpu")
 

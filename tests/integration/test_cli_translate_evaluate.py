@@ -75,7 +75,7 @@ def test_average_of_checkpoints_translates(trained_run, corpus, tmp_path):
     import torch
 
     from tformer import Transformer
-    from tformer.training.checkpoint import load_checkpoint, step_checkpoints
+    from tformer.io.checkpoints import load_checkpoint, step_checkpoints
 
     out = tmp_path / "avg"
     r = tformer_cli("average", "--run", str(trained_run), "--last", "2", "--out", str(out))

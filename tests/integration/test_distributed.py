@@ -13,7 +13,7 @@ import pytest
 import torch
 from cli_helpers import write_recipe
 
-from tformer.training.checkpoint import load_checkpoint
+from tformer.io.checkpoints import load_checkpoint
 
 # no dropout, so that one process and two draw no random numbers that could differ
 COMMON = ["model.dropout=0.0", "train.max_tokens=300", "train.eval_every=4", "train.log_every=2",

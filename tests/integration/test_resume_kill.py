@@ -14,7 +14,7 @@ import pytest
 import torch
 from cli_helpers import tformer_cli, write_recipe
 
-from tformer.training.checkpoint import load_checkpoint
+from tformer.io.checkpoints import load_checkpoint
 
 # dropout (RNG state), accumulation (stops between micro-batches), checkpoints every 3 updates between
 # validations, a log line every 4 updates (a partly filled log window at most checkpoints)
@@ -93,7 +93,7 @@ def test_a_signalled_run_resumes_to_the_same_end(recipe, straight, tmp_path, sig
 # test, and waits to be killed.
 KILL_MID_WRITE = textwrap.dedent("""
     import io, sys, time, pathlib, torch
-    import tformer.training.checkpoint as ck
+    import tformer.io.checkpoints as ck
     real, calls = torch.save, []
     def half_then_hang(obj, f):
         calls.append(1)

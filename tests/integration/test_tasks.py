@@ -7,8 +7,8 @@ import pytest
 import torch
 from cli_helpers import tformer_cli
 
-from tformer.config import load_run_config
 from tformer.data.synthetic import make_number_task
+from tformer.training.config import load_run_config
 from tformer.training.trainer import run_training
 
 
@@ -56,7 +56,7 @@ train: {{max_steps: 6, max_tokens: 1024, warmup_steps: 2, lr_scale: 0.01, device
 """))
     summary = run_training(cfg, show_progress=False)
     assert summary["steps"] == 6 and summary["valid_accuracy"] >= 0.9  # MiniLM's features separate en/de at once
-    from tformer.variants.encoder_only import EncoderOnlyForClassification
+    from tformer.models.bert.model import EncoderOnlyForClassification
 
     model = EncoderOnlyForClassification.from_pretrained(tmp_path / "run" / "model")
     assert model.cfg.num_layers == 6 and model.cfg.d_model == 384  # all-MiniLM-L6-v2's shape
@@ -123,7 +123,7 @@ train: {{max_steps: 40, max_tokens: 800, warmup_steps: 20, eval_every: 10, label
     assert summary["valid_ppl"] == pytest.approx(valid[-1]["ppl"]) and 1 < summary["test_ppl"] < 100
     assert summary["test_sentences"] == 30
     from tformer.data.tokenizer import Tokenizer
-    from tformer.variants.decoder_only import DecoderOnly, perplexity
+    from tformer.models.gpt.model import DecoderOnly, perplexity
 
     model = DecoderOnly.from_pretrained(tmp_path / "run" / "model").eval()
     tok = Tokenizer.load(tmp_path / "run" / "tokenizer.json")
@@ -138,8 +138,8 @@ def test_vision_mixup_blends_images_and_labels_alike():
     import torch.nn.functional as F
 
     from tformer.data.images import load_digits_splits
+    from tformer.models.vit.model import VisionClassifier, VisionConfig
     from tformer.tasks.vision import VisionTask
-    from tformer.variants.vit import VisionClassifier, VisionConfig
 
     splits = load_digits_splits(seed=0)
     task = VisionTask(splits, 17, max_shift=0, mixup=0.4)

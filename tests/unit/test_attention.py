@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from tformer.model.attention import MultiHeadAttention, attention_fast, attention_reference
-from tformer.model.masks import causal_mask, padding_mask
+from tformer.nn.attention import MultiHeadAttention, attention_fast, attention_reference
+from tformer.nn.masks import causal_mask, padding_mask
 
 
 def _qkv(b=2, h=3, tq=5, tk=7, dh=8):

@@ -37,7 +37,7 @@ import torch
 from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 
-import tformer.model.transformer as transformer_module
+import tformer.models.transformer.model as transformer_module
 from tformer import Transformer, TransformerConfig, Translator
 from tformer.data.synthetic import make_number_task
 from tformer.data.tokenizer import Vocabularies
@@ -181,7 +181,7 @@ def test_generate_nbest_hypotheses_and_scores_are_those_of_the_sentence_alone(ca
 @settings(max_examples=10)
 @given(_sentences_and_layout(max_sentences=4), st.integers(0, 2**31 - 1), st.sampled_from([None, 4, 8]))
 def test_seeded_sampling_repeats_for_the_same_batch(case, seed, max_len):
-    # Promised (decoding/sampling.py): the same seed and batch give the same samples. Not promised: that a
+    # Promised (generation/sampling.py): the same seed and batch give the same samples. Not promised: that a
     # sentence's sample is independent of its batch (the rows share one random stream), so not tested.
     sentences, layout = case
     model = _model()

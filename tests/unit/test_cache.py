@@ -3,7 +3,7 @@ dropped rows and growth past the initial capacity, in any order."""
 
 import torch
 
-from tformer.model.cache import KVCache
+from tformer.nn.cache import KVCache
 
 
 def test_kv_cache_matches_concatenation_under_reorders_drops_and_growth():

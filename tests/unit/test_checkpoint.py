@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tformer.training.checkpoint import (
+from tformer.io.checkpoints import (
     CheckpointError,
     latest_valid_checkpoint,
     load_checkpoint,
@@ -72,7 +72,7 @@ def test_newest_step_file_wins_over_a_stale_last(tmp_path):
 
 
 def test_unfinished_writes_are_removed(tmp_path):
-    from tformer.training.checkpoint import remove_unfinished
+    from tformer.io.checkpoints import remove_unfinished
 
     save_checkpoint(tmp_path / "step-00000001.pt", {"step": 1})
     (tmp_path / ".tmp-abc123").write_bytes(b"PK\x03\x04 half a checkpoint")

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from tformer import Transformer, TransformerConfig
-from tformer.model.checkpointing import set_gradient_checkpointing
-from tformer.variants.decoder_only import DecoderOnly, DecoderOnlyConfig
-from tformer.variants.encoder_only import EncoderOnly, EncoderOnlyConfig
-from tformer.variants.vit import VisionConfig, VisionTransformer
+from tformer.models.bert.model import EncoderOnly, EncoderOnlyConfig
+from tformer.models.gpt.model import DecoderOnly, DecoderOnlyConfig
+from tformer.models.vit.model import VisionConfig, VisionTransformer
+from tformer.nn.gradient_checkpointing import set_gradient_checkpointing
 
 
 def _translation():

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from tformer.config import ConfigError
-from tformer.decoding import filter_logits
 from tformer.errors import TformerError
+from tformer.generation import filter_logits
+from tformer.models.gpt.model import DecoderOnly, DecoderOnlyConfig, perplexity
 from tformer.training.loss import linear_label_smoothed_loss
-from tformer.variants.decoder_only import DecoderOnly, DecoderOnlyConfig, perplexity
 
 V, PAD, BOS, EOS = 64, 0, 1, 2
 FIRST_WORD = 3

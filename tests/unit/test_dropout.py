@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tformer.model.dropout import Dropout
+from tformer.nn.dropout import Dropout
 
 
 def test_zeroes_a_fraction_p_and_scales_the_rest():

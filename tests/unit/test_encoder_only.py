@@ -12,7 +12,7 @@ import torch
 
 from tformer.config import ConfigError
 from tformer.errors import TformerError
-from tformer.variants.encoder_only import (
+from tformer.models.bert.model import (
     ClassifierConfig,
     EncoderOnly,
     EncoderOnlyConfig,

@@ -15,12 +15,12 @@ import torch
 ctranslate2 = pytest.importorskip("ctranslate2")
 
 from tformer.cli.main import main  # noqa: E402
-from tformer.config import TransformerConfig  # noqa: E402
 from tformer.data.synthetic import make_number_task  # noqa: E402
 from tformer.data.tokenizer import Vocabularies  # noqa: E402
 from tformer.errors import TformerError  # noqa: E402
 from tformer.export import ctranslate2 as ct2_export  # noqa: E402
-from tformer.model.transformer import Transformer  # noqa: E402
+from tformer.models.transformer.config import TransformerConfig  # noqa: E402
+from tformer.models.transformer.model import Transformer  # noqa: E402
 from tformer.translator import Translator  # noqa: E402
 
 
@@ -194,8 +194,8 @@ def test_unsupported_models_are_refused_in_one_line(options, reason, tmp_path):
 
 
 def test_a_non_autoregressive_or_quantized_model_is_refused(tmp_path):
-    from tformer.config import CMLMConfig
-    from tformer.model.nat import CMLM
+    from tformer.models.cmlm.config import CMLMConfig
+    from tformer.models.cmlm.model import CMLM
 
     vocabs = _vocabs(True)
     translator = Translator(CMLM(CMLMConfig.tiny(vocab_size=vocabs.src.vocab_size)), vocabs)

@@ -18,12 +18,13 @@ import pytest
 import torch
 
 from tformer.cli.main import main
-from tformer.config import AttentionConfig, TransformerConfig
+from tformer.config import AttentionConfig
 from tformer.data.synthetic import make_number_task
 from tformer.data.tokenizer import Vocabularies
 from tformer.errors import TformerError
 from tformer.export.onnx import DECODER_INIT, DECODER_STEP, ENCODER, META_NAME, Runtime, export
-from tformer.model.transformer import Transformer
+from tformer.models.transformer.config import TransformerConfig
+from tformer.models.transformer.model import Transformer
 from tformer.translator import Translator
 
 

@@ -1,6 +1,6 @@
 import torch
 
-from tformer.model.feedforward import PositionwiseFeedForward
+from tformer.nn.feedforward import PositionwiseFeedForward
 
 
 def test_eq2_max0_xw1_plus_b1_w2_plus_b2():

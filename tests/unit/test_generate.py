@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tformer import Transformer, TransformerConfig
-from tformer.decoding import beam_search, beam_search_nbest, greedy_search, length_penalty
+from tformer.generation import beam_search, beam_search_nbest, greedy_search, length_penalty
 
 EOS, PAD = 2, 0
 
@@ -130,7 +130,7 @@ def test_output_does_not_depend_on_the_rest_of_the_batch(beam, max_len):
 
 
 def test_filter_logits_top_k_and_top_p():
-    from tformer.decoding import filter_logits
+    from tformer.generation import filter_logits
 
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     assert torch.isinf(filter_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]

@@ -25,18 +25,12 @@ from hypothesis import Phase, event, example, find, given, settings
 from hypothesis import strategies as st
 
 from tformer.cli.translate import read_input_lines
-from tformer.config import (
-    ConfigError,
-    DataConfig,
-    RunConfig,
-    TrainConfig,
-    TransformerConfig,
-    from_dict,
-    load_run_config,
-)
+from tformer.config import ConfigError, from_dict
 from tformer.data.corpus import CorpusError, read_jsonl, read_parallel, read_tsv
 from tformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenizerError, Vocabularies
 from tformer.errors import TformerError
+from tformer.models.transformer.config import TransformerConfig
+from tformer.training.config import DataConfig, RunConfig, TrainConfig, load_run_config
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model  # noqa: E402
 
 from tformer.config import ConfigError  # noqa: E402
 from tformer.interop.gpt2 import from_hf_gpt2  # noqa: E402
-from tformer.variants.decoder_only import perplexity  # noqa: E402
+from tformer.models.gpt.model import perplexity  # noqa: E402
 
 V, EOS = 97, 96  # GPT-2's layout: the last id is <|endoftext|>, both BOS and EOS; no padding token
 
@@ -118,7 +118,7 @@ def test_unsupported_gpt2_variants_fail_in_one_line(kw, words):
 
 def test_the_mapping_imports_transformers_only_when_the_caller_does():
     import tformer.interop.gpt2 as mapping
-    import tformer.variants.decoder_only as model
+    import tformer.models.gpt.model as model
 
     for module in (mapping, model):
         tree = ast.parse(inspect.getsource(module))

@@ -11,7 +11,7 @@ from transformers import ViTConfig, ViTForImageClassification, ViTModel  # noqa:
 
 from tformer.errors import TformerError  # noqa: E402
 from tformer.interop.vit import from_hf_vit  # noqa: E402
-from tformer.variants.vit import VisionClassifier, VisionTransformer  # noqa: E402
+from tformer.models.vit.model import VisionClassifier, VisionTransformer  # noqa: E402
 
 
 def _config(**kw) -> ViTConfig:

@@ -16,14 +16,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tformer.config import CMLMConfig
-from tformer.model.nat import CMLM
-from tformer.model.transformer import Transformer
+from tformer.models.bert.model import EncoderOnly, EncoderOnlyForClassification, EncoderOnlyForMaskedLM
+from tformer.models.cmlm.config import CMLMConfig
+from tformer.models.cmlm.model import CMLM
+from tformer.models.gpt.model import DecoderOnly
+from tformer.models.transformer.model import Transformer
+from tformer.models.vit.model import VisionClassifier, VisionTransformer
 from tformer.training.average import average_checkpoints
 from tformer.translator import Translator, load_model
-from tformer.variants.decoder_only import DecoderOnly
-from tformer.variants.encoder_only import EncoderOnly, EncoderOnlyForClassification, EncoderOnlyForMaskedLM
-from tformer.variants.vit import VisionClassifier, VisionTransformer
 
 LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"
 ATOL = 1e-5  # the expected values are float32 sums; float32 rounding of these tiny models is below 1e-6

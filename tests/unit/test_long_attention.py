@@ -1,4 +1,4 @@
-"""Attention for long inputs (tformer.model.long_attention) against outside oracles: attention_reference with
+"""Attention for long inputs (tformer.nn.long_attention) against outside oracles: attention_reference with
 explicit masks (band, padding, causal, the Reformer self rule), PyTorch's SDPA, and properties (memory never
 T x T, padding and the future never leak, dropout is dropout)."""
 
@@ -9,9 +9,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 import tformer
-from tformer.config import AttentionConfig, ConfigError, RunConfig, TransformerConfig, load_run_config
-from tformer.model.attention import MultiHeadAttention, attention_fast, attention_reference
-from tformer.model.long_attention import (
+from tformer.config import AttentionConfig, ConfigError
+from tformer.models.transformer.config import TransformerConfig
+from tformer.nn.attention import MultiHeadAttention, attention_fast, attention_reference
+from tformer.nn.long_attention import (
     attention_chunked,
     attention_linformer,
     attention_lsh,
@@ -19,7 +20,8 @@ from tformer.model.long_attention import (
     attention_sliding,
     sliding_window_mask,
 )
-from tformer.model.masks import causal_mask, combine, padding_mask
+from tformer.nn.masks import causal_mask, combine, padding_mask
+from tformer.training.config import RunConfig, load_run_config
 
 
 def _qkv(b=2, h=3, tq=13, tk=13, dh=8, dtype=torch.float64):
@@ -100,12 +102,12 @@ def test_attention_config_round_trips_through_dict_json_and_yaml(tmp_path):
      "relative positions need full or chunked attention"),
     (lambda: TransformerConfig.tiny(attention={"kind": "chunked", "chunk": 3}), "unknown key"),
     (lambda: TransformerConfig.tiny(attention=3), "attention must be an AttentionConfig"),
-    (lambda: tformer.variants.decoder_only.DecoderOnlyConfig.tiny(attention={"kind": "lsh"}),
+    (lambda: tformer.models.gpt.model.DecoderOnlyConfig.tiny(attention={"kind": "lsh"}),
      "supports attention kinds"),
     (lambda: MultiHeadAttention(16, 2, attention=AttentionConfig(kind="linformer")), "needs max_len"),
 ])
 def test_bad_attention_settings_are_one_line_config_errors(make, match):
-    import tformer.variants.decoder_only  # noqa: F401
+    import tformer.models.gpt.model  # noqa: F401
 
     with pytest.raises(ConfigError, match=match) as e:
         make()
@@ -312,8 +314,8 @@ def test_linformer_never_reads_padding_content():
 
 
 def test_encoder_only_and_vit_run_with_linformer():
-    from tformer.variants.encoder_only import EncoderOnly, EncoderOnlyConfig
-    from tformer.variants.vit import VisionConfig, VisionTransformer
+    from tformer.models.bert.model import EncoderOnly, EncoderOnlyConfig
+    from tformer.models.vit.model import VisionConfig, VisionTransformer
 
     bert = EncoderOnly(EncoderOnlyConfig.tiny(attention={"kind": "linformer", "linformer_k": 8}))
     ids = torch.randint(4, 60, (2, 10))
@@ -427,7 +429,7 @@ def test_sliding_window_as_wide_as_the_input_is_full_attention_in_the_model():
 
 def test_decoder_only_with_chunked_attention_equals_full_on_a_padded_batch():
     """Per-query (B, 1, T, L) masks (left padding), sliced per block."""
-    from tformer.variants.decoder_only import DecoderOnly, DecoderOnlyConfig
+    from tformer.models.gpt.model import DecoderOnly, DecoderOnlyConfig
 
     ids = torch.randint(4, 60, (2, 10))
     real = torch.ones(2, 10, dtype=torch.bool)
@@ -458,7 +460,7 @@ def test_the_decoder_stays_causal_with_every_kind(kind):
 def test_chunked_backward_replays_the_forwards_autocast():
     """Under bf16 autocast the recomputed block must run in bf16 as the forward did: the gradients are those
     of the forward that ran (autograd through the same block code without the checkpointing Function)."""
-    from tformer.model.long_attention import _query_block
+    from tformer.nn.long_attention import _query_block
 
     q, k, v = (torch.randn(1, 2, 8, 16, requires_grad=True) for _ in range(3))
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -1,6 +1,6 @@
 import torch
 
-from tformer.model.masks import causal_mask, combine, padding_mask
+from tformer.nn.masks import causal_mask, combine, padding_mask
 
 
 def test_padding_mask_marks_real_tokens():

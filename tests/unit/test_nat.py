@@ -7,10 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tformer.config import CMLMConfig, ConfigError, seq2seq_config_class
-from tformer.decoding.mask_predict import mask_predict
+from tformer.config import ConfigError
 from tformer.errors import TformerError
-from tformer.model.nat import CMLM
+from tformer.generation.mask_predict import mask_predict
+from tformer.models.cmlm.config import CMLMConfig, seq2seq_config_class
+from tformer.models.cmlm.model import CMLM
 from tformer.tasks.cmlm import MaskedBatch, cmlm_loss, hide_tokens
 from tformer.training.loss import label_smoothed_loss
 
@@ -186,7 +187,7 @@ def test_bad_settings_are_one_line_errors():
 
 
 def test_int8_decoding_works_with_a_separate_output_layer():
-    from tformer.model.quantize import quantize_dynamic_int8
+    from tformer.nn.quantize import quantize_dynamic_int8
 
     model = _model(tie_output=False, output_bias=True)
     src = _src()

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import tformer
-from tformer.model.quantize import quantize_dynamic_int8
+from tformer.nn.quantize import quantize_dynamic_int8
 
 
 def _model():

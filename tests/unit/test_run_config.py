@@ -1,6 +1,7 @@
 import pytest
 
-from tformer.config import ConfigError, RunConfig, load_run_config
+from tformer.config import ConfigError
+from tformer.training.config import RunConfig, load_run_config
 
 RECIPE = """
 run_dir: runs/x

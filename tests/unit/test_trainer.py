@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tformer import Transformer, TransformerConfig
-from tformer.config import RunConfig, TrainConfig
+from tformer.training.config import RunConfig, TrainConfig
 from tformer.training.trainer import ParallelData, Trainer
 
 
@@ -242,7 +242,7 @@ def test_a_nonfinite_update_is_skipped_counted_and_never_reaches_the_weights(tmp
 def test_repeated_nonfinite_updates_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, monkeypatch):
     import hashlib
 
-    from tformer.training.checkpoint import load_checkpoint
+    from tformer.io.checkpoints import load_checkpoint
     from tformer.training.trainer import NonFiniteLoss
 
     t = _trainer(tmp_path, _pairs(30, 4), max_tokens=50, max_steps=20, save_every=2, nonfinite_limit=3)
@@ -272,7 +272,7 @@ def test_a_full_disk_stops_with_one_line_and_leaves_the_checkpoints_intact(tmp_p
     import resource
     import signal
 
-    from tformer.training.checkpoint import CheckpointError
+    from tformer.io.checkpoints import CheckpointError
 
     t = _trainer(tmp_path, _pairs(30, 4), max_tokens=50, max_steps=20, save_every=2)
     ckpts = tmp_path / "checkpoints"
@@ -308,7 +308,7 @@ def _write_corpus(d):
 
 
 def _run_config(d, run_dir, seed):
-    from tformer.config import DataConfig
+    from tformer.training.config import DataConfig
 
     data = DataConfig(train_src=str(d / "train.src"), train_tgt=str(d / "train.tgt"), valid_src=str(d / "valid.src"),
                       valid_tgt=str(d / "valid.tgt"), vocab_size=40)
@@ -331,7 +331,7 @@ def test_the_same_config_and_seed_give_the_same_parameters(tmp_path):
 
 
 def test_a_drawn_seed_is_reported_recorded_and_reused_on_resume(tmp_path):
-    from tformer.config import load_run_config
+    from tformer.training.config import load_run_config
     from tformer.training.trainer import run_training
 
     _write_corpus(tmp_path)
@@ -358,7 +358,7 @@ def test_a_checkpoint_records_configs_and_versions(tmp_path):
     import subprocess
 
     import tformer
-    from tformer.training.checkpoint import load_checkpoint
+    from tformer.io.checkpoints import load_checkpoint
 
     t = _trainer(tmp_path, _pairs(10, 4), max_tokens=50, max_steps=1)
     t.train()
@@ -430,7 +430,7 @@ def test_a_stop_during_a_skipped_update_still_saves_and_stops(tmp_path, monkeypa
 
 
 def test_keep_checkpoints_zero_leaves_no_older_step_file_to_outrank_last(tmp_path):
-    from tformer.training.checkpoint import latest_valid_checkpoint, step_checkpoints
+    from tformer.io.checkpoints import latest_valid_checkpoint, step_checkpoints
 
     _trainer(tmp_path, _pairs(30, 4), max_tokens=50, max_steps=2, save_every=1).train()
     assert step_checkpoints(tmp_path / "checkpoints")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from tformer.config import ConfigError
 from tformer.errors import TformerError
-from tformer.variants.vit import (
+from tformer.models.vit.model import (
     PatchEmbedding,
     VisionClassifier,
     VisionConfig,

@@ -14,10 +14,10 @@ from tformer import TformerError, Transformer, TransformerConfig, Translator  # 
 from tformer.data.batching import collate  # noqa: E402
 from tformer.data.synthetic import make_number_task  # noqa: E402
 from tformer.data.tokenizer import Vocabularies  # noqa: E402
-from tformer.decoding.beam import beam_search, beam_search_nbest  # noqa: E402
-from tformer.model.embedding import sinusoidal_table  # noqa: E402
-from tformer.model.masks import causal_mask, padding_mask  # noqa: E402
-from tformer.viz import (  # noqa: E402
+from tformer.generation.beam import beam_search, beam_search_nbest  # noqa: E402
+from tformer.nn.embedding import sinusoidal_table  # noqa: E402
+from tformer.nn.masks import causal_mask, padding_mask  # noqa: E402
+from tformer.viz import (
     batch_masks,
     beam_tree,
     logged_learning_rates,

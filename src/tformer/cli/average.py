@@ -23,8 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tformer.io.checkpoints import step_checkpoints
     from tformer.training.average import average_checkpoints
-    from tformer.training.checkpoint import step_checkpoints
     from tformer.training.trainer import CHECKPOINT_DIR
 
     paths = [Path(p) for p in args.checkpoints]

@@ -28,8 +28,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tformer.config import load_run_config
 from tformer.errors import TformerError
+from tformer.training.config import load_run_config
 
 if TYPE_CHECKING:
     from tformer.translator import Translator

@@ -54,7 +54,7 @@ def distill_corpus(teacher_dir: str, src_path: str, corpus: Path, *, beam: int, 
     """Translate ``src_path`` with the teacher into ``corpus`` (or reuse a matching one); returns its sidecar."""
     from tformer.console import log
     from tformer.data.corpus import read_lines
-    from tformer.fileio import atomic_write_text
+    from tformer.io.files import atomic_write_text
     from tformer.translator import MODEL_SUBDIR, Translator
 
     if beam < 1:
@@ -99,7 +99,8 @@ def distill_corpus(teacher_dir: str, src_path: str, corpus: Path, *, beam: int, 
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from tformer.config import from_dict, load_run_config
+    from tformer.config import from_dict
+    from tformer.training.config import load_run_config
 
     cfg = load_run_config(args.config, args.overrides)
     if cfg.task not in ("translation", "cmlm"):

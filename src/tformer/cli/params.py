@@ -7,8 +7,8 @@ import json
 
 import torch
 
-from tformer.config import TransformerConfig
-from tformer.model.transformer import Transformer
+from tformer.models.transformer.config import TransformerConfig
+from tformer.models.transformer.model import Transformer
 
 PAPER = {"base": 65e6, "big": 213e6}
 

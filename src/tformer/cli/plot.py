@@ -126,7 +126,7 @@ def _patches(args: argparse.Namespace):
     import torch
 
     from tformer.data.images import load_digits_splits
-    from tformer.variants.vit import VisionClassifier, attention_rollout, cls_attention_maps
+    from tformer.models.vit.model import VisionClassifier, attention_rollout, cls_attention_maps
     from tformer.viz.patches import plot_patch_attention
 
     model = VisionClassifier.from_pretrained(Path(args.run_dir) / "model").eval()
@@ -145,7 +145,7 @@ def _patches(args: argparse.Namespace):
 
 
 def _positional(args: argparse.Namespace):
-    from tformer.model.embedding import sinusoidal_table
+    from tformer.nn.embedding import sinusoidal_table
     from tformer.viz.positional import plot_positional
 
     if args.max_len < 1:
@@ -177,7 +177,7 @@ def _masks(args: argparse.Namespace):
 
 def _schedule(args: argparse.Namespace):
     from tformer import tasks
-    from tformer.config import load_run_config
+    from tformer.training.config import load_run_config
     from tformer.viz.curves import logged_learning_rates, read_metrics
     from tformer.viz.schedule import plot_schedule
 

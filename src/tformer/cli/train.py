@@ -19,7 +19,7 @@ import json
 import os
 import signal
 
-from tformer.config import load_run_config
+from tformer.training.config import load_run_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

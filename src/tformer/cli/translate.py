@@ -105,7 +105,7 @@ def write_output(path: str | None, lines: list[str]) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from tformer.fileio import atomic_write_text
+    from tformer.io.files import atomic_write_text
 
     try:
         atomic_write_text(path, text)

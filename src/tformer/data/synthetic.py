@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tformer.errors import TformerError
-from tformer.fileio import atomic_write_bytes
+from tformer.io.files import atomic_write_bytes
 
 __all__ = ["MAX_NUMBER", "english_words", "german_words", "make_number_task", "write_parallel"]
 

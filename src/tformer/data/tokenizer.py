@@ -46,7 +46,7 @@ import torch
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 
 from tformer.errors import TformerError
-from tformer.fileio import atomic_write_text
+from tformer.io.files import atomic_write_text
 
 __all__ = [
     "BOS_ID",

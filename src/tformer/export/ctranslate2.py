@@ -21,7 +21,7 @@ The mapping, tformer -> CTranslate2 ``TransformerSpec`` (scopes under ``encoder`
     output_projection (+ bias)                                 -> decoder.projection
 
 The norm placement is CTranslate2's ``pre_norm`` flag (post-norm: each sub-layer's norm follows its residual
-sum, as in tformer's :class:`~tformer.model.layers.Residual`); RMSNorm is its ``rms_norm``; the norm epsilon is
+sum, as in tformer's :class:`~tformer.nn.layers.Residual`); RMSNorm is its ``rms_norm``; the norm epsilon is
 the config's ``layer_norm_epsilon``; a head width d_kv other than d_model / h is ``head_dim``; unscaled scores
 (``scale_attention=False``) are ``queries_scale = 1``; T5's d_model^-0.5 before the output layer is
 ``scale_outputs``. Tied or shared matrices are written once (the spec aliases equal tensors).
@@ -52,11 +52,11 @@ import numpy as np
 import torch
 from ctranslate2.specs import common_spec, model_spec, transformer_spec
 
-from tformer.config import TransformerConfig
 from tformer.console import log
 from tformer.data.tokenizer import Tokenizer, Vocabularies
 from tformer.errors import TformerError
-from tformer.model.transformer import Transformer
+from tformer.models.transformer.config import TransformerConfig
+from tformer.models.transformer.model import Transformer
 from tformer.translator import Translator
 
 CONFIG_FILE = "tformer_config.json"  # the tformer config, next to CTranslate2's own config.json
@@ -223,7 +223,7 @@ class Runtime:
     Sentences are tokenized and cut as :meth:`Translator._encode` does (source + EOS), each output is limited
     as :meth:`Transformer._length_limits` says (its source length + 50, at most the model's max_len; sentences
     are grouped by source length, since CTranslate2 takes one limit per call), pad and BOS are never generated (as
-    :func:`tformer.decoding.beam.forbid_special`), and EOS may end a translation at once (min length 0).
+    :func:`tformer.generation.beam.forbid_special`), and EOS may end a translation at once (min length 0).
     Greedy search (``beam_size=1``) therefore gives tformer's outputs, to float rounding.
 
     Beam search comes close to tformer's but is not the same search: CTranslate2's length penalty is |Y|^a, not

@@ -24,13 +24,13 @@ self-attention, W^Q and W^O of cross-attention, the FFN with d_ff = 4 D), two to
 sources of 15 to 30 tokens. Computed once per batch, they enter the step graph as inputs, like the past.
 
 The graphs trace the model's own code: small wrappers call ``encode``, ``project_kv`` and ``decode_step`` with a
-:class:`~tformer.model.cache.DecoderCache` whose self-attention caches are :class:`_GrowingKV`, the
-:class:`~tformer.model.cache.KVCache` contract written with ``torch.cat`` (whose output length is symbolic) in
+:class:`~tformer.nn.cache.DecoderCache` whose self-attention caches are :class:`_GrowingKV`, the
+:class:`~tformer.nn.cache.KVCache` contract written with ``torch.cat`` (whose output length is symbolic) in
 place of a preallocated buffer indexed with Python integers. Nothing of the model's math is written again here.
 
 Exporter: ``torch.onnx.export(..., dynamo=True)`` (``torch.export`` then onnxscript's translation), which needs
 the ``onnxscript`` package. The TorchScript exporter (``dynamo=False``) cannot trace the step: it turns sizes into
-tensors, and :class:`~tformer.model.layers.DecoderLayer` passes ``y.shape[1] > 1`` to
+tensors, and :class:`~tformer.nn.layers.DecoderLayer` passes ``y.shape[1] > 1`` to
 ``scaled_dot_product_attention(is_causal=...)``, which needs a bool. ``torch.export`` checks the dynamic axes
 (ranges from :class:`torch.export.Dim`) instead of silently freezing a traced size. :class:`Runtime` needs only
 ``onnxruntime`` (and ``onnx``, imported by this module); :func:`export` says so in one line when onnxscript is missing.
@@ -41,7 +41,7 @@ shared or separate vocabularies; also relative positions (T5) and the copy mecha
 step output is then log-probabilities, which greedy search treats as logits). The long-input attention kinds
 (chunked, sliding, linformer, lsh) are refused with a one-line :class:`TformerError`.
 
-:class:`Runtime` decodes as :func:`tformer.decoding.greedy.greedy_search` does, in numpy: the same length limit
+:class:`Runtime` decodes as :func:`tformer.generation.greedy.greedy_search` does, in numpy: the same length limit
 (each source's length + 50, at most ``max_len``), the same forbidden tokens, finished sentences dropped from the
 batch; it tokenizes and batches with :class:`~tformer.translator.Translator`'s own helpers.
 
@@ -69,14 +69,14 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
-from tformer.config import TransformerConfig
 from tformer.console import log
 from tformer.data.tokenizer import Vocabularies
-from tformer.decoding.beam import forbid_special
 from tformer.errors import TformerError
-from tformer.model.cache import DecoderCache, StaticKV
-from tformer.model.masks import padding_mask
-from tformer.model.transformer import Transformer
+from tformer.generation.beam import forbid_special
+from tformer.models.transformer.config import TransformerConfig
+from tformer.models.transformer.model import Transformer
+from tformer.nn.cache import DecoderCache, StaticKV
+from tformer.nn.masks import padding_mask
 from tformer.translator import Translator
 
 OPSET = 18
@@ -117,7 +117,7 @@ class _DecoderInit(nn.Module):
 class _GrowingKV:
     """One layer's self-attention cache for a traced step: the past in, past + new out.
 
-    The :class:`~tformer.model.cache.KVCache` contract (``length``, ``append``) with ``torch.cat``, so that the
+    The :class:`~tformer.nn.cache.KVCache` contract (``length``, ``append``) with ``torch.cat``, so that the
     past length stays a symbolic size of the graph.
     """
 
@@ -319,7 +319,7 @@ class Runtime:
 
     def generate(self, src: np.ndarray) -> np.ndarray:
         """(B, S) int64 source ids -> (B, L) output ids without BOS, ending in EOS when produced, pad-filled:
-        :func:`tformer.decoding.greedy.decode_single_path` with argmax, step for step."""
+        :func:`tformer.generation.greedy.decode_single_path` with argmax, step for step."""
         cfg = self.cfg
         b = src.shape[0]
         limit = self.text.length_limits(torch.from_numpy(src), None, 0).numpy()  # (B,)

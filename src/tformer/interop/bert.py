@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tformer.config import ConfigError, _check, from_dict
-from tformer.variants.encoder_only import (
+from tformer.config import ConfigError, check, from_dict
+from tformer.models.bert.model import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     EncoderOnly,
@@ -69,16 +69,16 @@ def config_from_bert(hf_config: Any) -> EncoderOnlyConfig:
         ConfigError: a BERT variant tformer does not build (relative positions, a decoder, ...), in one line.
     """
     c = hf_config if isinstance(hf_config, dict) else hf_config.to_dict()
-    _check(c.get("model_type", "bert") == "bert", f"model_type {c.get('model_type')!r} is not BERT (supported: 'bert')")
+    check(c.get("model_type", "bert") == "bert", f"model_type {c.get('model_type')!r} is not BERT (supported: 'bert')")
     pos = c.get("position_embedding_type", "absolute")
-    _check(pos == "absolute", f"position_embedding_type {pos!r} is not supported (only 'absolute')")
-    _check(not c.get("is_decoder") and not c.get("add_cross_attention"), "BERT as a decoder is not supported")
+    check(pos == "absolute", f"position_embedding_type {pos!r} is not supported (only 'absolute')")
+    check(not c.get("is_decoder") and not c.get("add_cross_attention"), "BERT as a decoder is not supported")
     act = c.get("hidden_act", "gelu")
-    _check(isinstance(act, str) and act in _ACTIVATIONS,
+    check(isinstance(act, str) and act in _ACTIVATIONS,
            f"unsupported BERT hidden_act {act!r} (supported: {sorted(_ACTIVATIONS)})")
     required = ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size", "num_hidden_layers")
     missing = [k for k in required if k not in c]
-    _check(not missing, f"BERT config lacks {', '.join(missing)}")
+    check(not missing, f"BERT config lacks {', '.join(missing)}")
     pad = c.get("pad_token_id")
     return from_dict(EncoderOnlyConfig, dict(  # from_dict: a wrongly typed value is a one-line error too
         vocab_size=c["vocab_size"],
@@ -164,7 +164,7 @@ def load_bert_state_dict(model, state_dict: dict[str, Tensor], source: str = "th
         raise ConfigError(f"{source}: unexpected tensor {extra[0]} (not part of the BERT its config describes)")
     if isinstance(model, EncoderOnlyForMaskedLM) and "cls.predictions.decoder.weight" in sd:
         word = sd[prefix + "embeddings.word_embeddings.weight"]
-        _check(torch.equal(sd["cls.predictions.decoder.weight"], word),
+        check(torch.equal(sd["cls.predictions.decoder.weight"], word),
                f"{source}: cls.predictions.decoder.weight differs from the word embeddings; tformer's masked-LM "
                "head ties them")
     for name, t in names:
@@ -212,8 +212,8 @@ def load_bert_folder(path: str | os.PathLike, *, head: str | None = None):
         ConfigError: a missing or corrupt file, or weights that do not match the config, in one line.
     """
     d = Path(path)
-    _check(d.is_dir(), f"not a folder: {d}")
-    _check(head is None or head in HEADS, f"head must be None or one of {HEADS}, got {head!r}")
+    check(d.is_dir(), f"not a folder: {d}")
+    check(head is None or head in HEADS, f"head must be None or one of {HEADS}, got {head!r}")
     doc = _read_json(d / CONFIG_NAME)
     try:
         cfg = config_from_bert(doc)
@@ -225,7 +225,7 @@ def load_bert_folder(path: str | os.PathLike, *, head: str | None = None):
         labels = doc.get("id2label")
         num = len(labels) if isinstance(labels, dict) and labels else doc.get("num_labels", 2)
         p = doc.get("classifier_dropout")
-        _check(isinstance(num, int) and (p is None or isinstance(p, (int, float))),
+        check(isinstance(num, int) and (p is None or isinstance(p, (int, float))),
                f"{d / CONFIG_NAME}: bad id2label / num_labels / classifier_dropout")
         model = EncoderOnlyForClassification(cfg, num, pooling="pooler", dropout=cfg.dropout if p is None else p)
     else:

@@ -1,7 +1,7 @@
 """Hugging Face GPT-2 -> tformer: the same weights give the same logits.
 
 GPT-2 (Radford et al., 2019; ``transformers.GPT2LMHeadModel``) is a pre-norm decoder-only Transformer
-(:class:`tformer.variants.decoder_only.DecoderOnly`). The details a faithful copy must honour:
+(:class:`tformer.models.gpt.model.DecoderOnly`). The details a faithful copy must honour:
 
 * its linear layers are ``Conv1D`` modules whose weight is (in, out), the transpose of ``nn.Linear``'s;
 * ``attn.c_attn`` fuses W^Q, W^K and W^V side by side into one (D, 3D) matrix;
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from tformer.config import ConfigError
-from tformer.variants.decoder_only import DecoderOnly, DecoderOnlyConfig
+from tformer.models.gpt.model import DecoderOnly, DecoderOnlyConfig
 
 # GPT-2's activation_function -> ours ("gelu_new" and "gelu_pytorch_tanh" are the same function).
 _ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu",

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from tformer.config import TransformerConfig
-from tformer.model.transformer import Transformer
+from tformer.models.transformer.config import TransformerConfig
+from tformer.models.transformer.model import Transformer
 
 _ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "swish": "silu", "silu": "silu"}
 

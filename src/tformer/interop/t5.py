@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import torch
 
-from tformer.config import ConfigError, TransformerConfig
-from tformer.model.transformer import Transformer
+from tformer.config import ConfigError
+from tformer.models.transformer.config import TransformerConfig
+from tformer.models.transformer.model import Transformer
 
 # T5's dense_act_fn (the part of feed_forward_proj after "gated-") -> ours.
 _ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",

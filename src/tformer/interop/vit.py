@@ -1,6 +1,6 @@
 """Hugging Face ViT -> tformer: the same weights give the same hidden states and logits.
 
-``transformers.ViTModel`` is the pre-norm encoder of :class:`tformer.variants.vit.VisionTransformer` under
+``transformers.ViTModel`` is the pre-norm encoder of :class:`tformer.models.vit.model.VisionTransformer` under
 other names. What a faithful copy must honour:
 
 * the position table is stored as (1, 1 + P, D); ours is (1 + P, D);
@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from tformer.errors import TformerError
-from tformer.variants.vit import VisionClassifier, VisionConfig, VisionTransformer
+from tformer.models.vit.model import VisionClassifier, VisionConfig, VisionTransformer
 
 _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
                 "silu": "silu", "swish": "silu"}

@@ -16,9 +16,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from tformer.config import TASKS
 from tformer.tasks.base import Task
 from tformer.tasks.translation import ParallelData, TranslationTask
+from tformer.training.config import TASKS
 
 __all__ = ["TASKS", "ParallelData", "Task", "TranslationTask", "build", "model_width"]
 

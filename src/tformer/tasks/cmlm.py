@@ -1,4 +1,5 @@
-"""Non-autoregressive translation: train the conditional masked language model (:class:`tformer.model.nat.CMLM`).
+"""Non-autoregressive translation: train the conditional masked language model
+(:class:`tformer.models.cmlm.model.CMLM`).
 
 Data, tokenizer and filtering are translation's (:func:`tformer.tasks.translation.prepare_data`). A batch hides
 n ~ U{1, ..., |y|} random tokens of each target behind ``<mask>`` (drawn when the batch is made: from the
@@ -28,11 +29,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tformer.config import CMLMConfig, RunConfig, TrainConfig, _check
-from tformer.model.nat import CMLM
+from tformer.config import check
+from tformer.models.cmlm.config import CMLMConfig
+from tformer.models.cmlm.model import CMLM
 from tformer.tasks.translation import ParallelData, TranslationTask
 from tformer.tasks.translation import build as build_translation
 from tformer.tasks.translation import check_config as check_translation_config
+from tformer.training.config import RunConfig, TrainConfig
 from tformer.training.loss import LossOutput, linear_label_smoothed_loss
 
 VALID_MASK_SEED = 1234  # validation batches hide the same tokens at every validation
@@ -94,7 +97,7 @@ def model_width(cfg: RunConfig) -> int:
 def check_config(cfg: RunConfig) -> None:
     """Translation's checks, and the model section as a :class:`CMLMConfig` (one-line ConfigError)."""
     m = check_translation_config(cfg, CMLMConfig)
-    _check(cfg.data.max_len <= m.max_target_len,
+    check(cfg.data.max_len <= m.max_target_len,
            f"data.max_len ({cfg.data.max_len}) exceeds model.max_target_len ({m.max_target_len}): the length "
            f"predictor could not name the longest targets")
 

@@ -9,7 +9,7 @@ first (teacher forcing). Loss: label-smoothed cross-entropy over predicted token
 continuation of the first validation sentence's first three words, to read along. At the end of the
 run the best model's perplexity on ``data.test_src`` (when given) is computed once (``test_ppl``).
 
-``model`` holds :class:`tformer.variants.decoder_only.DecoderOnlyConfig` fields, on top of the
+``model`` holds :class:`tformer.models.gpt.model.DecoderOnlyConfig` fields, on top of the
 ``tiny`` preset or ``preset: gpt2`` shapes; the vocabulary and special ids come from the tokenizer.
 """
 
@@ -24,13 +24,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tformer.config import RunConfig, _check, from_dict
+from tformer.config import check, from_dict
 from tformer.console import log
 from tformer.data.corpus import read_lines
 from tformer.data.tokenizer import Tokenizer
 from tformer.errors import TformerError
+from tformer.models.gpt.model import DecoderOnly, DecoderOnlyConfig
+from tformer.training.config import RunConfig
 from tformer.training.loss import LossOutput, linear_label_smoothed_loss
-from tformer.variants.decoder_only import DecoderOnly, DecoderOnlyConfig
 
 PRESETS = {
     "tiny": {"d_model": 32, "num_heads": 4, "d_ff": 64, "num_layers": 2, "max_len": 128},
@@ -43,9 +44,9 @@ def model_config(cfg: RunConfig, vocab_size: int, **ids: int) -> DecoderOnlyConf
     """The run's :class:`DecoderOnlyConfig` for a vocabulary (and special ids)."""
     spec = dict(cfg.model)
     preset = spec.pop("preset", "small")
-    _check(preset in PRESETS, f"model.preset must be one of {tuple(PRESETS)} for task lm, got {preset!r}")
+    check(preset in PRESETS, f"model.preset must be one of {tuple(PRESETS)} for task lm, got {preset!r}")
     fixed = {"vocab_size", "pad_id", "bos_id", "eos_id"}
-    _check(not fixed & set(spec), f"model: {', '.join(sorted(fixed & set(spec)))} come(s) from the tokenizer")
+    check(not fixed & set(spec), f"model: {', '.join(sorted(fixed & set(spec)))} come(s) from the tokenizer")
     return from_dict(DecoderOnlyConfig, {"vocab_size": vocab_size, **PRESETS[preset], **spec, **ids}, where="model")
 
 
@@ -56,9 +57,9 @@ def model_width(cfg: RunConfig) -> int:
 
 def check_config(cfg: RunConfig) -> None:
     m = model_config(cfg, 64)
-    _check(cfg.data.max_len + 1 <= m.max_len, f"data.max_len ({cfg.data.max_len}) + 1 for <s> exceeds "
+    check(cfg.data.max_len + 1 <= m.max_len, f"data.max_len ({cfg.data.max_len}) + 1 for <s> exceeds "
            f"model.max_len ({m.max_len}): lower data.max_len or raise model.max_len")
-    _check(bool(cfg.data.train_src), "task lm needs data.train_src (text, one sequence a line)")
+    check(bool(cfg.data.train_src), "task lm needs data.train_src (text, one sequence a line)")
 
 
 @dataclass(frozen=True)

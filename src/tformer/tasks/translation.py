@@ -17,13 +17,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tformer.config import RunConfig, TrainConfig, TransformerConfig, _check
+from tformer.config import check
 from tformer.console import log
 from tformer.data.batching import Batch, collate
 from tformer.data.corpus import filter_pairs, read_jsonl, read_parallel, read_tsv
 from tformer.data.tokenizer import Vocabularies
 from tformer.errors import TformerError
-from tformer.model.transformer import Transformer
+from tformer.models.transformer.config import TransformerConfig
+from tformer.models.transformer.model import Transformer
+from tformer.training.config import RunConfig, TrainConfig
 from tformer.training.loss import LossOutput, label_smoothed_loss, linear_label_smoothed_loss
 
 
@@ -110,11 +112,11 @@ def check_config(cfg: RunConfig, config_class: type[TransformerConfig] = Transfo
     """Validate the model and data sections for translation (one-line ConfigError); returns the model config
     (for a tiny vocabulary)."""
     m = cfg.model_config(vocab_size=64, config_class=config_class)
-    _check(
+    check(
         cfg.data.shared_vocab or not cfg.model.get("share_embeddings", False),
         "model.share_embeddings needs data.shared_vocab: true (one vocabulary for both languages)",
     )
-    _check(
+    check(
         cfg.data.max_len + 1 <= m.max_len,
         f"data.max_len ({cfg.data.max_len}) + 1 for BOS/EOS exceeds model.max_len ({m.max_len}): "
         f"lower data.max_len or raise model.max_len",

@@ -7,7 +7,7 @@ pairs with a Beta(alpha, alpha) weight (the loss mixes the two labels alike); th
 run's seeded generator, so resuming stays exact. An image of P patches costs P + 1 tokens in the token
 budget (``train.max_tokens``), so a batch holds ``max_tokens // (P + 1)`` images.
 
-Model: :class:`tformer.variants.vit.VisionClassifier`, :class:`VisionConfig` fields on the ``digits``
+Model: :class:`tformer.models.vit.model.VisionClassifier`, :class:`VisionConfig` fields on the ``digits``
 preset. Loss: label-smoothed cross-entropy per image. Validation: loss and accuracy; at the end of the
 run the best model (by validation loss) is scored once on the test split (``test_accuracy``).
 """
@@ -22,18 +22,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tformer.config import RunConfig, _check, from_dict
+from tformer.config import check, from_dict
 from tformer.data.batching import TokenBatchSampler
 from tformer.data.images import ImageSplit, ImageSplits, load_digits_splits, random_shift
+from tformer.models.vit.model import VisionClassifier, VisionConfig
+from tformer.training.config import RunConfig
 from tformer.training.loss import LossOutput
-from tformer.variants.vit import VisionClassifier, VisionConfig
 
 DATASETS = ("digits",)
 
 
 def model_config(cfg: RunConfig, num_classes: int = 10) -> VisionConfig:
     spec = dict(cfg.model)
-    _check(spec.pop("preset", "digits") == "digits", "model.preset must be digits for task vision")
+    check(spec.pop("preset", "digits") == "digits", "model.preset must be digits for task vision")
     return from_dict(VisionConfig, {**VisionConfig.digits().to_dict(), **spec, "num_classes": num_classes},
                      where="model")
 
@@ -44,9 +45,9 @@ def model_width(cfg: RunConfig) -> int:
 
 
 def check_config(cfg: RunConfig) -> None:
-    _check(cfg.data.train_src in DATASETS, f"task vision: data.train_src must be one of {DATASETS}, "
+    check(cfg.data.train_src in DATASETS, f"task vision: data.train_src must be one of {DATASETS}, "
                                           f"got {cfg.data.train_src!r}")
-    _check(cfg.data.max_shift >= 0, "data.max_shift must be >= 0")
+    check(cfg.data.max_shift >= 0, "data.max_shift must be >= 0")
     model_config(cfg)
 
 

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 import torch
 
-from tformer.config import CMLMConfig, seq2seq_config_class
 from tformer.errors import TformerError
-from tformer.model.nat import CMLM
-from tformer.model.transformer import Transformer
-from tformer.training.checkpoint import load_checkpoint
+from tformer.io.checkpoints import load_checkpoint
+from tformer.models.cmlm.config import CMLMConfig, seq2seq_config_class
+from tformer.models.cmlm.model import CMLM
+from tformer.models.transformer.model import Transformer
 
 
 def average_checkpoints(paths: Sequence[str | os.PathLike]) -> Transformer | CMLM:

@@ -9,7 +9,7 @@ One optimizer step:
     (loss / target tokens).backward(); clip; Adam step; lr = Eq. 3 (§5.3)
 
 The run directory receives the resolved config, the tokenizer, ``metrics.jsonl`` (one JSON object
-per log line), the checkpoints (see :mod:`tformer.training.checkpoint`) and ``model/``, the best
+per log line), the checkpoints (see :mod:`tformer.io.checkpoints`) and ``model/``, the best
 model so far as ``config.json`` + ``model.safetensors``, which :class:`tformer.Translator` loads.
 
 What the loop guarantees (each is a test; the README's "Guarantees" lists them):
@@ -53,15 +53,10 @@ import torch
 from torch import Tensor
 
 from tformer import __version__, tasks
-from tformer.config import RunConfig, dump_run_config, load_run_config
 from tformer.console import log, progress
 from tformer.data.batching import TokenBatchSampler, rank_share
 from tformer.errors import TformerError
-from tformer.fileio import atomic_write_text
-from tformer.model.checkpointing import set_gradient_checkpointing
-from tformer.tasks.base import Task
-from tformer.tasks.translation import ParallelData, TranslationTask, prepare_data, read_pairs, sequence_loss
-from tformer.training.checkpoint import (
+from tformer.io.checkpoints import (
     CheckpointError,
     copy_checkpoint,
     latest_valid_checkpoint,
@@ -70,6 +65,11 @@ from tformer.training.checkpoint import (
     remove_unfinished,
     save_checkpoint,
 )
+from tformer.io.files import atomic_write_text
+from tformer.nn.gradient_checkpointing import set_gradient_checkpointing
+from tformer.tasks.base import Task
+from tformer.tasks.translation import ParallelData, TranslationTask, prepare_data, read_pairs, sequence_loss
+from tformer.training.config import RunConfig, dump_run_config, load_run_config
 from tformer.training.distributed import (
     Distributed,
     full_state,

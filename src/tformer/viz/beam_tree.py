@@ -9,7 +9,7 @@ the 2K most probable are drawn, best at the top, with the live hypothesis each o
     pruned    not among the K best (grey)
 
 The translation the search returns is drawn in red. The record comes from the ``trace`` of
-:func:`tformer.decoding.beam.beam_search_nbest`, the same search that ``Translator.translate`` runs.
+:func:`tformer.generation.beam.beam_search_nbest`, the same search that ``Translator.translate`` runs.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from tformer.decoding.beam import BeamStep, beam_search_nbest, length_penalty
 from tformer.errors import TformerError
+from tformer.generation.beam import BeamStep, beam_search_nbest, length_penalty
 from tformer.translator import Translator
 from tformer.viz.figure import new_figure, set_title
 

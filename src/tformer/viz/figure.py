@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 from tformer.errors import TformerError
-from tformer.fileio import atomic_open
+from tformer.io.files import atomic_open
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 CELL_INCHES = 0.26  # one token's row or column in a heatmap

@@ -1,4 +1,4 @@
-"""The attention masks of a batch, as the model builds them (§3.2.3; convention in :mod:`tformer.model.masks`).
+"""The attention masks of a batch, as the model builds them (§3.2.3; convention in :mod:`tformer.nn.masks`).
 
 A mask is boolean and True where a query may attend to a key; False gets -inf before the softmax.
 
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from tformer.data.batching import collate
 from tformer.errors import TformerError
-from tformer.model.masks import causal_mask, padding_mask
+from tformer.nn.masks import causal_mask, padding_mask
 from tformer.viz.figure import CELL_INCHES, heatmap, new_figure
 
 if TYPE_CHECKING:

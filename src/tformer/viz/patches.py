@@ -1,9 +1,9 @@
 """What a Vision Transformer looks at: the [class] token's attention over the image patches.
 
 One panel shows the image; then one panel per layer shows how much the [class] token's query takes
-from each patch (the mean over heads, laid out as the patch grid, :func:`tformer.variants.vit.cls_attention_maps`),
+from each patch (the mean over heads, laid out as the patch grid, :func:`tformer.models.vit.model.cls_attention_maps`),
 and the last panel shows the attention rollout through all layers (Abnar and Zuidema, 2020; ViT's Fig. 6,
-:func:`tformer.variants.vit.attention_rollout`).
+:func:`tformer.models.vit.model.attention_rollout`).
 """
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from tformer.decoding.greedy import decode_single_path
 from tformer.errors import TformerError
+from tformer.generation.greedy import decode_single_path
 
 if TYPE_CHECKING:
-    from tformer.model.transformer import Transformer
+    from tformer.models.transformer.model import Transformer
 
 
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from tformer.errors import TformerError
-from tformer.fileio import atomic_open
+from tformer.io.files import atomic_open
 
 FORMAT = "tformer-checkpoint-1"
 _STEP_RE = re.compile(r"step-(\d+)\.pt$")

@@ -26,7 +26,7 @@ from torch import Tensor
 from tformer.errors import TformerError
 
 if TYPE_CHECKING:
-    from tformer.model.nat import CMLM
+    from tformer.models.cmlm.model import CMLM
 
 
 def length_limit(cfg, max_len: int | None) -> int:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from tformer.config import ConfigError
-from tformer.fileio import atomic_open, atomic_write_text
+from tformer.io.files import atomic_open, atomic_write_text
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

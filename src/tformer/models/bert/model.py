@@ -10,12 +10,12 @@ and sentence embeddings.
 What differs from the paper's encoder, as BERT has it: learned positions (the paper's alternative,
 Table 3 row E), token embeddings not scaled by sqrt(d_model), an optional token-type ("segment")
 embedding, a LayerNorm on the embedding sum, GELU in the FFN, LayerNorm eps 1e-12, N(0, 0.02) init.
-The layers themselves are the toolkit's :class:`~tformer.model.layers.EncoderLayer`.
+The layers themselves are the toolkit's :class:`~tformer.nn.layers.EncoderLayer`.
 
 Masks: ``attention_mask`` is Hugging Face's (B, S) 1/0 (or True/False): 1 = a real token, 0 = padding.
 ``None`` means every position is real, as in ``transformers.BertModel``: to hide pads given only the
 ids, pass ``input_ids != cfg.pad_id``. It becomes the toolkit's one mask convention once
-(:mod:`tformer.model.masks`: boolean (B, 1, 1, S), True = may attend).
+(:mod:`tformer.nn.masks`: boolean (B, 1, 1, S), True = may attend).
 
 Shape legend: B batch, S length, D d_model, H heads, V vocabulary, C classes.
 """
@@ -35,14 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tformer.config import ACTIVATIONS, NORMS, AttentionConfig, ConfigError, _check, _check_attention, from_dict
+from tformer.config import AttentionConfig, ConfigError, check, check_attention, from_dict
 from tformer.errors import TformerError
-from tformer.fileio import atomic_open, atomic_write_text
-from tformer.model.checkpointing import run_layer
-from tformer.model.dropout import Dropout
-from tformer.model.embedding import LearnedPositionalEmbedding, TokenEmbedding
-from tformer.model.feedforward import _ACTIVATIONS
-from tformer.model.layers import EncoderLayer
+from tformer.io.files import atomic_open, atomic_write_text
+from tformer.models.transformer.config import ACTIVATIONS, NORMS
+from tformer.nn.dropout import Dropout
+from tformer.nn.embedding import LearnedPositionalEmbedding, TokenEmbedding
+from tformer.nn.feedforward import _ACTIVATIONS
+from tformer.nn.gradient_checkpointing import run_layer
+from tformer.nn.layers import EncoderLayer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -92,26 +93,26 @@ class EncoderOnlyConfig:
     attention: AttentionConfig = AttentionConfig()
 
     def __post_init__(self) -> None:
-        _check_attention(self, causal=False)
-        _check(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
-        _check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
-        _check(
+        check_attention(self, causal=False)
+        check(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
+        check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
+        check(
             self.d_model % self.num_heads == 0,
             f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})",
         )
-        _check(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
-        _check(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
-        _check(self.max_len >= 1, f"max_len must be >= 1, got {self.max_len}")
-        _check(self.type_vocab_size >= 0,
+        check(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
+        check(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
+        check(self.max_len >= 1, f"max_len must be >= 1, got {self.max_len}")
+        check(self.type_vocab_size >= 0,
                f"type_vocab_size must be >= 0 (0 = no token types), got {self.type_vocab_size}")
-        _check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        _check(self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}")
-        _check(self.layer_norm_eps > 0, f"layer_norm_eps must be positive, got {self.layer_norm_eps}")
+        check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        check(self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}")
+        check(self.layer_norm_eps > 0, f"layer_norm_eps must be positive, got {self.layer_norm_eps}")
         for name in ("dropout", "attention_dropout"):
             p = getattr(self, name)
-            _check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
-        _check(0 <= self.pad_id < self.vocab_size, f"pad_id={self.pad_id} is outside the vocabulary")
-        _check(self.init_std > 0, f"init_std must be positive, got {self.init_std}")
+            check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
+        check(0 <= self.pad_id < self.vocab_size, f"pad_id={self.pad_id} is outside the vocabulary")
+        check(self.init_std > 0, f"init_std must be positive, got {self.init_std}")
 
     @property
     def d_head(self) -> int:
@@ -168,9 +169,9 @@ class ClassifierConfig:
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        _check(self.num_classes >= 1, f"num_classes must be >= 1, got {self.num_classes}")
-        _check(self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        _check(0.0 <= self.dropout < 1.0, f"classifier dropout must be in [0, 1), got {self.dropout}")
+        check(self.num_classes >= 1, f"num_classes must be >= 1, got {self.num_classes}")
+        check(self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        check(0.0 <= self.dropout < 1.0, f"classifier dropout must be in [0, 1), got {self.dropout}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -298,9 +299,9 @@ class _Pretrained:
         d = Path(directory)
         doc = _read_json(d / CONFIG_NAME)
         unknown = sorted(set(doc) - {"architecture", "encoder", "classifier"})
-        _check(not unknown, f"{d / CONFIG_NAME}: unknown key(s) {', '.join(map(str, unknown))}")
+        check(not unknown, f"{d / CONFIG_NAME}: unknown key(s) {', '.join(map(str, unknown))}")
         arch = doc.get("architecture")
-        _check(arch in _ARCHITECTURES, f"{d / CONFIG_NAME}: architecture must be one of {tuple(_ARCHITECTURES)}, "
+        check(arch in _ARCHITECTURES, f"{d / CONFIG_NAME}: architecture must be one of {tuple(_ARCHITECTURES)}, "
                                        f"got {arch!r}")
         try:
             cfg = from_dict(EncoderOnlyConfig, doc.get("encoder"), where="encoder")
@@ -313,9 +314,9 @@ class _Pretrained:
         if cls is EncoderOnly and arch != "EncoderOnly":
             prefix = "encoder."  # the encoder part of a head model
         else:
-            _check(arch == cls.__name__, f"{d} holds an {arch}, not an {cls.__name__}")
+            check(arch == cls.__name__, f"{d} holds an {arch}, not an {cls.__name__}")
         if cls is EncoderOnlyForClassification:
-            _check(head is not None, f"{d / CONFIG_NAME}: no classifier section")
+            check(head is not None, f"{d / CONFIG_NAME}: no classifier section")
             model = cls(cfg, head.num_classes, pooling=head.pooling, dropout=head.dropout)
         else:
             model = cls(cfg)
@@ -341,7 +342,7 @@ class EncoderOnly(_Pretrained, nn.Module):
             for _ in range(cfg.num_layers)
         )
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
-        self.gradient_checkpointing = False  # see tformer.model.checkpointing
+        self.gradient_checkpointing = False  # see tformer.nn.gradient_checkpointing
         _init_bert(self, cfg.init_std)
         with torch.no_grad():
             self.embeddings.tokens.weight[cfg.pad_id].zero_()
@@ -574,7 +575,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
     except (ValueError, RecursionError) as e:
         raise ConfigError(f"{path} is not valid JSON: {e}") from None
-    _check(isinstance(doc, dict), f"{path}: expected a JSON object, got {type(doc).__name__}")
+    check(isinstance(doc, dict), f"{path}: expected a JSON object, got {type(doc).__name__}")
     return doc
 
 

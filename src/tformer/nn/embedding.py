@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from tformer.model.dropout import Dropout
+from tformer.nn.dropout import Dropout
 
 
 def sinusoidal_table(max_len: int, d_model: int, layout: str = "interleaved") -> Tensor:

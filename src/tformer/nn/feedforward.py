@@ -15,7 +15,7 @@ from functools import partial
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tformer.model.dropout import Dropout
+from tformer.nn.dropout import Dropout
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "silu": F.silu}
 

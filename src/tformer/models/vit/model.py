@@ -37,18 +37,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tformer.config import ACTIVATIONS, AttentionConfig, ConfigError, _check_attention, from_dict
-from tformer.fileio import atomic_open, atomic_write_text
-from tformer.model.checkpointing import run_layer
-from tformer.model.dropout import Dropout
-from tformer.model.embedding import LearnedPositionalEmbedding
-from tformer.model.layers import EncoderLayer
+from tformer.config import AttentionConfig, ConfigError, check_attention, from_dict
+from tformer.io.files import atomic_open, atomic_write_text
+from tformer.models.transformer.config import ACTIVATIONS
+from tformer.nn.dropout import Dropout
+from tformer.nn.embedding import LearnedPositionalEmbedding
+from tformer.nn.gradient_checkpointing import run_layer
+from tformer.nn.layers import EncoderLayer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def _check(cond: bool, msg: str) -> None:
+def check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
 
@@ -93,28 +94,28 @@ class VisionConfig:
     attention: AttentionConfig = AttentionConfig()
 
     def __post_init__(self) -> None:
-        _check_attention(self, causal=False)
-        _check(self.image_size > 0, f"image_size must be positive, got {self.image_size}")
-        _check(self.patch_size > 0, f"patch_size must be positive, got {self.patch_size}")
-        _check(
+        check_attention(self, causal=False)
+        check(self.image_size > 0, f"image_size must be positive, got {self.image_size}")
+        check(self.patch_size > 0, f"patch_size must be positive, got {self.patch_size}")
+        check(
             self.image_size % self.patch_size == 0,
             f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})",
         )
-        _check(self.num_channels > 0, f"num_channels must be positive, got {self.num_channels}")
-        _check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
-        _check(
+        check(self.num_channels > 0, f"num_channels must be positive, got {self.num_channels}")
+        check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
+        check(
             self.d_model % self.num_heads == 0,
             f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})",
         )
-        _check(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
-        _check(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
+        check(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
+        check(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
         for name in ("dropout", "attention_dropout"):
             p = getattr(self, name)
-            _check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
-        _check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        _check(self.layer_norm_eps > 0, "layer_norm_eps must be positive")
-        _check(self.num_classes >= 0, f"num_classes must be >= 0 (0 = no head), got {self.num_classes}")
-        _check(self.init_std is None or self.init_std > 0, f"init_std must be positive or null, got {self.init_std}")
+            check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
+        check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        check(self.layer_norm_eps > 0, "layer_norm_eps must be positive")
+        check(self.num_classes >= 0, f"num_classes must be >= 0 (0 = no head), got {self.num_classes}")
+        check(self.init_std is None or self.init_std > 0, f"init_std must be positive or null, got {self.init_std}")
 
     # ---- derived values -------------------------------------------------------------------
     @property
@@ -262,7 +263,7 @@ class VisionTransformer(_Pretrained):
             for _ in range(cfg.num_layers)
         )
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
-        self.gradient_checkpointing = False  # see tformer.model.checkpointing
+        self.gradient_checkpointing = False  # see tformer.nn.gradient_checkpointing
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -310,7 +311,7 @@ class VisionClassifier(_Pretrained):
 
     def __init__(self, cfg: VisionConfig) -> None:
         super().__init__()
-        _check(cfg.num_classes >= 1, "VisionClassifier needs num_classes >= 1 (use VisionTransformer for no head)")
+        check(cfg.num_classes >= 1, "VisionClassifier needs num_classes >= 1 (use VisionTransformer for no head)")
         self.cfg = cfg
         self.vit = VisionTransformer(cfg)
         self.head = nn.Linear(cfg.d_model, cfg.num_classes)

@@ -17,7 +17,7 @@ positions count real tokens only, so padding on either side leaves the real posi
 are without it. (Right padding needs no mask at all: a causal model never sees later positions. When
 no mask is given and ``pad_id`` is set, the mask is ``input_ids != pad_id``.)
 
-Generation runs through the toolkit's one decoding engine (:mod:`tformer.decoding`) and KV cache:
+Generation runs through the toolkit's one decoding engine (:mod:`tformer.generation`) and KV cache:
 :meth:`DecoderOnly.prefill` reads the prompts into the cache, left-aligned (each row's padding moved
 in front of its tokens, so that every row's last prompt token is in the last column), and the engine
 feeds each prompt's last token and continues one position per step. A prompt's continuation does not
@@ -36,18 +36,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tformer.config import ACTIVATIONS, NORMS, AttentionConfig, _check, _check_attention, from_dict
+from tformer.config import AttentionConfig, check, check_attention, from_dict
 from tformer.errors import TformerError
-from tformer.model.attention import MultiHeadAttention
-from tformer.model.cache import KVCache
-from tformer.model.checkpointing import run_layer
-from tformer.model.dropout import Dropout
-from tformer.model.embedding import LearnedPositionalEmbedding, TokenEmbedding
-from tformer.model.feedforward import PositionwiseFeedForward
-from tformer.model.layers import Residual
-from tformer.model.masks import causal_mask
-from tformer.model.transformer import _eval_mode
-from tformer.variants.pretrained import Pretrained
+from tformer.io.pretrained import Pretrained
+from tformer.models.transformer.config import ACTIVATIONS, NORMS
+from tformer.models.transformer.model import _eval_mode
+from tformer.nn.attention import MultiHeadAttention
+from tformer.nn.cache import KVCache
+from tformer.nn.dropout import Dropout
+from tformer.nn.embedding import LearnedPositionalEmbedding, TokenEmbedding
+from tformer.nn.feedforward import PositionwiseFeedForward
+from tformer.nn.gradient_checkpointing import run_layer
+from tformer.nn.layers import Residual
+from tformer.nn.masks import causal_mask
 
 
 @dataclass(frozen=True)
@@ -91,28 +92,28 @@ class DecoderOnlyConfig:
     attention: AttentionConfig = AttentionConfig()
 
     def __post_init__(self) -> None:
-        _check_attention(self, causal=True, kinds=("full", "chunked"))
-        _check(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
-        _check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
-        _check(
+        check_attention(self, causal=True, kinds=("full", "chunked"))
+        check(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
+        check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
+        check(
             self.d_model % self.num_heads == 0,
             f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})",
         )
-        _check(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
-        _check(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
-        _check(self.max_len >= 2, f"max_len must be >= 2, got {self.max_len}")
-        _check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        _check(self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}")
-        _check(self.layer_norm_eps > 0, "layer_norm_eps must be positive")
+        check(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
+        check(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
+        check(self.max_len >= 2, f"max_len must be >= 2, got {self.max_len}")
+        check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        check(self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}")
+        check(self.layer_norm_eps > 0, "layer_norm_eps must be positive")
         for name in ("dropout", "attention_dropout"):
             p = getattr(self, name)
-            _check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
-        _check(self.init_std > 0, f"init_std must be positive, got {self.init_std}")
+            check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
+        check(self.init_std > 0, f"init_std must be positive, got {self.init_std}")
         for name in ("pad_id", "bos_id", "eos_id"):
             i = getattr(self, name)
-            _check(i is None and name == "pad_id" or i is not None and 0 <= i < self.vocab_size,
+            check(i is None and name == "pad_id" or i is not None and 0 <= i < self.vocab_size,
                    f"{name}={i} is outside the vocabulary (size {self.vocab_size})")
-        _check(self.pad_id != self.eos_id,
+        check(self.pad_id != self.eos_id,
                "eos_id must differ from pad_id (pad_id: null for a vocabulary without a padding token, as GPT-2)")
 
     @property
@@ -223,7 +224,7 @@ class DecoderOnly(Pretrained, nn.Module):
         self.layers = nn.ModuleList(DecoderOnlyBlock(cfg) for _ in range(cfg.num_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
         self.output_projection = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.gradient_checkpointing = False  # see tformer.model.checkpointing
+        self.gradient_checkpointing = False  # see tformer.nn.gradient_checkpointing
         self._init_weights()
         if cfg.tie_output:
             self.output_projection.weight = self.tokens.weight
@@ -304,7 +305,7 @@ class DecoderOnly(Pretrained, nn.Module):
     # ---- incremental decoding ---------------------------------------------------------------
     def prefill(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> tuple[DecoderOnlyCache, Tensor]:
         """Read prompts (B, P) into a fresh cache, all but each prompt's last token, which is returned (B, 1):
-        the first input of the decoding loop (the ``start`` of :func:`tformer.decoding.decode_single_path`).
+        the first input of the decoding loop (the ``start`` of :func:`tformer.generation.decode_single_path`).
 
         The prompts may be padded on either side (``attention_mask``, or ``pad_id``); each row is left-aligned
         first: its padding moved in front of its tokens, which keep their order.
@@ -360,7 +361,7 @@ class DecoderOnly(Pretrained, nn.Module):
             do_sample: draw tokens (with ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off), ``seed``)
                 instead of taking the argmax.
         """
-        from tformer.decoding import greedy_search, sample
+        from tformer.generation import greedy_search, sample
 
         if max_new_tokens < 1:
             raise TformerError(f"max_new_tokens must be >= 1, got {max_new_tokens}")

@@ -26,22 +26,23 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from tformer.config import ConfigError, TransformerConfig
-from tformer.fileio import atomic_open, atomic_write_text
-from tformer.model.attention import MultiHeadAttention
-from tformer.model.cache import DecoderCache, KVCache
-from tformer.model.checkpointing import run_layer
-from tformer.model.copy import PointerGenerator
-from tformer.model.dropout import Dropout
-from tformer.model.embedding import (
+from tformer.config import ConfigError
+from tformer.io.files import atomic_open, atomic_write_text
+from tformer.models.transformer.config import TransformerConfig
+from tformer.nn.attention import MultiHeadAttention
+from tformer.nn.cache import DecoderCache, KVCache
+from tformer.nn.copy import PointerGenerator
+from tformer.nn.dropout import Dropout
+from tformer.nn.embedding import (
     Embeddings,
     LearnedPositionalEmbedding,
     RelativePositionBias,
     SinusoidalPositionalEncoding,
     TokenEmbedding,
 )
-from tformer.model.layers import DecoderLayer, EncoderLayer, make_norm
-from tformer.model.masks import padding_mask
+from tformer.nn.gradient_checkpointing import run_layer
+from tformer.nn.layers import DecoderLayer, EncoderLayer, make_norm
+from tformer.nn.masks import padding_mask
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -133,7 +134,7 @@ class Encoder(nn.Module):
         )
         self.final_norm = _final_norm(cfg)
         self.final_dropout = _final_dropout(cfg)
-        self.gradient_checkpointing = False  # see tformer.model.checkpointing
+        self.gradient_checkpointing = False  # see tformer.nn.gradient_checkpointing
 
     def forward(self, src: Tensor, src_mask: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
         """src (B, S) ids, src_mask (B, 1, 1, S) -> memory (B, S, D) and per-layer weights if asked."""
@@ -165,7 +166,7 @@ class Decoder(nn.Module):
         self.final_norm = _final_norm(cfg)
         self.final_dropout = _final_dropout(cfg)
         self.output_scale = cfg.d_model**-0.5 if cfg.scale_output else None
-        self.gradient_checkpointing = False  # see tformer.model.checkpointing
+        self.gradient_checkpointing = False  # see tformer.nn.gradient_checkpointing
 
     def forward(
         self, tgt: Tensor, memory: Tensor | None, memory_mask: Tensor, *, cache: DecoderCache | None = None,
@@ -327,7 +328,7 @@ class Transformer(nn.Module):
         Each row is the best hypothesis (or the sample) without the leading BOS, ending in EOS
         when the model produced one within the length limit, then padded with pad_id. A searched
         row (greedy or beam) does not depend on the other rows of the batch; a sampled row repeats
-        for the same seed and batch only (see :func:`tformer.decoding.sample`).
+        for the same seed and batch only (see :func:`tformer.generation.sample`).
 
         Args:
             beam_size: 1 = greedy search; more = beam search (§6.1: beam 4).
@@ -337,8 +338,8 @@ class Transformer(nn.Module):
             do_sample: draw tokens instead of searching (``beam_size`` must be 1), with
                 ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off) and ``seed``.
         """
-        from tformer.decoding import beam_search, greedy_search, sample
         from tformer.errors import TformerError
+        from tformer.generation import beam_search, greedy_search, sample
 
         if beam_size < 1:
             raise TformerError(f"beam_size must be >= 1, got {beam_size}")
@@ -359,8 +360,8 @@ class Transformer(nn.Module):
         self, src: Tensor, beam_size: int = 4, nbest: int = 4, max_len: int | None = None, min_len: int = 0,
         length_penalty: float = 0.6,
     ) -> list:
-        """Beam search's ``nbest`` best :class:`tformer.decoding.Hypothesis` per sentence (tokens, logprob, score)."""
-        from tformer.decoding import beam_search_nbest
+        """Beam search's ``nbest`` best :class:`tformer.generation.Hypothesis` per sentence (tokens, logprob, score)."""
+        from tformer.generation import beam_search_nbest
 
         limits = self._length_limits(src, max_len, min_len)
         with _eval_mode(self):

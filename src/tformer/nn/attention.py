@@ -9,16 +9,16 @@ the paper, and :func:`attention_fast`, PyTorch's fused ``scaled_dot_product_atte
 (flash / memory-efficient kernels where the device has them). The reference path is used
 when attention weights are asked for, since the fused kernels never materialise them.
 
-Masks follow :mod:`tformer.model.masks`: boolean, True = may attend.
+Masks follow :mod:`tformer.nn.masks`: boolean, True = may attend.
 
 Two options serve T5 (Raffel et al., 2020): ``score_bias``, an additive float (1, H, Tq, Tk) added to the
-scores before the mask (the relative position bias of :class:`tformer.model.embedding.RelativePositionBias`),
+scores before the mask (the relative position bias of :class:`tformer.nn.embedding.RelativePositionBias`),
 and ``scale``, the factor of Q Kᵀ (default 1 / sqrt(d_k); T5 uses 1). On the fast path the bias and
 the boolean masks become one float ``attn_mask`` (-inf where a query may not attend).
 
 For long inputs :class:`MultiHeadAttention` computes Eq. 1 as its :class:`~tformer.config.AttentionConfig`
 says: full (the fast path above), chunked (exact, memory linear in the length), sliding window, Linformer or
-Reformer's LSH attention (:mod:`tformer.model.long_attention`).
+Reformer's LSH attention (:mod:`tformer.nn.long_attention`).
 
 Shape legend: B batch, H heads, Tq queries, Tk keys, D d_model, Dh = d_k = d_v (D / H unless set).
 """
@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tformer.config import AttentionConfig, ConfigError
-from tformer.model.cache import KVCache, StaticKV
-from tformer.model.long_attention import (
+from tformer.nn.cache import KVCache, StaticKV
+from tformer.nn.long_attention import (
     NO_WEIGHTS,
     LinformerProjection,
     attention_chunked,
@@ -42,7 +42,7 @@ from tformer.model.long_attention import (
     attention_sliding,
     sliding_window_mask,
 )
-from tformer.model.masks import causal_mask, combine
+from tformer.nn.masks import causal_mask, combine
 
 
 def attention_reference(
@@ -99,7 +99,7 @@ class MultiHeadAttention(nn.Module):
     projections' biases; ``scale_scores=False`` leaves Q Kᵀ unscaled.
 
     ``attention`` (:class:`~tformer.config.AttentionConfig`) picks how Eq. 1 is computed for long inputs
-    (:mod:`tformer.model.long_attention`); None = full. Kind "lsh" is shared-QK attention (Reformer §2): the
+    (:mod:`tformer.nn.long_attention`); None = full. Kind "lsh" is shared-QK attention (Reformer §2): the
     keys are the normalised queries, so such a layer has no W^K (``k_proj`` is None). Kind "linformer" owns
     the projections E, F (``linformer``), over ``max_len`` positions. In incremental decoding (a
     :class:`KVCache` holding earlier positions) sliding attention uses a dense band mask and lsh attention

@@ -10,9 +10,9 @@ extra forward pass of compute (roughly +30% time per training step).
 The gradients are the same: ``torch.utils.checkpoint`` restores the random state before the recompute,
 so dropout draws the same masks (tested equal in ``tests/unit/test_checkpointing.py``).
 
-Every stack of the toolkit (the encoder and decoder of :class:`~tformer.model.transformer.Transformer`,
-:class:`~tformer.variants.encoder_only.EncoderOnly`, :class:`~tformer.variants.decoder_only.DecoderOnly`,
-:class:`~tformer.variants.vit.VisionTransformer`) calls its layers through :func:`run_layer` and has a
+Every stack of the toolkit (the encoder and decoder of :class:`~tformer.models.transformer.model.Transformer`,
+:class:`~tformer.models.bert.model.EncoderOnly`, :class:`~tformer.models.gpt.model.DecoderOnly`,
+:class:`~tformer.models.vit.model.VisionTransformer`) calls its layers through :func:`run_layer` and has a
 ``gradient_checkpointing`` switch; :func:`set_gradient_checkpointing` flips it for a whole model
 (``train.gradient_checkpointing: true`` in a run config).
 """

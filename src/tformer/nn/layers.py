@@ -13,11 +13,11 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from tformer.config import AttentionConfig
-from tformer.model.attention import MultiHeadAttention
-from tformer.model.cache import KVCache, StaticKV
-from tformer.model.dropout import Dropout
-from tformer.model.feedforward import PositionwiseFeedForward
-from tformer.model.long_attention import causal_attention_config, cross_attention_config
+from tformer.nn.attention import MultiHeadAttention
+from tformer.nn.cache import KVCache, StaticKV
+from tformer.nn.dropout import Dropout
+from tformer.nn.feedforward import PositionwiseFeedForward
+from tformer.nn.long_attention import causal_attention_config, cross_attention_config
 
 
 def make_norm(norm_type: str, d_model: int, eps: float) -> nn.Module:
@@ -92,8 +92,8 @@ class DecoderLayer(nn.Module):
 
     ``attention`` is the encoder's choice for long inputs (None = full). The masked self-attention uses it,
     except linformer and lsh, which cannot be causal: full there
-    (:func:`~tformer.model.long_attention.causal_attention_config`); encoder-decoder attention is chunked
-    when it is chunked, full otherwise (:func:`~tformer.model.long_attention.cross_attention_config`).
+    (:func:`~tformer.nn.long_attention.causal_attention_config`); encoder-decoder attention is chunked
+    when it is chunked, full otherwise (:func:`~tformer.nn.long_attention.cross_attention_config`).
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, *, dropout: float, attention_dropout: float,
@@ -129,7 +129,7 @@ class DecoderLayer(nn.Module):
         ``score_bias`` (1, H, T, T') is added to the self-attention scores (relative position bias).
         ``self_mask`` (B, 1, 1, T), the target's padding mask, makes the self-attention bidirectional instead
         of causal: every position sees every real target position (the non-autoregressive decoder,
-        :mod:`tformer.model.nat`).
+        :mod:`tformer.models.cmlm.model`).
 
         Returns:
             (B, T, D), self-attention weights (B, H, T, T') and cross-attention weights (B, H, T, S) if asked.

@@ -1,7 +1,7 @@
 """Attention for long inputs: Eq. 1 (§3.2.1) in memory linear in the length, exactly or approximately.
 
 Eq. 1 as written stores the (Tq, Tk) matrix softmax(Q Kᵀ / sqrt(d_k)) for every head. These are the
-other ways :class:`~tformer.model.attention.MultiHeadAttention` can compute it, chosen by
+other ways :class:`~tformer.nn.attention.MultiHeadAttention` can compute it, chosen by
 :class:`~tformer.config.AttentionConfig` (``kind``):
 
 * ``chunked`` (exact): query blocks x key blocks with a running maximum and sum of the softmax, so the
@@ -27,11 +27,11 @@ output is close to that mean, and a method that sees a subset of the keys (lsh, 
 them (linformer) is far from it. The approximations are built for inputs with structure (a few keys that matter
 to each query, attention of low rank) and for E, F trained with the model, which random inputs do not have.
 
-Conventions, as in :mod:`tformer.model.attention`: masks are boolean, True = may attend, broadcastable
-to (B, H, Tq, Tk); ``causal`` aligns bottom-right as :func:`~tformer.model.masks.causal_mask` (query i
+Conventions, as in :mod:`tformer.nn.attention`: masks are boolean, True = may attend, broadcastable
+to (B, H, Tq, Tk); ``causal`` aligns bottom-right as :func:`~tformer.nn.masks.causal_mask` (query i
 of Tq may attend to key j when j <= i + Tk - Tq). A query that may attend to nothing gets output 0, as
-:func:`~tformer.model.attention.attention_fast` (PyTorch's SDPA) gives and the model uses;
-:func:`~tformer.model.attention.attention_reference` gives NaN there.
+:func:`~tformer.nn.attention.attention_fast` (PyTorch's SDPA) gives and the model uses;
+:func:`~tformer.nn.attention.attention_reference` gives NaN there.
 
 Shape legend: B batch, H heads, Tq queries, Tk keys, T = Tq = Tk, Dh = d_k = d_v, W window,
 C chunk (block) length, N number of blocks, R hash rounds, k Linformer's projected length.
@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from tformer.config import AttentionConfig, ConfigError
-from tformer.model.masks import causal_mask, combine
+from tformer.nn.masks import causal_mask, combine
 
 __all__ = [
     "AttentionConfig", "LinformerProjection", "attention_chunked", "attention_linformer", "attention_lsh",
@@ -185,7 +185,7 @@ def attention_chunked(
     Args:
         q: (B, H, Tq, Dh); k, v: (B, H, Tk, Dh).
         mask: boolean, broadcastable to (B, H, Tq, Tk), True = may attend (sliced per block).
-        causal: bottom-right aligned, as :func:`~tformer.model.masks.causal_mask`.
+        causal: bottom-right aligned, as :func:`~tformer.nn.masks.causal_mask`.
         score_bias: float, broadcastable to (B, H, Tq, Tk), added to the scores (sliced per block).
         scale: the factor of Q Kᵀ; None = 1 / sqrt(d_k).
         chunk_size: rows of a query block and columns of a key block.

@@ -6,7 +6,7 @@ work per step shrinks as sentences end. Greedy and sampling differ only in how t
 
 The loop begins where ``start`` says: by default it encodes the source and feeds BOS (the
 encoder-decoder); a decoder-only language model reads its prompts into the cache instead and feeds
-each prompt's last token (:meth:`tformer.variants.decoder_only.DecoderOnly.prefill`).
+each prompt's last token (:meth:`tformer.models.gpt.model.DecoderOnly.prefill`).
 
 Shape legend: B sentences, B' sentences still decoding, L generated length, V vocabulary.
 """
@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from tformer.decoding.beam import forbid_special, row_limits
 from tformer.errors import TformerError
+from tformer.generation.beam import forbid_special, row_limits
 
 if TYPE_CHECKING:
-    from tformer.model.transformer import Transformer
+    from tformer.models.transformer.model import Transformer
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ from torch import Tensor
 from tformer.errors import TformerError
 
 if TYPE_CHECKING:
-    from tformer.model.transformer import Transformer
+    from tformer.models.transformer.model import Transformer
 
 
 @dataclass(frozen=True)

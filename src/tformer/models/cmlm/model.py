@@ -15,7 +15,7 @@ Training (:mod:`tformer.tasks.cmlm`): draw n ~ U{1, ..., |y|}, hide n random tar
 the loss is the label-smoothed cross-entropy of the hidden tokens plus ``length_loss_weight`` times the
 cross-entropy of the length predictor.
 
-Decoding (:func:`tformer.decoding.mask_predict.mask_predict`): take the ``length_candidates`` most likely
+Decoding (:func:`tformer.generation.mask_predict.mask_predict`): take the ``length_candidates`` most likely
 lengths; start from all ``<mask>``; predict every token at once; then, for ``iterations - 1`` more rounds,
 hide the n = |y| (T - t) / T least confident tokens again and predict them from the others; keep the
 candidate with the best mean log-probability. One round is one decoder pass over all positions at once.
@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tformer.config import CMLMConfig
-from tformer.model.embedding import TokenEmbedding
-from tformer.model.masks import padding_mask
-from tformer.model.transformer import Decoder, Encoder, _eval_mode, init_weights
-from tformer.variants.pretrained import Pretrained
+from tformer.io.pretrained import Pretrained
+from tformer.models.cmlm.config import CMLMConfig
+from tformer.models.transformer.model import Decoder, Encoder, _eval_mode, init_weights
+from tformer.nn.embedding import TokenEmbedding
+from tformer.nn.masks import padding_mask
 
 
 class LengthPredictor(nn.Module):
@@ -126,7 +126,7 @@ class CMLM(Pretrained, nn.Module):
                 log-probability wins (Mask-Predict's "length beam").
             max_len: the most tokens, EOS included; None = ``cfg.max_target_len`` + 1.
         """
-        from tformer.decoding.mask_predict import mask_predict
+        from tformer.generation.mask_predict import mask_predict
 
         with _eval_mode(self):
             return mask_predict(self, src, iterations=iterations, length_candidates=length_candidates,

@@ -1,0 +1,1 @@
+"""Files on disk: atomic writes, run checkpoints, pretrained model folders."""

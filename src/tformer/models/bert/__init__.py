@@ -1,0 +1,1 @@
+"""BERT-style encoder-only models (Devlin et al., 2019)."""

@@ -1,0 +1,49 @@
+"""The non-autoregressive translator's configuration (Mask-Predict, Ghazvininejad et al., 2019)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tformer.config import check
+from tformer.models.transformer.config import TransformerConfig
+
+
+@dataclass(frozen=True)
+class CMLMConfig(TransformerConfig):
+    """The non-autoregressive translator (:class:`tformer.models.cmlm.model.CMLM`): the encoder-decoder of
+    :class:`TransformerConfig` whose decoder attends to the whole (partly masked) target, plus a
+    target-length predictor on the encoder (Ghazvininejad et al., 2019, "Mask-Predict").
+
+    Attributes (beyond :class:`TransformerConfig`'s):
+        max_target_len: the length predictor's classes are 0..max_target_len target tokens (decoding never goes
+            past ``max_len`` positions either).
+        length_loss_weight: the length predictor's cross-entropy, summed over sentences, is added to the summed
+            token loss with this weight (the trainer divides both by the hidden tokens; see :mod:`tformer.tasks.cmlm`).
+
+    The mask token is one more row of the target embedding, id ``target_vocab_size`` (:attr:`mask_id`); the
+    output layer never predicts it.
+    """
+
+    max_target_len: int = 256
+    length_loss_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.max_target_len >= 1, f"max_target_len must be >= 1, got {self.max_target_len}")
+        check(self.length_loss_weight >= 0, f"length_loss_weight must be >= 0, got {self.length_loss_weight}")
+        check(not self.pointer_generator, "pointer_generator is for the autoregressive decoder, not a CMLM")
+        check(self.positional != "relative", "a CMLM needs absolute positions (sinusoidal or learned)")
+
+    @property
+    def mask_id(self) -> int:
+        """The id of the mask token: one past the target vocabulary."""
+        return self.target_vocab_size
+
+
+def seq2seq_config_class(d: dict[str, Any]) -> type[TransformerConfig]:
+    """Which encoder-decoder a saved ``config.json`` mapping describes: :class:`CMLMConfig` (it has the
+    length predictor's keys) or :class:`TransformerConfig`."""
+    return CMLMConfig if isinstance(d, dict) and "max_target_len" in d else TransformerConfig
+
+
