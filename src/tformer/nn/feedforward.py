@@ -17,7 +17,9 @@ from torch import Tensor, nn
 
 from tformer.nn.dropout import Dropout
 
-_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "silu": F.silu}
+ACTIVATION_FUNCTIONS = {
+    "relu": F.relu, "gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "silu": F.silu,
+}  # name -> function
 
 
 class PositionwiseFeedForward(nn.Module):
@@ -26,11 +28,11 @@ class PositionwiseFeedForward(nn.Module):
     def __init__(self, d_model: int, d_ff: int, activation: str = "relu", activation_dropout: float = 0.0,
                  bias: bool = True) -> None:
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if activation not in ACTIVATION_FUNCTIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATION_FUNCTIONS)}, got {activation!r}")
         self.w_1 = nn.Linear(d_model, d_ff, bias=bias)  # bias=False: no b_1, b_2 (T5)
         self.w_2 = nn.Linear(d_ff, d_model, bias=bias)
-        self.activation = _ACTIVATIONS[activation]
+        self.activation = ACTIVATION_FUNCTIONS[activation]
         self.dropout = Dropout(activation_dropout)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from tformer.config import check
 from tformer.models.transformer.config import TransformerConfig
@@ -30,8 +29,8 @@ class CMLMConfig(TransformerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.max_target_len >= 1, f"max_target_len must be >= 1, got {self.max_target_len}")
-        check(self.length_loss_weight >= 0, f"length_loss_weight must be >= 0, got {self.length_loss_weight}")
+        self.check_at_least(1, "max_target_len")
+        self.check_at_least(0, "length_loss_weight")
         check(not self.pointer_generator, "pointer_generator is for the autoregressive decoder, not a CMLM")
         check(self.positional != "relative", "a CMLM needs absolute positions (sinusoidal or learned)")
 
@@ -39,11 +38,3 @@ class CMLMConfig(TransformerConfig):
     def mask_id(self) -> int:
         """The id of the mask token: one past the target vocabulary."""
         return self.target_vocab_size
-
-
-def seq2seq_config_class(d: dict[str, Any]) -> type[TransformerConfig]:
-    """Which encoder-decoder a saved ``config.json`` mapping describes: :class:`CMLMConfig` (it has the
-    length predictor's keys) or :class:`TransformerConfig`."""
-    return CMLMConfig if isinstance(d, dict) and "max_target_len" in d else TransformerConfig
-
-

@@ -29,11 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tformer.generation import Capabilities, Feature, GenerationOptions
+from tformer.generation.mask_predict import mask_predict
+from tformer.generation.options import MASK_PREDICT_ITERATIONS, MASK_PREDICT_LENGTHS
 from tformer.io.pretrained import Pretrained
 from tformer.models.cmlm.config import CMLMConfig
-from tformer.models.transformer.model import Decoder, Encoder, _eval_mode, init_weights
-from tformer.nn.embedding import TokenEmbedding
+from tformer.models.transformer import builders
 from tformer.nn.masks import padding_mask
+from tformer.nn.modes import eval_mode
 
 
 class LengthPredictor(nn.Module):
@@ -60,20 +63,17 @@ class CMLM(Pretrained, nn.Module):
     def __init__(self, cfg: CMLMConfig) -> None:
         nn.Module.__init__(self)
         self.cfg = cfg
-        v, std = cfg.target_vocab_size, cfg.init_std
+        v = cfg.target_vocab_size
         # The target embedding has one more row, the mask token (id V); a shared matrix carries it too.
-        src_tokens = TokenEmbedding(cfg.vocab_size + (1 if cfg.share_embeddings else 0), cfg.d_model,
-                                    scale=cfg.scale_embedding, std=std)
-        tgt_tokens = (src_tokens if cfg.share_embeddings
-                      else TokenEmbedding(v + 1, cfg.d_model, scale=cfg.scale_embedding, std=std))
-        self.encoder = Encoder(cfg, src_tokens)
-        self.decoder = Decoder(cfg, tgt_tokens)
+        src_tokens, tgt_tokens = builders.token_embeddings(cfg, extra_target_rows=1)
+        self.encoder = builders.encoder(cfg, src_tokens)
+        self.decoder = builders.decoder(cfg, tgt_tokens)  # run by decoder.bidirectional: no causal mask
         self.length_predictor = LengthPredictor(cfg.d_model, cfg.max_target_len)
         # The pre-softmax layer over the V real tokens (never <mask>): the first V rows of the target
         # embedding when tied (§3.4), else a matrix of its own.
         self.output_projection = None if cfg.tie_output else nn.Linear(cfg.d_model, v, bias=cfg.output_bias)
         self.output_bias = nn.Parameter(torch.zeros(v)) if cfg.tie_output and cfg.output_bias else None
-        init_weights(self, cfg)
+        builders.init_weights(self, cfg)
 
     # ---- the pieces ------------------------------------------------------------------------
     def output_weight(self) -> tuple[Tensor, Tensor | None]:
@@ -95,10 +95,9 @@ class CMLM(Pretrained, nn.Module):
         """The decoder output (B, T, D) for ``tgt_in`` (B, T): target ids with some replaced by
         ``cfg.mask_id``, right-padded; every position attends to every real target position.
         ``cross_kv``: each layer's projected ``memory`` when decoding repeatedly (``memory`` is then unused)."""
-        hidden, _, _ = self.decoder(tgt_in, None if cross_kv is not None else memory,
-                                    padding_mask(src, self.cfg.pad_id), self_mask=padding_mask(tgt_in, self.cfg.pad_id),
-                                    cross_kv=cross_kv)
-        return hidden
+        return self.decoder.bidirectional(tgt_in, memory if cross_kv is None else cross_kv,
+                                          padding_mask(src, self.cfg.pad_id),
+                                          self_mask=padding_mask(tgt_in, self.cfg.pad_id)).hidden
 
     def token_logits(self, hidden: Tensor) -> Tensor:
         """(B, T, D) -> (B, T, V)."""
@@ -112,26 +111,30 @@ class CMLM(Pretrained, nn.Module):
         memory = self.encode(src)
         return self.token_logits(self.decoder_states(tgt_in, memory, src)), self.predict_length(memory, src)
 
+    def project_memory(self, memory: Tensor) -> list:
+        """Each decoder layer's cross-attention keys and values of ``memory`` (B, S, D), for repeated passes."""
+        return [layer.cross_attn.project_kv(memory) for layer in self.decoder.layers]
+
     # ---- translation -----------------------------------------------------------------------
+    capabilities = Capabilities("a non-autoregressive CMLM", (Feature.MASK_PREDICT,))
+    """What this kind decodes with (asked by the Translator, the CLI, the server, plot and export)."""
+
     @torch.no_grad()
-    def generate(self, src: Tensor, iterations: int = 10, length_candidates: int = 3,
-                 max_len: int | None = None) -> Tensor:
+    def generate(self, src: Tensor, options: GenerationOptions | None = None, **settings) -> Tensor:
         """Translate a batch by mask-predict: (B, S) source ids -> (B, L) output ids ending in EOS, pad-filled
         (the same form as :meth:`tformer.Transformer.generate`).
 
         Args:
-            iterations: decoder passes, T (the first predicts every token; each later one re-predicts the
-                least confident).
-            length_candidates: how many of the most likely lengths are decoded, in parallel; the best mean
-                log-probability wins (Mask-Predict's "length beam").
-            max_len: the most tokens, EOS included; None = ``cfg.max_target_len`` + 1.
+            options: the settings (:class:`tformer.generation.GenerationOptions`). A CMLM reads three of them;
+                asking for beam search, sampling or a minimum length is refused (see :attr:`capabilities`).
+            **settings: fields of :class:`GenerationOptions` as keywords, applied over ``options``:
+                ``iterations``: decoder passes, T (the first predicts every token; each later one re-predicts the
+                least confident; default 10); ``length_candidates``: how many of the most likely lengths are
+                decoded, in parallel, the best mean log-probability winning (Mask-Predict's "length beam";
+                default 3); ``max_len``: the most tokens, EOS included (None = ``cfg.max_target_len`` + 1).
         """
-        from tformer.generation.mask_predict import mask_predict
-
-        with _eval_mode(self):
-            return mask_predict(self, src, iterations=iterations, length_candidates=length_candidates,
-                                max_len=max_len)
-
-    def num_parameters(self) -> int:
-        """Number of distinct parameters (tied matrices counted once)."""
-        return sum(p.numel() for p in self.parameters())
+        opts = GenerationOptions.of(options, **settings)
+        self.capabilities.check(opts, "generate()")
+        with eval_mode(self):
+            return mask_predict(self, src, iterations=opts.iterations or MASK_PREDICT_ITERATIONS,
+                                length_candidates=opts.length_candidates or MASK_PREDICT_LENGTHS, max_len=opts.max_len)

@@ -3,7 +3,7 @@
 The paper's decoder without the encoder: every layer keeps masked self-attention and the FFN and
 drops encoder-decoder attention, so each position predicts the next token from the ones before it.
 
-    ids ──token embedding + learned position──► N × DecoderOnlyBlock ──► LayerNorm ──► Linear ──► logits
+    ids ──token embedding + learned position──► N × decoder_only_block ──► LayerNorm ──► Linear ──► logits
                                                 (causal self-attention, FFN)           (tied to the embedding)
 
     p(x_t | x_<t) = softmax(logits[t - 1])
@@ -28,124 +28,25 @@ Shape legend: B batch, T length (new positions), L cached positions, D d_model, 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tformer.config import AttentionConfig, check, check_attention, from_dict
 from tformer.errors import TformerError
+from tformer.generation import Capabilities, Feature, GenerationOptions, greedy_search, sample
 from tformer.io.pretrained import Pretrained
-from tformer.models.transformer.config import ACTIVATIONS, NORMS
-from tformer.models.transformer.model import _eval_mode
-from tformer.nn.attention import MultiHeadAttention
+from tformer.models.gpt.config import DecoderOnlyConfig
+from tformer.models.transformer.builders import layer_norm_layer
 from tformer.nn.cache import KVCache
 from tformer.nn.dropout import Dropout
-from tformer.nn.embedding import LearnedPositionalEmbedding, TokenEmbedding
-from tformer.nn.feedforward import PositionwiseFeedForward
+from tformer.nn.embedding import TokenEmbedding
 from tformer.nn.gradient_checkpointing import run_layer
-from tformer.nn.layers import Residual
+from tformer.nn.layers import EncoderLayer
 from tformer.nn.masks import causal_mask
-
-
-@dataclass(frozen=True)
-class DecoderOnlyConfig:
-    """A GPT-style causal language model.
-
-    Attributes:
-        vocab_size: vocabulary size V.
-        d_model, num_heads, d_ff, num_layers: as in :class:`tformer.TransformerConfig` (N = ``num_layers``).
-        max_len: the number of learned positions (GPT-2: 1024, ``n_positions``).
-        activation: FFN non-linearity; GPT-2 uses "gelu_tanh".
-        norm: "pre" (GPT-2: x + Sublayer(LayerNorm(x)), then a final LayerNorm) or "post" (the paper's).
-        layer_norm_eps: epsilon of every LayerNorm.
-        dropout: on the embedding sum and on every sub-layer output; attention_dropout: on attention weights.
-        tie_output: the output layer reuses the token embedding matrix (GPT-2 does).
-        pad_id: the padding token, or None for a vocabulary without one (GPT-2): padding is then marked
-            only by ``attention_mask``, and generation fills finished rows with ``eos_id``.
-        bos_id, eos_id: start and end of text; GPT-2 uses one id (50256, ``<|endoftext|>``) for both.
-        init_std: std of the normal initialisation of every weight matrix (GPT-2: 0.02); the two residual
-            output projections of each block get ``init_std / sqrt(2 * num_layers)`` (GPT-2, §2.3).
-        attention: how self-attention is computed for long inputs (:class:`tformer.config.AttentionConfig`):
-            full or chunked (padded batches use per-query masks, which the other kinds do not take).
-    """
-
-    vocab_size: int
-    d_model: int = 768
-    num_heads: int = 12
-    d_ff: int = 3072
-    num_layers: int = 12
-    max_len: int = 1024
-    activation: str = "gelu_tanh"
-    norm: str = "pre"
-    layer_norm_eps: float = 1e-5
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    tie_output: bool = True
-    pad_id: int | None = 0
-    bos_id: int = 1
-    eos_id: int = 2
-    init_std: float = 0.02
-    attention: AttentionConfig = AttentionConfig()
-
-    def __post_init__(self) -> None:
-        check_attention(self, causal=True, kinds=("full", "chunked"))
-        check(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
-        check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
-        check(
-            self.d_model % self.num_heads == 0,
-            f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})",
-        )
-        check(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
-        check(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
-        check(self.max_len >= 2, f"max_len must be >= 2, got {self.max_len}")
-        check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        check(self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}")
-        check(self.layer_norm_eps > 0, "layer_norm_eps must be positive")
-        for name in ("dropout", "attention_dropout"):
-            p = getattr(self, name)
-            check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
-        check(self.init_std > 0, f"init_std must be positive, got {self.init_std}")
-        for name in ("pad_id", "bos_id", "eos_id"):
-            i = getattr(self, name)
-            check(i is None and name == "pad_id" or i is not None and 0 <= i < self.vocab_size,
-                   f"{name}={i} is outside the vocabulary (size {self.vocab_size})")
-        check(self.pad_id != self.eos_id,
-               "eos_id must differ from pad_id (pad_id: null for a vocabulary without a padding token, as GPT-2)")
-
-    @property
-    def d_head(self) -> int:
-        """d_k = d_v = d_model / h (§3.2.2)."""
-        return self.d_model // self.num_heads
-
-    # ---- presets ----------------------------------------------------------------------------
-    @classmethod
-    def tiny(cls, vocab_size: int = 64, **kw: Any) -> DecoderOnlyConfig:
-        """A very small model for tests: d_model 32, 2 layers, 4 heads, 128 positions."""
-        base = dict(d_model=32, num_heads=4, d_ff=64, num_layers=2, max_len=128)
-        return cls(vocab_size=vocab_size, **{**base, **kw})
-
-    @classmethod
-    def gpt2(cls, **kw: Any) -> DecoderOnlyConfig:
-        """GPT-2 small (124M): 12 layers, d_model 768, 12 heads, 1024 positions, its 50257-token vocabulary."""
-        base = dict(vocab_size=50257, pad_id=None, bos_id=50256, eos_id=50256)
-        return cls(**{**base, **kw})
-
-    # ---- (de)serialisation ------------------------------------------------------------------
-    def replace(self, **changes: Any) -> DecoderOnlyConfig:
-        """A copy with ``changes`` applied and validated again."""
-        return from_dict(type(self), {**self.to_dict(), **changes})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DecoderOnlyConfig:
-        """Build from a mapping; unknown keys and wrong types are one-line :class:`ConfigError` s."""
-        return from_dict(cls, d)
+from tformer.nn.modes import eval_mode
+from tformer.nn.positional import LearnedPositionalEmbedding
 
 
 @dataclass
@@ -170,30 +71,13 @@ class DecoderOnlyCache:
         self.next_position = self.next_position.index_select(0, index)
 
 
-class DecoderOnlyBlock(nn.Module):
-    """Masked multi-head self-attention, then the position-wise FFN, each inside a :class:`Residual` (GPT-2's
-    ``Block``: the paper's decoder layer without encoder-decoder attention)."""
-
-    def __init__(self, cfg: DecoderOnlyConfig) -> None:
-        super().__init__()
-        pre_norm = cfg.norm == "pre"
-        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout,
-                                            attention=cfg.attention)
-        self.self_attn_residual = Residual(cfg.d_model, cfg.dropout, pre_norm, cfg.layer_norm_eps)
-        self.ffn = PositionwiseFeedForward(cfg.d_model, cfg.d_ff, cfg.activation)
-        self.ffn_residual = Residual(cfg.d_model, cfg.dropout, pre_norm, cfg.layer_norm_eps)
-
-    def forward(
-        self, x: Tensor, mask: Tensor | None, *, causal: bool, cache: KVCache | None = None, need_weights: bool = False
-    ) -> tuple[Tensor, Tensor | None]:
-        """x (B, T, D) attends causally to itself and the ``cache``'s earlier positions -> (B, T, D), weights
-        (B, H, T, L) if asked. ``mask`` (B, 1, T, L), True = may attend."""
-        h, weights = self.self_attn(
-            self.self_attn_residual.normed_input(x), mask=mask, causal=causal, cache=cache, need_weights=need_weights
-        )
-        x = self.self_attn_residual.add(x, h)
-        x = self.ffn_residual.add(x, self.ffn(self.ffn_residual.normed_input(x)))
-        return x, weights
+def decoder_only_block(cfg: DecoderOnlyConfig) -> EncoderLayer:
+    """GPT-2's ``Block``: masked multi-head self-attention, then the position-wise FFN, each inside a residual
+    connection (the paper's decoder layer without encoder-decoder attention): an :class:`EncoderLayer` that the
+    stack calls with ``causal`` and a cache."""
+    return layer_norm_layer(cfg.d_model, cfg.num_heads, cfg.d_ff, dropout=cfg.dropout,
+                            attention_dropout=cfg.attention_dropout, activation=cfg.activation,
+                            pre_norm=cfg.norm == "pre", eps=cfg.layer_norm_eps, attention=cfg.attention)
 
 
 def _self_attention_mask(key_real: Tensor, t_q: int) -> Tensor:
@@ -221,7 +105,7 @@ class DecoderOnly(Pretrained, nn.Module):
         self.tokens = TokenEmbedding(cfg.vocab_size, cfg.d_model, scale=False, std=cfg.init_std)
         self.positions = LearnedPositionalEmbedding(cfg.max_len, cfg.d_model)
         self.embed_dropout = Dropout(cfg.dropout)
-        self.layers = nn.ModuleList(DecoderOnlyBlock(cfg) for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(decoder_only_block(cfg) for _ in range(cfg.num_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
         self.output_projection = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.gradient_checkpointing = False  # see tformer.nn.gradient_checkpointing
@@ -288,7 +172,7 @@ class DecoderOnly(Pretrained, nn.Module):
 
     def hidden_states(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """The final hidden states (B, T, D), before the output layer: ``forward`` without its last step, for
-        :func:`tformer.training.loss.linear_label_smoothed_loss` with ``output_projection.weight``."""
+        :func:`tformer.training.label_smoothing.linear_label_smoothed_loss` with ``output_projection.weight``."""
         return self._run(input_ids, self._real(input_ids, attention_mask), None, False)[0]
 
     def forward(
@@ -333,19 +217,19 @@ class DecoderOnly(Pretrained, nn.Module):
         hidden, _ = self._run(tokens, None, cache, False)
         return self.output_projection(hidden)
 
+    capabilities = Capabilities("a decoder-only language model", (Feature.GREEDY, Feature.SAMPLING, Feature.MIN_LENGTH))
+    """What this kind decodes with (asked before decoding; beam search needs an encoder-decoder's cache)."""
+
     @torch.no_grad()
     def generate(
         self,
         input_ids: Tensor,
-        max_new_tokens: int = 32,
+        options: GenerationOptions | None = None,
         *,
         attention_mask: Tensor | None = None,
-        min_new_tokens: int = 0,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        seed: int | None = None,
+        max_new_tokens: int | None = None,
+        min_new_tokens: int | None = None,
+        **settings,
     ) -> Tensor:
         """Continue prompts (B, P) -> the new tokens (B, L), without the prompts.
 
@@ -356,38 +240,45 @@ class DecoderOnly(Pretrained, nn.Module):
         Args:
             input_ids: prompts, padded on either side; ``attention_mask`` (B, P) marks the real tokens with 1
                 (default: ``input_ids != pad_id``, or all real when ``pad_id`` is None).
-            max_new_tokens: the most tokens to generate per row, EOS included.
-            min_new_tokens: EOS is forbidden before this many tokens.
-            do_sample: draw tokens (with ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off), ``seed``)
-                instead of taking the argmax.
+            options: the settings (:class:`tformer.generation.GenerationOptions`; default: greedy, 32 tokens).
+            max_new_tokens: the most tokens to generate per row, EOS included (the options' ``max_len``).
+            min_new_tokens: EOS is forbidden before this many tokens (the options' ``min_len``).
+            **settings: fields of :class:`GenerationOptions` as keywords, applied over ``options``: ``do_sample``
+                draws tokens (with ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off), ``seed``) instead of
+                taking the argmax.
         """
-        from tformer.generation import greedy_search, sample
-
-        if max_new_tokens < 1:
-            raise TformerError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if not 0 <= min_new_tokens <= max_new_tokens:
-            raise TformerError(f"min_new_tokens must be in [0, max_new_tokens={max_new_tokens}], got {min_new_tokens}")
+        opts = _new_token_limits(GenerationOptions.of(options, **settings), max_new_tokens, min_new_tokens)
+        self.capabilities.check(opts, "generate()")
         real = self._real(input_ids, attention_mask)
         lengths = input_ids.new_full((input_ids.shape[0],), input_ids.shape[1]) if real is None else real.sum(1)
         if int(lengths.max()) > self.cfg.max_len:
             raise TformerError(f"a prompt of {int(lengths.max())} tokens exceeds the model's max_len "
                                f"{self.cfg.max_len}")
         # The last generated token is never fed back: a row has max_len - length + 1 tokens to give.
-        limits = (self.cfg.max_len - lengths + 1).clamp(max=max_new_tokens)  # (B,)
+        limits = (self.cfg.max_len - lengths + 1).clamp(max=opts.max_len)  # (B,)
 
         def start() -> tuple[DecoderOnlyCache, Tensor]:
             return self.prefill(input_ids, attention_mask)
 
-        with _eval_mode(self):
-            if do_sample:
-                return sample(self, input_ids, max_len=limits, min_len=min_new_tokens, temperature=temperature,
-                              top_k=top_k, top_p=top_p, seed=seed, start=start)
-            return greedy_search(self, input_ids, max_len=limits, min_len=min_new_tokens, start=start)
+        with eval_mode(self):
+            if opts.do_sample:
+                return sample(self, input_ids, max_len=limits, min_len=opts.min_len, temperature=opts.temperature,
+                              top_k=opts.top_k, top_p=opts.top_p, seed=opts.seed, start=start)
+            return greedy_search(self, input_ids, max_len=limits, min_len=opts.min_len, start=start)
 
-    # ---- bookkeeping ----------------------------------------------------------------------
-    def num_parameters(self) -> int:
-        """Number of distinct parameters (tied matrices counted once)."""
-        return sum(p.numel() for p in self.parameters())
+
+def _new_token_limits(opts: GenerationOptions, max_new_tokens: int | None,
+                      min_new_tokens: int | None) -> GenerationOptions:
+    """``opts`` with Hugging Face's names for its length limits applied (checked under those names), and at most
+    32 new tokens when no limit is given."""
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise TformerError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if max_new_tokens is not None:
+        opts = GenerationOptions.of(opts, max_len=max_new_tokens)
+    opts = opts.with_defaults(max_len=32)
+    if min_new_tokens is not None and not 0 <= min_new_tokens <= opts.max_len:
+        raise TformerError(f"min_new_tokens must be in [0, max_new_tokens={opts.max_len}], got {min_new_tokens}")
+    return GenerationOptions.of(opts, min_len=min_new_tokens) if min_new_tokens is not None else opts
 
 
 @torch.no_grad()
@@ -403,10 +294,10 @@ def perplexity(model: DecoderOnly, input_ids: Tensor, attention_mask: Tensor | N
     counted = real[:, :-1] & real[:, 1:]  # (B, T-1)
     if not bool(counted.any()):
         raise TformerError("perplexity needs at least one sequence of two or more real tokens")
-    with _eval_mode(model):
+    with eval_mode(model):
         logits = model(input_ids, attention_mask=real)[:, :-1].float()  # (B, T-1, V)
     nll = F.cross_entropy(logits[counted], input_ids[:, 1:][counted], reduction="mean")
     return float(nll.exp())
 
 
-__all__ = ["DecoderOnly", "DecoderOnlyBlock", "DecoderOnlyCache", "DecoderOnlyConfig", "perplexity"]
+__all__ = ["DecoderOnly", "DecoderOnlyCache", "DecoderOnlyConfig", "decoder_only_block", "perplexity"]

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
-from tformer.config import AttentionConfig, ConfigError, check, check_attention, from_dict
-from tformer.io.files import atomic_write_text
+from tformer.config import AttentionConfig, Config, check, check_attention, check_choice
+from tformer.models.t5.presets import t5_small_settings
 
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 POSITIONAL = ("sinusoidal", "learned", "relative")
 SINUSOIDAL_LAYOUTS = ("interleaved", "halves")
-NORMS = ("post", "pre")
-NORM_TYPES = ("layer", "rms")
+
 
 @dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(Config):
     """The encoder-decoder Transformer (§3, Table 3).
 
     Attributes:
@@ -110,44 +105,27 @@ class TransformerConfig:
     pointer_generator: bool = False
 
     def __post_init__(self) -> None:
-        check(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
+        self.check_positive("vocab_size")
         # the decoder's causal self-attention uses full attention where the kind cannot be causal
         check_attention(self, causal=False, relative=self.positional == "relative")
-        check(
-            self.tgt_vocab_size is None or self.tgt_vocab_size > 0,
-            f"tgt_vocab_size must be positive or null, got {self.tgt_vocab_size}",
-        )
-        check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
-        check(self.d_kv is None or self.d_kv > 0, f"d_kv must be positive or null, got {self.d_kv}")
-        check(
-            self.d_kv is not None or self.d_model % self.num_heads == 0,
-            f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})",
-        )
-        check(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
-        check(self.num_encoder_layers >= 1, "num_encoder_layers must be >= 1")
-        check(self.num_decoder_layers >= 1, "num_decoder_layers must be >= 1")
-        for name in ("dropout", "attention_dropout", "activation_dropout"):
-            p = getattr(self, name)
-            check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
-        check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        check(self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}")
-        check(self.norm_type in NORM_TYPES, f"norm_type must be one of {NORM_TYPES}, got {self.norm_type!r}")
+        self.check_positive("tgt_vocab_size", "d_kv", nullable=True)
+        self.check_stack(layers=("num_encoder_layers", "num_decoder_layers"),
+                    dropouts=("dropout", "attention_dropout", "activation_dropout"), d_head=self.d_kv)
         check(not self.final_dropout or self.norm == "pre", "final_dropout needs norm: pre (a final norm per stack)")
-        check(self.positional in POSITIONAL, f"positional must be one of {POSITIONAL}, got {self.positional!r}")
-        check(
-            self.sinusoidal_layout in SINUSOIDAL_LAYOUTS,
-            f"sinusoidal_layout must be one of {SINUSOIDAL_LAYOUTS}, got {self.sinusoidal_layout!r}",
-        )
+        check_choice("positional", self.positional, POSITIONAL)
+        check_choice("sinusoidal_layout", self.sinusoidal_layout, SINUSOIDAL_LAYOUTS)
         check(self.positional != "sinusoidal" or self.d_model % 2 == 0, "sinusoidal positions need an even d_model")
-        check(self.relative_buckets >= 4, f"relative_buckets must be >= 4, got {self.relative_buckets}")
+        self.check_at_least(4, "relative_buckets")
         check(
             self.relative_max_distance > self.relative_buckets // 2,
             f"relative_max_distance ({self.relative_max_distance}) must exceed relative_buckets // 2 "
             f"({self.relative_buckets // 2})",
         )
-        check(self.max_len >= 2, f"max_len must be >= 2, got {self.max_len}")
-        check(self.layer_norm_eps > 0, "layer_norm_eps must be positive")
-        check(self.init_std is None or self.init_std > 0, f"init_std must be positive or null, got {self.init_std}")
+        self.check_at_least(2, "max_len")
+        self.check_positive("init_std", nullable=True)
+        self._check_vocabularies()
+
+    def _check_vocabularies(self) -> None:
         check(
             not (self.share_embeddings and self.tgt_vocab_size not in (None, self.vocab_size)),
             "share_embeddings needs one shared vocabulary: set tgt_vocab_size to null or share_embeddings to false",
@@ -157,8 +135,8 @@ class TransformerConfig:
             check(0 <= i < min(self.vocab_size, self.target_vocab_size), f"{name}={i} is outside the vocabulary")
         check(self.eos_id != self.pad_id, "eos_id must differ from pad_id")
         check(not self.pointer_generator or self.tgt_vocab_size in (None, self.vocab_size),
-               "pointer_generator copies source ids into the output: it needs one shared vocabulary "
-               "(tgt_vocab_size null)")
+              "pointer_generator copies source ids into the output: it needs one shared vocabulary "
+              "(tgt_vocab_size null)")
 
     # ---- derived values -------------------------------------------------------------------
     @property
@@ -201,51 +179,8 @@ class TransformerConfig:
         """The text-to-text Transformer (T5 v1.0, Raffel et al., 2020) as a configuration of this model, at
         T5-small's size: d_model 512, 6+6 layers, 8 heads of 64, d_ff 2048, 32 relative buckets up to 128.
 
-        T5's differences from the paper: relative position bias instead of absolute positions, pre-norm
-        with RMSNorm (eps 1e-6) and a final norm and dropout per stack, no biases, unscaled attention
-        scores and embeddings, the decoder output times d_model^-0.5 before the tied output layer,
-        dropout also on attention weights and FFN activations, embeddings drawn N(0, 1) (T5's initialisation),
-        and decoding starts from the pad id 0 (eos 1, unk 2). ``tformer.interop.from_hf_t5`` loads Hugging Face
-        T5 weights into this configuration.
+        T5's differences from the paper, each a choice of part (RMSNorm, a relative position bias, bias-free
+        projections, ...), are listed in :mod:`tformer.models.t5.presets`, whose settings this is.
+        ``tformer.interop.from_hf_t5`` loads Hugging Face T5 weights into this configuration.
         """
-        p = kw.get("dropout", 0.1)
-        base = dict(d_model=512, num_heads=8, d_ff=2048, num_encoder_layers=6, num_decoder_layers=6, dropout=p,
-                    attention_dropout=p, activation_dropout=p, activation="relu", norm="pre", norm_type="rms",
-                    layer_norm_eps=1e-6, bias=False, scale_attention=False, positional="relative",
-                    relative_buckets=32, relative_max_distance=128, max_len=512, scale_embedding=False,
-                    scale_output=True, final_dropout=True, share_embeddings=True, tie_output=True, init_std=1.0,
-                    pad_id=0, bos_id=0, eos_id=1, unk_id=2)
-        return cls(vocab_size=vocab_size, **{**base, **kw})
-
-    # ---- (de)serialisation ----------------------------------------------------------------
-    def replace(self, **changes: Any) -> TransformerConfig:
-        """A copy with ``changes`` applied and validated again."""
-        return from_dict(type(self), {**self.to_dict(), **changes})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TransformerConfig:
-        return from_dict(cls, d)
-
-    def save_json(self, path: str | os.PathLike) -> None:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load_json(cls, path: str | os.PathLike) -> TransformerConfig:
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except OSError as e:
-            raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-        except (ValueError, RecursionError) as e:  # bad JSON or UTF-8; an int too long; nested too deep
-            raise ConfigError(f"{path} is not valid JSON: {e}") from None
-        try:
-            return from_dict(cls, d)
-        except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from None
-
-
+        return cls(vocab_size=vocab_size, **t5_small_settings(**kw))

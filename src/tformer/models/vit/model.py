@@ -12,7 +12,7 @@ layers (ViT Eq. 2-3: LayerNorm *before* each sub-layer, GELU in the MLP) and a f
 
 The patch map E is a Conv2d with kernel = stride = patch_size: the same linear map applied to each patch.
 
-* :class:`VisionConfig`: the frozen, validated configuration.
+* :class:`VisionConfig` (:mod:`tformer.models.vit.config`): the frozen, validated configuration.
 * :class:`PatchEmbedding`: pixels -> one d_model vector per patch.
 * :class:`VisionTransformer`: pixels -> hidden states of [class] + patches, (B, 1 + P, D).
 * :class:`VisionClassifier`: a :class:`VisionTransformer` and a linear head on the [class] state -> logits.
@@ -27,150 +27,17 @@ K classes.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
-from tformer.config import AttentionConfig, ConfigError, check_attention, from_dict
-from tformer.io.files import atomic_open, atomic_write_text
-from tformer.models.transformer.config import ACTIVATIONS
+from tformer.config import check
+from tformer.io.pretrained import Pretrained
+from tformer.models.transformer.builders import layer_norm_layer
+from tformer.models.vit.config import VisionConfig
 from tformer.nn.dropout import Dropout
-from tformer.nn.embedding import LearnedPositionalEmbedding
 from tformer.nn.gradient_checkpointing import run_layer
-from tformer.nn.layers import EncoderLayer
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
-
-def check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
-
-
-@dataclass(frozen=True)
-class VisionConfig:
-    """The Vision Transformer.
-
-    Attributes:
-        image_size: side of the (square) input image in pixels.
-        patch_size: side of a (square) patch; must divide ``image_size``.
-        num_channels: colour channels of the input (1 = grey, 3 = RGB).
-        d_model: model width (ViT's hidden size D).
-        num_heads: attention heads h; d_k = d_v = d_model / h (§3.2.2).
-        d_ff: inner width of the MLP (§3.3).
-        num_layers: N, encoder layers.
-        dropout: on the embeddings and each sub-layer output (§5.4).
-        attention_dropout: on the attention weights.
-        activation: MLP non-linearity ("gelu" in ViT).
-        layer_norm_eps: epsilon of every LayerNorm.
-        num_classes: K, outputs of the classification head (0 = no head: a backbone only).
-        init_std: None = Xavier-uniform weight matrices and patch map (as :class:`tformer.Transformer`; trains
-            fastest from scratch on small data), [class] token and positions truncated-normal with std 0.02;
-            a number = ViT's truncated normal with that std for all of them.
-        attention: how self-attention is computed for long inputs (:class:`tformer.config.AttentionConfig`;
-            any kind: the encoder is not causal; linformer's E, F cover the 1 + P tokens).
-    """
-
-    image_size: int = 8
-    patch_size: int = 2
-    num_channels: int = 1
-    d_model: int = 64
-    num_heads: int = 4
-    d_ff: int = 128
-    num_layers: int = 4
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    activation: str = "gelu"
-    layer_norm_eps: float = 1e-6
-    num_classes: int = 10
-    init_std: float | None = None
-    attention: AttentionConfig = AttentionConfig()
-
-    def __post_init__(self) -> None:
-        check_attention(self, causal=False)
-        check(self.image_size > 0, f"image_size must be positive, got {self.image_size}")
-        check(self.patch_size > 0, f"patch_size must be positive, got {self.patch_size}")
-        check(
-            self.image_size % self.patch_size == 0,
-            f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})",
-        )
-        check(self.num_channels > 0, f"num_channels must be positive, got {self.num_channels}")
-        check(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
-        check(
-            self.d_model % self.num_heads == 0,
-            f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})",
-        )
-        check(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
-        check(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
-        for name in ("dropout", "attention_dropout"):
-            p = getattr(self, name)
-            check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
-        check(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        check(self.layer_norm_eps > 0, "layer_norm_eps must be positive")
-        check(self.num_classes >= 0, f"num_classes must be >= 0 (0 = no head), got {self.num_classes}")
-        check(self.init_std is None or self.init_std > 0, f"init_std must be positive or null, got {self.init_std}")
-
-    # ---- derived values -------------------------------------------------------------------
-    @property
-    def grid_size(self) -> int:
-        """G, patches along each side of the image."""
-        return self.image_size // self.patch_size
-
-    @property
-    def num_patches(self) -> int:
-        """P = G^2, patches per image."""
-        return self.grid_size**2
-
-    @property
-    def d_head(self) -> int:
-        """d_k = d_v = d_model / h (§3.2.2)."""
-        return self.d_model // self.num_heads
-
-    # ---- presets ------------------------------------------------------------------------------
-    @classmethod
-    def digits(cls, **kw: Any) -> VisionConfig:
-        """scikit-learn's 8x8 digits: 2x2 patches (16 per image), d_model 64, 4 layers, 4 heads, 10 classes."""
-        base = dict(image_size=8, patch_size=2, num_channels=1, d_model=64, num_heads=4, d_ff=128, num_layers=4,
-                    dropout=0.1, num_classes=10)
-        return cls(**{**base, **kw})
-
-    # ---- (de)serialisation ----------------------------------------------------------------
-    def replace(self, **changes: Any) -> VisionConfig:
-        """A copy with ``changes`` applied and validated again."""
-        return from_dict(type(self), {**self.to_dict(), **changes})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> VisionConfig:
-        return from_dict(cls, d)
-
-    def save_json(self, path: str | os.PathLike) -> None:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load_json(cls, path: str | os.PathLike) -> VisionConfig:
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except OSError as e:
-            raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-        except (ValueError, RecursionError) as e:
-            raise ConfigError(f"{path} is not valid JSON: {e}") from None
-        try:
-            return from_dict(cls, d)
-        except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from None
+from tformer.nn.modes import eval_mode
+from tformer.nn.positional import LearnedPositionalEmbedding
 
 
 class PatchEmbedding(nn.Module):
@@ -194,59 +61,13 @@ class PatchEmbedding(nn.Module):
         return x.flatten(2).transpose(1, 2)  # (B, D, G, G) -> (B, D, P) -> (B, P, D)
 
 
-class _Pretrained(nn.Module):
-    """save_pretrained / from_pretrained for the vision models: ``config.json`` + ``model.safetensors``."""
-
-    cfg: VisionConfig
-
-    def num_parameters(self) -> int:
-        """Number of parameters."""
-        return sum(p.numel() for p in self.parameters())
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write ``config.json`` and ``model.safetensors``, each atomically."""
-        from safetensors.torch import save
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tensors = {name: t.contiguous() for name, t in self.state_dict().items()}
-        with atomic_open(d / WEIGHTS_NAME) as f:
-            f.write(save(tensors, metadata={"format": "pt"}))
-        atomic_write_text(d / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"):
-        """Load a model written by :meth:`save_pretrained`.
-
-        Raises:
-            ConfigError: a missing, corrupt or mismatched file, in one line naming it.
-        """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_model
-
-        d = Path(directory)
-        model = cls(VisionConfig.load_json(d / CONFIG_NAME))
-        weights = d / WEIGHTS_NAME
-        if not weights.is_file():
-            raise ConfigError(f"weights file not found: {weights}")
-        try:
-            missing, unexpected = load_model(model, str(weights), strict=False, device=str(map_location))
-        except (SafetensorError, RuntimeError, OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"cannot load {weights}: {first}") from None
-        if missing or unexpected:
-            raise ConfigError(
-                f"{weights} does not match {d / CONFIG_NAME} for {cls.__name__}: "
-                f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
-            )
-        return model
-
-
-class VisionTransformer(_Pretrained):
+class VisionTransformer(Pretrained, nn.Module):
     """Pixels -> hidden states of the [class] token and every patch, (B, 1 + P, D) (ViT Eq. 1-4).
 
     ``cfg.num_classes`` is ignored here: the head is :class:`VisionClassifier`'s.
     """
+
+    config_class = VisionConfig
 
     def __init__(self, cfg: VisionConfig) -> None:
         super().__init__()
@@ -256,10 +77,9 @@ class VisionTransformer(_Pretrained):
         self.positions = LearnedPositionalEmbedding(1 + cfg.num_patches, cfg.d_model)  # E_pos, (N, D)
         self.dropout = Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
-            EncoderLayer(cfg.d_model, cfg.num_heads, cfg.d_ff, dropout=cfg.dropout,
-                         attention_dropout=cfg.attention_dropout, activation=cfg.activation, activation_dropout=0.0,
-                         pre_norm=True, eps=cfg.layer_norm_eps, attention=cfg.attention,
-                         max_len=1 + cfg.num_patches)
+            layer_norm_layer(cfg.d_model, cfg.num_heads, cfg.d_ff, dropout=cfg.dropout,
+                             attention_dropout=cfg.attention_dropout, activation=cfg.activation, pre_norm=True,
+                             eps=cfg.layer_norm_eps, attention=cfg.attention, max_len=1 + cfg.num_patches)
             for _ in range(cfg.num_layers)
         )
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
@@ -306,8 +126,10 @@ class VisionTransformer(_Pretrained):
         return (x, weights) if need_weights else x
 
 
-class VisionClassifier(_Pretrained):
+class VisionClassifier(Pretrained, nn.Module):
     """A :class:`VisionTransformer` and a linear head on the final [class] state: logits (B, K) (ViT §3.1)."""
+
+    config_class = VisionConfig
 
     def __init__(self, cfg: VisionConfig) -> None:
         super().__init__()
@@ -328,12 +150,8 @@ class VisionClassifier(_Pretrained):
     @torch.no_grad()
     def predict(self, pixel_values: Tensor) -> Tensor:
         """The most likely class of each image, (B,) int64 (in evaluation mode; the previous mode afterwards)."""
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return self(pixel_values).argmax(dim=-1)
-        finally:
-            self.train(was_training)
 
 
 def cls_attention_maps(weights: list[Tensor] | Tensor, grid_size: int) -> Tensor:
