@@ -1,44 +1,162 @@
-"""Frozen, validated configuration dataclasses and their YAML form.
+"""The configuration base: frozen, validated dataclasses, their dict and JSON forms, and the shared validators.
 
-Every knob of the model lives in :class:`TransformerConfig`. Names follow the paper
-(d_model, num_heads, d_ff, num_layers, P_drop, eps_ls). Configs are immutable: derive a
-changed one with :func:`dataclasses.replace` or :meth:`TransformerConfig.replace`, which
-validates again. Unknown keys are rejected everywhere (a misspelled key is an error, never
-silently dropped).
+Every model family's config (:class:`tformer.TransformerConfig`, the CMLM's, BERT's, GPT's, ViT's) is a
+:class:`Config`: immutable (derive a changed one with :meth:`Config.replace`, which validates again), checked in
+``__post_init__`` with the validators here (one wording for what every family checks: heads dividing d_model,
+dropout probabilities, activation and norm names, the attention settings; :meth:`Config.check_stack` bundles them),
+and read from mappings with unknown keys rejected everywhere (a misspelled key is an error, never silently
+dropped). The JSON files are read and written by :mod:`tformer.io.files` (one wording for a bad file).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from tformer.errors import TformerError
+from tformer.errors import ConfigError, TformerError
+from tformer.io.files import read_json, write_json
 
-ATTENTION_KINDS = ("full", "chunked", "sliding", "linformer", "lsh")
+__all__ = ["ACTIVATIONS", "ATTENTION_KINDS", "NORMS", "NORM_TYPES", "AttentionConfig", "Config", "ConfigError",
+           "TformerError", "check", "check_activation", "check_attention", "check_choice", "check_heads", "check_norm",
+           "from_dict"]
+
+ATTENTION_KINDS = ("full", "reference", "chunked", "sliding", "linformer", "lsh")  # tformer.nn.attention_algorithms
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")  # the FFN's non-linearities (tformer.nn.feedforward)
+NORMS = ("post", "pre")  # where the norm sits: LayerNorm(x + Sublayer(x)) (the paper) or x + Sublayer(LayerNorm(x))
+NORM_TYPES = ("layer", "rms")
 
 C = TypeVar("C")
+ConfigT = TypeVar("ConfigT", bound="Config")
 
 
-class ConfigError(TformerError):
-    """A configuration value or key is invalid. The message is one line meant for users."""
+# ---- the base class ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Config:
+    """Base of every configuration dataclass (declare subclasses ``@dataclass(frozen=True)``).
+
+    Subclasses validate their fields in ``__post_init__`` with the ``check_*`` methods (fields by name) and functions
+    (values) of this module, which raise :class:`ConfigError` with one line in one wording for every family::
+
+        def __post_init__(self) -> None:
+            self.check_positive("vocab_size")
+            self.check_stack()  # heads divide d_model, d_ff, layers, dropouts, activation, norm
+    """
+
+    def replace(self: ConfigT, **changes: Any) -> ConfigT:
+        """A copy with ``changes`` applied and validated again (wrong types and unknown keys are errors)."""
+        return from_dict(type(self), {**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain mapping (nested configs as mappings), as YAML and JSON hold it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[ConfigT], d: Any, where: str = "") -> ConfigT:
+        """Build from a mapping; unknown keys and wrong types are one-line :class:`ConfigError` s.
+
+        ``where`` is the key path of ``d`` in its file (e.g. "model"), put in front of error messages.
+        """
+        return from_dict(cls, d, where=where)
+
+    def save_json(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_dict` as JSON, atomically."""
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load_json(cls: type[ConfigT], path: str | os.PathLike) -> ConfigT:
+        """Read a config written by :meth:`save_json`.
+
+        Raises:
+            ConfigError: a missing, unreadable or invalid file, in one line naming it.
+        """
+        doc = read_json(path)
+        try:
+            return from_dict(cls, doc)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+    # ---- validators of fields, for __post_init__ (the value checks are the functions below) --------------
+    def check_positive(self, *names: str, nullable: bool = False) -> None:
+        """Each named field is > 0 (or None, when ``nullable``)."""
+        for name in names:
+            v = getattr(self, name)
+            if nullable:
+                check(v is None or v > 0, f"{name} must be positive or null, got {v}")
+            else:
+                check(v > 0, f"{name} must be positive, got {v}")
+
+    def check_at_least(self, minimum: int, *names: str) -> None:
+        """Each named field is >= ``minimum``."""
+        for name in names:
+            v = getattr(self, name)
+            check(v >= minimum, f"{name} must be >= {minimum}, got {v}")
+
+    def check_dropout(self, *names: str) -> None:
+        """Each named field is a dropout probability in [0, 1)."""
+        for name in names:
+            p = getattr(self, name)
+            check(0.0 <= p < 1.0, f"{name} must be in [0, 1), got {p}")
+
+    def check_stack(self, *, layers: tuple[str, ...] = ("num_layers",),
+                    dropouts: tuple[str, ...] = ("dropout", "attention_dropout"), d_head: int | None = None) -> None:
+        """What every Transformer stack's config checks alike (§3): h heads dividing d_model (:func:`check_heads`),
+        a positive d_ff and LayerNorm epsilon, at least one of each of ``layers``, the ``dropouts`` in [0, 1), the
+        FFN's activation, and the norm's place and kind where the config has ``norm`` and ``norm_type`` fields
+        (ViT's layers are always pre-norm LayerNorm)."""
+        check_heads(self.d_model, self.num_heads, d_head)  # type: ignore[attr-defined]
+        self.check_positive("d_ff")
+        self.check_at_least(1, *layers)
+        self.check_dropout(*dropouts)
+        check_activation(self.activation)  # type: ignore[attr-defined]
+        if hasattr(self, "norm"):
+            check_norm(self.norm)
+        if hasattr(self, "norm_type"):
+            check_choice("norm_type", self.norm_type, NORM_TYPES)
+        self.check_positive("layer_norm_eps")
 
 
+# ---- validators ------------------------------------------------------------------------------------
 def check(cond: bool, msg: str) -> None:
+    """Raise :class:`ConfigError` (``msg``, one line) unless ``cond``."""
     if not cond:
         raise ConfigError(msg)
 
 
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """``value`` of the setting ``name`` is one of ``choices``."""
+    check(value in choices, f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_activation(value: str, name: str = "activation") -> None:
+    """An FFN non-linearity the toolkit has (:data:`ACTIVATIONS`)."""
+    check_choice(name, value, ACTIVATIONS)
+
+
+def check_norm(value: str, name: str = "norm") -> None:
+    """The norm's place: "post" (the paper's LayerNorm(x + Sublayer(x))) or "pre" (x + Sublayer(LayerNorm(x)))."""
+    check_choice(name, value, NORMS)
+
+
+def check_heads(d_model: int, num_heads: int, d_head: int | None = None) -> None:
+    """h heads of d_k = d_model / h each (§3.2.2): h divides d_model, unless the head width ``d_head`` is set."""
+    check(d_model > 0 and num_heads > 0, "d_model and num_heads must be positive")
+    check(d_head is not None or d_model % num_heads == 0,
+          f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+
+
 @dataclass(frozen=True)
-class AttentionConfig:
+class AttentionConfig(Config):
     """How Eq. 1 is computed for long inputs: exact everywhere, or approximate for memory linear in length.
 
-    The algorithms are in :mod:`tformer.nn.long_attention`; this dataclass lives here so that the
-    model configs can nest it without importing torch.
+    The algorithms are entries of the registry :mod:`tformer.nn.attention_algorithms`, one file each; this
+    dataclass lives here so that the model configs can nest it without importing torch.
 
     Attributes:
-        kind: "full" = Eq. 1 through PyTorch's fused SDPA (the default, the paper's); "chunked" = the same
+        kind: "full" = Eq. 1 through PyTorch's fused SDPA (the default, the paper's); "reference" = Eq. 1
+            written out (slow, exact, forms the weights: the oracle of the others); "chunked" = the same
             result, exact, computed in query x key blocks with a running softmax, so that the Tq x Tk matrix
             is never stored (Rabe & Staats, 2021); "sliding" = each position attends only to the positions
             within ``window`` of it (Longformer's local attention, Beltagy et al., 2020); "linformer" = keys
@@ -69,7 +187,7 @@ class AttentionConfig:
         check(0 <= self.lsh_seed < 2**63, f"attention lsh_seed must be in [0, 2**63), got {self.lsh_seed}")
 
 
-def check_attention(cfg: Any, *, causal: bool, relative: bool = False, kinds: tuple[str, ...] = ATTENTION_KINDS
+def check_attention(cfg: Any, *, causal: bool, relative: bool = False, kinds: tuple[str, ...] | None = None
                      ) -> None:
     """Validate a model config's ``attention`` field (a mapping becomes an :class:`AttentionConfig`).
 
@@ -77,13 +195,14 @@ def check_attention(cfg: Any, *, causal: bool, relative: bool = False, kinds: tu
         causal: the model's only self-attention is causal (a decoder-only model), which linformer and lsh
             cannot do.
         relative: the model adds a relative position bias to the scores, which needs full or chunked attention.
-        kinds: the kinds this model supports.
+        kinds: the kinds this model supports; None = every kind (:data:`ATTENTION_KINDS`).
     """
     if isinstance(cfg.attention, dict):
         object.__setattr__(cfg, "attention", from_dict(AttentionConfig, cfg.attention, where="attention"))
     check(isinstance(cfg.attention, AttentionConfig),
            f"attention must be an AttentionConfig or a mapping, got {type(cfg.attention).__name__}")
     kind = cfg.attention.kind
+    kinds = ATTENTION_KINDS if kinds is None else kinds
     check(kind in kinds, f"{type(cfg).__name__} supports attention kinds {kinds}, got {kind!r}")
     check(not (causal and kind in ("linformer", "lsh")), f"{kind} attention cannot be causal (use it in encoders)")
     check(not (relative and kind in ("sliding", "linformer", "lsh")), "relative positions need full or chunked "

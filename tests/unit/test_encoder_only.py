@@ -12,7 +12,7 @@ import torch
 
 from tformer.config import ConfigError
 from tformer.errors import TformerError
-from tformer.models.bert.model import (
+from tformer.models.bert import (
     ClassifierConfig,
     EncoderOnly,
     EncoderOnlyConfig,
@@ -292,17 +292,18 @@ def test_the_encoder_of_a_head_model_loads_alone_but_heads_do_not_mix(tmp_path):
 def test_mismatched_weights_name_the_first_tensor_in_one_line(tmp_path):
     EncoderOnly(_cfg()).save_pretrained(tmp_path)
     doc = json.loads((tmp_path / "config.json").read_text())
-    doc["encoder"]["d_ff"] = 48
+    assert doc["architecture"] == "EncoderOnly"
+    doc["d_ff"] = 48
     (tmp_path / "config.json").write_text(json.dumps(doc))
     with pytest.raises(ConfigError, match=r"^layers\.0\.ffn\.w_1\.weight: shape \(64, 32\) in .*model\.safetensors, "
                                           r"\(48, 32\) expected$") as e:
         EncoderOnly.from_pretrained(tmp_path)
     assert "\n" not in str(e.value)
-    doc["encoder"]["d_ff"], doc["encoder"]["num_layers"] = 64, 3
+    doc["d_ff"], doc["num_layers"] = 64, 3
     (tmp_path / "config.json").write_text(json.dumps(doc))
     with pytest.raises(ConfigError, match=r"model\.safetensors: no tensor layers\.2\.self_attn\.q_proj\.weight$"):
         EncoderOnly.from_pretrained(tmp_path)
-    doc["encoder"]["num_layers"] = 1
+    doc["num_layers"] = 1
     (tmp_path / "config.json").write_text(json.dumps(doc))
     with pytest.raises(ConfigError, match=r"unexpected tensor layers\.1\.ffn\.w_1\.bias \(and 15 more\)$"):
         EncoderOnly.from_pretrained(tmp_path)
@@ -318,7 +319,7 @@ def test_bad_folders_are_one_line_errors(tmp_path):
         EncoderOnly.from_pretrained(tmp_path)
     assert "\n" not in str(e.value)
     (tmp_path / "config.json").write_text(json.dumps({"architecture": "GPT", "encoder": {}}))
-    with pytest.raises(ConfigError, match="architecture must be one of"):
+    with pytest.raises(ConfigError, match=r"holds a GPT, not an EncoderOnly$"):
         EncoderOnly.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"architecture": "EncoderOnly", "encoder": {"vocab_size": 0}}))
     with pytest.raises(ConfigError, match=r"config.json: encoder: vocab_size must be positive"):

@@ -16,10 +16,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tformer.models.bert.model import EncoderOnly, EncoderOnlyForClassification, EncoderOnlyForMaskedLM
+from tformer.models.bert import EncoderOnly, EncoderOnlyForClassification, EncoderOnlyForMaskedLM
 from tformer.models.cmlm.config import CMLMConfig
 from tformer.models.cmlm.model import CMLM
 from tformer.models.gpt.model import DecoderOnly
+from tformer.models.registry import load_pretrained, resolve
 from tformer.models.transformer.model import Transformer
 from tformer.models.vit.model import VisionClassifier, VisionTransformer
 from tformer.training.average import average_checkpoints
@@ -35,6 +36,18 @@ def _expected(name: str) -> dict[str, torch.Tensor]:
 
 def _close(got: torch.Tensor, want: torch.Tensor) -> None:
     torch.testing.assert_close(got.double(), want.double(), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("name,cls", [
+    ("transformer", Transformer), ("t5", Transformer), ("pointer_generator", Transformer),  # nothing: their keys
+    ("translation_run/model", Transformer), ("cmlm", CMLM),  # the length predictor's keys
+    ("bert", EncoderOnly), ("bert_mlm", EncoderOnlyForMaskedLM),  # an "architecture" key, the config nested
+    ("bert_classifier", EncoderOnlyForClassification), ("gpt", DecoderOnly),  # nothing: their keys
+    ("vit", VisionTransformer), ("vit_classifier", VisionClassifier),  # nothing: their keys and the head's tensors
+])
+def test_the_registry_resolves_every_old_folder_to_its_class(name, cls):
+    assert resolve(LEGACY / name) is cls
+    assert type(load_pretrained(LEGACY / name)) is cls
 
 
 @pytest.mark.parametrize("name", ["transformer", "t5", "pointer_generator"])

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from tformer.errors import ConfigError, first_line
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -40,3 +43,28 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in ``path``.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not JSON or not an object, in one line naming it.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or first_line(e)}") from None
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8; an int too long; nested too deep
+        raise ConfigError(f"{path} is not valid JSON: {first_line(e)}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def write_json(path: str | os.PathLike, doc: dict[str, Any]) -> None:
+    """Write ``doc`` as indented JSON (UTF-8), atomically."""
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
