@@ -17,28 +17,35 @@ from torch import Tensor
 
 from tformer.console import log
 from tformer.console import progress as progress_bar
-from tformer.data.tokenizer import Vocabularies
+from tformer.data.vocabularies import Vocabularies
 from tformer.errors import TformerError
+from tformer.generation import (
+    PAPER_BEAM_SIZE,
+    Capabilities,
+    Feature,
+    GenerationOptions,
+    capabilities_of,
+)
+from tformer.generation.options import MASK_PREDICT_ITERATIONS, MASK_PREDICT_LENGTHS
 from tformer.models.cmlm.model import CMLM
+from tformer.models.registry import load_pretrained
 from tformer.models.transformer.model import Transformer
 
 MODEL_SUBDIR = "model"
 
 
 def load_model(model_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> Transformer | CMLM:
-    """The encoder-decoder saved in ``model_dir``: a :class:`Transformer` or, when its config.json has the
-    length predictor's keys, a non-autoregressive :class:`CMLM`."""
-    import json
+    """The encoder-decoder saved in ``model_dir``: a :class:`Transformer` or a non-autoregressive :class:`CMLM`,
+    as its config.json names it (:func:`tformer.models.registry.load_pretrained`, which also reads older folders).
 
-    from tformer.models.cmlm.config import CMLMConfig, seq2seq_config_class
-
-    try:
-        doc = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        doc = None  # Transformer.from_pretrained reports the file in one line
-    if seq2seq_config_class(doc) is CMLMConfig:
-        return CMLM.from_pretrained(model_dir, map_location=map_location)
-    return Transformer.from_pretrained(model_dir, map_location=map_location)
+    Raises:
+        TformerError: a missing or damaged folder, or a model of another family, in one line.
+    """
+    model = load_pretrained(model_dir, map_location=map_location)
+    if not isinstance(model, (Transformer, CMLM)):
+        raise TformerError(f"{model_dir} holds a model of class {type(model).__name__}: translating needs an "
+                           "encoder-decoder (a Transformer or a CMLM)")
+    return model
 
 
 class Translator:
@@ -51,13 +58,29 @@ class Translator:
         self.device = torch.device(device)
 
     @property
-    def non_autoregressive(self) -> bool:
-        """True for a CMLM, which decodes by mask-predict (``iterations``, ``length_candidates``)."""
-        return isinstance(self.model, CMLM)
+    def capabilities(self) -> Capabilities:
+        """What the model decodes with (:class:`tformer.generation.Capabilities`): ask it, not the model's class."""
+        return capabilities_of(self.model)
 
-    def _autoregressive_only(self, what: str) -> None:
-        if self.non_autoregressive:
-            raise TformerError(f"{what} needs an autoregressive model; this one is non-autoregressive (a CMLM)")
+    @property
+    def non_autoregressive(self) -> bool:
+        """True for a model that decodes by mask-predict (a CMLM): ``capabilities.supports(Feature.MASK_PREDICT)``."""
+        return self.capabilities.supports(Feature.MASK_PREDICT)
+
+    def decoding_options(self, options: GenerationOptions | None = None, /, *, what: str = "translate()",
+                         **settings) -> GenerationOptions:
+        """The settings :meth:`translate` decodes with: ``options`` with the keyword ``settings`` applied, refused
+        in one line (naming ``what``) when they ask for what the model does not support, and the Translator's
+        defaults filled in: beam size 4 (§6.1) with beam search (1 when sampling); 10 rounds over 3 lengths with
+        mask-predict."""
+        opts = GenerationOptions.of(options, **settings)
+        caps = self.capabilities
+        caps.check(opts, what)
+        if caps.supports(Feature.BEAM):
+            opts = opts.with_defaults(beam_size=1 if opts.do_sample else PAPER_BEAM_SIZE)
+        if caps.supports(Feature.MASK_PREDICT):
+            opts = opts.with_defaults(iterations=MASK_PREDICT_ITERATIONS, length_candidates=MASK_PREDICT_LENGTHS)
+        return opts
 
     @classmethod
     def from_pretrained(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Translator:
@@ -122,103 +145,73 @@ class Translator:
             start = end
 
     @torch.no_grad()
-    def translate(
-        self,
-        texts: Sequence[str],
-        beam_size: int | None = None,
-        max_len: int | None = None,
-        min_len: int = 0,
-        length_penalty: float = 0.6,
-        max_tokens: int = 4096,
-        *,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        iterations: int | None = None,
-        length_candidates: int | None = None,
-        progress: bool = False,
-        warn=None,
-    ) -> list[str]:
+    def translate(self, texts: Sequence[str], options: GenerationOptions | None = None, *, max_tokens: int = 4096,
+                  progress: bool = False, warn=None, **settings) -> list[str]:
         """Translate ``texts``, batched by length under ``max_tokens`` padded source tokens.
 
         Empty sentences translate to empty strings; over-long ones are truncated with a warning.
 
+            translator.translate(["Ein Hund läuft."], beam_size=4)
+            translator.translate(["Ein Hund läuft."], GenerationOptions(beam_size=4, max_len=64))
+
         Args:
-            beam_size: 1 = greedy, more = beam search; None = 4 (§6.1). Autoregressive models only.
-            max_len: most output tokens per sentence; None = each sentence's own source length + 50 (§6.1), or
-                for a CMLM its length predictor's limit.
-            do_sample, temperature, top_k, top_p, seed: sample instead of searching (see ``generate``).
-            iterations, length_candidates: a CMLM's mask-predict rounds (default 10) and lengths (default 3).
+            options: the decoding settings (:class:`tformer.generation.GenerationOptions`), completed by
+                :meth:`decoding_options`: beam size 4 (§6.1) unless given, max_len each sentence's own source
+                length + 50 (§6.1) or for a CMLM its length predictor's limit; a CMLM decodes by mask-predict
+                (``iterations`` 10, ``length_candidates`` 3). Settings the model does not support are refused.
+            **settings: fields of :class:`GenerationOptions` as keywords (``beam_size=4``, ``max_len``,
+                ``min_len``, ``length_penalty``, ``do_sample`` with ``temperature``, ``top_k``, ``top_p``,
+                ``seed``; ``iterations``, ``length_candidates``), applied over ``options``.
+            max_tokens: padded source tokens per batch.
             progress: show a progress bar (stderr).
             warn: where warnings go (default: stderr).
         """
-        if self.non_autoregressive:
-            if beam_size not in (None, 1) or do_sample or min_len:
-                raise TformerError("a non-autoregressive model (CMLM) decodes by mask-predict: give iterations "
-                                   "and length_candidates, not beam_size, sampling or min_len")
-            generate = dict(iterations=10 if iterations is None else iterations,
-                            length_candidates=3 if length_candidates is None else length_candidates, max_len=max_len)
-        else:
-            if iterations is not None or length_candidates is not None:
-                raise TformerError("iterations and length_candidates are for a non-autoregressive model (CMLM)")
-            generate = dict(beam_size=4 if beam_size is None else beam_size, max_len=max_len, min_len=min_len,
-                            length_penalty=length_penalty, do_sample=do_sample, temperature=temperature, top_k=top_k,
-                            top_p=top_p, seed=seed)
+        opts = self.decoding_options(options, **settings)
         ids = self._encode(texts, warn or log)
         out = [""] * len(ids)
-        batches = list(self._batches(ids, max_tokens))
-        for chunk, src in progress_bar(batches, enabled=progress, unit="batch"):
-            hyps = self.model.generate(src, **generate)
+        for chunk, src in progress_bar(list(self._batches(ids, max_tokens)), enabled=progress, unit="batch"):
+            hyps = self.model.generate(src, opts)
             for row, i in enumerate(chunk):
                 out[i] = self.vocabs.tgt.decode(hyps[row].tolist())
         return out
 
     @torch.no_grad()
-    def translate_nbest(
-        self,
-        texts: Sequence[str],
-        beam_size: int = 4,
-        nbest: int = 4,
-        max_len: int | None = None,
-        min_len: int = 0,
-        length_penalty: float = 0.6,
-        max_tokens: int = 4096,
-        *,
-        progress: bool = False,
-        warn=None,
-    ) -> list[list[tuple[str, float]]]:
+    def translate_nbest(self, texts: Sequence[str], options: GenerationOptions | None = None, *,
+                        max_tokens: int = 4096, progress: bool = False, warn=None,
+                        **settings) -> list[list[tuple[str, float]]]:
         """The ``nbest`` best translations of each sentence with their scores (log-probability / lp), best first.
 
-        An empty sentence gets ``[("", 0.0)]``.
+        Settings as for :meth:`translate`; ``nbest`` defaults to the beam size (4). An empty sentence gets
+        ``[("", 0.0)]``.
         """
-        self._autoregressive_only("translate_nbest")
+        self.capabilities.require(Feature.NBEST, what="translate_nbest()")
+        opts = self.decoding_options(options, what="translate_nbest()", **settings)
+        opts = opts.with_defaults(nbest=opts.beam_size)
         ids = self._encode(texts, warn or log)
         out: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in ids]
         for chunk, src in progress_bar(list(self._batches(ids, max_tokens)), enabled=progress, unit="batch"):
-            hyps = self.model.generate_nbest(src, beam_size=beam_size, nbest=nbest, max_len=max_len, min_len=min_len,
-                                             length_penalty=length_penalty)
+            hyps = self.model.generate_nbest(src, opts)
             for row, i in enumerate(chunk):
                 out[i] = [(self.vocabs.tgt.decode(list(h.tokens)), h.score) for h in hyps[row]]
         return out
 
-
     @torch.no_grad()
-    def attention(self, text: str, target: str | None = None, beam_size: int = 4, length_penalty: float = 0.6,
-                  warn=None) -> SentenceAttention:
+    def attention(self, text: str, target: str | None = None, options: GenerationOptions | None = None, *,
+                  warn=None, **settings) -> SentenceAttention:
         """Every attention weight of the model for one sentence, with the tokens on both axes.
 
         The model translates ``text`` (or is teacher-forced with ``target`` when given) and runs once more
         with ``need_weights=True`` over the source and BOS + translation, so that the weights are exactly
-        those of the forward pass that scores the translation.
+        those of the forward pass that scores the translation. The translation's settings are those of
+        :meth:`translate` (``beam_size=4``, ``length_penalty=0.6``, ...).
 
         Returns:
             A :class:`SentenceAttention`: source tokens (ending in EOS), decoder input tokens (BOS +
             translation) and output tokens (translation + EOS), and per-layer weights with the batch
             dimension dropped: encoder (H, S, S), decoder_self (H, T, T), decoder_cross (H, T, S).
         """
-        self._autoregressive_only("attention()")
+        self.capabilities.require(Feature.ATTENTION_MAPS, what="attention()")
+        opts = self.decoding_options(options, what="attention()", **settings)
         if not isinstance(text, str) or not text.strip():
             raise TformerError("attention() needs one non-empty sentence")
         (src_ids,) = self._encode([text], warn or log)
@@ -227,7 +220,7 @@ class Translator:
         cfg = self.model.cfg
         src = torch.tensor([src_ids], device=self.device)  # (1, S)
         if target is None:
-            out = self.model.generate(src, beam_size=beam_size, length_penalty=length_penalty)[0].tolist()
+            out = self.model.generate(src, opts)[0].tolist()
             out = [t for t in out if t != cfg.pad_id]
         else:
             out = self.vocabs.tgt.encode(target)[: cfg.max_len - 1] + [cfg.eos_id]

@@ -240,3 +240,15 @@ def test_cli_errors_are_one_line_and_exit_2(trained_run, tmp_path, capsys, monke
     assert tformer_main(["serve", str(trained_run)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'tformer[serve]'" in err
+
+
+def test_create_app_refuses_a_model_without_what_the_api_serves(trained_run):
+    from tformer import TformerError
+    from tformer.models.cmlm.config import CMLMConfig
+    from tformer.models.cmlm.model import CMLM
+
+    vocabs = Translator.from_pretrained(trained_run).vocabs
+    cmlm = Translator(CMLM(CMLMConfig.tiny(vocab_size=vocabs.src.vocab_size)), vocabs)
+    with pytest.raises(TformerError, match=r"^tformer serve needs beam search, but this model \(a non-autoregressive "
+                                           r"CMLM\) supports only mask-predict"):
+        create_app(cmlm)

@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 import tformer.models.transformer.model as transformer_module
 from tformer import Transformer, TransformerConfig, Translator
 from tformer.data.synthetic import make_number_task
-from tformer.data.tokenizer import Vocabularies
+from tformer.data.vocabularies import Vocabularies
 
 PAD, EOS = 0, 2
 FIRST_WORD = 4  # ids 0-3 are pad, BOS, EOS, unk: never in a drawn source

@@ -10,7 +10,7 @@ import argparse
 import json
 import time
 
-from tformer.cli.translate import add_decoding_arguments, decoding_kwargs, load_translator
+from tformer.cli.translate import add_decoding_arguments, decoding_options, load_translator
 from tformer.errors import TformerError
 
 
@@ -41,18 +41,24 @@ def run(args: argparse.Namespace) -> int:
         srcs = read_lines(args.src)
         if len(srcs) != len(refs):
             raise TformerError(f"{args.src} has {len(srcs)} lines but {args.ref} has {len(refs)}")
-        translator = load_translator(args)
-        kw = decoding_kwargs(args)
-        t0 = time.perf_counter()
-        hyps = translator.translate(srcs, **kw)
-        result["decode_seconds"] = round(time.perf_counter() - t0, 2)
-        if translator.non_autoregressive:
-            result["iterations"] = kw.get("iterations") or 10
-            result["length_beam"] = kw.get("length_candidates") or 3
-        else:
-            result["beam"] = kw["beam_size"] or 4
-            result["alpha"] = kw["length_penalty"]
+        hyps, result = translate(args, srcs)
         if args.output:
             write_output(args.output, hyps)
     print(json.dumps({**score(hyps, refs, tokenize=args.tokenize), **result}))
     return 0
+
+
+def translate(args: argparse.Namespace, srcs: list[str]) -> tuple[list[str], dict]:
+    """The run's translations of ``srcs`` and what to report beside the scores: time and decoding settings."""
+    from tformer.generation import Feature
+
+    translator = load_translator(args)
+    options = translator.decoding_options(decoding_options(args), what="tformer evaluate")
+    t0 = time.perf_counter()
+    hyps = translator.translate(srcs, options, max_tokens=args.max_tokens)
+    result: dict = {"decode_seconds": round(time.perf_counter() - t0, 2)}
+    if translator.capabilities.supports(Feature.MASK_PREDICT):
+        result.update(iterations=options.iterations, length_beam=options.length_candidates)
+    else:
+        result.update(beam=options.beam_size, alpha=options.length_penalty)
+    return hyps, result

@@ -71,18 +71,15 @@ def run(args: argparse.Namespace) -> int:
                     max_attention_tokens=args.max_attention_tokens, max_batch_texts=args.max_batch_texts,
                     batch_wait_ms=args.batch_wait_ms)
     translator = Translator.from_pretrained(args.run_dir, device=args.device)
-    if translator.non_autoregressive:  # the API's beam search, n-best lists and attention page need one
-        raise TformerError(f"tformer serve needs an autoregressive model; {args.run_dir} holds a CMLM "
-                           "(use tformer translate --iterations N)")
+    name = Path(args.run_dir).resolve().name
+    app = create_app(translator, limits, name=name)  # refuses a model without what the API serves, in one line
     sock = listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
-    name = Path(args.run_dir).resolve().name
     print(f"tformer: serving {name} at http://{url_host}:{port}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
     if not ipaddress.ip_address(host).is_loopback:
         print(f"tformer: warning: {host} is reachable from other machines and the API has no authentication",
               file=sys.stderr, flush=True)
-    app = create_app(translator, limits, name=name)
     config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

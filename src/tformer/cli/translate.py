@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from tformer.errors import TformerError
+
+if TYPE_CHECKING:
+    from tformer.generation import GenerationOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,22 +61,18 @@ def load_translator(args: argparse.Namespace):
     return translator.quantized() if args.int8 else translator
 
 
-def decoding_kwargs(args: argparse.Namespace) -> dict:
-    if args.beam is not None and args.beam < 1:
-        raise TformerError("--beam must be >= 1")
-    if args.sample and args.beam not in (None, 1):
-        raise TformerError("--sample draws one translation per sentence: do not combine it with --beam")
-    for name in ("iterations", "length_beam"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise TformerError(f"--{name.replace('_', '-')} must be >= 1")
-    kw = dict(
-        beam_size=1 if args.sample else args.beam, length_penalty=args.alpha, max_len=args.max_len,
-        max_tokens=args.max_tokens, do_sample=args.sample, temperature=args.temperature, top_k=args.top_k,
-        top_p=args.top_p, seed=args.seed,
+def decoding_options(args: argparse.Namespace) -> GenerationOptions:
+    """The decoding flags as :class:`~tformer.generation.GenerationOptions` (checked there, in one line); the
+    Translator fills in its defaults (beam 4, or a CMLM's 10 rounds over 3 lengths) and refuses what the model
+    does not support."""
+    from tformer.generation import GenerationOptions
+
+    nbest = getattr(args, "nbest", 0) or (1 if getattr(args, "scores", False) else None)  # --nbest, --scores
+    return GenerationOptions(
+        beam_size=args.beam, nbest=nbest, length_penalty=args.alpha, max_len=args.max_len, do_sample=args.sample,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, iterations=args.iterations,
+        length_candidates=args.length_beam,
     )
-    if args.iterations is not None or args.length_beam is not None:  # a CMLM's (the Translator checks the model)
-        kw.update(iterations=args.iterations, length_candidates=args.length_beam)
-    return kw
 
 
 def read_input_lines(path: str | None) -> list[str]:
@@ -114,27 +114,23 @@ def write_output(path: str | None, lines: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tformer.generation import Feature
+
     translator = load_translator(args)
     lines = read_input_lines(args.input)
-    kw = decoding_kwargs(args)
+    options = decoding_options(args)
+    if args.nbest or args.scores:  # (text, score) lists from beam search
+        flag = "--nbest" if args.nbest else "--scores"
+        translator.capabilities.require(Feature.NBEST, what=f"tformer translate {flag}")
+    options = translator.decoding_options(options, what="tformer translate")
     progress = len(lines) > 200 and sys.stderr.isatty()
-    if (args.nbest or args.scores) and kw["beam_size"] is None:
-        kw["beam_size"] = 4
     if args.nbest:
-        if args.sample:
-            raise TformerError("--nbest needs beam search, not --sample")
-        if not 1 <= args.nbest <= kw["beam_size"]:
-            raise TformerError(f"--nbest must be between 1 and --beam ({kw['beam_size']})")
-        nbest = translator.translate_nbest(lines, beam_size=kw["beam_size"], nbest=args.nbest, max_len=args.max_len,
-                                           length_penalty=args.alpha, max_tokens=args.max_tokens, progress=progress)
+        nbest = translator.translate_nbest(lines, options, max_tokens=args.max_tokens, progress=progress)
         out = [f"{i} ||| {text} ||| {s:.4f}" for i, hyps in enumerate(nbest) for text, s in hyps]
     elif args.scores:
-        if args.sample:
-            raise TformerError("--scores needs beam search, not --sample")
-        best = translator.translate_nbest(lines, beam_size=kw["beam_size"], nbest=1, max_len=args.max_len,
-                                          length_penalty=args.alpha, max_tokens=args.max_tokens, progress=progress)
+        best = translator.translate_nbest(lines, options, max_tokens=args.max_tokens, progress=progress)
         out = [f"{hyps[0][0]}\t{hyps[0][1]:.4f}" for hyps in best]
     else:
-        out = translator.translate(lines, progress=progress, **kw)
+        out = translator.translate(lines, options, max_tokens=args.max_tokens, progress=progress)
     write_output(args.output, out)
     return 0

@@ -1,11 +1,19 @@
-"""Autoregressive decoding, one engine for generate, the Translator, validation and the CLI:
-greedy search, beam search and sampling, all over the KV cache."""
+"""Decoding, one engine for generate, the Translator, validation and the CLI: greedy search, beam search and
+sampling over the KV cache, and mask-predict for the non-autoregressive CMLM.
+
+    options.py       GenerationOptions: every decoding setting, validated once
+    capabilities.py  Feature, Capabilities: what a model kind supports, and the one refusal message
+    protocols.py     what the engines need from a model (no model class is imported here)
+    greedy.py, sampling.py, beam.py, mask_predict.py   the engines
+"""
 
 from tformer.generation.beam import Hypothesis, beam_search, beam_search_nbest, length_penalty
+from tformer.generation.capabilities import Capabilities, Feature, capabilities_of, refusal
 from tformer.generation.greedy import decode_single_path, greedy_search
+from tformer.generation.options import PAPER_BEAM_SIZE, GenerationOptions
 from tformer.generation.sampling import filter_logits, sample
 
 __all__ = [
-    "Hypothesis", "beam_search", "beam_search_nbest", "decode_single_path", "filter_logits", "greedy_search",
-    "length_penalty", "sample",
+    "PAPER_BEAM_SIZE", "Capabilities", "Feature", "GenerationOptions", "Hypothesis", "beam_search", "beam_search_nbest",
+    "capabilities_of", "decode_single_path", "filter_logits", "greedy_search", "length_penalty", "refusal", "sample",
 ]

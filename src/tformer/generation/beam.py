@@ -20,15 +20,11 @@ Shape legend: B sentences, n sentences still decoding, K beams, V vocabulary, L 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from tformer.errors import TformerError
-
-if TYPE_CHECKING:
-    from tformer.models.transformer.model import Transformer
+from tformer.generation.protocols import EncoderDecoder, TokenIds
 
 
 @dataclass(frozen=True)
@@ -73,7 +69,7 @@ def row_limits(max_len: int | Tensor, batch: int) -> list[int]:
     return [int(max_len)] * batch
 
 
-def forbid_special(scores: Tensor, cfg, t: int, min_len: int) -> None:
+def forbid_special(scores: Tensor, cfg: TokenIds, t: int, min_len: int) -> None:
     """Tokens a hypothesis may never contain (pad, BOS) and EOS before ``min_len``: -inf in place. scores (N, V)."""
     scores[:, cfg.pad_id] = float("-inf")
     if cfg.bos_id != cfg.eos_id:
@@ -84,22 +80,20 @@ def forbid_special(scores: Tensor, cfg, t: int, min_len: int) -> None:
 
 @torch.no_grad()
 def beam_search_nbest(
-    model: Transformer, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
+    model: EncoderDecoder, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
     length_penalty_alpha: float = 0.6, nbest: int = 1, trace: list[BeamStep] | None = None,
 ) -> list[list[Hypothesis]]:
     """The ``nbest`` best hypotheses per sentence, best first.
 
     Args:
+        model: an :class:`~tformer.generation.protocols.EncoderDecoder`.
         max_len: the most tokens per sentence, EOS included: one int, or a (B,) tensor of per-sentence limits.
+        nbest: 1 <= nbest <= beam_size (the settings are checked by :class:`GenerationOptions`).
         trace: if a list, one :class:`BeamStep` per step is appended to it (the search itself is unchanged).
     """
     cfg, k, alpha = model.cfg, beam_size, length_penalty_alpha
-    if not 1 <= nbest <= k:
-        raise TformerError(f"nbest must be in [1, beam_size={k}], got {nbest}")
     b, device = src.shape[0], src.device
     limits = row_limits(max_len, b)
-    if min(limits) < 1:
-        raise TformerError(f"max_len must be >= 1, got {min(limits)}")
     cache = model.start_decoding(model.encode(src), src)
     cache.repeat_interleave(k)  # (B*K) rows: sentence i owns rows i*K .. i*K+K-1
     sent = torch.arange(b, device=device)  # original index of each live sentence, (n,)
@@ -111,53 +105,20 @@ def beam_search_nbest(
     for t in range(max(limits)):
         logp = model.decode_step(tokens, cache)[:, -1].float().log_softmax(dim=-1)  # (n*K, V)
         forbid_special(logp, cfg, t, min_len)
-        n, v = sent.numel(), logp.shape[-1]
-        cand = (scores[:, :, None] + logp.view(n, k, v)).view(n, k * v)  # (n, K, V) -> (n, K*V)
-        top_s, top_i = cand.topk(min(2 * k, k * v), dim=1)  # (n, 2K), best first
-        top_beam, top_tok = top_i // v, top_i % v  # (n, 2K) which beam, which token
+        top_s, top_beam, top_tok = _best_candidates(scores, logp, k)  # (n, 2K) each, best first
         is_eos = top_tok == cfg.eos_id
-
-        # Completed hypotheses: EOS among the K best candidates of a sentence.
-        lp_now = length_penalty(t + 1, alpha)
-        for i, j in (is_eos[:, :k] & torch.isfinite(top_s[:, :k])).nonzero().tolist():
-            toks = tuple(seqs[i * k + int(top_beam[i, j])].tolist()) + (cfg.eos_id,)
-            s = float(top_s[i, j])
-            finished[int(sent[i])].append(Hypothesis(toks, s, s / lp_now))
-
-        # The K best candidates that do not end here continue (at most K of the 2K can be EOS).
-        alive = ~is_eos
-        keep = alive & (alive.cumsum(dim=1) <= k)  # (n, 2K), exactly K True per row
-        scores = top_s[keep].view(n, k)  # (n, K)
-        rows = torch.arange(n, device=device)[:, None] * k + top_beam[keep].view(n, k)  # (n, K) cache rows
-        new_tok = top_tok[keep].view(n, k)  # (n, K)
+        _complete(finished, sent, seqs, top_s, top_beam, is_eos, k, cfg.eos_id, length_penalty(t + 1, alpha))
+        keep, scores, rows, new_tok = _continuing(top_s, top_beam, top_tok, is_eos, k)  # (n, K) but keep (n, 2K)
         if trace is not None:
-            completed = is_eos & torch.isfinite(top_s)  # (n, 2K); only the K best may complete
-            completed[:, k:] = False
-            trace.append(BeamStep(t, sent.tolist(), top_beam.cpu(), top_tok.cpu(), top_s.cpu(), completed.cpu(),
-                                  keep.cpu()))
-
-        done = []
-        best_live = scores[:, 0].tolist()
-        for i in range(n):
-            fin, limit = finished[int(sent[i])], limits[int(sent[i])]
-            if t + 1 >= limit:  # out of length: the live beams end here, cut
-                for j in range(k):
-                    s = float(scores[i, j])
-                    if s > float("-inf"):
-                        toks = tuple(seqs[int(rows[i, j])].tolist()) + (int(new_tok[i, j]),)
-                        fin.append(Hypothesis(toks, s, s / length_penalty(t + 1, alpha)))
-                done.append(True)
-                continue
-            # A live score can only fall: its best normalised score is score / (the largest lp still reachable).
-            bound = best_live[i] / max(length_penalty(limit, alpha), length_penalty(t + 2, alpha))
-            done.append(len(fin) >= nbest and sorted((h.score for h in fin), reverse=True)[nbest - 1] >= bound)
-        live = ~torch.tensor(done, dtype=torch.bool, device=device)
-        if not live.any():
+            trace.append(_record(t, sent, top_s, top_beam, top_tok, is_eos, keep, k))
+        done = _stopped(finished, sent, limits, t, nbest, alpha, scores, seqs, rows, new_tok)
+        if all(done):
             break
         if not any(done):  # every sentence goes on: beams move within their sentence
             rows, new_tok = rows.view(-1), new_tok.view(-1, 1)
             cache.reorder_targets(rows)
         else:  # finished sentences leave the batch
+            live = ~torch.tensor(done, dtype=torch.bool, device=device)  # (n,)
             rows, new_tok, scores, sent = rows[live].view(-1), new_tok[live].view(-1, 1), scores[live], sent[live]
             cache.select(rows)
         seqs = torch.cat([seqs[rows], new_tok], dim=1)  # (n*K, t+1)
@@ -165,8 +126,66 @@ def beam_search_nbest(
     return [sorted(h, key=lambda h: -h.score)[:nbest] for h in finished]
 
 
+def _best_candidates(scores: Tensor, logp: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The 2K best continuations of each sentence: scores (n, K) + logp (n*K, V) -> score, beam, token, each (n, 2K)."""
+    n, v = scores.shape[0], logp.shape[-1]
+    cand = (scores[:, :, None] + logp.view(n, k, v)).view(n, k * v)  # (n, K, V) -> (n, K*V)
+    top_s, top_i = cand.topk(min(2 * k, k * v), dim=1)  # (n, 2K), best first
+    return top_s, top_i // v, top_i % v  # which beam, which token
+
+
+def _complete(finished: list[list[Hypothesis]], sent: Tensor, seqs: Tensor, top_s: Tensor, top_beam: Tensor,
+              is_eos: Tensor, k: int, eos_id: int, lp: float) -> None:
+    """Completed hypotheses: EOS among the K best candidates of a sentence joins its finished list."""
+    for i, j in (is_eos[:, :k] & torch.isfinite(top_s[:, :k])).nonzero().tolist():
+        toks = tuple(seqs[i * k + int(top_beam[i, j])].tolist()) + (eos_id,)
+        s = float(top_s[i, j])
+        finished[int(sent[i])].append(Hypothesis(toks, s, s / lp))
+
+
+def _continuing(top_s: Tensor, top_beam: Tensor, top_tok: Tensor, is_eos: Tensor,
+                k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The K best candidates that do not end here (at most K of the 2K can be EOS): which (n, 2K), and their
+    scores, cache rows and tokens (n, K)."""
+    n = top_s.shape[0]
+    alive = ~is_eos
+    keep = alive & (alive.cumsum(dim=1) <= k)  # (n, 2K), exactly K True per row
+    rows = torch.arange(n, device=top_s.device)[:, None] * k + top_beam[keep].view(n, k)  # (n, K) cache rows
+    return keep, top_s[keep].view(n, k), rows, top_tok[keep].view(n, k)
+
+
+def _record(t: int, sent: Tensor, top_s: Tensor, top_beam: Tensor, top_tok: Tensor, is_eos: Tensor,
+            keep: Tensor, k: int) -> BeamStep:
+    """Step t as a :class:`BeamStep` on the CPU."""
+    completed = is_eos & torch.isfinite(top_s)  # (n, 2K); only the K best may complete
+    completed[:, k:] = False
+    return BeamStep(t, sent.tolist(), top_beam.cpu(), top_tok.cpu(), top_s.cpu(), completed.cpu(), keep.cpu())
+
+
+def _stopped(finished: list[list[Hypothesis]], sent: Tensor, limits: list[int], t: int, nbest: int, alpha: float,
+             scores: Tensor, seqs: Tensor, rows: Tensor, new_tok: Tensor) -> list[bool]:
+    """Whether each live sentence stops after step t: at its length limit (its live beams end here, cut, and join
+    its completed hypotheses), or when its ``nbest`` best completed hypotheses cannot be beaten by a live beam."""
+    done = []
+    best_live = scores[:, 0].tolist()
+    for i in range(sent.numel()):
+        fin, limit = finished[int(sent[i])], limits[int(sent[i])]
+        if t + 1 >= limit:  # out of length: the live beams end here, cut
+            for j in range(scores.shape[1]):
+                s = float(scores[i, j])
+                if s > float("-inf"):
+                    toks = tuple(seqs[int(rows[i, j])].tolist()) + (int(new_tok[i, j]),)
+                    fin.append(Hypothesis(toks, s, s / length_penalty(t + 1, alpha)))
+            done.append(True)
+            continue
+        # A live score can only fall: its best normalised score is score / (the largest lp still reachable).
+        bound = best_live[i] / max(length_penalty(limit, alpha), length_penalty(t + 2, alpha))
+        done.append(len(fin) >= nbest and sorted((h.score for h in fin), reverse=True)[nbest - 1] >= bound)
+    return done
+
+
 def beam_search(
-    model: Transformer, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
+    model: EncoderDecoder, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
     length_penalty_alpha: float = 0.6,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) best hypothesis per sentence, without BOS, padded with pad_id."""

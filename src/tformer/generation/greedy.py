@@ -14,29 +14,29 @@ Shape legend: B sentences, B' sentences still decoding, L generated length, V vo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from tformer.errors import TformerError
 from tformer.generation.beam import forbid_special, row_limits
+from tformer.generation.protocols import DecodingCache, StepDecoder
 
-if TYPE_CHECKING:
-    from tformer.models.transformer.model import Transformer
+Start = Callable[[], tuple[DecodingCache, Tensor]]  # () -> (cache, first input (B, t))
 
 
 @torch.no_grad()
 def decode_single_path(
-    model: Transformer, src: Tensor, choose: Callable[[Tensor], Tensor], *, max_len: int | Tensor,
-    min_len: int = 0, start: Callable[[], tuple[Any, Tensor]] | None = None,
+    model: StepDecoder, src: Tensor, choose: Callable[[Tensor], Tensor], *, max_len: int | Tensor,
+    min_len: int = 0, start: Start | None = None,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) output ids without BOS, ending in EOS when produced, pad-filled.
 
     Args:
-        model: a :class:`tformer.Transformer` (anything with encode / start_decoding / decode_step / cfg).
+        model: a :class:`~tformer.generation.protocols.StepDecoder` (cfg, decode_step); without ``start``
+            an :class:`~tformer.generation.protocols.EncoderDecoder` (also encode, start_decoding).
         choose: next-token logits (B', V) -> chosen ids (B',).
-        max_len: the most tokens per sentence, EOS included: one int or a (B,) tensor of per-sentence limits.
+        max_len: the most tokens per sentence, EOS included (>= 1, see :class:`GenerationOptions`): one int or a
+            (B,) tensor of per-sentence limits.
         min_len: EOS is forbidden before this many tokens.
         start: () -> (cache, first input (B, t)): how decoding begins. The cache needs ``select(index)``;
             ``model.decode_step(first input, cache)[:, -1]`` predicts the first output token. Default: encode
@@ -46,8 +46,6 @@ def decode_single_path(
     cfg = model.cfg
     b = src.shape[0]
     limit = torch.tensor(row_limits(max_len, b), device=src.device)  # (B,)
-    if int(limit.min()) < 1:
-        raise TformerError(f"max_len must be >= 1, got {int(limit.min())}")
     if start is None:
         cache, tokens = model.start_decoding(model.encode(src), src), src.new_full((b, 1), cfg.bos_id)
     else:
@@ -84,8 +82,7 @@ def _forbid(scores: Tensor, cfg, t: int, min_len: int) -> None:
 
 
 def greedy_search(
-    model: Transformer, src: Tensor, *, max_len: int | Tensor, min_len: int = 0,
-    start: Callable[[], tuple[Any, Tensor]] | None = None,
+    model: StepDecoder, src: Tensor, *, max_len: int | Tensor, min_len: int = 0, start: Start | None = None,
 ) -> Tensor:
     """The argmax path; see :func:`decode_single_path`."""
     return decode_single_path(model, src, lambda logits: logits.argmax(dim=-1), max_len=max_len, min_len=min_len,

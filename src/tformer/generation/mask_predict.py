@@ -18,18 +18,14 @@ Shape legend: B sentences, C length candidates, R = B * C rows, S source length,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
 
 from tformer.errors import TformerError
-
-if TYPE_CHECKING:
-    from tformer.models.cmlm.model import CMLM
+from tformer.generation.protocols import MaskPredictIds, MaskPredictor
 
 
-def length_limit(cfg, max_len: int | None) -> int:
+def length_limit(cfg: MaskPredictIds, max_len: int | None) -> int:
     """The longest target the decoder may produce, EOS not counted."""
     if max_len is not None and max_len < 2:
         raise TformerError(f"max_len must be >= 2 for a non-autoregressive model (a token and EOS), got {max_len}")
@@ -38,17 +34,14 @@ def length_limit(cfg, max_len: int | None) -> int:
 
 
 @torch.no_grad()
-def mask_predict(model: CMLM, src: Tensor, *, iterations: int = 10, length_candidates: int = 3,
+def mask_predict(model: MaskPredictor, src: Tensor, *, iterations: int = 10, length_candidates: int = 3,
                  max_len: int | None = None, trace: list[Tensor] | None = None) -> Tensor:
     """(B, S) source ids -> (B, L) output ids, each row its tokens then EOS, pad-filled.
 
-    ``trace``, when a list, receives the tokens (R, T) after every decoder pass (for pictures and tests).
+    ``iterations`` and ``length_candidates`` are >= 1 (checked by :class:`GenerationOptions`). ``trace``, when a
+    list, receives the tokens (R, T) after every decoder pass (for pictures and tests).
     """
     cfg = model.cfg
-    if iterations < 1:
-        raise TformerError(f"iterations must be >= 1, got {iterations}")
-    if length_candidates < 1:
-        raise TformerError(f"length_candidates must be >= 1, got {length_candidates}")
     b = src.shape[0]
     limit = length_limit(cfg, max_len)
     memory = model.encode(src)  # (B, S, D)
@@ -58,7 +51,7 @@ def mask_predict(model: CMLM, src: Tensor, *, iterations: int = 10, length_candi
     c = min(length_candidates, limit)
     lengths = length_logits.topk(c, dim=-1).indices.reshape(-1)  # (R,) candidate c of sentence i at row i*C + c
     memory, src_r = memory.repeat_interleave(c, dim=0), src.repeat_interleave(c, dim=0)  # (R, S, D), (R, S)
-    cross_kv = [layer.cross_attn.project_kv(memory) for layer in model.decoder.layers]
+    cross_kv = model.project_memory(memory)  # each layer's cross-attention keys and values, projected once
     t_max = int(lengths.max())
     real = torch.arange(t_max, device=src.device)[None, :] < lengths[:, None]  # (R, T)
     tokens = torch.where(real, cfg.mask_id, cfg.pad_id)  # (R, T) all <mask>

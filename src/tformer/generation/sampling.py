@@ -9,17 +9,11 @@ Shape legend: B sentences, B' sentences still decoding, V vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
 import torch
 from torch import Tensor
 
-from tformer.errors import TformerError
-from tformer.generation.greedy import decode_single_path
-
-if TYPE_CHECKING:
-    from tformer.models.transformer.model import Transformer
+from tformer.generation.greedy import Start, decode_single_path
+from tformer.generation.protocols import StepDecoder
 
 
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
@@ -38,20 +32,16 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
 
 
 def sample(
-    model: Transformer, src: Tensor, *, max_len: int | Tensor, min_len: int = 0, temperature: float = 1.0,
-    top_k: int = 0, top_p: float = 1.0, seed: int | None = None, start: Callable[[], tuple[Any, Tensor]] | None = None,
+    model: StepDecoder, src: Tensor, *, max_len: int | Tensor, min_len: int = 0, temperature: float = 1.0,
+    top_k: int = 0, top_p: float = 1.0, seed: int | None = None, start: Start | None = None,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) sampled ids without BOS, ending in EOS when drawn, pad-filled.
 
     The same seed and batch give the same samples; a sentence's sample depends on its batch
-    (the rows share one random stream). ``start``: see :func:`decode_single_path`.
+    (the rows share one random stream). ``start``: see :func:`decode_single_path`. The settings are
+    those of :class:`~tformer.generation.GenerationOptions`, which checks them (temperature > 0,
+    0 < top_p <= 1, top_k >= 0).
     """
-    if temperature <= 0:
-        raise TformerError(f"temperature must be > 0 for sampling, got {temperature}")
-    if not 0 < top_p <= 1:
-        raise TformerError(f"top_p must be in (0, 1], got {top_p}")
-    if top_k < 0:
-        raise TformerError(f"top_k must be >= 0, got {top_k}")
     gen = torch.Generator(device=src.device)
     gen.manual_seed(torch.seed() if seed is None else seed)
 

@@ -22,12 +22,13 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from tformer import __version__
 from tformer.errors import TformerError
-from tformer.serving.batcher import DecodeSettings, RequestBatcher
+from tformer.generation import Feature, GenerationOptions
+from tformer.serving.batcher import RequestBatcher
 from tformer.serving.limits import Limits
 from tformer.serving.schemas import AttentionResponse, Health, Info, TranslateResponse, request_models
 from tformer.translator import SentenceAttention, Translator
+from tformer.version import VERSION as __version__
 
 log = logging.getLogger("tformer.serving")
 
@@ -42,24 +43,13 @@ def create_app(translator: Translator, limits: Limits | None = None, *, name: st
 
     Returns:
         A FastAPI app; run it with uvicorn. Its batcher starts and stops with the app's lifespan.
+
+    Raises:
+        TformerError: the model lacks what the API serves (beam search, n-best lists, attention maps).
     """
+    translator.capabilities.require(Feature.BEAM, Feature.NBEST, Feature.ATTENTION_MAPS, what="tformer serve")
     limits = limits or Limits()
-    cfg = translator.model.cfg
     batcher = RequestBatcher(translator, max_batch_texts=limits.max_batch_texts, wait_ms=limits.batch_wait_ms)
-    TranslateRequest, AttentionRequest = request_models(limits, cfg.max_len)
-    page = resources.files("tformer.serving").joinpath("static/index.html").read_text(encoding="utf-8")
-    started = time.monotonic()
-    vocabs = translator.vocabs
-    info = Info(
-        version=__version__,
-        name=name,
-        model=cfg.to_dict(),
-        parameters=translator.model.num_parameters(),
-        device=str(translator.device),
-        tokenizer={"shared": vocabs.shared, "source": repr(vocabs.src), "target": repr(vocabs.tgt),
-                   "source_vocab_size": vocabs.src.vocab_size, "target_vocab_size": vocabs.tgt.vocab_size},
-        limits=asdict(limits),
-    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -73,6 +63,29 @@ def create_app(translator: Translator, limits: Limits | None = None, *, name: st
                   description="Translate with a Transformer and look at its attention.")
     app.state.batcher = batcher
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes())
+    _add_error_handlers(app)
+    _add_model_routes(app, translator, limits, batcher)
+    _add_status_routes(app, model_info(translator, limits, name), batcher)
+    return app
+
+
+def model_info(translator: Translator, limits: Limits, name: str) -> Info:
+    """What ``GET /info`` answers: the model's config and size, the tokenizer, tformer's version, the limits."""
+    vocabs = translator.vocabs
+    return Info(
+        version=__version__,
+        name=name,
+        model=translator.model.cfg.to_dict(),
+        parameters=translator.model.num_parameters(),
+        device=str(translator.device),
+        tokenizer={"shared": vocabs.shared, "source": repr(vocabs.src), "target": repr(vocabs.tgt),
+                   "source_vocab_size": vocabs.src.vocab_size, "target_vocab_size": vocabs.tgt.vocab_size},
+        limits=asdict(limits),
+    )
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """A bad request and a user error each get one line: ``{"detail": "..."}``."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -83,11 +96,19 @@ def create_app(translator: Translator, limits: Limits | None = None, *, name: st
     async def _user_error(_request: Request, exc: TformerError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+
+def _add_model_routes(app: FastAPI, translator: Translator, limits: Limits, batcher: RequestBatcher) -> None:
+    """``POST /translate`` and ``POST /attention``: the routes that call the model."""
+    TranslateRequest, AttentionRequest = request_models(limits, translator.model.cfg.max_len)
+    vocabs = translator.vocabs
+
     @app.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True)
     async def translate(req: TranslateRequest) -> dict[str, Any]:
         """Translate ``texts``; concurrent requests with equal settings share one model call."""
         nbest = req.nbest or (1 if req.scores else 0)
-        results = await batcher.translate(req.texts, DecodeSettings(req.beam_size, req.alpha, req.max_len, nbest))
+        options = GenerationOptions(beam_size=req.beam_size, length_penalty=req.alpha, max_len=req.max_len,
+                                    nbest=nbest or None)
+        results = await batcher.translate(req.texts, options)
         if not nbest:
             return {"translations": results}
         out: dict[str, Any] = {"translations": [hyps[0][0] for hyps in results]}
@@ -112,6 +133,12 @@ def create_app(translator: Translator, limits: Limits | None = None, *, name: st
 
         return JSONResponse(await batcher.call(weights))  # not validated again: ~10^5 floats would be slow
 
+
+def _add_status_routes(app: FastAPI, info: Info, batcher: RequestBatcher) -> None:
+    """``GET /health``, ``GET /info`` and the page at ``/``."""
+    page = resources.files("tformer.serving").joinpath("static/index.html").read_text(encoding="utf-8")
+    started = time.monotonic()
+
     @app.get("/health", response_model=Health)
     async def health() -> dict[str, Any]:
         """Liveness, uptime and how many requests shared model calls."""
@@ -125,8 +152,6 @@ def create_app(translator: Translator, limits: Limits | None = None, *, name: st
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
-
-    return app
 
 
 def attention_json(a: SentenceAttention) -> dict[str, Any]:

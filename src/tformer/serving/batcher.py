@@ -1,10 +1,11 @@
 """Gather concurrent translation requests into one model call, off the event loop.
 
 Requests that arrive while the model is busy (or within ``wait_ms`` of each other) and ask for the same
-decoding settings are concatenated into one :meth:`Translator.translate` (or ``translate_nbest``) call, which
-batches them by length; the results are split back per request. Every model call, /attention's included,
-runs in one worker thread, so the model is never used by two threads at once and the event loop keeps
-answering (health checks, bad requests) while it works. A sentence's translation does not depend on the
+decoding settings (equal :class:`~tformer.generation.GenerationOptions`) are concatenated into one
+:meth:`Translator.translate` (or ``translate_nbest``) call, which batches them by length; the results are
+split back per request. Every model call, /attention's included, runs in one worker thread, so the model is
+never used by two threads at once and the event loop keeps answering (health checks, bad requests) while it
+works. A sentence's translation does not depend on the
 other sentences of its batch, so batching changes throughput, never results.
 """
 
@@ -17,27 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tformer.generation import GenerationOptions
 from tformer.translator import Translator
 
 log = logging.getLogger("tformer.serving")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class DecodeSettings:
-    """What must be equal for two requests to share a model call.
-
-    Attributes:
-        beam_size: 1 = greedy search.
-        alpha: length penalty alpha.
-        max_len: most output tokens; None = source length + 50.
-        nbest: 0 = plain translations; N = the N best with scores.
-    """
-
-    beam_size: int = 4
-    alpha: float = 0.6
-    max_len: int | None = None
-    nbest: int = 0
 
 
 @dataclass
@@ -54,12 +39,12 @@ class BatchStats:
 @dataclass
 class _Job:
     texts: list[str]
-    settings: DecodeSettings
+    options: GenerationOptions  # with nbest: (text, score) lists from translate_nbest
     future: asyncio.Future = field(repr=False)
 
 
 class RequestBatcher:
-    """Translate requests, merging concurrent ones with equal :class:`DecodeSettings` into one model call.
+    """Translate requests, merging concurrent ones with equal :class:`GenerationOptions` into one model call.
 
     Args:
         translator: The model and tokenizers.
@@ -98,11 +83,11 @@ class RequestBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def translate(self, texts: list[str], settings: DecodeSettings) -> list[Any]:
-        """Translations of ``texts``: strings, or (text, score) lists when ``settings.nbest`` > 0."""
+    async def translate(self, texts: list[str], options: GenerationOptions) -> list[Any]:
+        """Translations of ``texts``: strings, or (text, score) lists, best first, when ``options.nbest`` is set."""
         if self._wakeup is None:
             raise RuntimeError("RequestBatcher.start() was not called")
-        job = _Job(list(texts), settings, asyncio.get_running_loop().create_future())
+        job = _Job(list(texts), options, asyncio.get_running_loop().create_future())
         self._queue.append(job)
         self._wakeup.set()
         return await job.future
@@ -123,14 +108,14 @@ class RequestBatcher:
                 await self._run(self._take())
 
     def _take(self) -> list[_Job]:
-        """The oldest waiting job and every later one with the same settings, up to max_batch_texts."""
+        """The oldest waiting job and every later one with the same options, up to max_batch_texts."""
         self._queue = [j for j in self._queue if not j.future.done()]  # drop requests whose client left
         if not self._queue:
             return []
         first = self._queue[0]
         taken, kept, n = [first], [], len(first.texts)
         for job in self._queue[1:]:
-            if job.settings == first.settings and n + len(job.texts) <= self.max_batch_texts:
+            if job.options == first.options and n + len(job.texts) <= self.max_batch_texts:
                 taken.append(job)
                 n += len(job.texts)
             else:
@@ -144,7 +129,7 @@ class RequestBatcher:
             return
         try:
             texts = [t for job in jobs for t in job.texts]
-            results = await self.call(self._decode, texts, jobs[0].settings)
+            results = await self.call(self._decode, texts, jobs[0].options)
             start = 0
             for job in jobs:
                 if not job.future.done():
@@ -162,11 +147,8 @@ class RequestBatcher:
         s.batched_requests += len(jobs) if len(jobs) > 1 else 0
         s.largest_call = max(s.largest_call, len(jobs))
 
-    def _decode(self, texts: list[str], settings: DecodeSettings) -> list[Any]:
+    def _decode(self, texts: list[str], options: GenerationOptions) -> list[Any]:
         """One translator call (in the model thread)."""
-        if settings.nbest:
-            return self.translator.translate_nbest(texts, beam_size=settings.beam_size, nbest=settings.nbest,
-                                                   max_len=settings.max_len, length_penalty=settings.alpha,
-                                                   warn=log.warning)
-        return self.translator.translate(texts, beam_size=settings.beam_size, max_len=settings.max_len,
-                                         length_penalty=settings.alpha, warn=log.warning)
+        if options.nbest is not None:
+            return self.translator.translate_nbest(texts, options, warn=log.warning)
+        return self.translator.translate(texts, options, warn=log.warning)

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from tformer.errors import TformerError
+from tformer.generation import Feature, GenerationOptions
 from tformer.generation.beam import BeamStep, beam_search_nbest, length_penalty
 from tformer.translator import Translator
 from tformer.viz.figure import new_figure, set_title
@@ -66,19 +67,19 @@ def beam_tree(translator: Translator, text: str, beam_size: int = 4, length_pena
         max_len: the most output tokens; None = the source length + 50 (§6.1), as ``translate`` does.
 
     Raises:
-        TformerError: an empty sentence, a beam size below 2 or a max_len below 1.
+        TformerError: a model without beam search, an empty sentence, a beam size below 2 or a max_len below 1.
     """
+    translator.capabilities.require(Feature.BEAM, what="the beam tree")
     if not text.strip():
         raise TformerError("the beam tree needs a non-empty sentence")
     if beam_size < 2:
         raise TformerError(f"the beam tree needs a beam size of 2 or more, got {beam_size} (1 is greedy search)")
+    GenerationOptions(beam_size=beam_size, length_penalty=length_penalty_alpha, max_len=max_len)  # checks them
     model, vocabs = translator.model, translator.vocabs
     cfg = model.cfg
     ids = vocabs.src.encode(text)[: cfg.max_len - 1] + [cfg.eos_id]
     src = torch.tensor([ids], device=translator.device)  # (1, S)
     limit = min(len(ids) + 50 if max_len is None else max_len, cfg.max_len)
-    if limit < 1:
-        raise TformerError(f"max_len must be >= 1, got {max_len}")
     trace: list[BeamStep] = []
     (hyps,) = beam_search_nbest(model, src, beam_size=beam_size, max_len=limit,
                                 length_penalty_alpha=length_penalty_alpha, trace=trace)

@@ -1,0 +1,127 @@
+"""How to decode: one frozen, validated settings object for every model kind and every entry point.
+
+``GenerationOptions`` holds the settings of all the decoding engines (beam search §6.1, sampling, mask-predict);
+it is checked once, when it is made, with one-line errors. A setting left at ``None`` takes the default of the
+entry point that decodes (``model.generate``: greedy search; ``Translator.translate``: beam 4, §6.1; a CMLM:
+10 rounds over 3 lengths). Which settings a model kind may use is its :class:`~tformer.generation.Capabilities`:
+:meth:`GenerationOptions.asks` names the features a set of options needs.
+
+    >>> opts = GenerationOptions(beam_size=4, length_penalty=0.6, max_len=64)
+    >>> GenerationOptions.of(opts, beam_size=2)          # keywords override, and are checked again
+    GenerationOptions(beam_size=2, ...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from tformer.errors import TformerError
+from tformer.generation.capabilities import Feature
+
+PAPER_BEAM_SIZE = 4  # §6.1: "beam search with a beam size of 4 and length penalty alpha = 0.6"
+MASK_PREDICT_ITERATIONS = 10  # a CMLM's default decoder passes T (mask-predict)
+MASK_PREDICT_LENGTHS = 3  # ... and most likely lengths decoded side by side
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Decoding settings, validated on creation (a :class:`~tformer.errors.TformerError` names the bad one).
+
+    Attributes:
+        beam_size: 1 = greedy search, more = beam search (§6.1: 4); None = the entry point's default.
+        nbest: hypotheses returned per sentence by the n-best entry points (``generate_nbest``,
+            ``translate_nbest``), at most ``beam_size``; None = all ``beam_size`` of them.
+        length_penalty: alpha of the GNMT length penalty lp(Y) = ((5 + |Y|) / 6)^alpha (§6.1: 0.6).
+        min_len: EOS is forbidden before this many output tokens.
+        max_len: the most output tokens, EOS included; None = the source length + 50 (§6.1), or for a
+            CMLM its length predictor's limit, or for a language model 32 new tokens.
+        do_sample: draw each token from the model's distribution instead of searching (beam size 1),
+            reshaped by ``temperature``, ``top_k`` (0 = off) and ``top_p`` (1 = off), seeded by ``seed``.
+        iterations: mask-predict's decoder passes T (None = 10).
+        length_candidates: mask-predict's most likely lengths decoded side by side (None = 3).
+    """
+
+    beam_size: int | None = None
+    nbest: int | None = None
+    length_penalty: float = 0.6
+    min_len: int = 0
+    max_len: int | None = None
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    iterations: int | None = None
+    length_candidates: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("beam_size", "nbest", "max_len", "iterations", "length_candidates"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TformerError(f"{name} must be >= 1, got {value}")
+        if self.nbest is not None and self.beam_size is not None and self.nbest > self.beam_size:
+            raise TformerError(f"nbest must be in [1, beam_size={self.beam_size}], got {self.nbest}")
+        if self.min_len < 0:
+            raise TformerError(f"min_len must be >= 0, got {self.min_len}")
+        if self.max_len is not None and self.min_len > self.max_len:
+            raise TformerError(f"min_len ({self.min_len}) must not exceed max_len ({self.max_len})")
+        if self.do_sample:
+            self._check_sampling()
+
+    def _check_sampling(self) -> None:
+        if self.beam_size not in (None, 1):
+            raise TformerError("sampling draws one hypothesis per sentence: use beam_size=1 with do_sample=True")
+        if self.nbest is not None:
+            raise TformerError("n-best lists and their scores come from beam search: do not combine nbest with "
+                               "do_sample")
+        if self.temperature <= 0:
+            raise TformerError(f"temperature must be > 0 for sampling, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise TformerError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise TformerError(f"top_k must be >= 0, got {self.top_k}")
+
+    @classmethod
+    def of(cls, options: GenerationOptions | None = None, /, **settings: Any) -> GenerationOptions:
+        """``options`` (default: all defaults) with ``settings``, keywords named as the fields, applied.
+
+        Raises:
+            TypeError: a keyword that is no field (as Python does for an unexpected keyword argument).
+            TformerError: the result is not valid.
+        """
+        if options is None:
+            options = _DEFAULT
+        elif not isinstance(options, GenerationOptions):
+            raise TypeError(f"options must be a GenerationOptions, got {type(options).__name__} "
+                            "(give settings as keywords, e.g. beam_size=4)")
+        unknown = sorted(settings.keys() - _FIELDS)
+        if unknown:
+            raise TypeError(f"unexpected generation setting {unknown[0]!r} (known: {', '.join(sorted(_FIELDS))})")
+        return dataclasses.replace(options, **settings) if settings else options
+
+    def with_defaults(self, **defaults: Any) -> GenerationOptions:
+        """These options with each named setting that is None set to its given default (checked again)."""
+        missing = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **missing) if missing else self
+
+    def asks(self) -> list[tuple[Feature, str]]:
+        """The features these options need from a model, each with the setting that asks for it."""
+        asked = []
+        if self.beam_size is not None and self.beam_size > 1:
+            asked.append((Feature.BEAM, f"beam_size={self.beam_size}"))
+        if self.nbest is not None and self.nbest > 1:
+            asked.append((Feature.NBEST, f"nbest={self.nbest}"))
+        if self.do_sample:
+            asked.append((Feature.SAMPLING, "do_sample=True"))
+        if self.min_len:
+            asked.append((Feature.MIN_LENGTH, f"min_len={self.min_len}"))
+        for name in ("iterations", "length_candidates"):
+            if getattr(self, name) is not None:
+                asked.append((Feature.MASK_PREDICT, f"{name}={getattr(self, name)}"))
+        return asked
+
+
+_DEFAULT = GenerationOptions()
+_FIELDS = frozenset(f.name for f in dataclasses.fields(GenerationOptions))
