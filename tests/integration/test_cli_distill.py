@@ -3,6 +3,7 @@ the teacher's own output), the corpus is reused, and a non-autoregressive studen
 translates through `tformer evaluate` and `tformer translate` with mask-predict options."""
 
 import json
+import math
 
 import pytest
 from cli_helpers import tformer_cli as _tformer
@@ -14,10 +15,10 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 @pytest.fixture(scope="module")
 def distilled(corpus, trained_run, tmp_path_factory):
     d = tmp_path_factory.mktemp("distill")
-    cfg = write_recipe(corpus, d / "cmlm", max_steps=40)
+    cfg = write_recipe(corpus, d / "cmlm", max_steps=80)
     text = cfg.read_text().replace("seed: 7", "seed: 7\ntask: cmlm").replace("  preset: tiny", "  preset: tiny\n"
                                                                                             "  max_target_len: 100")
-    cfg.write_text(text + "  nat_iterations: 3\n")
+    cfg.write_text(text + "  nat_iterations: 3\n  lr_scale: 0.1\n")  # at the recipe's rate it stalls near 3.6
     corpus_file = d / "distilled.txt"
     r = _tformer("distill", str(trained_run), str(cfg), "--corpus", str(corpus_file), "--beam", "2",
                  "--no-progress")
@@ -54,12 +55,16 @@ def test_the_distilled_corpus_is_the_teachers_beam_output_and_is_reused(distille
 def test_a_cmlm_student_trains_on_it_and_decodes_by_mask_predict(distilled, corpus):
     d, _, corpus_file, summary = distilled
     run = d / "cmlm"
-    assert summary["steps"] == 40
+    assert summary["steps"] == 80
     saved = (run / "config.yaml").read_text()
     assert str(corpus_file.resolve()) in saved and "task: cmlm" in saved  # trained on the distilled targets
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     train = [m for m in metrics if m["kind"] == "train"]
-    assert train[-1]["loss"] < 0.9 * train[0]["loss"]
+    # it learns: from about the loss of a uniform guess, ln V, to far below it. The teacher's corpus, and so this
+    # curve, changes with the CPU's rounding; measured on 7 variants: first of the 8 windows 4.10-4.39, last
+    # 2.49-3.31, ln V = 4.09 (at the recipe's lr_scale 1 and 40 steps the last was 3.26-3.68: too close to call)
+    vocab_size = json.loads((run / "model" / "config.json").read_text())["vocab_size"]
+    assert train[-1]["loss"] < min(train[0]["loss"], math.log(vocab_size)) - 0.4, [m["loss"] for m in train]
     assert "bleu" in [m for m in metrics if m["kind"] == "valid"][-1]
     r = _tformer("evaluate", str(run), "--src", str(corpus / "test.en"), "--ref", str(corpus / "test.de"),
                  "--iterations", "2", "--length-beam", "2")
@@ -74,10 +79,13 @@ def test_a_cmlm_student_trains_on_it_and_decodes_by_mask_predict(distilled, corp
     out = _tformer("translate", str(avg), "--iterations", "2", input="twelve\n")
     assert out.returncode == 0 and len(out.stdout.splitlines()) == 1
     served = _tformer("serve", str(run), "--port", "0")
-    assert served.returncode == 2 and "autoregressive" in served.stderr
+    assert served.returncode == 2 and served.stderr.strip() == (  # the one refusal form, asked of the capabilities
+        "tformer: error: tformer serve needs beam search, but this model (a non-autoregressive CMLM) supports only "
+        "mask-predict (non-autoregressive decoding)")
     for bad in (["--beam", "4"], ["--nbest", "2"], ["--sample"]):
         r = _tformer("translate", str(run), *bad, input="twelve\n")
         assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert "but this model (a non-autoregressive CMLM) supports only mask-predict" in r.stderr
 
 
 def test_distill_user_errors_are_one_line(corpus, trained_run, distilled, tmp_path):
@@ -88,8 +96,10 @@ def test_distill_user_errors_are_one_line(corpus, trained_run, distilled, tmp_pa
     assert r.returncode == 2 and "--beam" in r.stderr
     r = _tformer("translate", str(trained_run), "--iterations", "3", input="twelve\n")
     assert r.returncode == 2 and "non-autoregressive" in r.stderr
+    assert "with iterations=3 needs mask-predict" in r.stderr and "(an autoregressive Transformer)" in r.stderr
     d, _, _, _ = distilled
     r = _tformer("export", str(d / "cmlm"), "--format", "onnx", "-o", str(tmp_path / "x"))  # checked for any format
     assert r.returncode == 2 and "CMLM" in r.stderr and not (tmp_path / "x").exists()
+    assert "tformer export (an encoder and a decoder step) needs greedy search, but this model" in r.stderr
     r = _tformer("export", str(trained_run), "--format", "onnx", "-o", str(trained_run.parent), "--force")
     assert r.returncode == 2 and "holds the run" in r.stderr and (trained_run / "model").is_dir()

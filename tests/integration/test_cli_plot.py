@@ -101,6 +101,25 @@ def test_bad_input_exits_2_with_one_line(trained_run, tmp_path, capsys, args, me
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
 
 
+@pytest.mark.parametrize("picture,feature", [
+    ("attention", "encoder-decoder attention maps"), ("beam", "beam search"), ("masks", "greedy search"),
+])
+def test_a_model_without_what_the_picture_needs_is_refused_in_the_one_form(trained_run, tmp_path, capsys, picture,
+                                                                           feature):
+    from tformer.models.cmlm.config import CMLMConfig
+    from tformer.models.cmlm.model import CMLM
+
+    vocabs = Translator.from_pretrained(trained_run).vocabs
+    Translator(CMLM(CMLMConfig.tiny(vocab_size=vocabs.src.vocab_size)), vocabs).save_pretrained(tmp_path / "cmlm")
+    code, stdout, stderr = _plot(capsys, picture, tmp_path / "cmlm", "--text", TEXT, "-o", tmp_path / "x.png")
+    assert code == 2 and not stdout and not (tmp_path / "x.png").exists()
+    assert stderr.strip() == (f"tformer: error: tformer plot {picture} needs {feature}, but this model (a "
+                              "non-autoregressive CMLM) supports only mask-predict (non-autoregressive decoding)")
+    if picture == "attention":  # a picture that needs no decoding feature is drawn for any encoder-decoder
+        code, stdout, _ = _plot(capsys, "positional", tmp_path / "cmlm", "-o", tmp_path / "p.png")
+        assert code == 0 and (tmp_path / "p.png").is_file()
+
+
 def test_argparse_rejects_an_unknown_kind_or_head(trained_run, tmp_path, capsys):
     for bad, message in [(["--kind", "decoder"], "invalid choice: 'decoder'"), (["--head", "all"], "'grid' or 'mean'")]:
         with pytest.raises(SystemExit) as e:

@@ -19,7 +19,7 @@ from tformer.io.checkpoints import load_checkpoint
 # dropout (RNG state), accumulation (stops between micro-batches), checkpoints every 3 updates between
 # validations, a log line every 4 updates (a partly filled log window at most checkpoints)
 OVERRIDES = ["model.dropout=0.1", "train.accumulate=2", "train.max_tokens=300", "train.max_steps=60",
-             "train.save_every=3", "train.eval_every=20", "train.log_every=4", "train.bleu_samples=5"]
+             "train.save_every=3", "train.eval_every=20", "train.log_every=4", "translation.bleu_samples=5"]
 TIMING = ("tokens_per_s", "tgt_tokens_per_s")
 
 

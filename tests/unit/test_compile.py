@@ -11,8 +11,8 @@ import pytest
 import torch
 from test_trainer import _pairs, _trainer
 
-import tformer.training.loss_module as loss_module
-from tformer.training.loss_module import TaskLoss
+import tformer.training.task_loss as loss_module
+from tformer.training.task_loss import TaskLoss
 
 
 def _loss_and_grads(trainer, loss_fn):

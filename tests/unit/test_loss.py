@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tformer.training.loss import label_smoothed_loss, smoothed_targets
+from tformer.training.label_smoothing import label_smoothed_loss, smoothed_targets
 
 PAD = 0
 
@@ -78,7 +78,7 @@ def test_fast_loss_passes_torch_gradcheck():
 @pytest.mark.parametrize("eps,chunk,bias", [(0.1, 4, True), (0.0, 7, False), (0.1, 1000, False)])
 def test_fused_linear_loss_equals_linear_then_loss_with_gradients(eps, chunk, bias):
     """The pre-softmax layer fused with the loss, in blocks of ``chunk`` rows (one that does not divide N too)."""
-    from tformer.training.loss import linear_label_smoothed_loss
+    from tformer.training.label_smoothing import linear_label_smoothed_loss
 
     torch.manual_seed(1)
     h = torch.randn(3, 6, 5, dtype=torch.float64, requires_grad=True)  # N = 18 positions
@@ -102,7 +102,7 @@ def test_fused_linear_loss_equals_linear_then_loss_with_gradients(eps, chunk, bi
 def test_fused_linear_loss_without_gradients_and_trainer_loss_equals_model_logits():
     from tformer import Transformer, TransformerConfig
     from tformer.tasks.translation import sequence_loss
-    from tformer.training.loss import linear_label_smoothed_loss
+    from tformer.training.label_smoothing import linear_label_smoothed_loss
 
     torch.manual_seed(2)
     model = Transformer(TransformerConfig.tiny(vocab_size=30)).eval()
@@ -124,7 +124,7 @@ def test_fused_linear_loss_without_gradients_and_trainer_loss_equals_model_logit
 
 def test_fused_linear_loss_does_no_gradient_work_without_grad_mode(monkeypatch):
     """Validation runs under no_grad: the fused loss must not compute (or keep) gradients there."""
-    from tformer.training import loss as loss_module
+    from tformer.training import label_smoothing as loss_module
 
     calls = []
     real_mm = torch.Tensor.__matmul__

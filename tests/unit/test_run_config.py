@@ -1,7 +1,8 @@
 import pytest
 
 from tformer.config import ConfigError
-from tformer.training.config import RunConfig, load_run_config
+from tformer.tasks import load_run_config
+from tformer.training.config import RunConfig
 
 RECIPE = """
 run_dir: runs/x

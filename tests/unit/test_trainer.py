@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from tformer import Transformer, TransformerConfig
+from tformer.tasks.translation import ParallelData, TranslationTask
 from tformer.training.config import RunConfig, TrainConfig
-from tformer.training.trainer import ParallelData, Trainer
+from tformer.training.trainer import Trainer
 
 
 def _pairs(n, length, seed=0):
@@ -20,11 +21,12 @@ def _pairs(n, length, seed=0):
 
 
 def _trainer(tmp_path, train_pairs, valid_pairs=(), dropout=0.0, **train):
-    train = {"max_steps": 4, "warmup_steps": 2, "log_every": 1, "bleu_samples": 0, "device": "cpu", **train}
+    train = {"max_steps": 4, "warmup_steps": 2, "log_every": 1, "device": "cpu", **train}
     cfg = RunConfig(run_dir=str(tmp_path), seed=3, model={"preset": "tiny"}, train=TrainConfig(**train))
     torch.manual_seed(3)
     model = Transformer(TransformerConfig.tiny(vocab_size=40, dropout=dropout))
-    return Trainer(cfg, model, ParallelData(None, list(train_pairs), list(valid_pairs)), show_progress=False)
+    task = TranslationTask(ParallelData(None, list(train_pairs), list(valid_pairs)))  # no text: no BLEU
+    return Trainer(cfg, model, task, show_progress=False)
 
 
 def test_accumulating_two_batches_equals_one_batch_of_the_same_pairs(tmp_path):
@@ -243,7 +245,7 @@ def test_repeated_nonfinite_updates_stop_the_run_and_keep_the_last_good_checkpoi
     import hashlib
 
     from tformer.io.checkpoints import load_checkpoint
-    from tformer.training.trainer import NonFiniteLoss
+    from tformer.training.faults import NonFiniteLoss
 
     t = _trainer(tmp_path, _pairs(30, 4), max_tokens=50, max_steps=20, save_every=2, nonfinite_limit=3)
     ckpts = tmp_path / "checkpoints"
@@ -312,12 +314,13 @@ def _run_config(d, run_dir, seed):
 
     data = DataConfig(train_src=str(d / "train.src"), train_tgt=str(d / "train.tgt"), valid_src=str(d / "valid.src"),
                       valid_tgt=str(d / "valid.tgt"), vocab_size=40)
-    train = TrainConfig(max_steps=5, warmup_steps=2, max_tokens=200, log_every=1, bleu_samples=2, device="cpu")
-    return RunConfig(run_dir=str(run_dir), seed=seed, data=data, model={"preset": "tiny"}, train=train)
+    train = TrainConfig(max_steps=5, warmup_steps=2, max_tokens=200, log_every=1, device="cpu")
+    return RunConfig(run_dir=str(run_dir), seed=seed, data=data, model={"preset": "tiny"}, train=train,
+                     task_settings={"bleu_samples": 2})
 
 
 def test_the_same_config_and_seed_give_the_same_parameters(tmp_path):
-    from tformer.training.trainer import run_training
+    from tformer.tasks import run_training
 
     _write_corpus(tmp_path)
     weights = {}
@@ -331,8 +334,7 @@ def test_the_same_config_and_seed_give_the_same_parameters(tmp_path):
 
 
 def test_a_drawn_seed_is_reported_recorded_and_reused_on_resume(tmp_path):
-    from tformer.training.config import load_run_config
-    from tformer.training.trainer import run_training
+    from tformer.tasks import load_run_config, run_training
 
     _write_corpus(tmp_path)
     cfg = _run_config(tmp_path, tmp_path / "run", None)
@@ -377,7 +379,7 @@ def test_an_unwritable_run_directory_fails_before_any_work(tmp_path):
     import os
 
     from tformer.errors import TformerError
-    from tformer.training.trainer import run_training
+    from tformer.tasks import run_training
 
     _write_corpus(tmp_path)
     (tmp_path / "locked").mkdir()
@@ -398,7 +400,7 @@ def test_an_unwritable_run_directory_fails_before_any_work(tmp_path):
 
 
 def test_adamw_decays_only_weight_matrices_and_cosine_ends_at_zero(tmp_path):
-    from tformer.training.trainer import decay_groups
+    from tformer.training.optimizer import decay_groups
 
     model = Transformer(TransformerConfig.tiny(vocab_size=40))
     decayed, plain = decay_groups(model, 0.05)

@@ -1,7 +1,7 @@
 """``tformer demo``: the whole job on data tformer makes itself.
 
 1. generate an English -> German number-words task (train / valid / held-out test numbers);
-2. train the recipe ``tformer/recipes/demo.yaml`` (also ``configs/demo.yaml``) on it;
+2. train the recipe ``tformer/recipes/demo.yaml`` (``configs/demo.yaml`` links to it) on it;
 3. translate the held-out test numbers with beam search and score them;
 4. draw the cross-attention of the first test number (every head of the last decoder layer) into
    ``RUN_DIR/cross_attention.png`` (when matplotlib is installed: ``pip install 'tformer[viz]'``);
@@ -26,10 +26,9 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tformer.errors import TformerError
-from tformer.training.config import load_run_config
 
 if TYPE_CHECKING:
     from tformer.translator import Translator
@@ -57,31 +56,15 @@ def _free_run_dir(base: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tformer.console import log
-    from tformer.data.synthetic import make_names_task, make_number_task, write_parallel
-    from tformer.evaluation.bleu import score
-    from tformer.training.trainer import run_training
+    from tformer.tasks import run_training
     from tformer.translator import Translator
 
     if args.train_size < 100 or args.test_size < 1:
         raise TformerError("--train-size must be >= 100 and --test-size >= 1")
     run_dir = Path(args.run_dir) if args.run_dir else _free_run_dir("runs/demo")
     data_dir = run_dir / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if args.task == "names":
-        task = make_names_task(args.train_size, 500, args.test_size, seed=args.seed)
-    else:
-        task = make_number_task(args.train_size, 500, args.test_size, seed=args.seed, balanced_digits=True)
-    for split, pairs in task.items():
-        write_parallel(pairs, data_dir / f"{split}.en", data_dir / f"{split}.de")
-    log(f"demo: {len(task['train'])} training pairs, e.g. {task['train'][0][0]!r} -> {task['train'][0][1]!r}")
-
-    recipe = resources.files("tformer.recipes").joinpath("demo.yaml") if args.recipe is None else Path(args.recipe)
-    if args.recipe is not None and not recipe.is_file():
-        raise TformerError(f"--recipe {args.recipe}: no such file")
-    with resources.as_file(recipe) as path:
-        cfg = load_run_config(path, [f"run_dir={run_dir}", f"data.data_dir={data_dir}", f"seed={args.seed}",
-                                     *args.overrides])
+    task = _write_data(args, data_dir)
+    cfg = _recipe(args, run_dir, data_dir)
     t0 = time.perf_counter()
     summary = run_training(cfg, show_progress=False if args.no_progress else None)
     train_seconds = time.perf_counter() - t0
@@ -91,32 +74,60 @@ def run(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     hyps = translator.translate([s for s, _ in test], beam_size=args.beam)
     decode_seconds = time.perf_counter() - t1
-    refs = [t for _, t in test]
-    exact = sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs)
-    scores = score(hyps, refs, tokenize="char")
     for (src, ref), hyp in list(zip(test, hyps, strict=True))[:8]:
         mark = "ok " if hyp == ref else "ERR"
         print(f"{mark} {src}  ->  {hyp}" + ("" if hyp == ref else f"   (expected {ref})"))
     picture = _draw_cross_attention(translator, test[0][0], run_dir / "cross_attention.png", args.beam)
     if picture:
         print(f"cross-attention of {test[0][0]!r}: {picture}")
-    result = {
-        "exact_match": round(exact, 4),
-        **({"names_copied": round(sum(h.split(" ")[-1] == r.split(" ")[-1] for h, r in zip(hyps, refs, strict=True))
-                                  / len(refs), 4)} if args.task == "names" else {}),
-        "bleu": scores["bleu"],
-        "chrf": scores["chrf"],
-        "bleu_signature": scores["bleu_signature"],
-        "test_sentences": len(refs),
-        "train_seconds": round(train_seconds, 1),
-        "decode_seconds": round(decode_seconds, 1),
-        "steps": summary["steps"],
-        "run_dir": str(run_dir),
-        "cross_attention": picture,
-    }
+    result = {**_scores(hyps, [t for _, t in test], names=args.task == "names"),
+              "train_seconds": round(train_seconds, 1), "decode_seconds": round(decode_seconds, 1),
+              "steps": summary["steps"], "run_dir": str(run_dir), "cross_attention": picture}
     print(json.dumps(result))
     sys.stdout.flush()
     return 0
+
+
+def _write_data(args: argparse.Namespace, data_dir: Path) -> dict[str, list[tuple[str, str]]]:
+    """Generate the task's train / valid / test pairs and write them as data_dir/{split}.en and .de."""
+    from tformer.console import log
+    from tformer.data.synthetic import make_names_task, make_number_task, write_parallel
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if args.task == "names":
+        task = make_names_task(args.train_size, 500, args.test_size, seed=args.seed)
+    else:
+        task = make_number_task(args.train_size, 500, args.test_size, seed=args.seed, balanced_digits=True)
+    for split, pairs in task.items():
+        write_parallel(pairs, data_dir / f"{split}.en", data_dir / f"{split}.de")
+    log(f"demo: {len(task['train'])} training pairs, e.g. {task['train'][0][0]!r} -> {task['train'][0][1]!r}")
+    return task
+
+
+def _recipe(args: argparse.Namespace, run_dir: Path, data_dir: Path):
+    """The run config: the built-in recipe (``tformer/recipes/demo.yaml``) or ``--recipe``, with the run
+    directory, the data and the seed filled in, then the user's overrides."""
+    from tformer.tasks import load_run_config
+
+    recipe = resources.files("tformer.recipes").joinpath("demo.yaml") if args.recipe is None else Path(args.recipe)
+    if args.recipe is not None and not recipe.is_file():
+        raise TformerError(f"--recipe {args.recipe}: no such file")
+    with resources.as_file(recipe) as path:
+        return load_run_config(path, [f"run_dir={run_dir}", f"data.data_dir={data_dir}", f"seed={args.seed}",
+                                      *args.overrides])
+
+
+def _scores(hyps: list[str], refs: list[str], names: bool) -> dict[str, Any]:
+    """Exact matches, BLEU and chrF on characters (and, for the names task, the share of names copied)."""
+    from tformer.evaluation.bleu import score
+
+    scores = score(hyps, refs, tokenize="char")
+    pairs = list(zip(hyps, refs, strict=True))
+    copied = sum(h.split(" ")[-1] == r.split(" ")[-1] for h, r in pairs) / len(refs)
+    return {"exact_match": round(sum(h == r for h, r in pairs) / len(refs), 4),
+            **({"names_copied": round(copied, 4)} if names else {}),
+            "bleu": scores["bleu"], "chrf": scores["chrf"], "bleu_signature": scores["bleu_signature"],
+            "test_sentences": len(refs)}
 
 
 def _draw_cross_attention(translator: Translator, text: str, path: Path, beam_size: int) -> str | None:

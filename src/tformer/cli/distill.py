@@ -54,6 +54,7 @@ def distill_corpus(teacher_dir: str, src_path: str, corpus: Path, *, beam: int, 
     """Translate ``src_path`` with the teacher into ``corpus`` (or reuse a matching one); returns its sidecar."""
     from tformer.console import log
     from tformer.data.corpus import read_lines
+    from tformer.generation import Feature
     from tformer.io.files import atomic_write_text
     from tformer.translator import MODEL_SUBDIR, Translator
 
@@ -79,8 +80,7 @@ def distill_corpus(teacher_dir: str, src_path: str, corpus: Path, *, beam: int, 
             log(f"distill: reusing {corpus} ({old.get('sentences')} sentences, teacher and sources unchanged)")
             return old
     translator = Translator.from_pretrained(teacher, device=device)
-    if translator.non_autoregressive:
-        raise TformerError("the teacher must be an autoregressive translation model (beam search)")
+    translator.capabilities.require(Feature.BEAM, what="tformer distill's teacher")
     sources = read_lines(src_path)
     log(f"distill: translating {len(sources)} sentences with {teacher} (beam {beam})")
     t0 = time.perf_counter()
@@ -96,14 +96,12 @@ def distill_corpus(teacher_dir: str, src_path: str, corpus: Path, *, beam: int, 
     return meta
 
 
-def run(args: argparse.Namespace) -> int:
-    import sys
+def _student_sources(cfg) -> str:
+    """The student's training sources, after checking that the student translates plain-text files."""
+    from tformer.tasks import get_task
+    from tformer.tasks.translation import TranslationTask
 
-    from tformer.config import from_dict
-    from tformer.training.config import load_run_config
-
-    cfg = load_run_config(args.config, args.overrides)
-    if cfg.task not in ("translation", "cmlm"):
+    if not issubclass(get_task(cfg.task), TranslationTask):
         raise TformerError(f"distill trains a translation student (task translation or cmlm), not task {cfg.task!r}")
     src = cfg.data.path("train_src")
     if not src or not cfg.data.path("train_tgt") or cfg.data.format not in ("auto", "text") \
@@ -111,6 +109,17 @@ def run(args: argparse.Namespace) -> int:
         raise TformerError("distill needs plain-text training files: data.train_src and data.train_tgt")
     if not Path(src).is_file():
         raise TformerError(f"training sources not found: {src}")
+    return src
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import sys
+
+    from tformer.tasks import load_run_config, run_training
+
+    cfg = load_run_config(args.config, args.overrides)
+    src = _student_sources(cfg)
     corpus = Path(args.corpus) if args.corpus else Path(cfg.run_dir) / "distilled.txt"
     progress = not args.no_progress and sys.stderr.isatty()
     meta = distill_corpus(args.teacher, src, corpus, beam=args.beam, alpha=args.alpha, max_tokens=args.max_tokens,
@@ -120,11 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.corpus_only:
         print(json.dumps(report))
         return 0
-    from tformer.training.trainer import run_training
-
-    d = cfg.to_dict()
-    d["data"]["train_tgt"] = str(corpus.resolve())
-    student = from_dict(type(cfg), d)
+    student = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_tgt=str(corpus.resolve())))
     summary = run_training(student, resume=args.resume, show_progress=False if args.no_progress else None)
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps({**summary, **report}))

@@ -44,6 +44,7 @@ def load_format(name: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from tformer.generation import Feature
     from tformer.translator import Translator
 
     module = load_format(args.format)
@@ -55,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and Path(args.run_dir).resolve().is_relative_to(out.resolve()):
         raise TformerError(f"--output {out} holds the run {args.run_dir}: choose another folder")
     translator = Translator.from_pretrained(args.run_dir)
-    if translator.non_autoregressive:
-        raise TformerError("tformer export writes autoregressive models (encoder + decoder step); this run holds "
-                           "a CMLM")
+    translator.capabilities.require(Feature.GREEDY, what="tformer export (an encoder and a decoder step)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)

@@ -26,7 +26,7 @@ SUBCOMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tformer import __version__
+    from tformer.version import VERSION as __version__
 
     parser = argparse.ArgumentParser(prog="tformer", description="The Transformer of 'Attention Is All You Need'.")
     parser.add_argument("--version", action="version", version=f"tformer {__version__}")

@@ -106,19 +106,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _translator(run_dir: str):
+def _translator(run_dir: str, *features, what: str = ""):
+    """The run's Translator; a model without ``features`` (:class:`tformer.generation.Feature`) is refused."""
     from tformer.translator import Translator
 
     translator = Translator.from_pretrained(run_dir)
-    if translator.non_autoregressive:  # attention maps and beam trees come from the autoregressive decoder
-        raise TformerError(f"tformer plot draws autoregressive models; {run_dir} holds a CMLM")
+    translator.capabilities.require(*features, what=what)
     return translator
 
 
 def _attention(args: argparse.Namespace):
+    from tformer.generation import Feature
     from tformer.viz.attention import plot_attention
 
-    att = _translator(args.run_dir).attention(args.text, target=args.target, beam_size=args.beam)
+    translator = _translator(args.run_dir, Feature.ATTENTION_MAPS, what="tformer plot attention")
+    att = translator.attention(args.text, target=args.target, beam_size=args.beam)
     return plot_attention(att, args.kind, args.layer, args.head)
 
 
@@ -145,7 +147,7 @@ def _patches(args: argparse.Namespace):
 
 
 def _positional(args: argparse.Namespace):
-    from tformer.nn.embedding import sinusoidal_table
+    from tformer.nn.positional import sinusoidal_table
     from tformer.viz.positional import plot_positional
 
     if args.max_len < 1:
@@ -168,16 +170,16 @@ def _positional(args: argparse.Namespace):
 
 
 def _masks(args: argparse.Namespace):
+    from tformer.generation import Feature
     from tformer.viz.masks import batch_masks, plot_masks, sentence_batch
 
-    translator = _translator(args.run_dir)
+    translator = _translator(args.run_dir, Feature.GREEDY, what="tformer plot masks")  # the causal decoder's masks
     src, tgt_in, src_tokens, tgt_tokens = sentence_batch(translator, args.text, args.target)
     return plot_masks(batch_masks(src, tgt_in, translator.model.cfg.pad_id), src_tokens, tgt_tokens)
 
 
 def _schedule(args: argparse.Namespace):
-    from tformer import tasks
-    from tformer.training.config import load_run_config
+    from tformer.tasks import get_task, load_run_config
     from tformer.viz.curves import logged_learning_rates, read_metrics
     from tformer.viz.schedule import plot_schedule
 
@@ -190,7 +192,7 @@ def _schedule(args: argparse.Namespace):
             logged = logged_learning_rates(read_metrics(source / "metrics.jsonl"))
         source = source / "config.yaml"
     cfg = load_run_config(source)
-    tc, d_model = cfg.train, tasks.model_width(cfg)
+    tc, d_model = cfg.train, get_task(cfg.task).model_width(cfg)
     steps = args.steps or max(tc.max_steps, max((s for s, _ in logged), default=0)) or 5 * tc.warmup_steps
     return plot_schedule(d_model, tc.warmup_steps, tc.lr_scale, steps, logged)
 
@@ -205,7 +207,9 @@ def _curves(args: argparse.Namespace):
 
 
 def _beam(args: argparse.Namespace):
+    from tformer.generation import Feature
     from tformer.viz.beam_tree import beam_tree, plot_beam_tree
 
-    tree = beam_tree(_translator(args.run_dir), args.text, args.beam, args.alpha, args.max_len)
+    translator = _translator(args.run_dir, Feature.BEAM, what="tformer plot beam")
+    tree = beam_tree(translator, args.text, args.beam, args.alpha, args.max_len)
     return plot_beam_tree(tree)

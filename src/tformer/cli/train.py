@@ -19,8 +19,6 @@ import json
 import os
 import signal
 
-from tformer.training.config import load_run_config
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML run config (see configs/)")
@@ -30,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tformer.training.trainer import run_training
+    from tformer.tasks import load_run_config, run_training
 
     cfg = load_run_config(args.config, args.overrides)
     summary = run_training(cfg, resume=args.resume, show_progress=False if args.no_progress else None)

@@ -1,34 +1,34 @@
 """What ``tformer train`` can train, picked by the config's ``task`` key.
 
-A task knows its examples, how they become batches, the loss, what validation reports, and how its
-model is built and saved; :class:`tformer.training.trainer.Trainer` does the rest (Adam and Eq. 3,
-accumulation, checkpoints, exact resume, skipped non-finite updates) the same way for all of them.
+A task (a subclass of :class:`tformer.tasks.base.Task`) checks its part of the config, builds its
+model, makes its batches, computes its loss and its validation metrics and reports at the end;
+:class:`tformer.training.trainer.Trainer` does the rest (Adam and Eq. 3, accumulation, checkpoints,
+exact resume, skipped non-finite updates, several processes) the same way for all of them. The
+registry (:mod:`tformer.tasks.registry`) maps ``task`` to the class; each module below registers
+its task when imported:
 
 * ``translation``: the paper's encoder-decoder on parallel text (:mod:`tformer.tasks.translation`);
+* ``cmlm``: the conditional masked language model, decoded by mask-predict (:mod:`tformer.tasks.cmlm`);
 * ``lm``: the decoder-only (GPT-style) language model on text (:mod:`tformer.tasks.lm`);
 * ``classify``: the encoder-only (BERT-style) classifier, from scratch or fine-tuning a BERT such as
   all-MiniLM-L6-v2 (:mod:`tformer.tasks.classify`);
 * ``vision``: the Vision Transformer on a built-in image set (:mod:`tformer.tasks.vision`).
+
+``task`` names the task (``task: cmlm``); the task's settings are the section named after it
+(``cmlm: {iterations: 10, length_candidates: 3}``), typed by the task's ``Settings``.
+:func:`load_run_config` reads and checks a whole config; :func:`run_training` trains it.
 """
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
+from tformer.tasks.base import Task, TaskSettings
+from tformer.tasks.registry import TASKS, check_run_config, get_task, register
+from tformer.tasks.run import load_run_config, parse_run_config, run_training
 
-from tformer.tasks.base import Task
-from tformer.tasks.translation import ParallelData, TranslationTask
-from tformer.training.config import TASKS
+# Each module registers its task when imported, in this order (the order error messages list them in).
+# isort: off
+from tformer.tasks import translation, cmlm, lm, classify, vision  # noqa: E402, F401
+# isort: on
 
-__all__ = ["TASKS", "ParallelData", "Task", "TranslationTask", "build", "model_width"]
-
-
-def build(cfg, run_dir: Path, resume: bool):
-    """The task named by ``cfg.task`` and a fresh model for it (tokenizer trained and saved, or loaded
-    from ``run_dir`` when resuming)."""
-    return importlib.import_module(f"tformer.tasks.{cfg.task}").build(cfg, run_dir, resume)
-
-
-def model_width(cfg) -> int:
-    """d_model of the model ``cfg`` builds (Eq. 3's learning rate depends on it)."""
-    return importlib.import_module(f"tformer.tasks.{cfg.task}").model_width(cfg)
+__all__ = ["TASKS", "Task", "TaskSettings", "check_run_config", "get_task", "load_run_config", "parse_run_config",
+           "register", "run_training"]

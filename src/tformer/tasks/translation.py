@@ -4,7 +4,10 @@ Data: two aligned files (or one TSV/JSONL file), a BPE or unigram tokenizer trai
 text (shared between the languages by default), pairs filtered by length. Loss: teacher-forced,
 label-smoothed cross-entropy over target tokens (§5.4), with the pre-softmax layer fused into the
 loss. Validation: loss, perplexity, and the BLEU of greedy translations of the first
-``train.bleu_samples`` validation sentences.
+``translation.bleu_samples`` validation sentences (sacreBLEU's ``translation.bleu_tokenize``).
+
+The config: ``task: translation`` (the default) and its section ``translation: {bleu_samples: 200, bleu_tokenize:
+13a}``; ``model`` holds a preset and :class:`TransformerConfig` fields.
 """
 
 from __future__ import annotations
@@ -12,21 +15,25 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from tformer.config import check
+from tformer.config import ConfigError, check
 from tformer.console import log
 from tformer.data.batching import Batch, collate
 from tformer.data.corpus import filter_pairs, read_jsonl, read_parallel, read_tsv
-from tformer.data.tokenizer import Vocabularies
+from tformer.data.vocabularies import Vocabularies
 from tformer.errors import TformerError
+from tformer.evaluation.bleu import check_tokenizer, score
 from tformer.models.transformer.config import TransformerConfig
 from tformer.models.transformer.model import Transformer
-from tformer.training.config import RunConfig, TrainConfig
-from tformer.training.loss import LossOutput, label_smoothed_loss, linear_label_smoothed_loss
+from tformer.tasks.base import Task, TaskSettings
+from tformer.tasks.registry import register
+from tformer.training.config import RunConfig
+from tformer.training.label_smoothing import LossOutput, label_smoothed_loss, linear_label_smoothed_loss
+from tformer.translator import Translator
 
 
 @dataclass
@@ -103,38 +110,80 @@ def sequence_loss(model: Transformer, src: Tensor, tgt_in: Tensor, tgt_out: Tens
                                       model.cfg.pad_id)
 
 
-def model_width(cfg: RunConfig) -> int:
-    """d_model of the model this run builds."""
-    return cfg.model_config(vocab_size=64).d_model
+@dataclass(frozen=True)
+class TranslationSettings(TaskSettings):
+    """The ``translation`` section (and translation's part of the ``cmlm`` section).
+
+    Attributes:
+        bleu_samples: validation sentences translated (greedily) for BLEU at each validation (0 = skip).
+        bleu_tokenize: sacreBLEU's tokenizer for that BLEU ("13a", "intl", "char", ...).
+    """
+
+    bleu_samples: int = 200
+    bleu_tokenize: str = "13a"
+
+    def __post_init__(self) -> None:
+        check(self.bleu_samples >= 0, f"bleu_samples must be >= 0, got {self.bleu_samples}")
+        try:
+            check_tokenizer(self.bleu_tokenize)
+        except TformerError as e:
+            raise ConfigError(f"bleu_tokenize: {e}") from None
 
 
-def check_config(cfg: RunConfig, config_class: type[TransformerConfig] = TransformerConfig) -> TransformerConfig:
-    """Validate the model and data sections for translation (one-line ConfigError); returns the model config
-    (for a tiny vocabulary)."""
-    m = cfg.model_config(vocab_size=64, config_class=config_class)
-    check(
-        cfg.data.shared_vocab or not cfg.model.get("share_embeddings", False),
-        "model.share_embeddings needs data.shared_vocab: true (one vocabulary for both languages)",
-    )
-    check(
-        cfg.data.max_len + 1 <= m.max_len,
-        f"data.max_len ({cfg.data.max_len}) + 1 for BOS/EOS exceeds model.max_len ({m.max_len}): "
-        f"lower data.max_len or raise model.max_len",
-    )
-    return m
-
-
-class TranslationTask:
+@register
+class TranslationTask(Task):
     """Parallel text -> :class:`tformer.Transformer` (see the module docstring)."""
 
     name = "translation"
     unit = "pairs"
+    Settings = TranslationSettings
+    model_class: ClassVar[type[Transformer]] = Transformer
+    config_class: ClassVar[type[TransformerConfig]] = TransformerConfig
 
-    def __init__(self, data: ParallelData, tc: TrainConfig | None = None) -> None:
+    def __init__(self, data: ParallelData, settings: TranslationSettings | None = None) -> None:
         self.data = data
-        self.bleu_samples = tc.bleu_samples if tc is not None else 0
-        self.bleu_tokenize = tc.bleu_tokenize if tc is not None else "13a"
+        self.settings = settings or self.Settings()
 
+    # -- the config --
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        cls.checked_model_config(cfg)
+
+    @classmethod
+    def checked_model_config(cls, cfg: RunConfig) -> TransformerConfig:
+        """Validate the model and data sections (one-line ConfigError); returns the model config (for a tiny
+        vocabulary)."""
+        m = cfg.model_config(vocab_size=64, config_class=cls.config_class)
+        check(
+            cfg.data.shared_vocab or not cfg.model.get("share_embeddings", False),
+            "model.share_embeddings needs data.shared_vocab: true (one vocabulary for both languages)",
+        )
+        check(
+            cfg.data.max_len + 1 <= m.max_len,
+            f"data.max_len ({cfg.data.max_len}) + 1 for BOS/EOS exceeds model.max_len ({m.max_len}): "
+            f"lower data.max_len or raise model.max_len",
+        )
+        return m
+
+    @classmethod
+    def model_width(cls, cfg: RunConfig) -> int:
+        return cfg.model_config(vocab_size=64, config_class=cls.config_class).d_model
+
+    @classmethod
+    def build(cls, cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[TranslationTask, Transformer]:
+        vocabs = Vocabularies.load(run_dir) if resume else None
+        data = prepare_data(cfg, vocabs)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if vocabs is None:
+            data.vocabs.save(run_dir)
+        src_v, tgt_v = data.vocabs.src, data.vocabs.tgt
+        model_cfg = cfg.model_config(
+            src_v.vocab_size, None if data.vocabs.shared else tgt_v.vocab_size, config_class=cls.config_class,
+            pad_id=src_v.pad_id, bos_id=tgt_v.bos_id, eos_id=tgt_v.eos_id, unk_id=src_v.unk_id,
+        )
+        return cls(data, cls.settings_from(cfg)), cls.model_class(model_cfg)
+
+    # -- training --
     def _pairs(self, split: str) -> list[tuple[list[int], list[int]]]:
         return self.data.train if split == "train" else self.data.valid
 
@@ -150,31 +199,15 @@ class TranslationTask:
         return sequence_loss(model, batch.src, batch.tgt_in, batch.tgt_out, label_smoothing)
 
     def extra_validation(self, model: Transformer, device: torch.device, max_tokens: int) -> dict[str, Any]:
-        n = min(self.bleu_samples, len(self.data.valid_text))
+        """The BLEU of translations of the first ``bleu_samples`` validation sentences."""
+        n = min(self.settings.bleu_samples, len(self.data.valid_text))
         if not n:
             return {}
-        from tformer.evaluation.bleu import score
-        from tformer.translator import Translator
-
         sample = self.data.valid_text[:n]
-        hyps = Translator(model, self.data.vocabs, device).translate([s for s, _ in sample], beam_size=1,
-                                                                     max_tokens=max_tokens)
-        return {"bleu": score(hyps, [t for _, t in sample], tokenize=self.bleu_tokenize)["bleu"],
+        hyps = self.translate(model, [s for s, _ in sample], device, max_tokens)
+        return {"bleu": score(hyps, [t for _, t in sample], tokenize=self.settings.bleu_tokenize)["bleu"],
                 "bleu_sentences": n}
 
-
-def build(cfg: RunConfig, run_dir: Path, resume: bool, *, task_class: type = TranslationTask,
-          model_class: type = Transformer, config_class: type[TransformerConfig] = TransformerConfig):
-    """The task and a fresh model for ``tformer train``: the tokenizer is trained (and saved) or, when
-    resuming, loaded from the run directory. The keywords serve the other encoder-decoders (the CMLM)."""
-    vocabs = Vocabularies.load(run_dir) if resume else None
-    data = prepare_data(cfg, vocabs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if vocabs is None:
-        data.vocabs.save(run_dir)
-    src_v, tgt_v = data.vocabs.src, data.vocabs.tgt
-    model_cfg = cfg.model_config(
-        src_v.vocab_size, None if data.vocabs.shared else tgt_v.vocab_size, config_class=config_class,
-        pad_id=src_v.pad_id, bos_id=tgt_v.bos_id, eos_id=tgt_v.eos_id, unk_id=src_v.unk_id,
-    )
-    return task_class(data, cfg.train), model_class(model_cfg)
+    def translate(self, model: Transformer, sources: list[str], device: torch.device, max_tokens: int) -> list[str]:
+        """How validation translates: greedy search."""
+        return Translator(model, self.data.vocabs, device).translate(sources, beam_size=1, max_tokens=max_tokens)

@@ -2,7 +2,7 @@
 
 Data: ``data.train_src: digits``, scikit-learn's bundled 8x8 handwritten digits (no download), split once
 and for all (seed 0) into 70% train, 10% validation and 20% test, stratified by class. Training images
-are shifted by up to ``data.max_shift`` pixels at random and, with ``data.mixup`` = alpha > 0, mixed in
+are shifted by up to ``vision.max_shift`` pixels at random and, with ``vision.mixup`` = alpha > 0, mixed in
 pairs with a Beta(alpha, alpha) weight (the loss mixes the two labels alike); the draws come from the
 run's seeded generator, so resuming stays exact. An image of P patches costs P + 1 tokens in the token
 budget (``train.max_tokens``), so a batch holds ``max_tokens // (P + 1)`` images.
@@ -10,6 +10,8 @@ budget (``train.max_tokens``), so a batch holds ``max_tokens // (P + 1)`` images
 Model: :class:`tformer.models.vit.model.VisionClassifier`, :class:`VisionConfig` fields on the ``digits``
 preset. Loss: label-smoothed cross-entropy per image. Validation: loss and accuracy; at the end of the
 run the best model (by validation loss) is scored once on the test split (``test_accuracy``).
+
+The config: ``task: vision`` and its section ``vision: {max_shift: 1, mixup: 0.0}``.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from tformer.config import check, from_dict
 from tformer.data.batching import TokenBatchSampler
 from tformer.data.images import ImageSplit, ImageSplits, load_digits_splits, random_shift
 from tformer.models.vit.model import VisionClassifier, VisionConfig
+from tformer.tasks.base import Task, TaskSettings
+from tformer.tasks.registry import register
 from tformer.training.config import RunConfig
-from tformer.training.loss import LossOutput
+from tformer.training.label_smoothing import LossOutput
 
 DATASETS = ("digits",)
 
@@ -39,16 +43,22 @@ def model_config(cfg: RunConfig, num_classes: int = 10) -> VisionConfig:
                      where="model")
 
 
-def model_width(cfg: RunConfig) -> int:
-    """d_model of the model this run builds."""
-    return model_config(cfg).d_model
+@dataclass(frozen=True)
+class VisionSettings(TaskSettings):
+    """The ``vision`` section: the augmentation of training images.
 
+    Attributes:
+        max_shift: training images move by up to this many pixels at random (0 = off).
+        mixup: alpha of mixup's Beta(alpha, alpha) weight for blending pairs of training images and their
+            labels (0 = off).
+    """
 
-def check_config(cfg: RunConfig) -> None:
-    check(cfg.data.train_src in DATASETS, f"task vision: data.train_src must be one of {DATASETS}, "
-                                          f"got {cfg.data.train_src!r}")
-    check(cfg.data.max_shift >= 0, "data.max_shift must be >= 0")
-    model_config(cfg)
+    max_shift: int = 1
+    mixup: float = 0.0
+
+    def __post_init__(self) -> None:
+        check(self.max_shift >= 0, "max_shift must be >= 0")
+        check(self.mixup >= 0, "mixup must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -67,14 +77,37 @@ class ImageBatch:
                           mixed, self.lam)
 
 
-class VisionTask:
+@register
+class VisionTask(Task):
     """Images -> :class:`VisionClassifier` (see the module docstring)."""
 
     name = "vision"
     unit = "images"
+    Settings = VisionSettings
 
     def __init__(self, splits: ImageSplits, tokens_per_image: int, max_shift: int, mixup: float = 0.0) -> None:
         self.splits, self.tokens, self.max_shift, self.mixup = splits, tokens_per_image, max_shift, mixup
+
+    # -- the config --
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        check(cfg.data.train_src in DATASETS, f"task vision: data.train_src must be one of {DATASETS}, "
+                                              f"got {cfg.data.train_src!r}")
+        model_config(cfg)
+
+    @classmethod
+    def model_width(cls, cfg: RunConfig) -> int:
+        return model_config(cfg).d_model
+
+    @classmethod
+    def build(cls, cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[VisionTask, VisionClassifier]:
+        splits = load_digits_splits(seed=0, valid_fraction=0.1, test_fraction=0.2)
+        m = model_config(cfg, splits.num_classes)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        settings = cls.settings_from(cfg)
+        return cls(splits, m.num_patches + 1, settings.max_shift, settings.mixup), VisionClassifier(m)
+
+    # -- training --
 
     def _split(self, split: str) -> ImageSplit:
         return getattr(self.splits, split)
@@ -123,10 +156,3 @@ class VisionTask:
         """The best model's accuracy on the test split, once, at the end of the run."""
         best = VisionClassifier.from_pretrained(run_dir / "model", map_location=device).eval()
         return {"test_accuracy": self.accuracy(best, "test", device, max_tokens), "test_images": len(self.splits.test)}
-
-
-def build(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[VisionTask, VisionClassifier]:
-    splits = load_digits_splits(seed=0, valid_fraction=0.1, test_fraction=0.2)
-    m = model_config(cfg, splits.num_classes)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return VisionTask(splits, m.num_patches + 1, cfg.data.max_shift, cfg.data.mixup), VisionClassifier(m)

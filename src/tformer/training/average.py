@@ -10,27 +10,28 @@ import os
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from tformer.errors import TformerError
 from tformer.io.checkpoints import load_checkpoint
-from tformer.models.cmlm.config import CMLMConfig, seq2seq_config_class
-from tformer.models.cmlm.model import CMLM
-from tformer.models.transformer.model import Transformer
+from tformer.models.registry import model_from_config
 
 
-def average_checkpoints(paths: Sequence[str | os.PathLike]) -> Transformer | CMLM:
+def average_checkpoints(paths: Sequence[str | os.PathLike]) -> nn.Module:
     """A model whose floating-point parameters and buffers are the mean over ``paths``.
 
-    All checkpoints must hold the same model configuration (an encoder-decoder or a CMLM).
+    All checkpoints must hold the same model configuration (an encoder-decoder or a CMLM, as the translation
+    tasks train): the model class is the checkpoint's ``architecture`` or, for a checkpoint without one, what
+    :func:`tformer.models.registry.legacy_architecture` reads from the config's keys.
     """
     if not paths:
         raise TformerError("no checkpoints to average")
     total: dict[str, torch.Tensor] = {}
-    cfg_dict = None
+    cfg_dict, architecture = None, None
     for p in paths:
         ckpt = load_checkpoint(p)
         if cfg_dict is None:
-            cfg_dict = ckpt["model_config"]
+            cfg_dict, architecture = ckpt["model_config"], ckpt.get("architecture")
         elif ckpt["model_config"] != cfg_dict:
             raise TformerError(f"{p} has another model configuration than {paths[0]}: cannot average")
         for name, t in ckpt["model"].items():
@@ -39,8 +40,7 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> Transformer | CML
                 total[name] = t.clone()
             elif t.is_floating_point():
                 total[name] += t
-    config_class = seq2seq_config_class(cfg_dict)
-    model = (CMLM if config_class is CMLMConfig else Transformer)(config_class.from_dict(cfg_dict))
+    model = model_from_config(cfg_dict, architecture, names=lambda: total)  # older checkpoints name no architecture
     state = {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in total.items()}
     model.load_state_dict(state)
     return model

@@ -1,4 +1,12 @@
-"""A training run's configuration: the YAML that ``tformer train`` reads (data, model, train sections)."""
+"""A training run's configuration: the YAML that ``tformer train`` reads.
+
+Sections: ``task`` (the name of what is trained), the task's own section named after it (``cmlm:
+{iterations: 10}``: its settings), ``data``, ``model``, ``train``. The sections shared by every task are
+typed here (:class:`DataConfig`, :class:`TrainConfig`); the task's section is typed by the task's settings
+class, and the ``model`` section by the task's model config (:mod:`tformer.tasks`). This module imports no
+task: :func:`read_run_config` checks the shared sections, and the task registry checks the rest where the
+run is built (``tformer.tasks.load_run_config``, before any data is read).
+"""
 
 from __future__ import annotations
 
@@ -8,37 +16,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from tformer.config import ConfigError, check, from_dict
-from tformer.errors import TformerError
 from tformer.models.transformer.config import TransformerConfig
+from tformer.training.config_migration import is_moved, migrate_override, migrate_run_config
 
-# ---- training runs ---------------------------------------------------------------------------
 MODEL_PRESETS = ("tiny", "small", "base", "big")
 DATA_FORMATS = ("auto", "text", "tsv", "jsonl")
 TOKENIZER_MODELS = ("bpe", "unigram")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-TASKS = ("translation", "cmlm", "lm", "classify", "vision")  # modules of tformer.tasks
+DEFAULT_TASK = "translation"
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the parallel text is and how it becomes subwords.
+    """Where the examples are and how text becomes subwords.
 
     Attributes:
         train_src, train_tgt: plain-text files, one sentence a line (``.gz`` read transparently);
             or, for ``format: tsv|jsonl``, ``train_src`` alone holds both sides.
         valid_src, valid_tgt: validation files, same form (optional but needed for early stopping).
+        test_src, test_tgt: test files, same form, scored once at the end of the run by the model chosen on
+            validation (tasks classify and lm).
         data_dir: prefix for relative paths above (e.g. ``../shared/data/multi30k``).
         format: "auto" (from the suffix), "text", "tsv" or "jsonl".
         vocab_size: subword vocabulary size; tokenizer: "bpe" or "unigram"; shared_vocab: one
             vocabulary for both languages (needed to tie all three matrices).
-        max_len: pairs with more subwords than this on either side are dropped (and counted).
+        max_len: examples with more subwords than this (on either side) are dropped (and counted).
         max_len_ratio: pairs whose length ratio exceeds this are dropped; 0 = no limit.
-        labels: task classify: the class names, with one file per class (``train_src: train.{label}.gz``).
-        test_src, test_tgt: task classify: test data, same form, scored once at the end of the run by the
-            model chosen on validation (``test_accuracy`` in the summary).
-        max_shift: task vision: training images move by up to this many pixels at random (0 = off).
-        mixup: task vision: alpha of mixup's Beta(alpha, alpha) weight for blending pairs of training
-            images and their labels (0 = off).
     """
 
     train_src: str = ""
@@ -52,11 +55,8 @@ class DataConfig:
     shared_vocab: bool = True
     max_len: int = 100
     max_len_ratio: float = 0.0
-    labels: tuple[str, ...] = ()
     test_src: str = ""
     test_tgt: str = ""
-    max_shift: int = 1
-    mixup: float = 0.0
 
     def __post_init__(self) -> None:
         check(self.format in DATA_FORMATS, f"data.format must be one of {DATA_FORMATS}, got {self.format!r}")
@@ -64,7 +64,6 @@ class DataConfig:
         check(self.vocab_size >= 16, f"data.vocab_size must be >= 16, got {self.vocab_size}")
         check(self.max_len >= 1, f"data.max_len must be >= 1, got {self.max_len}")
         check(self.max_len_ratio >= 0, "data.max_len_ratio must be >= 0")
-        check(self.mixup >= 0, "data.mixup must be >= 0")
 
     def path(self, name: str) -> str:
         """A data path with ``data_dir`` applied ('' stays '')."""
@@ -74,7 +73,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The optimisation (§5.3, §5.4) and the loop around it.
+    """The optimisation (§5.3, §5.4) and the loop around it, the same for every task.
 
     Attributes:
         max_tokens: token budget of one batch (padded source or target tokens, whichever is larger).
@@ -91,10 +90,6 @@ class TrainConfig:
         label_smoothing: eps_ls (§5.4: 0.1).
         clip_norm: gradient-norm clipping (0 = off).
         eval_every: validate every this many steps (0 = once per epoch).
-        bleu_samples: validation sentences translated greedily for BLEU at each validation (0 = skip).
-        bleu_tokenize: sacreBLEU's tokenizer for that BLEU ("13a", "intl", "char", ...).
-        nat_iterations, nat_length_candidates: task cmlm: the mask-predict rounds and length candidates of
-            the validation translations.
         patience: stop after this many validations without a better validation loss (0 = never).
         save_every: also write a checkpoint every this many steps between validations (0 = only at
             validations). Checkpoints bound the work a crash or kill loses; --resume continues exactly.
@@ -132,10 +127,6 @@ class TrainConfig:
     label_smoothing: float = 0.1
     clip_norm: float = 0.0
     eval_every: int = 0
-    bleu_samples: int = 200
-    bleu_tokenize: str = "13a"
-    nat_iterations: int = 10
-    nat_length_candidates: int = 3
     patience: int = 0
     save_every: int = 0
     keep_checkpoints: int = 3
@@ -163,49 +154,56 @@ class TrainConfig:
         check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "train.beta1 and train.beta2 must be in [0, 1)")
         check(0 <= self.label_smoothing < 1, "train.label_smoothing must be in [0, 1)")
         check(self.clip_norm >= 0, "train.clip_norm must be >= 0")
-        check(self.eval_every >= 0 and self.bleu_samples >= 0 and self.patience >= 0, "negative train setting")
+        check(self.eval_every >= 0 and self.patience >= 0, "negative train setting")
         check(self.keep_checkpoints >= 0 and self.log_every >= 1, "train.keep_checkpoints >= 0, log_every >= 1")
         check(self.save_every >= 0 and self.nonfinite_limit >= 0, "train.save_every and nonfinite_limit must be >= 0")
         check(self.device in ("auto", "cpu", "cuda", "mps"), f"train.device: unknown device {self.device!r}")
         check(self.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}")
         check(self.parallel in ("ddp", "fsdp"), f"train.parallel must be ddp or fsdp, got {self.parallel!r}")
-        check(self.nat_iterations >= 1 and self.nat_length_candidates >= 1,
-               "train.nat_iterations and train.nat_length_candidates must be >= 1")
-        from tformer.evaluation.bleu import check_tokenizer
-
-        try:
-            check_tokenizer(self.bleu_tokenize)
-        except TformerError as e:
-            raise ConfigError(f"train.bleu_tokenize: {e}") from None
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """A whole training run: what ``tformer train CONFIG.yaml`` reads.
 
-    ``task`` picks what is trained (see :mod:`tformer.tasks`): "translation" (the default) reads
-    parallel text into the encoder-decoder. For it, ``model`` holds a preset name and any
-    :class:`TransformerConfig` fields to change; the vocabulary sizes and special-token ids come from
-    the trained tokenizer. ``seed`` fixes the
-    initialisation, the dropout masks and the batch order; ``null`` draws one, which the run reports and
-    records in its ``config.yaml`` (so the run can be resumed and repeated).
+    ``task`` names what is trained (see :mod:`tformer.tasks`): "translation" (the default) reads
+    parallel text into the encoder-decoder. The task's settings are the section named after it
+    (``cmlm: {iterations: 10}``), held here as ``task_settings``; :meth:`from_dict` and :meth:`to_dict` read and
+    write that layout. For translation, ``model`` holds a preset name and any :class:`TransformerConfig`
+    fields to change; the vocabulary sizes and special-token ids come from the trained tokenizer. ``seed``
+    fixes the initialisation, the dropout masks and the batch order; ``null`` draws one, which the run
+    reports and records in its ``config.yaml`` (so the run can be resumed and repeated).
     """
 
     run_dir: str = "runs/default"
-    task: str = "translation"
+    task: str = DEFAULT_TASK
     seed: int | None = 1
     data: DataConfig = DataConfig()
     model: dict = dataclasses.field(default_factory=lambda: {"preset": "small"})
     train: TrainConfig = TrainConfig(max_steps=1000)
+    task_settings: dict = dataclasses.field(default_factory=dict)  # the section named after the task
 
     def __post_init__(self) -> None:
-        import importlib
-
         check(self.seed is None or 0 <= self.seed < 2**64, f"seed must be in [0, 2**64) or null, got {self.seed}")
-        check(self.task in TASKS, f"task must be one of {TASKS}, got {self.task!r}")
         check(isinstance(self.model, dict), f"model must be a mapping (preset: ..., d_model: ...), got {self.model!r}")
-        # each task validates its model and data sections now, not after tokenizing
-        importlib.import_module(f"tformer.tasks.{self.task}").check_config(self)
+        check(isinstance(self.task_settings, dict), f"{self.task}: expected a mapping of the task's settings, "
+                                                    f"got {self.task_settings!r}")
+
+    @classmethod
+    def from_dict(cls, d: Any) -> RunConfig:
+        """A run config from its YAML layout (the task's settings in the section named after the task)."""
+        check(isinstance(d, dict), f"expected a mapping for RunConfig, got {type(d).__name__}")
+        d = dict(d)
+        task = d.get("task", DEFAULT_TASK)
+        known = [f.name for f in dataclasses.fields(cls) if f.name != "task_settings"]
+        section = task if isinstance(task, str) and task not in known else None  # the task's settings section
+        known[2:2] = [section] if section else []  # (listed after run_dir and task)
+        unknown = sorted(k if isinstance(k, str) and k.isprintable() else repr(k) for k in d if k not in known)
+        check(not unknown, f"unknown key(s) for RunConfig: {', '.join(unknown)} (known: {', '.join(known)}; the "
+                           f"task's settings are the section named after it)")
+        if section in d:
+            d["task_settings"] = d.pop(section)
+        return from_dict(cls, d)
 
     def model_config(self, vocab_size: int, tgt_vocab_size: int | None = None, *,
                      config_class: type[TransformerConfig] | None = None, **ids: int) -> TransformerConfig:
@@ -222,15 +220,40 @@ class RunConfig:
         return from_dict(config_class, {**base, **separate, **spec, **ids}, where="model")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The YAML layout: the task's settings (when it has any) in the section named after it, after ``task``."""
+        d = dataclasses.asdict(self)
+        settings = d.pop("task_settings")
+        out: dict[str, Any] = {}
+        for key, value in d.items():
+            out[key] = value
+            if key == "task" and settings:
+                out[self.task] = settings
+        return out
 
 
-def load_run_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML run config and apply ``key=value`` overrides (dotted keys, YAML values).
+def read_run_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML run config, bring keys of the old layout to the new one, apply ``key=value`` overrides
+    (dotted keys, YAML values) and check the shared sections.
+
+    The task's own checks (its settings, its model section) come from the task registry:
+    ``tformer.tasks.load_run_config`` is this function followed by them.
 
     Raises:
         ConfigError: missing file, bad YAML, unknown key or bad value, in one line.
     """
+    d = _read_yaml(path)
+    try:
+        d = migrate_run_config(d)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    apply_overrides(d, overrides)
+    try:
+        return RunConfig.from_dict(d)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     import yaml
 
     try:
@@ -244,25 +267,56 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunCo
         raise ConfigError(f"{path} is not valid YAML: {(str(e) or type(e).__name__).splitlines()[0]}") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    for item in overrides:
-        key, eq, raw = item.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except (yaml.YAMLError, ValueError, RecursionError):
-            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
-        node = d
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = value
+    return d
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str]) -> None:
+    """Set ``key=value`` overrides (dotted keys, YAML values) in the config mapping ``d``, in place.
+
+    Keys of the old layout (``train.nat_iterations=3``) go where they live now, for the task the config
+    names once all overrides are in (the rule of :mod:`tformer.training.config_migration`). ``task=NAME``
+    carries the section of the task it replaces over to NAME (``task=cmlm`` on a translation recipe keeps
+    its ``translation`` settings, as ``cmlm`` settings).
+    """
+    parsed = [_parse_override(item) for item in overrides]
+    for item, key, value in parsed:
+        if not is_moved(key):
+            _set(d, item, key, value)
+    task = _task_name(d)
+    for item, key, value in parsed:
+        if is_moved(key) and (new := migrate_override(key, task)) is not None:
+            _set(d, item, new, value)  # (None: a setting of another task, which never had an effect)
+
+
+def _parse_override(item: str) -> tuple[str, list[str], Any]:
+    import yaml
+
+    key, eq, raw = item.partition("=")
+    if not eq or not key:
+        raise ConfigError(f"override {item!r} is not of the form key=value")
     try:
-        return from_dict(RunConfig, d)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        value = yaml.safe_load(raw) if raw else ""
+    except (yaml.YAMLError, ValueError, RecursionError):
+        raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+    return item, key.split("."), value
+
+
+def _task_name(d: dict[str, Any]) -> str:
+    name = d.get("task", DEFAULT_TASK)
+    return name if isinstance(name, str) else ""
+
+
+def _set(d: dict[str, Any], item: str, parts: list[str], value: Any) -> None:
+    if parts == ["task"] and isinstance(value, str):
+        old = _task_name(d)
+        if old and old != value and isinstance(d.get(old), dict) and value not in d:
+            d[value] = d.pop(old)  # the settings section follows the task
+    node = d
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {part} is not a section")
+    node[parts[-1]] = value
 
 
 def dump_run_config(cfg: RunConfig) -> str:

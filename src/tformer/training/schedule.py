@@ -52,3 +52,12 @@ def cosine_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_
         group["lr"] = 1.0
         group["initial_lr"] = 1.0
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: cosine_lr(i + 1, warmup_steps, total_steps, peak))
+
+
+def build_scheduler(schedule: str, optimizer: torch.optim.Optimizer, *, d_model: int, warmup_steps: int,
+                    lr_scale: float, lr: float, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The scheduler ``train.schedule`` names: "noam" (Eq. 3, scaled by ``lr_scale``) or "cosine" (peak
+    ``lr``, down to 0 at ``total_steps``)."""
+    if schedule == "cosine":
+        return cosine_scheduler(optimizer, warmup_steps, total_steps, lr)
+    return noam_scheduler(optimizer, d_model, warmup_steps, lr_scale)

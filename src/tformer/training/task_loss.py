@@ -1,6 +1,6 @@
-"""The task's loss as one module: what ``DistributedDataParallel`` and ``torch.compile`` wrap.
+"""The task's loss as one module: what the parallel strategies (DDP, FSDP) and ``torch.compile`` wrap.
 
-Both engines act on a module's ``forward``. The tasks' losses call other methods of the model
+These engines act on a module's ``forward``. The tasks' losses call other methods of the model
 (``decoder_states``, ``hidden_states``: the pre-softmax layer is fused into the loss), so the trainer
 wraps ``task.loss(model, batch)`` in :class:`TaskLoss`, whose forward is exactly that call and whose
 parameters are the model's. DDP then averages the gradients of everything the loss touched, and

@@ -1,0 +1,61 @@
+"""Where training runs and in what precision: the device, the autocast dtype, and batches moved onto the device."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tformer.errors import TformerError
+
+
+def pick_device(name: str, index: int | None = None) -> torch.device:
+    """The device ``train.device`` names ("auto": cuda, then mps, then cpu); ``index`` picks one of
+    several GPUs (a torchrun process's LOCAL_RANK)."""
+    device = _device_type(name)
+    return torch.device(device.type, index) if index is not None and device.type == "cuda" else device
+
+
+def _device_type(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TformerError("train.device is cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if name == "fp32" or (name == "auto" and device.type != "cuda"):
+        return None
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and name == "fp16":
+        raise TformerError("train.precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
+    return torch.bfloat16 if name == "bf16" else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype`` on ``device``; nothing for plain fp32 (``dtype`` None)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def to_device(batch: Any, device: torch.device, pin_memory: bool) -> Any:
+    """``batch.to(device)``; with ``pin_memory`` (CUDA) through page-locked memory, so that the copy
+    (``non_blocking``) runs while the GPU computes."""
+    return _pinned(batch).to(device, non_blocking=True) if pin_memory else batch.to(device)
+
+
+def _pinned(batch: Any) -> Any:
+    """The batch (a dataclass of tensors and counts) with its tensors in page-locked memory."""
+    tensors = {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
+    return dataclasses.replace(batch, **{k: v.pin_memory() for k, v in tensors.items() if isinstance(v, Tensor)})

@@ -1,0 +1,104 @@
+"""What a run reports as it trains: ``metrics.jsonl`` (one JSON object per line), TensorBoard when installed,
+and the log window that sums the updates between two ``train`` lines.
+
+Records have a ``kind``: ``train`` (the window's loss, perplexity, learning rate and speed), ``valid`` (see
+:meth:`tformer.training.trainer.Trainer.validate`) or ``skip`` (an update skipped for a non-finite loss or
+gradient). Only rank 0 writes. A resumed run first drops the lines written after its checkpoint, which it
+writes again, so the file of a resumed run equals that of a run never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from tformer.io.files import atomic_write_text
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class LogWindow:
+    """Sums since the last ``train`` line of metrics.jsonl; a checkpoint carries them (exact resume)."""
+
+    loss: float | Tensor = 0.0  # summed on the device; read at log time (no sync per step)
+    nll: float | Tensor = 0.0
+    tgt: int = 0
+    src: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+
+    def add(self, loss: float | Tensor, nll: float | Tensor, tgt: int, src: int) -> None:
+        """Count one update: its summed loss and NLL, target and source tokens."""
+        self.loss, self.nll, self.tgt = self.loss + loss, self.nll + nll, self.tgt + tgt
+        self.src += src
+
+    def record(self, step: int, epoch: int, lr: float) -> dict[str, Any]:
+        """The ``train`` record of the window: mean loss per target token, perplexity, tokens per second."""
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        tgt = max(self.tgt, 1)
+        return {"kind": "train", "step": step, "epoch": epoch, "loss": float(self.loss) / tgt,
+                "ppl": math.exp(min(float(self.nll) / tgt, 50.0)), "lr": lr, "tgt_tokens_per_s": self.tgt / dt,
+                "tokens_per_s": (self.tgt + self.src) / dt}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss, "nll": self.nll, "tgt": self.tgt, "src": self.src}
+
+
+class MetricsLog:
+    """``metrics.jsonl`` and the TensorBoard events of a run directory; does nothing where ``enabled`` is False
+    (the ranks other than 0)."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True) -> None:
+        self.path, self.run_dir, self.enabled = run_dir / METRICS_FILE, run_dir, enabled
+        self.tensorboard = None
+
+    def open_tensorboard(self, step: int) -> None:
+        """Start TensorBoard events (when tensorboard is installed) for a run at ``step``."""
+        if not self.enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        # a resumed run first discards events after its checkpoint (a killed run may have written some)
+        self.tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=step + 1 if step else None)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.tensorboard.add_scalar(f"{record['kind']}/{k}", v, record["step"])
+
+    def truncate(self, step: int) -> int:
+        """Drop the lines after ``step`` (and a line cut short by a kill): the resumed run writes them again.
+        Returns how many were dropped."""
+        if not self.enabled or not self.path.is_file():
+            return 0
+        keep, dropped = [], 0
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                ok = json.loads(line).get("step", 0) <= step
+            except (json.JSONDecodeError, AttributeError):
+                ok = False
+            if ok:
+                keep.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            atomic_write_text(self.path, "".join(f"{line}\n" for line in keep))
+        return dropped
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
