@@ -54,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from tformer import Transformer, TransformerConfig
-    from tformer.tasks.translation import ParallelData
+    from tformer.tasks.translation import ParallelData, TranslationTask
     from tformer.training.config import RunConfig, TrainConfig
     from tformer.training.trainer import Trainer
 
@@ -65,14 +65,14 @@ def main() -> None:
     pairs = [(torch.randint(4, w.vocab, (args.length,), generator=g).tolist(),
               torch.randint(4, w.vocab, (args.length,), generator=g).tolist()) for _ in range(per_batch * steps)]
     train = TrainConfig(max_tokens=args.max_tokens, max_steps=steps, warmup_steps=4000, log_every=steps,
-                        bleu_samples=0, precision=args.precision, compile=args.compile, keep_checkpoints=0)
+                        precision=args.precision, compile=args.compile, keep_checkpoints=0)
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(vocab_size=w.vocab, d_model=w.d_model, num_heads=w.num_heads,
                                           d_ff=w.d_ff, num_encoder_layers=w.num_layers,
                                           num_decoder_layers=w.num_layers, dropout=w.dropout))
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(RunConfig(run_dir=run_dir, seed=0, train=train), model, ParallelData(None, pairs),
-                          show_progress=False)
+        task = TranslationTask(ParallelData(None, pairs))
+        trainer = Trainer(RunConfig(run_dir=run_dir, seed=0, train=train), model, task, show_progress=False)
         sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
         batches = trainer.sampler.batches_for_epoch(0)
         assert all(len(b) == per_batch for b in batches), "batches of unequal shape"

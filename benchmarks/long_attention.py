@@ -134,7 +134,8 @@ def approximation_errors(t: int) -> dict:
 
     from tformer.config import AttentionConfig
     from tformer.nn.attention import attention_fast, attention_reference
-    from tformer.nn.long_attention import LinformerProjection, attention_chunked, attention_lsh, attention_sliding
+    from tformer.nn.attention_algorithms import attention_chunked, attention_lsh, attention_sliding
+    from tformer.nn.attention_algorithms.linformer import LinformerAttention
 
     a = AttentionConfig()
     torch.manual_seed(0)
@@ -152,7 +153,7 @@ def approximation_errors(t: int) -> dict:
             "length": t, "shape": f"B={B}, H={H}, Dh={D // H}, q, k, v ~ N(0, 1), seed 0",
             "chunked_max_abs_diff_vs_full": float((attention_chunked(q, k, v, chunk_size=a.chunk_size) - full)
                                                   .abs().max()),
-            "linformer_vs_full": rel(LinformerProjection(a.linformer_k, t)(q, k, v), full),
+            "linformer_vs_full": rel(LinformerAttention(a, t)(q, k, v), full),
             "sliding_vs_full": rel(attention_sliding(q, k, v, window=a.window), full),
             "lsh_vs_dense_shared_qk": rel(attention_lsh(q, v, bucket_size=a.lsh_bucket_size, n_rounds=a.lsh_rounds,
                                                         seed=a.lsh_seed), shared_qk),

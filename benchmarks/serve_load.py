@@ -29,11 +29,12 @@ from tformer.data.synthetic import make_number_task, write_parallel
 
 TINY_RECIPE = """
 run_dir: {run_dir}
+task: {{name: translation, bleu_samples: 10}}
 seed: 7
 data: {{data_dir: {data}, train_src: train.en, train_tgt: train.de, valid_src: valid.en, valid_tgt: valid.de,
         vocab_size: 60}}
 model: {{preset: tiny, dropout: 0.0}}
-train: {{max_tokens: 600, max_steps: 60, warmup_steps: 20, eval_every: 60, bleu_samples: 10, log_every: 60}}
+train: {{max_tokens: 600, max_steps: 60, warmup_steps: 20, eval_every: 60, log_every: 60}}
 """
 
 

@@ -7,7 +7,7 @@ Implementations: ``tformer`` (its Trainer's loss and optimizer), ``hf`` (transfo
 ``torch`` (torch.nn.Transformer with embeddings x sqrt(d_model), sinusoidal positions and a tied
 output layer) and ``xtransformers`` (x_transformers.XTransformer). The peers use PyTorch's fused
 ``cross_entropy(label_smoothing=0.1)``, which is how their users add label smoothing; tformer uses
-its own (``tformer.training.loss``). Prints one ``BENCH_RESULT {json}`` line.
+its own (``tformer.training.label_smoothing``). Prints one ``BENCH_RESULT {json}`` line.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def peer_step(model: nn.Module, forward):
 
 def build_tformer(w: Workload, compile_: bool):
     import tformer
-    from tformer.training.trainer import build_optimizer, sequence_loss
+    from tformer.tasks.translation import sequence_loss
+    from tformer.training.optimizer import build_optimizer
 
     cfg = tformer.TransformerConfig(
         vocab_size=w.vocab, d_model=w.d_model, num_heads=w.num_heads, d_ff=w.d_ff, num_encoder_layers=w.num_layers,

@@ -4,20 +4,21 @@
     >>> model = tformer.Transformer(tformer.TransformerConfig.tiny())
 """
 
-__version__ = "0.1.0"
-
 from tformer.config import ConfigError
 from tformer.errors import TformerError  # noqa: E402
+from tformer.generation import GenerationOptions  # noqa: E402
 from tformer.models.transformer.config import TransformerConfig  # noqa: E402
 from tformer.models.transformer.model import Transformer  # noqa: E402
 from tformer.translator import Translator  # noqa: E402
+from tformer.version import VERSION as __version__  # noqa: E402
 
-__all__ = ["ConfigError", "TformerError", "Transformer", "TransformerConfig", "Translator", "__version__", "interop"]
+__all__ = ["ConfigError", "GenerationOptions", "TformerError", "Transformer", "TransformerConfig", "Translator",
+           "__version__", "interop"]
 
 
 def __getattr__(name: str):
     # Lazy submodules: `tformer.interop` pulls in nothing heavy until used.
-    if name in ("interop", "decoding", "data", "training", "evaluation", "viz", "serving"):
+    if name in ("interop", "generation", "data", "training", "evaluation", "viz", "serving"):
         import importlib
 
         return importlib.import_module(f"tformer.{name}")

@@ -6,7 +6,8 @@ import unicodedata
 import pytest
 import torch
 
-from tformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, TokenizerError, Vocabularies
+from tformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, TokenizerError
+from tformer.data.vocabularies import Vocabularies
 
 GERMAN = [
     "Ein Hund läuft über die Straße.",

@@ -14,7 +14,7 @@ from tformer.config import ConfigError
 from tformer.errors import TformerError
 from tformer.generation import filter_logits
 from tformer.models.gpt.model import DecoderOnly, DecoderOnlyConfig, perplexity
-from tformer.training.loss import linear_label_smoothed_loss
+from tformer.training.label_smoothing import linear_label_smoothed_loss
 
 V, PAD, BOS, EOS = 64, 0, 1, 2
 FIRST_WORD = 3

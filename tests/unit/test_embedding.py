@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from tformer.nn.embedding import SinusoidalPositionalEncoding, TokenEmbedding, sinusoidal_table
+from tformer.nn.embedding import TokenEmbedding
+from tformer.nn.positional import SinusoidalPositionalEncoding, sinusoidal_table
 
 
 @pytest.mark.parametrize("pos,i", [(0, 0), (1, 0), (7, 3), (50, 15), (999, 31)])

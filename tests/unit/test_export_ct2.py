@@ -16,7 +16,7 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 
 from tformer.cli.main import main  # noqa: E402
 from tformer.data.synthetic import make_number_task  # noqa: E402
-from tformer.data.tokenizer import Vocabularies  # noqa: E402
+from tformer.data.vocabularies import Vocabularies  # noqa: E402
 from tformer.errors import TformerError  # noqa: E402
 from tformer.export import ctranslate2 as ct2_export  # noqa: E402
 from tformer.models.transformer.config import TransformerConfig  # noqa: E402

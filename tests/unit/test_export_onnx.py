@@ -20,7 +20,7 @@ import torch
 from tformer.cli.main import main
 from tformer.config import AttentionConfig
 from tformer.data.synthetic import make_number_task
-from tformer.data.tokenizer import Vocabularies
+from tformer.data.vocabularies import Vocabularies
 from tformer.errors import TformerError
 from tformer.export.onnx import DECODER_INIT, DECODER_STEP, ENCODER, META_NAME, Runtime, export
 from tformer.models.transformer.config import TransformerConfig

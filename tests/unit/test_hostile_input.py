@@ -25,12 +25,14 @@ from hypothesis import Phase, event, example, find, given, settings
 from hypothesis import strategies as st
 
 from tformer.cli.translate import read_input_lines
-from tformer.config import ConfigError, from_dict
+from tformer.config import ConfigError
 from tformer.data.corpus import CorpusError, read_jsonl, read_parallel, read_tsv
-from tformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenizerError, Vocabularies
+from tformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenizerError
+from tformer.data.vocabularies import Vocabularies
 from tformer.errors import TformerError
 from tformer.models.transformer.config import TransformerConfig
-from tformer.training.config import DataConfig, RunConfig, TrainConfig, load_run_config
+from tformer.tasks import load_run_config, parse_run_config
+from tformer.training.config import DataConfig, RunConfig, TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -432,7 +434,7 @@ def check_accepted(cfg: RunConfig) -> None:
 @example(d={**BASE, "a\nb": 1})
 def test_from_dict_returns_a_valid_config_or_one_line(d):
     try:
-        cfg = from_dict(RunConfig, d)
+        cfg = parse_run_config(d)
     except ConfigError as e:
         event("rejected")
         one_line(e)
@@ -550,7 +552,7 @@ def test_strategies_produce_every_hazard(name, strategy, predicate):
 
 def _accepts(d) -> bool:
     try:
-        from_dict(RunConfig, d)
+        parse_run_config(d)
     except ConfigError:
         return False
     return True

@@ -17,7 +17,7 @@ from transformers import (  # noqa: E402
 
 from tformer.config import ConfigError  # noqa: E402
 from tformer.interop.bert import config_from_bert, from_hf_bert, load_bert_folder, load_bert_state_dict  # noqa: E402
-from tformer.models.bert.model import (  # noqa: E402
+from tformer.models.bert import (  # noqa: E402
     EncoderOnly,
     EncoderOnlyForClassification,
     EncoderOnlyForMaskedLM,

@@ -10,7 +10,7 @@ from transformers.models.t5.modeling_t5 import T5Attention  # noqa: E402
 
 from tformer.config import ConfigError  # noqa: E402
 from tformer.interop.t5 import config_from_t5, from_hf_t5  # noqa: E402
-from tformer.nn.embedding import relative_position_bucket  # noqa: E402
+from tformer.nn.positional import relative_position_bucket  # noqa: E402
 
 V, PAD, EOS = 50, 0, 1
 

@@ -1,4 +1,4 @@
-"""Attention for long inputs (tformer.nn.long_attention) against outside oracles: attention_reference with
+"""Attention for long inputs (tformer.nn.attention_algorithms) against outside oracles: attention_reference with
 explicit masks (band, padding, causal, the Reformer self rule), PyTorch's SDPA, and properties (memory never
 T x T, padding and the future never leak, dropout is dropout)."""
 
@@ -12,7 +12,7 @@ import tformer
 from tformer.config import AttentionConfig, ConfigError
 from tformer.models.transformer.config import TransformerConfig
 from tformer.nn.attention import MultiHeadAttention, attention_fast, attention_reference
-from tformer.nn.long_attention import (
+from tformer.nn.attention_algorithms import (
     attention_chunked,
     attention_linformer,
     attention_lsh,
@@ -21,7 +21,8 @@ from tformer.nn.long_attention import (
     sliding_window_mask,
 )
 from tformer.nn.masks import causal_mask, combine, padding_mask
-from tformer.training.config import RunConfig, load_run_config
+from tformer.tasks import load_run_config
+from tformer.training.config import RunConfig
 
 
 def _qkv(b=2, h=3, tq=13, tk=13, dh=8, dtype=torch.float64):
@@ -460,7 +461,7 @@ def test_the_decoder_stays_causal_with_every_kind(kind):
 def test_chunked_backward_replays_the_forwards_autocast():
     """Under bf16 autocast the recomputed block must run in bf16 as the forward did: the gradients are those
     of the forward that ran (autograd through the same block code without the checkpointing Function)."""
-    from tformer.nn.long_attention import _query_block
+    from tformer.nn.attention_algorithms.chunked import _query_block
 
     q, k, v = (torch.randn(1, 2, 8, 16, requires_grad=True) for _ in range(3))
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from tformer.config import ConfigError
 from tformer.errors import TformerError
 from tformer.generation.mask_predict import mask_predict
-from tformer.models.cmlm.config import CMLMConfig, seq2seq_config_class
+from tformer.models.cmlm.config import CMLMConfig
 from tformer.models.cmlm.model import CMLM
+from tformer.models.registry import legacy_architecture, resolve
 from tformer.tasks.cmlm import MaskedBatch, cmlm_loss, hide_tokens
-from tformer.training.loss import label_smoothed_loss
+from tformer.training.label_smoothing import label_smoothed_loss
 
 V, L = 40, 24
 
@@ -119,7 +120,8 @@ def test_mask_predict_makes_one_decoder_pass_per_round_and_re_predicts_the_least
     n = 12
     _force_length(model, n)
     inputs = []
-    model.decoder.register_forward_hook(lambda m, args, out: inputs.append(args[0].clone()))
+    # the decoder's input ids, once per decoder pass (Decoder.bidirectional embeds them first)
+    model.decoder.embed.register_forward_hook(lambda m, args, out: inputs.append(args[0].clone()))
     trace = []
     mask_predict(model, _src(), iterations=iterations, length_candidates=1, trace=trace)
     assert len(inputs) == iterations == len(trace)  # one decoder pass per round
@@ -170,8 +172,9 @@ def test_save_and_load_round_trip_and_configs_are_told_apart(tmp_path):
     again = CMLM.from_pretrained(tmp_path)
     src = _src()
     assert torch.equal(model.generate(src), again.generate(src))
-    assert seq2seq_config_class(model.cfg.to_dict()) is CMLMConfig
-    assert seq2seq_config_class(CMLMConfig.tiny().to_dict()) is CMLMConfig
+    assert resolve(tmp_path) is CMLM  # config.json names its architecture
+    assert legacy_architecture(model.cfg.to_dict()) == "CMLM"  # a checkpoint's config, or a 0.1.0 folder's
+    assert legacy_architecture(CMLMConfig.tiny().to_dict()) == "CMLM"
 
 
 def test_bad_settings_are_one_line_errors():

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tformer.training.config import load_run_config
+from tformer.tasks import load_run_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 

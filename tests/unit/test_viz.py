@@ -13,10 +13,10 @@ pytest.importorskip("matplotlib")
 from tformer import TformerError, Transformer, TransformerConfig, Translator  # noqa: E402
 from tformer.data.batching import collate  # noqa: E402
 from tformer.data.synthetic import make_number_task  # noqa: E402
-from tformer.data.tokenizer import Vocabularies  # noqa: E402
+from tformer.data.vocabularies import Vocabularies  # noqa: E402
 from tformer.generation.beam import beam_search, beam_search_nbest  # noqa: E402
-from tformer.nn.embedding import sinusoidal_table  # noqa: E402
 from tformer.nn.masks import causal_mask, padding_mask  # noqa: E402
+from tformer.nn.positional import sinusoidal_table  # noqa: E402
 from tformer.viz import (
     batch_masks,
     beam_tree,

@@ -1,6 +1,7 @@
 """The data layer: tokenization, reading corpora, token-budget batching, and the demo task.
 
 * :mod:`tformer.data.tokenizer`: subword tokenizers with fixed special ids (pad 0, BOS 1, EOS 2, unk 3).
+* :mod:`tformer.data.vocabularies`: a translation model's tokenizers, shared or one per side, and their files.
 * :mod:`tformer.data.corpus`: parallel text from aligned files, TSV or JSON Lines; pair filtering.
 * :mod:`tformer.data.batching`: batches by token budget, and padding into the model's tensors.
 * :mod:`tformer.data.synthetic`: English -> German number words, the task of ``tformer demo``.
@@ -25,30 +26,14 @@ from tformer.data.tokenizer import (
     UNK_ID,
     Tokenizer,
     TokenizerError,
-    Vocabularies,
 )
+from tformer.data.vocabularies import Vocabularies
 
+# One line per module, in the order of the docstring.
 __all__ = [
-    "BOS_ID",
-    "EOS_ID",
-    "PAD_ID",
-    "SPECIAL_TOKENS",
-    "UNK_ID",
-    "Batch",
-    "CorpusError",
-    "FilterReport",
-    "TokenBatchSampler",
-    "Tokenizer",
-    "TokenizerError",
+    "BOS_ID", "EOS_ID", "PAD_ID", "SPECIAL_TOKENS", "UNK_ID", "Tokenizer", "TokenizerError",
     "Vocabularies",
-    "collate",
-    "english_words",
-    "filter_pairs",
-    "german_words",
-    "make_number_task",
-    "read_jsonl",
-    "read_lines",
-    "read_parallel",
-    "read_tsv",
-    "write_parallel",
+    "CorpusError", "FilterReport", "filter_pairs", "read_jsonl", "read_lines", "read_parallel", "read_tsv",
+    "Batch", "TokenBatchSampler", "collate",
+    "english_words", "german_words", "make_number_task", "write_parallel",
 ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import gzip
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tformer.errors import TformerError
@@ -50,6 +50,23 @@ def _check_range(n: int) -> None:
         raise TformerError(f"number words are defined for 0..{MAX_NUMBER}, got {n}")
 
 
+def _spell(n: int, zero: str, thousands: Callable[[int], str], below_1000: Callable[[int], str], *, sep: str) -> str:
+    """The words of 0 <= n <= 999_999 in a language: ``zero``, or the thousands' and the rest's words joined by ``sep``.
+
+    Args:
+        n: The number; out of range is a TformerError.
+        zero: The word for 0.
+        thousands: Spells k * 1000 for 1 <= k <= 999 (e.g. "three thousand").
+        below_1000: Spells 1 <= k <= 999 when it ends the number.
+        sep: What joins the two parts (a space in English; nothing in German, which writes one word).
+    """
+    _check_range(n)
+    if n == 0:
+        return zero
+    high, low = divmod(n, 1000)
+    return sep.join(([thousands(high)] if high else []) + ([below_1000(low)] if low else []))
+
+
 # ---------------------------------------------------------------------------------------- English
 
 
@@ -74,14 +91,7 @@ def english_words(n: int) -> str:
     Raises:
         TformerError: If ``n`` is out of range.
     """
-    _check_range(n)
-    if n == 0:
-        return "zero"
-    thousands, rest = divmod(n, 1000)
-    words = [f"{_english_below_1000(thousands)} thousand"] if thousands else []
-    if rest:
-        words.append(_english_below_1000(rest))
-    return " ".join(words)
+    return _spell(n, "zero", lambda k: f"{_english_below_1000(k)} thousand", _english_below_1000, sep=" ")
 
 
 # ----------------------------------------------------------------------------------------- German
@@ -102,20 +112,10 @@ def _german_below_1000(n: int, *, final: bool) -> str:
 def german_words(n: int) -> str:
     """Returns ``n`` as one German word, e.g. 321 -> "dreihunderteinundzwanzig".
 
-    Args:
-        n: An integer in 0..999_999.
-
-    Raises:
-        TformerError: If ``n`` is out of range.
+    Args and errors as :func:`english_words`.
     """
-    _check_range(n)
-    if n == 0:
-        return "null"
-    thousands, rest = divmod(n, 1000)
-    word = f"{_german_below_1000(thousands, final=False)}tausend" if thousands else ""
-    if rest:
-        word += _german_below_1000(rest, final=True)
-    return word
+    return _spell(n, "null", lambda k: f"{_german_below_1000(k, final=False)}tausend",
+                  lambda k: _german_below_1000(k, final=True), sep="")
 
 
 # ------------------------------------------------------------------------------------------- task

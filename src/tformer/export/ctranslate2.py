@@ -53,7 +53,8 @@ import torch
 from ctranslate2.specs import common_spec, model_spec, transformer_spec
 
 from tformer.console import log
-from tformer.data.tokenizer import Tokenizer, Vocabularies
+from tformer.data.tokenizer import Tokenizer
+from tformer.data.vocabularies import Vocabularies
 from tformer.errors import TformerError
 from tformer.models.transformer.config import TransformerConfig
 from tformer.models.transformer.model import Transformer

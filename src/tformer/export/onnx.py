@@ -30,7 +30,7 @@ place of a preallocated buffer indexed with Python integers. Nothing of the mode
 
 Exporter: ``torch.onnx.export(..., dynamo=True)`` (``torch.export`` then onnxscript's translation), which needs
 the ``onnxscript`` package. The TorchScript exporter (``dynamo=False``) cannot trace the step: it turns sizes into
-tensors, and :class:`~tformer.nn.layers.DecoderLayer` passes ``y.shape[1] > 1`` to
+tensors, and :meth:`~tformer.models.transformer.stacks.Decoder.step` passes ``tokens.shape[1] > 1`` to
 ``scaled_dot_product_attention(is_causal=...)``, which needs a bool. ``torch.export`` checks the dynamic axes
 (ranges from :class:`torch.export.Dim`) instead of silently freezing a traced size. :class:`Runtime` needs only
 ``onnxruntime`` (and ``onnx``, imported by this module); :func:`export` says so in one line when onnxscript is missing.
@@ -70,7 +70,7 @@ import torch
 from torch import Tensor, nn
 
 from tformer.console import log
-from tformer.data.tokenizer import Vocabularies
+from tformer.data.vocabularies import Vocabularies
 from tformer.errors import TformerError
 from tformer.generation.beam import forbid_special
 from tformer.models.transformer.config import TransformerConfig

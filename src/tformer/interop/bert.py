@@ -31,16 +31,9 @@ import torch
 from torch import Tensor
 
 from tformer.config import ConfigError, check, from_dict
-from tformer.models.bert.model import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    EncoderOnly,
-    EncoderOnlyConfig,
-    EncoderOnlyForClassification,
-    EncoderOnlyForMaskedLM,
-    _read_json,
-    _read_safetensors,
-)
+from tformer.errors import first_line
+from tformer.io.pretrained import CONFIG_NAME, WEIGHTS_NAME, read_json, read_safetensors
+from tformer.models.bert import EncoderOnly, EncoderOnlyConfig, EncoderOnlyForClassification, EncoderOnlyForMaskedLM
 
 # BERT's hidden_act -> tformer's activation ("gelu" is the exact erf form in both).
 _ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
@@ -214,7 +207,7 @@ def load_bert_folder(path: str | os.PathLike, *, head: str | None = None):
     d = Path(path)
     check(d.is_dir(), f"not a folder: {d}")
     check(head is None or head in HEADS, f"head must be None or one of {HEADS}, got {head!r}")
-    doc = _read_json(d / CONFIG_NAME)
+    doc = read_json(d / CONFIG_NAME)
     try:
         cfg = config_from_bert(doc)
     except ConfigError as e:
@@ -233,7 +226,7 @@ def load_bert_folder(path: str | os.PathLike, *, head: str | None = None):
     weights = d / WEIGHTS_NAME
     if not weights.is_file() and (d / "pytorch_model.bin").is_file():
         raise ConfigError(f"{d} has pytorch_model.bin but no {WEIGHTS_NAME}: only safetensors are read (convert it)")
-    load_bert_state_dict(model, _read_safetensors(weights), str(weights))
+    load_bert_state_dict(model, read_safetensors(weights), str(weights))
     return model.eval(), _read_tokenizer(d / "tokenizer.json")
 
 
@@ -245,5 +238,4 @@ def _read_tokenizer(path: Path):
     try:
         return Tokenizer.from_file(str(path))
     except Exception as e:  # the tokenizers library raises plain Exception on a bad file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"cannot load {path}: {first}") from None
+        raise ConfigError(f"cannot load {path}: {first_line(e)}") from None

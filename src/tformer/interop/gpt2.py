@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from tformer.config import ConfigError
+from tformer.interop.hf_config import activation
 from tformer.models.gpt.model import DecoderOnly, DecoderOnlyConfig
 
 # GPT-2's activation_function -> ours ("gelu_new" and "gelu_pytorch_tanh" are the same function).
@@ -43,8 +44,7 @@ def config_from_gpt2(hf_config, *, tie_output: bool = True) -> DecoderOnlyConfig
     _require(getattr(c, "scale_attn_weights", True), "GPT-2 without 1/sqrt(d_head) scaling (scale_attn_weights)")
     _require(not getattr(c, "scale_attn_by_inverse_layer_idx", False),
              "GPT-2 with scale_attn_by_inverse_layer_idx")
-    _require(c.activation_function in _ACTIVATIONS,
-             f"GPT-2 activation {c.activation_function!r} (supported: {sorted(_ACTIVATIONS)})")
+    act = activation(c.activation_function, _ACTIVATIONS, "GPT-2")
     eos = c.eos_token_id
     pad = getattr(c, "pad_token_id", None)
     return DecoderOnlyConfig(
@@ -54,7 +54,7 @@ def config_from_gpt2(hf_config, *, tie_output: bool = True) -> DecoderOnlyConfig
         d_ff=c.n_inner or 4 * c.n_embd,
         num_layers=c.n_layer,
         max_len=c.n_positions,
-        activation=_ACTIVATIONS[c.activation_function],
+        activation=act,
         norm="pre",
         layer_norm_eps=float(c.layer_norm_epsilon),
         dropout=float(c.resid_pdrop),

@@ -17,10 +17,28 @@ from __future__ import annotations
 
 import torch
 
+from tformer.interop.hf_config import activation, read_fields
 from tformer.models.transformer.config import TransformerConfig
 from tformer.models.transformer.model import Transformer
 
 _ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "swish": "silu", "silu": "silu"}
+
+# TransformerConfig's field -> MarianConfig's attribute, copied as they are.
+_FIELDS = {
+    "vocab_size": "vocab_size",
+    "d_model": "d_model",
+    "num_heads": "encoder_attention_heads",
+    "d_ff": "encoder_ffn_dim",
+    "num_encoder_layers": "encoder_layers",
+    "num_decoder_layers": "decoder_layers",
+    "dropout": "dropout",
+    "attention_dropout": "attention_dropout",
+    "activation_dropout": "activation_dropout",
+    "max_len": "max_position_embeddings",
+    "pad_id": "pad_token_id",
+    "bos_id": "decoder_start_token_id",  # Marian's decoder starts from the pad id
+    "eos_id": "eos_token_id",
+}
 
 # Per-layer parameter names: Hugging Face Marian -> tformer.
 _ENCODER_LAYER = {
@@ -55,35 +73,21 @@ def config_from_marian(
     c = hf_config
     if c.encoder_attention_heads != c.decoder_attention_heads or c.encoder_ffn_dim != c.decoder_ffn_dim:
         raise ValueError("tformer needs the same number of heads and FFN width in encoder and decoder")
-    if c.activation_function not in _ACTIVATIONS:
-        raise ValueError(f"unsupported Marian activation {c.activation_function!r} (supported: {sorted(_ACTIVATIONS)})")
     shared = bool(c.share_encoder_decoder_embeddings) if share_embeddings is None else share_embeddings
     tied = bool(getattr(c, "tie_word_embeddings", True)) if tie_output is None else tie_output
     unk = getattr(c, "unk_token_id", None)
     return TransformerConfig(
-        vocab_size=c.vocab_size,
+        **read_fields(c, _FIELDS, floats=("dropout", "attention_dropout", "activation_dropout")),
         tgt_vocab_size=None if shared else (c.decoder_vocab_size or c.vocab_size),
-        d_model=c.d_model,
-        num_heads=c.encoder_attention_heads,
-        d_ff=c.encoder_ffn_dim,
-        num_encoder_layers=c.encoder_layers,
-        num_decoder_layers=c.decoder_layers,
-        dropout=float(c.dropout),
-        attention_dropout=float(c.attention_dropout),
-        activation_dropout=float(c.activation_dropout),
-        activation=_ACTIVATIONS[c.activation_function],
+        activation=activation(c.activation_function, _ACTIVATIONS, "Marian"),
         norm="post",
         layer_norm_eps=1e-5,
         positional="sinusoidal",
         sinusoidal_layout="halves",
-        max_len=c.max_position_embeddings,
         scale_embedding=bool(c.scale_embedding),
         share_embeddings=shared,
         tie_output=tied,
         output_bias=True,
-        pad_id=c.pad_token_id,
-        bos_id=c.decoder_start_token_id,
-        eos_id=c.eos_token_id,
         unk_id=1 if unk is None else unk,
     )
 

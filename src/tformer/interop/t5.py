@@ -36,6 +36,7 @@ from __future__ import annotations
 import torch
 
 from tformer.config import ConfigError
+from tformer.interop.hf_config import activation
 from tformer.models.transformer.config import TransformerConfig
 from tformer.models.transformer.model import Transformer
 
@@ -65,8 +66,6 @@ def config_from_t5(
     if gated:
         raise ConfigError(f"T5 feed_forward_proj {c.feed_forward_proj!r} is gated; tformer builds T5 v1.0's "
                           "ungated FFN (feed_forward_proj 'relu')")
-    if act not in _ACTIVATIONS:
-        raise ConfigError(f"unsupported T5 activation {act!r} (supported: {sorted(_ACTIVATIONS)})")
     scale_output = getattr(c, "scale_decoder_outputs", None)
     if scale_output is None:  # transformers 4: the tie_word_embeddings flag decides the scaling
         scale_output = bool(getattr(c, "tie_word_embeddings", True))
@@ -85,7 +84,7 @@ def config_from_t5(
         dropout=p,
         attention_dropout=p,
         activation_dropout=p,
-        activation=_ACTIVATIONS[act],
+        activation=activation(act, _ACTIVATIONS, "T5"),
         norm="pre",
         norm_type="rms",
         layer_norm_eps=float(c.layer_norm_epsilon),

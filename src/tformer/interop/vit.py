@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from tformer.errors import TformerError
+from tformer.interop.hf_config import activation, read_fields
 from tformer.models.vit.model import VisionClassifier, VisionConfig, VisionTransformer
 
 _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
@@ -41,7 +42,21 @@ _LAYER = {
     "ffn_residual.norm": ("layernorm_after",),
 }
 _LAYER_PREFIXES = ("layers.{i}.", "encoder.layer.{i}.")
+_QKV_BIASES = ("q_proj.bias", "k_proj.bias", "v_proj.bias")
 _NOT_COPIED = ("pooler.", "embeddings.mask_token")
+
+# VisionConfig's field -> ViTConfig's attribute, copied as they are.
+_FIELDS = {
+    "num_channels": "num_channels",
+    "d_model": "hidden_size",
+    "num_heads": "num_attention_heads",
+    "d_ff": "intermediate_size",
+    "num_layers": "num_hidden_layers",
+    "dropout": "hidden_dropout_prob",
+    "attention_dropout": "attention_probs_dropout_prob",
+    "layer_norm_eps": "layer_norm_eps",
+    "init_std": "initializer_range",
+}
 
 
 def _square(value, name: str) -> int:
@@ -55,25 +70,16 @@ def _square(value, name: str) -> int:
 def config_from_hf_vit(hf_config, num_classes: int = 0) -> VisionConfig:
     """The :class:`VisionConfig` of a ``transformers.ViTConfig`` (with ``num_classes`` outputs; 0 = no head)."""
     c = hf_config
-    if c.hidden_act not in _ACTIVATIONS:
-        raise TformerError(f"unsupported ViT activation {c.hidden_act!r} (supported: {sorted(_ACTIVATIONS)})")
+    act = activation(c.hidden_act, _ACTIVATIONS, "ViT")
     head_dim = getattr(c, "head_dim", None)
     if head_dim is not None and head_dim * c.num_attention_heads != c.hidden_size:
         raise TformerError(f"tformer needs head_dim * num_attention_heads = hidden_size, got head_dim={head_dim}")
     return VisionConfig(
+        **read_fields(c, _FIELDS, floats=("dropout", "attention_dropout", "layer_norm_eps", "init_std")),
         image_size=_square(c.image_size, "image_size"),
         patch_size=_square(c.patch_size, "patch_size"),
-        num_channels=c.num_channels,
-        d_model=c.hidden_size,
-        num_heads=c.num_attention_heads,
-        d_ff=c.intermediate_size,
-        num_layers=c.num_hidden_layers,
-        dropout=float(c.hidden_dropout_prob),
-        attention_dropout=float(c.attention_probs_dropout_prob),
-        activation=_ACTIVATIONS[c.hidden_act],
-        layer_norm_eps=float(c.layer_norm_eps),
+        activation=act,
         num_classes=num_classes,
-        init_std=float(c.initializer_range),
     )
 
 
@@ -97,52 +103,67 @@ def from_hf_vit(hf_model) -> VisionTransformer | VisionClassifier:
             f"expected a transformers ViTModel or ViTForImageClassification, got {type(hf_model).__name__}"
         )
     hf = dict(hf_model.state_dict())
-    if "classifier.weight" in hf:  # ViTForImageClassification: the backbone is under "vit."
-        model = VisionClassifier(config_from_hf_vit(cfg, num_classes=hf["classifier.weight"].shape[0]))
-        src_prefix, dst_prefix = "vit.", "vit."
-    elif hasattr(hf_model, "classifier"):  # num_labels = 0: the "logits" are the [class] state itself
-        raise TformerError("ViTForImageClassification without a classifier (num_labels=0): pass its .vit instead")
-    else:
-        model = VisionTransformer(config_from_hf_vit(cfg))
-        src_prefix, dst_prefix = "", ""
+    model, prefix = _empty_model(hf_model, hf)
     ours = model.state_dict()  # shares storage with the parameters
-    qkv_bias = bool(getattr(cfg, "qkv_bias", True))
-    used: set[str] = set()
-
-    def take(candidates: tuple[str, ...], dst: str, leading_one: bool = False) -> None:
-        """Copy the first of ``candidates`` present in the ViT state dict into our ``dst``."""
-        name = next((n for n in candidates if n in hf), None)
-        if name is None:
-            if dst.endswith(("q_proj.bias", "k_proj.bias", "v_proj.bias")) and not qkv_bias:
-                ours[dst].zero_()  # qkv_bias=False: no bias is a zero bias
-                return
-            raise TformerError(f"ViT state dict has no {candidates[0]} (for tformer's {dst})")
-        used.add(name)
-        src = hf[name]
-        if leading_one and src.shape == (1, *ours[dst].shape):
-            src = src[0]  # (1, N, D) -> (N, D)
-        if src.shape != ours[dst].shape:
-            raise TformerError(
-                f"shape mismatch for {name}: {tuple(src.shape)} in the ViT model, {tuple(ours[dst].shape)} "
-                f"expected for tformer's {dst}"
-            )
-        ours[dst].copy_(src)
-
-    s, d = src_prefix, dst_prefix
-    take((f"{s}embeddings.cls_token",), f"{d}cls_token")
-    take((f"{s}embeddings.position_embeddings",), f"{d}positions.weight", leading_one=True)
-    for p in ("weight", "bias"):
-        take((f"{s}embeddings.patch_embeddings.projection.{p}",), f"{d}patch_embed.projection.{p}")
-    for i in range(cfg.num_hidden_layers):
-        for dst, names in _LAYER.items():
-            for p in ("weight", "bias"):
-                candidates = tuple(s + pre.format(i=i) + f"{n}.{p}" for pre in _LAYER_PREFIXES for n in names)
-                take(candidates, f"{d}layers.{i}.{dst}.{p}")
-    for p in ("weight", "bias"):
-        take((f"{s}layernorm.{p}",), f"{d}final_norm.{p}")
-        if isinstance(model, VisionClassifier):
-            take((f"classifier.{p}",), f"head.{p}")
-    left = [k for k in hf if k not in used and not k.removeprefix(s).startswith(_NOT_COPIED)]
+    zero_if_missing = () if getattr(cfg, "qkv_bias", True) else _QKV_BIASES  # qkv_bias=False: no bias is zero bias
+    copies = _copies(cfg.num_hidden_layers, prefix, classifier=isinstance(model, VisionClassifier))
+    used = {_copy_first(hf, names, ours, dst, leading_one=one, zero_if_missing=zero_if_missing)
+            for names, dst, one in copies}
+    left = [k for k in hf if k not in used and not k.removeprefix(prefix).startswith(_NOT_COPIED)]
     if left:
         raise TformerError(f"ViT state dict has a tensor tformer does not know: {left[0]} ({len(left)} in all)")
     return model.train(hf_model.training)
+
+
+def _empty_model(hf_model, hf: dict[str, torch.Tensor]) -> tuple[VisionTransformer | VisionClassifier, str]:
+    """Our model for ``hf_model``, and the prefix of its backbone's names (the same in both state dicts)."""
+    if "classifier.weight" in hf:  # ViTForImageClassification: the backbone is under "vit."
+        num_classes = hf["classifier.weight"].shape[0]
+        return VisionClassifier(config_from_hf_vit(hf_model.config, num_classes=num_classes)), "vit."
+    if hasattr(hf_model, "classifier"):  # num_labels = 0: the "logits" are the [class] state itself
+        raise TformerError("ViTForImageClassification without a classifier (num_labels=0): pass its .vit instead")
+    return VisionTransformer(config_from_hf_vit(hf_model.config)), ""
+
+
+def _copies(num_layers: int, prefix: str, *, classifier: bool) -> list[tuple[tuple[str, ...], str, bool]]:
+    """In copy order: (Hugging Face's candidate names, our name, whether theirs has a leading dimension of 1)."""
+    p = prefix
+    copies = [((f"{p}embeddings.cls_token",), f"{p}cls_token", False),
+              ((f"{p}embeddings.position_embeddings",), f"{p}positions.weight", True)]
+    copies += [((f"{p}embeddings.patch_embeddings.projection.{w}",), f"{p}patch_embed.projection.{w}", False)
+               for w in ("weight", "bias")]
+    for i in range(num_layers):
+        for dst, names in _LAYER.items():
+            for w in ("weight", "bias"):
+                candidates = tuple(p + pre.format(i=i) + f"{n}.{w}" for pre in _LAYER_PREFIXES for n in names)
+                copies.append((candidates, f"{p}layers.{i}.{dst}.{w}", False))
+    for w in ("weight", "bias"):
+        copies.append(((f"{p}layernorm.{w}",), f"{p}final_norm.{w}", False))
+        if classifier:
+            copies.append(((f"classifier.{w}",), f"head.{w}", False))
+    return copies
+
+
+def _copy_first(hf: dict[str, torch.Tensor], candidates: tuple[str, ...], ours: dict[str, torch.Tensor], dst: str,
+                *, leading_one: bool, zero_if_missing: tuple[str, ...]) -> str | None:
+    """Copies the first of ``candidates`` present in ``hf`` into ``ours[dst]``; returns its name.
+
+    A missing tensor whose name ends with one of ``zero_if_missing`` is zeroed (None is returned); any other
+    missing tensor, or one of another shape, is a TformerError naming it.
+    """
+    name = next((n for n in candidates if n in hf), None)
+    if name is None:
+        if dst.endswith(zero_if_missing):
+            ours[dst].zero_()
+            return None
+        raise TformerError(f"ViT state dict has no {candidates[0]} (for tformer's {dst})")
+    src = hf[name]
+    if leading_one and src.shape == (1, *ours[dst].shape):
+        src = src[0]  # (1, N, D) -> (N, D)
+    if src.shape != ours[dst].shape:
+        raise TformerError(
+            f"shape mismatch for {name}: {tuple(src.shape)} in the ViT model, {tuple(ours[dst].shape)} "
+            f"expected for tformer's {dst}"
+        )
+    ours[dst].copy_(src)
+    return name
