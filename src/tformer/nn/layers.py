@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from tformer.config import AttentionConfig
 from tformer.nn.attention import MultiHeadAttention
 from tformer.nn.cache import KVCache, StaticKV
 from tformer.nn.dropout import Dropout
+from tformer.nn.feedforward import PositionwiseFeedForward
 
 
 class Residual(nn.Module):
@@ -132,3 +134,14 @@ class DecoderLayer(nn.Module):
         y = self.cross_attn_residual.add(y, h)
         y = self.ffn_residual.add(y, self.ffn(self.ffn_residual.normed_input(y)))
         return y, self_w, cross_w
+
+
+def layer_norm_layer(d_model: int, num_heads: int, d_ff: int, *, dropout: float, attention_dropout: float,
+                     activation: str, pre_norm: bool, eps: float, attention: AttentionConfig | None = None,
+                     max_len: int | None = None) -> EncoderLayer:
+    """A self-attention layer with the paper's parts (biased projections, scaled scores, LayerNorm, no dropout
+    inside the FFN): BERT's and ViT's layer, and GPT-2's block (called with ``causal`` and a cache)."""
+    self_attn = MultiHeadAttention(d_model, num_heads, attention_dropout, attention=attention, max_len=max_len)
+    self_attn_norm = nn.LayerNorm(d_model, eps=eps)
+    return EncoderLayer(self_attn, PositionwiseFeedForward(d_model, d_ff, activation), self_attn_norm=self_attn_norm,
+                        ffn_norm=nn.LayerNorm(d_model, eps=eps), dropout=dropout, pre_norm=pre_norm)

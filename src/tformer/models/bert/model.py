@@ -29,10 +29,10 @@ from torch import Tensor, nn
 from tformer.errors import TformerError
 from tformer.io.pretrained import Pretrained
 from tformer.models.bert.config import EncoderOnlyConfig
-from tformer.models.transformer.builders import layer_norm_layer
 from tformer.nn.dropout import Dropout
 from tformer.nn.embedding import TokenEmbedding
 from tformer.nn.gradient_checkpointing import run_layer
+from tformer.nn.layers import layer_norm_layer
 from tformer.nn.positional import LearnedPositionalEmbedding
 
 

@@ -38,12 +38,11 @@ from tformer.errors import TformerError
 from tformer.generation import Capabilities, Feature, GenerationOptions, greedy_search, sample
 from tformer.io.pretrained import Pretrained
 from tformer.models.gpt.config import DecoderOnlyConfig
-from tformer.models.transformer.builders import layer_norm_layer
 from tformer.nn.cache import KVCache
 from tformer.nn.dropout import Dropout
 from tformer.nn.embedding import TokenEmbedding
 from tformer.nn.gradient_checkpointing import run_layer
-from tformer.nn.layers import EncoderLayer
+from tformer.nn.layers import EncoderLayer, layer_norm_layer
 from tformer.nn.masks import causal_mask
 from tformer.nn.modes import eval_mode
 from tformer.nn.positional import LearnedPositionalEmbedding

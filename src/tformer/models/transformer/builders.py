@@ -136,15 +136,3 @@ def init_weights(model: nn.Module, cfg: TransformerConfig) -> None:
             for module in model.modules():
                 if isinstance(module, MultiHeadAttention):
                     module.q_proj.weight.mul_(module.d_head**-0.5)
-
-
-# ---- the layer of the encoder-only and decoder-only families -----------------------------------------------
-def layer_norm_layer(d_model: int, num_heads: int, d_ff: int, *, dropout: float, attention_dropout: float,
-                     activation: str, pre_norm: bool, eps: float, attention: AttentionConfig | None = None,
-                     max_len: int | None = None) -> EncoderLayer:
-    """A self-attention layer with the paper's parts (biased projections, scaled scores, LayerNorm, no dropout
-    inside the FFN): BERT's and ViT's layer, and GPT-2's block (called with ``causal`` and a cache)."""
-    self_attn = MultiHeadAttention(d_model, num_heads, attention_dropout, attention=attention, max_len=max_len)
-    self_attn_norm = nn.LayerNorm(d_model, eps=eps)
-    return EncoderLayer(self_attn, PositionwiseFeedForward(d_model, d_ff, activation), self_attn_norm=self_attn_norm,
-                        ffn_norm=nn.LayerNorm(d_model, eps=eps), dropout=dropout, pre_norm=pre_norm)

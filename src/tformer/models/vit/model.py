@@ -32,10 +32,10 @@ from torch import Tensor, nn
 
 from tformer.config import check
 from tformer.io.pretrained import Pretrained
-from tformer.models.transformer.builders import layer_norm_layer
 from tformer.models.vit.config import VisionConfig
 from tformer.nn.dropout import Dropout
 from tformer.nn.gradient_checkpointing import run_layer
+from tformer.nn.layers import layer_norm_layer
 from tformer.nn.modes import eval_mode
 from tformer.nn.positional import LearnedPositionalEmbedding
 
