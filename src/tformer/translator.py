@@ -48,6 +48,18 @@ def load_model(model_dir: str | os.PathLike, map_location: str | torch.device = 
     return model
 
 
+# settings by position, as tformer 0.1.0's signatures took them (then max_tokens): translate(texts, 4) = beam 4
+TRANSLATE_POSITIONAL = ("beam_size", "max_len", "min_len", "length_penalty")
+NBEST_POSITIONAL = ("beam_size", "nbest", "max_len", "min_len", "length_penalty")
+
+
+def _max_tokens_by_position(options, values: tuple, names: tuple[str, ...], max_tokens: int) -> tuple[tuple, int]:
+    """0.1.0 took ``max_tokens`` by position after the settings ``names``: split it off when all were given."""
+    if options is not None and not isinstance(options, GenerationOptions) and len(values) == len(names):
+        return values[:-1], values[-1]
+    return values, max_tokens
+
+
 class Translator:
     """Translate sentences with a trained :class:`Transformer` (or non-autoregressive :class:`CMLM`) and its
     :class:`Vocabularies`."""
@@ -67,13 +79,13 @@ class Translator:
         """True for a model that decodes by mask-predict (a CMLM): ``capabilities.supports(Feature.MASK_PREDICT)``."""
         return self.capabilities.supports(Feature.MASK_PREDICT)
 
-    def decoding_options(self, options: GenerationOptions | None = None, /, *, what: str = "translate()",
-                         **settings) -> GenerationOptions:
+    def decoding_options(self, options: GenerationOptions | None = None, /, *values, what: str = "translate()",
+                         names: tuple[str, ...] = (), **settings) -> GenerationOptions:
         """The settings :meth:`translate` decodes with: ``options`` with the keyword ``settings`` applied, refused
         in one line (naming ``what``) when they ask for what the model does not support, and the Translator's
         defaults filled in: beam size 4 (§6.1) with beam search (1 when sampling); 10 rounds over 3 lengths with
         mask-predict."""
-        opts = GenerationOptions.of(options, **settings)
+        opts = GenerationOptions.of(options, *values, names=names, **settings)
         caps = self.capabilities
         caps.check(opts, what)
         if caps.supports(Feature.BEAM):
@@ -145,7 +157,7 @@ class Translator:
             start = end
 
     @torch.no_grad()
-    def translate(self, texts: Sequence[str], options: GenerationOptions | None = None, *, max_tokens: int = 4096,
+    def translate(self, texts: Sequence[str], options: GenerationOptions | None = None, *values, max_tokens: int = 4096,
                   progress: bool = False, warn=None, **settings) -> list[str]:
         """Translate ``texts``, batched by length under ``max_tokens`` padded source tokens.
 
@@ -166,7 +178,8 @@ class Translator:
             progress: show a progress bar (stderr).
             warn: where warnings go (default: stderr).
         """
-        opts = self.decoding_options(options, **settings)
+        values, max_tokens = _max_tokens_by_position(options, values, TRANSLATE_POSITIONAL, max_tokens)
+        opts = self.decoding_options(options, *values, names=TRANSLATE_POSITIONAL, **settings)
         ids = self._encode(texts, warn or log)
         out = [""] * len(ids)
         for chunk, src in progress_bar(list(self._batches(ids, max_tokens)), enabled=progress, unit="batch"):
@@ -176,7 +189,7 @@ class Translator:
         return out
 
     @torch.no_grad()
-    def translate_nbest(self, texts: Sequence[str], options: GenerationOptions | None = None, *,
+    def translate_nbest(self, texts: Sequence[str], options: GenerationOptions | None = None, *values,
                         max_tokens: int = 4096, progress: bool = False, warn=None,
                         **settings) -> list[list[tuple[str, float]]]:
         """The ``nbest`` best translations of each sentence with their scores (log-probability / lp), best first.
@@ -185,7 +198,8 @@ class Translator:
         ``[("", 0.0)]``.
         """
         self.capabilities.require(Feature.NBEST, what="translate_nbest()")
-        opts = self.decoding_options(options, what="translate_nbest()", **settings)
+        values, max_tokens = _max_tokens_by_position(options, values, NBEST_POSITIONAL, max_tokens)
+        opts = self.decoding_options(options, *values, what="translate_nbest()", names=NBEST_POSITIONAL, **settings)
         opts = opts.with_defaults(nbest=opts.beam_size)
         ids = self._encode(texts, warn or log)
         out: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in ids]
@@ -196,7 +210,7 @@ class Translator:
         return out
 
     @torch.no_grad()
-    def attention(self, text: str, target: str | None = None, options: GenerationOptions | None = None, *,
+    def attention(self, text: str, target: str | None = None, options: GenerationOptions | None = None, *values,
                   warn=None, **settings) -> SentenceAttention:
         """Every attention weight of the model for one sentence, with the tokens on both axes.
 
@@ -211,7 +225,8 @@ class Translator:
             dimension dropped: encoder (H, S, S), decoder_self (H, T, T), decoder_cross (H, T, S).
         """
         self.capabilities.require(Feature.ATTENTION_MAPS, what="attention()")
-        opts = self.decoding_options(options, what="attention()", **settings)
+        opts = self.decoding_options(options, *values, what="attention()", names=("beam_size", "length_penalty"),
+                                     **settings)
         if not isinstance(text, str) or not text.strip():
             raise TformerError("attention() needs one non-empty sentence")
         (src_ids,) = self._encode([text], warn or log)

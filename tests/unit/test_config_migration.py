@@ -133,3 +133,16 @@ def test_migration_leaves_its_input_alone_and_new_configs_as_they_are():
     assert old == before
     new = yaml.safe_load(NEW_CMLM)
     assert migrate_run_config(new) == new
+
+
+def test_a_task_override_decides_where_old_file_keys_go_and_its_position_does_not_matter(tmp_path):
+    old_translation = _write(tmp_path, "data: {train_src: a, train_tgt: b}\n"
+                                       "train: {max_steps: 1, nat_iterations: 5, bleu_samples: 9}\n")
+    cfg = load_run_config(old_translation, ["task=cmlm", "model.max_target_len=128"])
+    assert (cfg.task_settings["iterations"], cfg.task_settings["bleu_samples"]) == (5, 9)  # as the old code read it
+    recipe = _write(tmp_path, "task: translation\ntranslation: {bleu_samples: 7}\n"
+                              "data: {train_src: a, train_tgt: b}\ntrain: {max_steps: 1}\n", "recipe.yaml")
+    first = load_run_config(recipe, ["cmlm.iterations=3", "task=cmlm", "model.max_target_len=128"])
+    then = load_run_config(recipe, ["task=cmlm", "cmlm.iterations=3", "model.max_target_len=128"])
+    assert first.task_settings == then.task_settings == {
+        "bleu_samples": 7, "bleu_tokenize": "13a", "iterations": 3, "length_candidates": 3}

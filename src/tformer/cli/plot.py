@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _translator(run_dir: str, *features, what: str = ""):
+def _translator(run_dir: str, *features, what: str = "tformer plot"):
     """The run's Translator; a model without ``features`` (:class:`tformer.generation.Feature`) is refused."""
     from tformer.translator import Translator
 

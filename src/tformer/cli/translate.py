@@ -8,6 +8,7 @@ atomically: a failed run never leaves a half-written file. ``--nbest N`` prints 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -68,11 +69,20 @@ def decoding_options(args: argparse.Namespace) -> GenerationOptions:
     from tformer.generation import GenerationOptions
 
     nbest = getattr(args, "nbest", 0) or (1 if getattr(args, "scores", False) else None)  # --nbest, --scores
-    return GenerationOptions(
-        beam_size=args.beam, nbest=nbest, length_penalty=args.alpha, max_len=args.max_len, do_sample=args.sample,
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, iterations=args.iterations,
-        length_candidates=args.length_beam,
-    )
+    try:
+        return GenerationOptions(
+            beam_size=args.beam, nbest=nbest, length_penalty=args.alpha, max_len=args.max_len, do_sample=args.sample,
+            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+            iterations=args.iterations, length_candidates=args.length_beam,
+        )
+    except TformerError as e:  # the message names the options' fields: say the flags the user typed
+        raise TformerError(re.sub(FLAG_PATTERN, lambda m: FLAGS[m.group(0)], str(e))) from None
+
+
+FLAGS = {"beam_size": "--beam", "length_penalty": "--alpha", "max_len": "--max-len", "do_sample": "--sample",
+         "temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p", "seed": "--seed",
+         "iterations": "--iterations", "length_candidates": "--length-beam", "nbest": "--nbest"}
+FLAG_PATTERN = r"\b(" + "|".join(FLAGS) + r")\b"
 
 
 def read_input_lines(path: str | None) -> list[str]:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from tformer.errors import TformerError
+from tformer.generation.options import GenerationOptions
 from tformer.generation.protocols import EncoderDecoder, TokenIds
 
 
@@ -63,10 +65,11 @@ def length_penalty(length: int, alpha: float) -> float:
 
 
 def row_limits(max_len: int | Tensor, batch: int) -> list[int]:
-    """One length limit per sentence, from an int or a (B,) tensor."""
-    if isinstance(max_len, Tensor):
-        return [int(x) for x in max_len.tolist()]
-    return [int(max_len)] * batch
+    """One length limit per sentence, from an int or a (B,) tensor; each must be >= 1 (one-line TformerError)."""
+    limits = [int(x) for x in max_len.tolist()] if isinstance(max_len, Tensor) else [int(max_len)] * batch
+    if limits and min(limits) < 1:
+        raise TformerError(f"max_len must be >= 1, got {min(limits)}")
+    return limits
 
 
 def forbid_special(scores: Tensor, cfg: TokenIds, t: int, min_len: int) -> None:
@@ -91,6 +94,7 @@ def beam_search_nbest(
         nbest: 1 <= nbest <= beam_size (the settings are checked by :class:`GenerationOptions`).
         trace: if a list, one :class:`BeamStep` per step is appended to it (the search itself is unchanged).
     """
+    GenerationOptions(beam_size=beam_size, nbest=nbest)  # a direct caller's settings, checked once
     cfg, k, alpha = model.cfg, beam_size, length_penalty_alpha
     b, device = src.shape[0], src.device
     limits = row_limits(max_len, b)

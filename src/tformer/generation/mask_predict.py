@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from tformer.errors import TformerError
+from tformer.generation.options import GenerationOptions
 from tformer.generation.protocols import MaskPredictIds, MaskPredictor
 
 
@@ -41,6 +42,7 @@ def mask_predict(model: MaskPredictor, src: Tensor, *, iterations: int = 10, len
     ``iterations`` and ``length_candidates`` are >= 1 (checked by :class:`GenerationOptions`). ``trace``, when a
     list, receives the tokens (R, T) after every decoder pass (for pictures and tests).
     """
+    GenerationOptions(iterations=iterations, length_candidates=length_candidates)  # a direct caller's, checked once
     cfg = model.cfg
     b = src.shape[0]
     limit = length_limit(cfg, max_len)

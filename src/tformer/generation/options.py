@@ -84,13 +84,28 @@ class GenerationOptions:
             raise TformerError(f"top_k must be >= 0, got {self.top_k}")
 
     @classmethod
-    def of(cls, options: GenerationOptions | None = None, /, **settings: Any) -> GenerationOptions:
+    def of(cls, options: Any = None, /, *values: Any, names: tuple[str, ...] = (), **settings: Any
+           ) -> GenerationOptions:
         """``options`` (default: all defaults) with ``settings``, keywords named as the fields, applied.
 
+        ``values`` are settings given by position, as the signatures of tformer 0.1.0 took them
+        (``model.generate(src, 4, 64)`` = ``beam_size=4, max_len=64``): ``names`` says which field each one is.
+        When the first of them stands where ``options`` goes, it is read as such a value too.
+
         Raises:
-            TypeError: a keyword that is no field (as Python does for an unexpected keyword argument).
+            TypeError: a keyword that is no field, too many positional settings, or one given twice (as Python
+                does for function arguments).
             TformerError: the result is not valid.
         """
+        if options is not None and not isinstance(options, GenerationOptions) and names:
+            options, values = None, (options, *values)
+        if values:
+            if len(values) > len(names):
+                raise TypeError(f"at most {len(names)} settings by position ({', '.join(names)}), got {len(values)}")
+            for name, value in zip(names, values, strict=False):
+                if name in settings:
+                    raise TypeError(f"got multiple values for setting {name!r}")
+                settings[name] = value
         if options is None:
             options = _DEFAULT
         elif not isinstance(options, GenerationOptions):

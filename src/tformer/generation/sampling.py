@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from tformer.generation.greedy import Start, decode_single_path
+from tformer.generation.options import GenerationOptions
 from tformer.generation.protocols import StepDecoder
 
 
@@ -42,6 +43,7 @@ def sample(
     those of :class:`~tformer.generation.GenerationOptions`, which checks them (temperature > 0,
     0 < top_p <= 1, top_k >= 0).
     """
+    GenerationOptions(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p)  # checked once
     gen = torch.Generator(device=src.device)
     gen.manual_seed(torch.seed() if seed is None else seed)
 

@@ -243,7 +243,7 @@ def read_run_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunCo
     """
     d = _read_yaml(path)
     try:
-        d = migrate_run_config(d)
+        d = migrate_run_config(d, task=_final_task(d, overrides))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     apply_overrides(d, overrides)
@@ -301,6 +301,12 @@ def _parse_override(item: str) -> tuple[str, list[str], Any]:
     return item, key.split("."), value
 
 
+def _final_task(d: dict[str, Any], overrides: list[str]) -> str:
+    """The task the config names once the overrides are in (a ``task=NAME`` override wins over the file)."""
+    names = [_parse_override(item)[2] for item in overrides if item.startswith("task=")]
+    return names[-1] if names and isinstance(names[-1], str) else _task_name(d)
+
+
 def _task_name(d: dict[str, Any]) -> str:
     name = d.get("task", DEFAULT_TASK)
     return name if isinstance(name, str) else ""
@@ -309,8 +315,8 @@ def _task_name(d: dict[str, Any]) -> str:
 def _set(d: dict[str, Any], item: str, parts: list[str], value: Any) -> None:
     if parts == ["task"] and isinstance(value, str):
         old = _task_name(d)
-        if old and old != value and isinstance(d.get(old), dict) and value not in d:
-            d[value] = d.pop(old)  # the settings section follows the task
+        if old and old != value and isinstance(d.get(old), dict) and isinstance(d.get(value, {}), dict):
+            d[value] = {**d.pop(old), **d.get(value, {})}  # the settings follow the task; the new task's win
     node = d
     for part in parts[:-1]:
         node = node.setdefault(part, {})

@@ -44,14 +44,14 @@ def migrate_override(parts: list[str], task: str) -> list[str] | None:
     return [task, new] if task in readers else None
 
 
-def migrate_run_config(d: dict[str, Any]) -> dict[str, Any]:
+def migrate_run_config(d: dict[str, Any], task: str | None = None) -> dict[str, Any]:
     """A copy of the config mapping ``d`` in the current layout: every key of :data:`MOVED` moved into the
-    section of the config's task or dropped (see the module docstring). Anything else is left for the
-    dataclasses to check."""
+    section of the config's task (``task``, when a ``task=`` override will replace the file's) or dropped
+    (see the module docstring). Anything else is left for the dataclasses to check."""
     if not isinstance(d, dict):
         return d  # RunConfig says what is wrong with it
     d = dict(d)
-    task = d.get("task", OLD_DEFAULT_TASK)
+    task = task or d.get("task", OLD_DEFAULT_TASK)
     for (section, key), (readers, new) in MOVED.items():
         if not isinstance(d.get(section), dict) or key not in d[section]:
             continue

@@ -120,7 +120,7 @@ class CMLM(Pretrained, nn.Module):
     """What this kind decodes with (asked by the Translator, the CLI, the server, plot and export)."""
 
     @torch.no_grad()
-    def generate(self, src: Tensor, options: GenerationOptions | None = None, **settings) -> Tensor:
+    def generate(self, src: Tensor, options: GenerationOptions | None = None, *values, **settings) -> Tensor:
         """Translate a batch by mask-predict: (B, S) source ids -> (B, L) output ids ending in EOS, pad-filled
         (the same form as :meth:`tformer.Transformer.generate`).
 
@@ -133,7 +133,7 @@ class CMLM(Pretrained, nn.Module):
                 decoded, in parallel, the best mean log-probability winning (Mask-Predict's "length beam";
                 default 3); ``max_len``: the most tokens, EOS included (None = ``cfg.max_target_len`` + 1).
         """
-        opts = GenerationOptions.of(options, **settings)
+        opts = GenerationOptions.of(options, *values, names=("iterations", "length_candidates", "max_len"), **settings)
         self.capabilities.check(opts, "generate()")
         with eval_mode(self):
             return mask_predict(self, src, iterations=opts.iterations or MASK_PREDICT_ITERATIONS,

@@ -246,6 +246,10 @@ class DecoderOnly(Pretrained, nn.Module):
                 draws tokens (with ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off), ``seed``) instead of
                 taking the argmax.
         """
+        if options is not None and not isinstance(options, GenerationOptions):  # 0.1.0: generate(ids, 16)
+            if max_new_tokens is not None:
+                raise TypeError("got multiple values for max_new_tokens")
+            options, max_new_tokens = None, options
         opts = _new_token_limits(GenerationOptions.of(options, **settings), max_new_tokens, min_new_tokens)
         self.capabilities.check(opts, "generate()")
         real = self._real(input_ids, attention_mask)

@@ -40,6 +40,10 @@ from tformer.nn.cache import DecoderCache
 from tformer.nn.masks import padding_mask
 from tformer.nn.modes import eval_mode
 
+# settings by position, as tformer 0.1.0's signatures took them: generate(src, 4, 64) = beam_size=4, max_len=64
+GENERATE_POSITIONAL = ("beam_size", "max_len", "min_len", "length_penalty")
+NBEST_POSITIONAL = ("beam_size", "nbest", "max_len", "min_len", "length_penalty")
+
 
 @dataclass
 class AttentionMaps:
@@ -155,7 +159,7 @@ class Transformer(Pretrained, nn.Module):
     """What this kind decodes with (asked by the Translator, the CLI, the server, plot and export)."""
 
     @torch.no_grad()
-    def generate(self, src: Tensor, options: GenerationOptions | None = None, **settings) -> Tensor:
+    def generate(self, src: Tensor, options: GenerationOptions | None = None, *values, **settings) -> Tensor:
         """Translate a batch: (B, S) source ids -> (B, L) output ids.
 
         Each row is the best hypothesis (or the sample) without the leading BOS, ending in EOS
@@ -174,7 +178,7 @@ class Transformer(Pretrained, nn.Module):
                 ``length_penalty`` (alpha of ((5 + |Y|) / 6)^alpha; §6.1: 0.6), ``do_sample`` with
                 ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off) and ``seed``.
         """
-        opts = GenerationOptions.of(options, **settings)
+        opts = GenerationOptions.of(options, *values, names=GENERATE_POSITIONAL, **settings)
         self.capabilities.check(opts, "generate()")
         limits = self._length_limits(src, opts.max_len, opts.min_len)  # (B,)
         with eval_mode(self):
@@ -187,10 +191,11 @@ class Transformer(Pretrained, nn.Module):
                                length_penalty_alpha=opts.length_penalty)
 
     @torch.no_grad()
-    def generate_nbest(self, src: Tensor, options: GenerationOptions | None = None, **settings) -> list:
+    def generate_nbest(self, src: Tensor, options: GenerationOptions | None = None, *values, **settings) -> list:
         """Beam search's ``nbest`` best :class:`tformer.generation.Hypothesis` per sentence (tokens, logprob, score),
         best first. Settings as for :meth:`generate`; here ``beam_size`` defaults to 4 and ``nbest`` to the beam."""
-        opts = GenerationOptions.of(options, **settings).with_defaults(beam_size=PAPER_BEAM_SIZE)
+        opts = GenerationOptions.of(options, *values, names=NBEST_POSITIONAL, **settings)
+        opts = opts.with_defaults(beam_size=PAPER_BEAM_SIZE)
         opts = opts.with_defaults(nbest=opts.beam_size)
         self.capabilities.check(opts, "generate_nbest()")
         limits = self._length_limits(src, opts.max_len, opts.min_len)
