@@ -22,9 +22,10 @@ What training guarantees (each is a test; the README's "Guarantees" lists them):
   loses the lines written after the checkpoint it resumes from, which the resumed run writes again).
 * Numerical faults. An update whose loss or gradient norm is NaN or infinite is skipped: the weights,
   Adam's state and the schedule are untouched, the batch is consumed, and a ``skip`` record goes to
-  ``metrics.jsonl``. (Under fp16 the gradient scaler skips steps with overflowing gradients itself and
-  lowers its scale; as in PyTorch's AMP recipe, those steps still count and advance the schedule.)
-  ``train.nonfinite_limit`` such updates in a row stop the run with a one-line error;
+  ``metrics.jsonl``. Under fp16 an update whose scaled gradient overflows is skipped the same way and
+  the gradient scaler lowers its scale (its ``skip`` record says so; the summary counts these in
+  ``overflow_skips`` too; ``train`` records carry ``loss_scale``). ``train.nonfinite_limit`` such updates
+  in a row stop the run with a one-line error (fp16 overflows count only once the scale is down to 1);
   the checkpoints on disk are the last good ones.
 * Many processes. Under ``torchrun`` each process trains on its share of every global batch and ends at
   the same weights as one process with the same global batch (:mod:`tformer.training.distributed`);

@@ -98,7 +98,8 @@ class TrainConfig:
             the weights) and counted; this many such updates in a row stop the run (0 = never stop).
         log_every: steps between progress lines in metrics.jsonl.
         device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps".
-        precision: "auto" (bf16 autocast on CUDA when supported, else fp32), "fp32", "bf16", "fp16".
+        precision: "auto" (bf16 autocast on a CUDA GPU that has it, else fp16 there; fp32 elsewhere), "fp32",
+            "bf16", "fp16" (autocast, with a gradient scaler for fp16; the CPU has both, slowly).
         threads: torch CPU threads (0 = torch's default).
         gradient_checkpointing: keep only each layer's input for backward and recompute the rest (less
             memory for about one more forward pass; the same gradients). See tformer.nn.gradient_checkpointing.

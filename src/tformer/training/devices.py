@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import warnings
 from typing import Any
 
 import torch
@@ -32,14 +34,31 @@ def _device_type(name: str) -> torch.device:
 
 
 def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
+    """The autocast dtype, or None for plain fp32.
+
+    "auto" is bf16 on a CUDA GPU that has it, else fp16 there, and fp32 elsewhere. "bf16" and "fp16" are
+    autocast to that dtype on any device whose autocast has it (the CPU's has both in recent torch: slow,
+    but what tests and debugging of the mixed-precision paths run on); fp16 comes with a gradient scaler.
+    """
     if name == "fp32" or (name == "auto" and device.type != "cuda"):
         return None
     if name == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and name == "fp16":
-        raise TformerError("train.precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
-    return torch.bfloat16 if name == "bf16" else torch.float16
+    dtype = torch.bfloat16 if name == "bf16" else torch.float16
+    if device.type == "cpu" and not _cpu_autocasts_to(dtype):
+        raise TformerError(f"train.precision {name} needs a GPU with this torch ({torch.__version__}): its CPU "
+                           f"autocast has no {name}; use fp32 on the CPU")
+    return dtype
+
+
+@functools.cache
+def _cpu_autocasts_to(dtype: torch.dtype) -> bool:
+    """Whether this torch's CPU autocast computes a linear layer in ``dtype`` (an unsupported dtype only warns
+    and leaves autocast off)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.autocast("cpu", dtype=dtype):
+            return torch.nn.functional.linear(torch.ones(1, 1), torch.ones(1, 1)).dtype == dtype
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -144,7 +144,9 @@ class _LinearLabelSmoothedCrossEntropy(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss: Tensor, _grad_nll: Tensor):
         saved = ctx.saved_tensors
-        grads = [(t * grad_loss.to(t.dtype)) if has else None for t, has in zip(saved, ctx.has, strict=True)]
+        # grad_loss is a 0-dim fp32 tensor (fp16: times the gradient scaler's scale), so t * grad_loss keeps t's
+        # dtype but multiplies in fp32: never cast it to fp16 itself, where a scale / tokens > 65504 is inf
+        grads = [(t * grad_loss) if has else None for t, has in zip(saved, ctx.has, strict=True)]
         return (*grads, None, None, None, None, None)
 
 

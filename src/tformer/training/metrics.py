@@ -1,9 +1,10 @@
 """What a run reports as it trains: ``metrics.jsonl`` (one JSON object per line), TensorBoard when installed,
 and the log window that sums the updates between two ``train`` lines.
 
-Records have a ``kind``: ``train`` (the window's loss, perplexity, learning rate and speed), ``valid`` (see
-:meth:`tformer.training.trainer.Trainer.validate`) or ``skip`` (an update skipped for a non-finite loss or
-gradient). Only rank 0 writes. A resumed run first drops the lines written after its checkpoint, which it
+Records have a ``kind``: ``train`` (the window's loss, perplexity, learning rate and speed; under fp16 also the
+gradient scaler's ``loss_scale``), ``valid`` (see :meth:`tformer.training.trainer.Trainer.validate`) or ``skip``
+(an update skipped for a non-finite loss or gradient; under fp16 an overflow, with the ``loss_scale`` it
+overflowed at). Only rank 0 writes. A resumed run first drops the lines written after its checkpoint, which it
 writes again, so the file of a resumed run equals that of a run never stopped.
 """
 
@@ -79,16 +80,20 @@ class MetricsLog:
                 if isinstance(v, (int, float)) and k not in ("step", "epoch"):
                     self.tensorboard.add_scalar(f"{record['kind']}/{k}", v, record["step"])
 
-    def truncate(self, step: int) -> int:
+    def truncate(self, step: int, position: tuple[int, int] | None = None) -> int:
         """Drop the lines after ``step`` (and a line cut short by a kill): the resumed run writes them again.
-        Returns how many were dropped."""
+        A ``skip`` record of the next update stays if its batches are at or before ``position`` (epoch, batch in
+        epoch) of the checkpoint: a stop during a skipped update saves after it, and the resumed run goes on
+        from there. Returns how many were dropped."""
         if not self.enabled or not self.path.is_file():
             return 0
         keep, dropped = [], 0
         for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                ok = json.loads(line).get("step", 0) <= step
-            except (json.JSONDecodeError, AttributeError):
+                rec = json.loads(line)
+                ok = rec.get("step", 0) <= step or (position is not None and rec.get("kind") == "skip"
+                                                    and (rec["epoch"], rec["batch_in_epoch"]) <= position)
+            except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
                 ok = False
             if ok:
                 keep.append(line)

@@ -19,6 +19,7 @@ class TrainState:
     bad_validations: int = 0  # validations since the best one (early stopping)
     stopped_early: bool = False
     skipped_updates: int = 0  # updates skipped for a non-finite loss or gradient, in the whole run
+    overflow_skips: int = 0  # of those, fp16 gradients that overflowed at a loss scale above 1 (the scaler's)
     nonfinite_in_a_row: int = 0
 
 

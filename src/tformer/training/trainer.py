@@ -118,7 +118,7 @@ class Trainer:
                 self.scheduler = self._build_scheduler()
                 self.scheduler.load_state_dict(saved)
         self._saved_step = self.state.step
-        dropped = self.metrics.truncate(self.state.step)
+        dropped = self.metrics.truncate(self.state.step, (self.state.epoch, self.state.batch_in_epoch))
         log(f"resumed from {found[0]} at step {self.state.step} (epoch {self.state.epoch})"
             + (f"; dropped {dropped} metrics line(s) written after it" if dropped else ""))
         return True
@@ -202,7 +202,8 @@ class Trainer:
         return {"steps": st.step, "epochs": st.epoch, "seconds": round(time.perf_counter() - t_start, 1),
                 "stopped_early": st.stopped_early, "out_of_time": stop is not None and "max_minutes" in stop,
                 "interrupted": stop if stop is not None and "max_minutes" not in stop else None,
-                "skipped_updates": st.skipped_updates, "best_valid_loss": st.best_valid_loss, **valid}
+                "skipped_updates": st.skipped_updates, "overflow_skips": st.overflow_skips,
+                "best_valid_loss": st.best_valid_loss, **valid}
 
     def _step(self, group: list[list[int]], bar, eval_every: int, valid: dict[str, Any]
               ) -> tuple[str | None, dict[str, Any]]:
@@ -255,8 +256,8 @@ class Trainer:
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
         grad_norm = p.global_norm(gradient_norm(self.model, self.tc.clip_norm))
-        # fp16: the gradient scaler skips steps with overflowing gradients itself (and lowers its scale)
-        finite = torch.isfinite(loss) & (torch.isfinite(grad_norm) | self.scaler.is_enabled())
+        # fp16: an overflowing (scaled) gradient is skipped the same way; the scaler then lowers its scale
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
         if not bool(finite):  # one sync per update
             self._skip_update(float(loss), float(grad_norm))
             return False
@@ -273,9 +274,11 @@ class Trainer:
 
     def _skip_update(self, loss: float, grad_norm: float) -> None:
         self.optimizer.zero_grad(set_to_none=True)
+        scale = None
         if self.scaler.is_enabled():
+            scale = self.scaler.get_scale()
             self.scaler.update()  # unscale_ recorded the overflow: lower the scale, as a skipped step does
-        record, line = count_skip(self.state, loss, grad_norm)
+        record, line = count_skip(self.state, loss, grad_norm, scale)
         self.metrics.write(record)
         log(line)
         check_limit(self.state, self.tc.nonfinite_limit, f"the checkpoints in {self.checkpoints.dir} are from before "
@@ -291,6 +294,8 @@ class Trainer:
 
     def _log_train(self, bar) -> None:
         rec = self.window.record(self.state.step, self.state.epoch, self.scheduler.get_last_lr()[0])
+        if self.scaler.is_enabled():
+            rec["loss_scale"] = self.scaler.get_scale()  # fp16's gradient scaler, for the next update
         self.metrics.write(rec)
         bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.2e}", tok_s=f"{rec['tokens_per_s']:.0f}")
         if not self.show_progress:
