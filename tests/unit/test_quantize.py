@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import tformer
+from tformer.nn.linear import Linear
 from tformer.nn.quantize import quantize_dynamic_int8
 
 
@@ -17,8 +18,8 @@ def test_every_linear_layer_is_int8_and_the_original_is_unchanged():
     model = _model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     q = quantize_dynamic_int8(model)
-    assert not any(type(m) is nn.Linear for m in q.modules())
-    n_linear = sum(type(m) is nn.Linear for m in model.modules())
+    assert not any(type(m) in (nn.Linear, Linear) for m in q.modules())
+    n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
     n_int8 = sum(type(m).__name__ == "Linear" and "quantized" in type(m).__module__ for m in q.modules())
     assert n_int8 == n_linear > 0
     for k, v in model.state_dict().items():

@@ -1,6 +1,6 @@
 """The Transformer's parts, one file per concept; each takes its parts built (read them in this order):
 
-masks -> attention (over attention_algorithms, a registry) -> positional (a registry) -> embedding ->
+masks -> linear -> attention (over attention_algorithms, a registry) -> positional (a registry) -> embedding ->
 feedforward -> norms (a registry) -> layers -> cache; and copy (the pointer-generator output), dropout,
 gradient_checkpointing, quantize, modes.
 
@@ -20,6 +20,7 @@ from tformer.nn.cache import DecoderCache, KVCache, StaticKV
 from tformer.nn.embedding import Embeddings, TokenEmbedding
 from tformer.nn.feedforward import PositionwiseFeedForward
 from tformer.nn.layers import DecoderLayer, EncoderLayer, Residual
+from tformer.nn.linear import Linear
 from tformer.nn.masks import causal_mask, combine, padding_mask
 from tformer.nn.norms import NORMS, build_norm
 from tformer.nn.positional import (
@@ -34,7 +35,7 @@ from tformer.nn.positional import (
 
 __all__ = [
     "ATTENTION_ALGORITHMS", "AttentionAlgorithm", "DecoderCache", "DecoderLayer", "Embeddings", "EncoderLayer",
-    "KVCache", "LearnedPositionalEmbedding", "MultiHeadAttention", "NORMS", "POSITIONAL_SCHEMES",
+    "KVCache", "LearnedPositionalEmbedding", "Linear", "MultiHeadAttention", "NORMS", "POSITIONAL_SCHEMES",
     "PositionwiseFeedForward", "RelativePositionBias", "Residual", "SinusoidalPositionalEncoding", "StaticKV",
     "TokenEmbedding", "attention_fast", "attention_reference", "build_norm", "build_positions", "causal_mask",
     "combine", "padding_mask", "register_attention", "register_positional", "sinusoidal_table",

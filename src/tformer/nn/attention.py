@@ -28,6 +28,7 @@ from tformer.nn.attention_algorithms import (
     build_attention,
 )
 from tformer.nn.cache import KVCache, StaticKV
+from tformer.nn.linear import Linear
 
 __all__ = ["MultiHeadAttention", "attention_fast", "attention_reference"]
 
@@ -61,10 +62,10 @@ class MultiHeadAttention(nn.Module):
         shares_qk = algorithm_class(self.attention.kind).shares_qk
         inner = num_heads * self.d_head  # h * d_k, = d_model unless d_head is set
         # W^Q, W^K, W^V for all heads at once (the h matrices W_i side by side), and W^O.
-        self.q_proj = nn.Linear(d_model, inner, bias=bias)
-        self.k_proj = None if shares_qk else nn.Linear(d_model, inner, bias=bias)
-        self.v_proj = nn.Linear(d_model, inner, bias=bias)
-        self.out_proj = nn.Linear(inner, d_model, bias=bias)
+        self.q_proj = Linear(d_model, inner, bias=bias)
+        self.k_proj = None if shares_qk else Linear(d_model, inner, bias=bias)
+        self.v_proj = Linear(d_model, inner, bias=bias)
+        self.out_proj = Linear(inner, d_model, bias=bias)
         self.add_module(self.attention.kind, build_attention(self.attention, max_len))
 
     @property

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tformer.nn.dropout import Dropout
+from tformer.nn.linear import Linear
 
 ACTIVATION_FUNCTIONS = {
     "relu": F.relu, "gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "silu": F.silu,
@@ -30,8 +31,8 @@ class PositionwiseFeedForward(nn.Module):
         super().__init__()
         if activation not in ACTIVATION_FUNCTIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATION_FUNCTIONS)}, got {activation!r}")
-        self.w_1 = nn.Linear(d_model, d_ff, bias=bias)  # bias=False: no b_1, b_2 (T5)
-        self.w_2 = nn.Linear(d_ff, d_model, bias=bias)
+        self.w_1 = Linear(d_model, d_ff, bias=bias)  # bias=False: no b_1, b_2 (T5)
+        self.w_2 = Linear(d_ff, d_model, bias=bias)
         self.activation = ACTIVATION_FUNCTIONS[activation]
         self.dropout = Dropout(activation_dropout)
 

@@ -14,6 +14,8 @@ import warnings
 import torch
 from torch import nn
 
+from tformer.nn.linear import Linear
+
 
 def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose linear layers run in int8 (weights) x int8 (activations) on the CPU.
@@ -22,6 +24,10 @@ def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
     pre-softmax projection holds its own int8 weights.
     """
     q = copy.deepcopy(model).cpu().eval()
+    for module in q.modules():
+        if isinstance(module, Linear):  # PyTorch's int8 conversion takes exactly nn.Linear (same parameters)
+            module.__class__ = nn.Linear
+            module.__dict__.pop("_transposed", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its future move to torchao
         return torch.ao.quantization.quantize_dynamic(q, {nn.Linear}, dtype=torch.qint8)

@@ -43,6 +43,7 @@ from tformer.nn.dropout import Dropout
 from tformer.nn.embedding import TokenEmbedding
 from tformer.nn.gradient_checkpointing import run_layer
 from tformer.nn.layers import EncoderLayer, layer_norm_layer
+from tformer.nn.linear import Linear
 from tformer.nn.masks import causal_mask
 from tformer.nn.modes import eval_mode
 from tformer.nn.positional import LearnedPositionalEmbedding
@@ -106,7 +107,7 @@ class DecoderOnly(Pretrained, nn.Module):
         self.embed_dropout = Dropout(cfg.dropout)
         self.layers = nn.ModuleList(decoder_only_block(cfg) for _ in range(cfg.num_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
-        self.output_projection = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.output_projection = Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.gradient_checkpointing = False  # see tformer.nn.gradient_checkpointing
         self._init_weights()
         if cfg.tie_output:

@@ -37,6 +37,7 @@ from tformer.models.transformer import builders
 from tformer.models.transformer.config import TransformerConfig
 from tformer.models.transformer.stacks import DecoderOutput
 from tformer.nn.cache import DecoderCache
+from tformer.nn.linear import Linear
 from tformer.nn.masks import padding_mask
 from tformer.nn.modes import eval_mode
 
@@ -72,7 +73,7 @@ class Transformer(Pretrained, nn.Module):
         self.encoder = builders.encoder(cfg, src_tokens)
         self.decoder = builders.decoder(cfg, tgt_tokens)
         # The pre-softmax linear transformation (§3.4), optionally sharing the target embedding matrix.
-        self.output_projection = nn.Linear(cfg.d_model, cfg.target_vocab_size, bias=cfg.output_bias)
+        self.output_projection = Linear(cfg.d_model, cfg.target_vocab_size, bias=cfg.output_bias)
         self.pointer_generator = builders.copy_head(cfg)  # the copy mechanism's gate, or None: the output layer only
         self._init_weights()
         if cfg.tie_output:
