@@ -3,6 +3,8 @@
     tformer plot attention RUN_DIR --text "three hundred twenty-one" [--target ...] [--kind cross]
                            [--layer N] [--head N|grid|mean] -o cross.png
     tformer plot patches RUN_DIR [--image N] -o patches.png        (a run of task vision)
+    tformer plot windows [RUN_DIR] [--image-size 224 --patch-size 4 --window 7] [--stage N] [--block N]
+                         [--image N] -o windows.png                (a Swin run of task vision, or sizes)
     tformer plot positional [RUN_DIR] [--d-model 512] [--max-len 100] -o positional.png
     tformer plot masks RUN_DIR --text "one" --text "two hundred" [--target ...] -o masks.png
     tformer plot schedule CONFIG.yaml|RUN_DIR [--steps N] -o schedule.png
@@ -56,6 +58,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("run_dir", metavar="RUN_DIR", help="a run of task vision")
     q.add_argument("--image", type=int, default=0, help="which test image, from 0 (default 0)")
     q.set_defaults(draw=_patches)
+
+    q = picture("windows", "Swin windows: the partition, the shifted partition, the shift mask and, for a run, the "
+                           "attention inside the windows of a block over a test image (§3.2)")
+    q.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None,
+                   help="a Swin run of task vision (default: draw the windows of --image-size, --patch-size, --window)")
+    q.add_argument("--image-size", type=int, default=224, help="image side in pixels without RUN_DIR (default 224)")
+    q.add_argument("--patch-size", type=int, default=4, help="patch side in pixels without RUN_DIR (default 4)")
+    q.add_argument("--window", type=int, default=7, help="window side M in patches without RUN_DIR (default 7)")
+    q.add_argument("--stage", type=int, default=1, help="stage number, from 1 (default 1)")
+    q.add_argument("--block", type=int, default=2, help="block of the stage, from 1 (default 2: a shifted one)")
+    q.add_argument("--image", type=int, default=0, help="which test image of a run, from 0 (default 0)")
+    q.set_defaults(draw=_windows)
 
     q = picture("positional", "the positional-encoding matrix and the similarity of positions (§3.5)")
     q.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None,
@@ -144,6 +158,60 @@ def _patches(args: argparse.Namespace):
     guess, label = int(logits.argmax()), int(test.labels[args.image])
     return plot_patch_attention(image[0], maps, rollout, f"Test image {args.image}: label {label}, predicted "
                                 f"{guess}. [class] attention over {g}x{g} patches (mean of heads), by layer")
+
+
+def _windows(args: argparse.Namespace):
+    from tformer.models.swin.windows import window_and_shift
+    from tformer.viz.windows import plot_windows
+
+    if args.run_dir is None:
+        for name in ("image_size", "patch_size", "window"):
+            if getattr(args, name) < 1:
+                raise TformerError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        resolution = -(-args.image_size // args.patch_size)  # R_0 = ceil(S / P)
+        for _ in range(args.stage - 1):
+            resolution = -(-resolution // 2)  # patch merging halves the map (an odd side padded first)
+        if args.stage < 1 or resolution < 1:
+            raise TformerError(f"--stage must be >= 1, got {args.stage}")
+        m, shift = window_and_shift(resolution, args.window)
+        return plot_windows(resolution, m, shift, title=f"Swin windows, stage {args.stage}: {args.image_size} px "
+                            f"images in {args.patch_size} px patches, a {resolution}x{resolution} map (§3.2)")
+    return _run_windows(args)
+
+
+def _run_windows(args: argparse.Namespace):
+    import torch
+
+    from tformer.data.images import load_digits_splits
+    from tformer.models.registry import load_pretrained
+    from tformer.models.swin.model import SwinClassifier
+    from tformer.viz.windows import plot_windows
+
+    model = load_pretrained(Path(args.run_dir) / "model")
+    if not isinstance(model, SwinClassifier):
+        raise TformerError(f"{args.run_dir} holds a {type(model).__name__}: tformer plot windows needs a Swin run "
+                           f"(task vision, model.preset: digits_swin)")
+    cfg, stages = model.cfg, model.swin.stages
+    if not 1 <= args.stage <= len(stages):
+        raise TformerError(f"--stage must be in [1, {len(stages)}], got {args.stage}")
+    blocks = stages[args.stage - 1].layers
+    if not 1 <= args.block <= len(blocks):
+        raise TformerError(f"--block must be in [1, {len(blocks)}] for stage {args.stage}, got {args.block}")
+    test = load_digits_splits(seed=0).test  # the split task vision holds out
+    if not 0 <= args.image < len(test):
+        raise TformerError(f"--image must be in [0, {len(test) - 1}], got {args.image}")
+    scale = cfg.image_size // test.images.shape[-1]  # as task vision scales the digits up
+    image = test.images[args.image : args.image + 1].repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+    with torch.no_grad():
+        logits, weights = model.eval()(image, need_weights=True)
+    block = blocks[args.block - 1]
+    index = sum(len(s.layers) for s in stages[: args.stage - 1]) + args.block - 1  # weights are per block, in order
+    shifted = next((b.shift for b in blocks if b.shift), 0)  # the stage's SW-MSA shift
+    guess, label = int(logits.argmax()), int(test.labels[args.image])
+    return plot_windows(block.resolution, block.window, shifted, image=image[0], weights=weights[index],
+                        block_shift=block.shift, title=f"{args.run_dir}, stage {args.stage}, block {args.block} "
+                        f"({'SW-MSA' if block.shift else 'W-MSA'}): test image {args.image}, label {label}, "
+                        f"predicted {guess}")
 
 
 def _positional(args: argparse.Namespace):

@@ -31,13 +31,14 @@ from tformer.models.bert.heads import EncoderOnlyForClassification, EncoderOnlyF
 from tformer.models.bert.model import EncoderOnly
 from tformer.models.cmlm.model import CMLM
 from tformer.models.gpt.model import DecoderOnly
+from tformer.models.swin.model import SwinClassifier, SwinTransformer
 from tformer.models.transformer.model import Transformer
 from tformer.models.vit.model import VisionClassifier, VisionTransformer
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     cls.__name__: cls
     for cls in (Transformer, CMLM, EncoderOnly, EncoderOnlyForMaskedLM, EncoderOnlyForClassification, DecoderOnly,
-                VisionTransformer, VisionClassifier)
+                VisionTransformer, VisionClassifier, SwinTransformer, SwinClassifier)
 }
 """Model class name (config.json's ``"architecture"``) -> the class, which has ``from_pretrained``."""
 
