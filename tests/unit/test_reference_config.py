@@ -23,10 +23,11 @@ import yaml
 from tformer.config import ConfigError
 from tformer.models.bert import EncoderOnlyForClassification
 from tformer.models.bert.config import ClassifierConfig, EncoderOnlyConfig
+from tformer.models.conformer.config import ConformerConfig
 from tformer.models.gpt.config import DecoderOnlyConfig
 from tformer.models.transformer.config import TransformerConfig
 from tformer.models.vit.config import VisionConfig
-from tformer.tasks import TASKS, classify, lm, load_run_config, parse_run_config, vision
+from tformer.tasks import TASKS, audio, classify, lm, load_run_config, parse_run_config, vision
 from tformer.training.config import DEFAULT_TASK, MODEL_PRESETS, RunConfig
 
 REFERENCE = Path(__file__).resolve().parents[2] / "configs" / "reference.yaml"
@@ -66,6 +67,10 @@ def _vision(spec: dict) -> dict[str, Any]:
     return vision.model_config(RunConfig(task="vision", model=spec)).to_dict()
 
 
+def _audio(spec: dict) -> dict[str, Any]:
+    return audio.model_config(RunConfig(task="audio_classify", model=spec)).to_dict()
+
+
 def _classifier_head() -> dict[str, Any]:
     """The classify task's keys beyond the encoder's config, with the defaults the task applies."""
     return {"init_from": None,  # no folder: a fresh encoder
@@ -82,6 +87,7 @@ MODELS = {
     "classify": ModelSection(EncoderOnlyConfig, _classify, tuple(classify.PRESETS), frozenset({"vocab_size", "pad_id"}),
                              head=_classifier_head()),
     "vision": ModelSection(VisionConfig, _vision, ("digits",), frozenset({"num_classes"})),
+    "audio_classify": ModelSection(ConformerConfig, _audio, tuple(audio.PRESETS), frozenset(audio.DATA_KEYS)),
 }
 
 

@@ -72,6 +72,7 @@ def test_the_same_weights_give_the_same_file_bytes(tmp_path):
 def _families():
     from tformer.models.bert import EncoderOnly, EncoderOnlyConfig, EncoderOnlyForClassification, EncoderOnlyForMaskedLM
     from tformer.models.cmlm import CMLM, CMLMConfig
+    from tformer.models.conformer import ConformerClassifier, ConformerConfig
     from tformer.models.gpt import DecoderOnly, DecoderOnlyConfig
     from tformer.models.vit import VisionClassifier, VisionConfig, VisionTransformer
 
@@ -86,6 +87,8 @@ def _families():
         "DecoderOnly": lambda: DecoderOnly(DecoderOnlyConfig.tiny(vocab_size=40)),
         "VisionTransformer": lambda: VisionTransformer(vit),
         "VisionClassifier": lambda: VisionClassifier(vit),
+        "ConformerClassifier": lambda: ConformerClassifier(ConformerConfig.tiny(
+            n_mels=8, d_model=16, num_heads=2, d_ff=32, num_layers=1, conv_kernel_size=3, num_classes=3)),
     }
 
 

@@ -7,6 +7,7 @@
 * :mod:`tformer.models.gpt`: GPT-style causal language model.
 * :mod:`tformer.models.vit`: the Vision Transformer.
 * :mod:`tformer.models.swin`: the Swin Transformer (shifted windows, a hierarchy of stages).
+* :mod:`tformer.models.conformer`: the Conformer encoder for speech (convolution-augmented).
 
 Each folder holds ``config.py`` (a :class:`tformer.config.Config`) and ``model.py`` (classes with
 :class:`tformer.io.pretrained.Pretrained`'s ``save_pretrained`` / ``from_pretrained``).

@@ -30,6 +30,8 @@ from tformer.io.pretrained import CONFIG_NAME, WEIGHTS_NAME, architecture_of, re
 from tformer.models.bert.heads import EncoderOnlyForClassification, EncoderOnlyForMaskedLM
 from tformer.models.bert.model import EncoderOnly
 from tformer.models.cmlm.model import CMLM
+from tformer.models.conformer.classifier import ConformerClassifier
+from tformer.models.conformer.model import ConformerEncoder
 from tformer.models.gpt.model import DecoderOnly
 from tformer.models.swin.model import SwinClassifier, SwinTransformer
 from tformer.models.transformer.model import Transformer
@@ -38,7 +40,8 @@ from tformer.models.vit.model import VisionClassifier, VisionTransformer
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     cls.__name__: cls
     for cls in (Transformer, CMLM, EncoderOnly, EncoderOnlyForMaskedLM, EncoderOnlyForClassification, DecoderOnly,
-                VisionTransformer, VisionClassifier, SwinTransformer, SwinClassifier)
+                VisionTransformer, VisionClassifier, SwinTransformer, SwinClassifier, ConformerEncoder,
+                ConformerClassifier)
 }
 """Model class name (config.json's ``"architecture"``) -> the class, which has ``from_pretrained``."""
 

@@ -32,11 +32,13 @@ from tformer.nn.positional import (
     register_positional,
     sinusoidal_table,
 )
+from tformer.nn.relative_attention import RelativeMultiHeadAttention
 
 __all__ = [
     "ATTENTION_ALGORITHMS", "AttentionAlgorithm", "DecoderCache", "DecoderLayer", "Embeddings", "EncoderLayer",
     "KVCache", "LearnedPositionalEmbedding", "Linear", "MultiHeadAttention", "NORMS", "POSITIONAL_SCHEMES",
-    "PositionwiseFeedForward", "RelativePositionBias", "Residual", "SinusoidalPositionalEncoding", "StaticKV",
-    "TokenEmbedding", "attention_fast", "attention_reference", "build_norm", "build_positions", "causal_mask",
-    "combine", "padding_mask", "register_attention", "register_positional", "sinusoidal_table",
+    "PositionwiseFeedForward", "RelativeMultiHeadAttention", "RelativePositionBias", "Residual",
+    "SinusoidalPositionalEncoding", "StaticKV", "TokenEmbedding", "attention_fast", "attention_reference",
+    "build_norm", "build_positions", "causal_mask", "combine", "padding_mask", "register_attention",
+    "register_positional", "sinusoidal_table",
 ]
