@@ -18,7 +18,7 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_run(corpus):
-    """A finished tiny run (read-only for the tests that use it)."""
+    """A finished tiny run (read-only for the tests that use it), trained by `tformer train` in this process."""
     run_dir = corpus / "shared-run"
     r = tformer_cli("train", str(write_recipe(corpus, run_dir)), "--no-progress")
     assert r.returncode == 0, r.stderr

@@ -5,15 +5,13 @@ import subprocess
 import sys
 
 import pytest
+from cli_helpers import tformer_cli
 
 
 def test_short_demo_runs_and_ends_with_the_json_summary(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "tformer.cli.main", "demo", "--run-dir", str(tmp_path / "demo"), "--train-size", "300",
-         "--test-size", "20", "--beam", "2", "--no-progress", "train.max_steps=20", "train.eval_every=20",
-         "model.d_model=32", "model.d_ff=64"],
-        capture_output=True, text=True, timeout=300,
-    )
+    r = tformer_cli("demo", "--run-dir", str(tmp_path / "demo"), "--train-size", "300", "--test-size", "20",
+                    "--beam", "2", "--no-progress", "train.max_steps=20", "train.eval_every=20", "model.d_model=32",
+                    "model.d_ff=64")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(summary) >= {"exact_match", "bleu", "train_seconds", "run_dir"}
@@ -26,12 +24,9 @@ def test_the_names_demo_trains_a_pointer_generator_from_its_recipe(tmp_path):
     from pathlib import Path
 
     recipe = Path(__file__).resolve().parents[2] / "configs" / "copy_names.yaml"
-    r = subprocess.run(
-        [sys.executable, "-m", "tformer.cli.main", "demo", "--task", "names", "--recipe", str(recipe),
-         "--run-dir", str(tmp_path / "names"), "--train-size", "300", "--test-size", "20", "--beam", "2",
-         "--no-progress", "train.max_steps=10", "train.eval_every=10", "model.d_model=32", "model.d_ff=64"],
-        capture_output=True, text=True, timeout=300,
-    )
+    r = tformer_cli("demo", "--task", "names", "--recipe", str(recipe), "--run-dir", str(tmp_path / "names"),
+                    "--train-size", "300", "--test-size", "20", "--beam", "2", "--no-progress", "train.max_steps=10",
+                    "train.eval_every=10", "model.d_model=32", "model.d_ff=64")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert 0.0 <= summary["names_copied"] <= 1.0

@@ -2,33 +2,22 @@
 no traceback, and nothing that existed before (run directories, checkpoints, output files) changes; hostile
 but valid text translates line for line.
 
-Each subprocess spends about 2 s importing torch, so the cases run two at a time, the ones that need no
-trained run while the session's `trained_run` trains. Config mistakes, which fail before any work, also run
-in-process through the same `main()`.
+The commands run through `tformer.cli.main.main` in this process, with bytes on stdin as a pipe gives them
+(cli_helpers.run_main); test_cli_plot.py runs the installed command as a process.
 """
 
 import hashlib
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from cli_helpers import write_recipe
+from cli_helpers import run_main, write_recipe
 
 from tformer.cli.main import main
-
-
-def tformer_bytes(*args, stdin: bytes = b"") -> subprocess.CompletedProcess:
-    """Like cli_helpers.tformer_cli, but stdin is bytes (invalid UTF-8 cannot travel as text)."""
-    r = subprocess.run([sys.executable, "-m", "tformer.cli.main", *map(str, args)], input=stdin,
-                       capture_output=True, timeout=900)
-    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode("utf-8", "replace"),
-                                       r.stderr.decode("utf-8", "replace"))
 
 
 def snapshot(*roots: Path) -> dict[str, str]:
@@ -58,7 +47,7 @@ class Outcome:
 
 def _execute(case: Case) -> Outcome:
     before = snapshot(*case.watch)
-    result = tformer_bytes(*case.args, stdin=case.stdin)
+    result = run_main(case.args, stdin=case.stdin)
     return Outcome(case, result, before, snapshot(*case.watch))
 
 
@@ -85,42 +74,40 @@ def _copy_of_run(c) -> Path:
     return Path(shutil.copytree(c.run, c.sub / "run"))
 
 
-# name -> (needs the trained run, runs in a subprocess, builder of the case in its own folder c.sub).
-# One subprocess case per command shows the whole process (interpreter, exit status); the others run through
-# the same main() in-process, which costs no torch import.
-CASES: dict[str, tuple[bool, bool, Callable[[SimpleNamespace], Case]]] = {
-    "train-misaligned-corpus": (False, True, lambda c: Case(
+# name -> builder of the case in its own folder c.sub (c.run: the session's trained run)
+CASES: dict[str, Callable[[SimpleNamespace], Case]] = {
+    "train-misaligned-corpus": lambda c: Case(
         ["train", c.recipe, f"data.train_tgt={_short(c.sub)}", f"run_dir={c.sub / 'run'}"],
-        ("misaligned corpus: ", "train.en has 400 lines but ", "short.de has 2"), (c.sub,))),
-    "train-invalid-utf8-corpus": (False, False, _invalid_utf8),
-    "train-missing-config": (False, False, lambda c: Case(
-        ["train", c.sub / "nope.yaml"], (f"config file not found: {c.sub / 'nope.yaml'}",), (c.sub,))),
-    "train-missing-data": (False, False, lambda c: Case(
+        ("misaligned corpus: ", "train.en has 400 lines but ", "short.de has 2"), (c.sub,)),
+    "train-invalid-utf8-corpus": _invalid_utf8,
+    "train-missing-config": lambda c: Case(
+        ["train", c.sub / "nope.yaml"], (f"config file not found: {c.sub / 'nope.yaml'}",), (c.sub,)),
+    "train-missing-data": lambda c: Case(
         ["train", c.recipe, f"data.train_src={c.sub / 'missing.en'}", f"run_dir={c.sub / 'run'}"],
-        (f"corpus file not found: {c.sub / 'missing.en'}",), (c.sub,))),
-    "translate-missing-run-dir": (False, False, lambda c: Case(
-        ["translate", c.sub / "no-run", "-o", _existing(c.sub)], ("run directory not found",), (c.sub,))),
-    "average-missing-checkpoint": (False, True, lambda c: Case(
+        (f"corpus file not found: {c.sub / 'missing.en'}",), (c.sub,)),
+    "translate-missing-run-dir": lambda c: Case(
+        ["translate", c.sub / "no-run", "-o", _existing(c.sub)], ("run directory not found",), (c.sub,)),
+    "average-missing-checkpoint": lambda c: Case(
         ["average", c.sub / "run/checkpoints/step-00000010.pt", "--out", c.sub / "avg"], ("checkpoint not found",),
-        (c.sub,))),
-    "plot-missing-run-dir": (False, True, lambda c: Case(
-        ["plot", "curves", c.sub / "no-run", "-o", c.sub / "curves.png"], ("run directory not found",), (c.sub,))),
+        (c.sub,)),
+    "plot-missing-run-dir": lambda c: Case(
+        ["plot", "curves", c.sub / "no-run", "-o", c.sub / "curves.png"], ("run directory not found",), (c.sub,)),
     # A run with checkpoints must survive a bad override, with or without --resume.
-    "train-bad-override-on-existing-run": (True, False, lambda c: Case(
+    "train-bad-override-on-existing-run": lambda c: Case(
         ["train", c.recipe, f"run_dir={_copy_of_run(c)}", "model.num_heads=7"], ("divisible by num_heads",),
-        (c.sub,))),
-    "train-resume-misaligned-on-existing-run": (True, True, lambda c: Case(
+        (c.sub,)),
+    "train-resume-misaligned-on-existing-run": lambda c: Case(
         ["train", c.recipe, f"run_dir={_copy_of_run(c)}", f"data.train_tgt={_short(c.sub)}", "--resume"],
-        ("misaligned corpus: ",), (c.sub,))),
-    "translate-invalid-utf8-stdin": (True, True, lambda c: Case(
+        ("misaligned corpus: ",), (c.sub,)),
+    "translate-invalid-utf8-stdin": lambda c: Case(
         ["translate", c.run, "--beam", "1", "-o", _existing(c.sub)], ("<stdin>:2: invalid UTF-8",), (c.sub, c.run),
-        stdin=b"one hundred five\n\xc3(\nseven\n")),
-    "evaluate-missing-ref": (True, False, lambda c: Case(
+        stdin=b"one hundred five\n\xc3(\nseven\n"),
+    "evaluate-missing-ref": lambda c: Case(
         ["evaluate", c.run, "--src", c.corpus / "test.en", "--ref", c.sub / "missing.de", "-o", _existing(c.sub)],
-        (f"corpus file not found: {c.sub / 'missing.de'}",), (c.sub, c.run))),
-    "evaluate-line-counts-differ": (True, True, lambda c: Case(
+        (f"corpus file not found: {c.sub / 'missing.de'}",), (c.sub, c.run)),
+    "evaluate-line-counts-differ": lambda c: Case(
         ["evaluate", c.run, "--src", c.corpus / "test.en", "--ref", _short(c.sub), "-o", _existing(c.sub)],
-        ("test.en has 30 lines but ", "short.de has 2"), (c.sub, c.run))),
+        ("test.en has 30 lines but ", "short.de has 2"), (c.sub, c.run)),
 }
 
 HOSTILE_LINES = [
@@ -139,40 +126,15 @@ HOSTILE_LINES = [
 
 
 @pytest.fixture(scope="module")
-def cli(request, corpus, tmp_path_factory):
-    """The subprocess cases, run two at a time (the first group while `trained_run` trains), and the context
-    for the in-process ones."""
+def cli(corpus, trained_run, tmp_path_factory):
+    """What the cases need: the corpus, a recipe, the trained run."""
     root = tmp_path_factory.mktemp("hostile-cli")
-    ctx = SimpleNamespace(corpus=corpus, recipe=write_recipe(corpus, root / "hostile-run"), run=None)
-    hostile = "\r\n".join(HOSTILE_LINES).encode() + b"\n"
-
-    def submit(pool, name):
-        sub = root / name
-        sub.mkdir()
-        return pool.submit(_execute, CASES[name][2](SimpleNamespace(**vars(ctx), sub=sub)))
-
-    with ThreadPoolExecutor(2) as pool:
-        futures = {name: submit(pool, name) for name, (needs_run, separate, _) in CASES.items()
-                   if separate and not needs_run}
-        ctx.run = request.getfixturevalue("trained_run")
-        futures |= {name: submit(pool, name) for name, (needs_run, separate, _) in CASES.items()
-                    if separate and needs_run}
-        futures["hostile-but-valid"] = pool.submit(tformer_bytes, "translate", ctx.run, "--beam", "1", stdin=hostile)
-        return SimpleNamespace(**vars(ctx), outcomes={name: f.result() for name, f in futures.items()})
-
-
-def _in_process(capsys, case: Case) -> Outcome:
-    before = snapshot(*case.watch)
-    capsys.readouterr()
-    code = main([str(a) for a in case.args])
-    err = capsys.readouterr().err
-    return Outcome(case, subprocess.CompletedProcess(case.args, code, "", err), before, snapshot(*case.watch))
+    return SimpleNamespace(corpus=corpus, recipe=write_recipe(corpus, root / "hostile-run"), run=trained_run)
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_user_error_is_one_line_exit_2_and_changes_nothing(cli, capsys, tmp_path, name):
-    needs_run, separate, build = CASES[name]
-    o = cli.outcomes[name] if separate else _in_process(capsys, build(SimpleNamespace(**vars(cli), sub=tmp_path)))
+def test_user_error_is_one_line_exit_2_and_changes_nothing(cli, tmp_path, name):
+    o = _execute(CASES[name](SimpleNamespace(**vars(cli), sub=tmp_path)))
     stderr = o.result.stderr
     assert o.result.returncode == 2, stderr
     assert "Traceback" not in stderr
@@ -188,7 +150,7 @@ def test_hostile_but_valid_text_translates_line_for_line(cli):
     """Documented: one output line per input line; empty and whitespace-only lines give empty lines; control
     characters, unseen scripts and special-token strings are text (unseen characters become <unk>); an
     over-long line is truncated with a warning."""
-    r = cli.outcomes["hostile-but-valid"]
+    r = run_main(["translate", cli.run, "--beam", "1"], stdin="\r\n".join(HOSTILE_LINES).encode() + b"\n")
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "truncated" in r.stderr
     out = r.stdout.split("\n")

@@ -1,10 +1,6 @@
 import json
-import subprocess
-import sys
 
-
-def _tformer(*args):
-    return subprocess.run([sys.executable, "-m", "tformer.cli.main", *args], capture_output=True, text=True)
+from cli_helpers import tformer_cli as _tformer
 
 
 def test_params_prints_counts_within_4_percent_of_the_paper():

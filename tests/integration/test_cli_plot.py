@@ -2,11 +2,10 @@
 
 import html
 import json
-import subprocess
 import sys
 
 import pytest
-from cli_helpers import tformer_cli
+from cli_helpers import tformer_subprocess
 
 pytest.importorskip("matplotlib")
 
@@ -128,17 +127,22 @@ def test_argparse_rejects_an_unknown_kind_or_head(trained_run, tmp_path, capsys)
 
 
 def test_the_installed_command_exits_2_with_one_line(tmp_path):
-    r = tformer_cli("plot", "curves", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x.png"))
+    """The one test of the command as a process (the interpreter, its exit status, its streams)."""
+    r = tformer_subprocess("plot", "curves", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x.png"))
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [f"tformer: error: run directory not found: {tmp_path / 'nowhere'}"]
 
 
-def test_without_matplotlib_plot_says_how_to_install_it(trained_run, tmp_path):
-    code = ("import sys; sys.modules['matplotlib'] = None; from tformer.cli.main import main; "
-            f"sys.exit(main(['plot', 'curves', {str(trained_run)!r}, '-o', {str(tmp_path / 'c.png')!r}]))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2
-    assert r.stderr.strip() == "tformer: error: tformer plot needs matplotlib: pip install 'tformer[viz]'"
+def test_without_matplotlib_plot_says_how_to_install_it(trained_run, tmp_path, capsys, monkeypatch):
+    # as in a process that never imported them: matplotlib cannot be imported, tformer.viz is imported afresh
+    for name in [m for m in sys.modules if m.split(".")[0] in ("matplotlib", "mpl_toolkits") or
+                 m.startswith("tformer.viz")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.delattr("tformer.viz", raising=False)
+    code, _, stderr = _plot(capsys, "curves", trained_run, "-o", tmp_path / "c.png")
+    assert code == 2 and not (tmp_path / "c.png").exists()
+    assert stderr.strip() == "tformer: error: tformer plot needs matplotlib: pip install 'tformer[viz]'"
 
 
 def test_demo_writes_the_cross_attention_picture_into_its_run(tmp_path, capsys):

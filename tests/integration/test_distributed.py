@@ -1,7 +1,11 @@
-"""Data parallel training with real processes: `torchrun` starts 2 ranks of `tformer train`, which talk over
-PyTorch's Gloo backend on the CPU. They must end where one process ends with the same global batch (one
-process with train.accumulate=2 sees the same 2 batches per update as 2 processes with 1 each), and a run
-must resume with another number of processes."""
+"""Data parallel training with real processes: 2 ranks of `tformer train` talk over PyTorch's Gloo backend on
+the CPU. They must end where one process ends with the same global batch (one process with train.accumulate=2
+sees the same 2 batches per update as 2 processes with 1 each), and a run must resume with another number of
+processes.
+
+`torchrun` itself starts the ranks of the run a signal stops (it passes the signal on to them); the other runs
+start their ranks with `tformer_ranks` (real processes with torchrun's environment, forked from a server that
+has imported torch and tformer once), and one-process runs go through main() in this process."""
 
 import json
 import os
@@ -11,7 +15,7 @@ import sys
 
 import pytest
 import torch
-from cli_helpers import write_recipe
+from cli_helpers import default_dtype, start_fork_server, tformer_cli, tformer_ranks, torch_threads, write_recipe
 
 from tformer.io.checkpoints import load_checkpoint
 
@@ -23,28 +27,29 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # all-reduce, FSDP's reduce-scatter and sharded Adam). In float32 their rounding differs by ~1e-5 after a few
 # updates, by an amount that depends on the CPU's kernels (AVX2 or AVX-512); in float64 by ~1e-13, far below
 # the tolerances, so those runs train in float64 and are compared tightly. tformer has no float64 setting: the
-# CLI starts with torch's default dtype set to float64, which makes every weight, and with them the activations,
+# runs start with torch's default dtype set to float64, which makes every weight, and with them the activations,
 # gradients and Adam's state, float64 (Gloo reduces float64 as it does float32).
-FLOAT64_CLI = [sys.executable, "-u", "-c", "import sys, torch; torch.set_default_dtype(torch.float64); "
-               "from tformer.cli.main import main; sys.exit(main())"]
 CLI = [sys.executable, "-u", "-m", "tformer.cli.main"]
 
 
-def train_cmd(recipe, run_dir, *extra, processes=1, float64=True):
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-                "--no-python"]  # each rank runs the interpreter command below as it stands
-    return [*(torchrun if processes > 1 else []), *(FLOAT64_CLI if float64 else CLI), "train", str(recipe),
-            f"run_dir={run_dir}", *COMMON, *extra, "--no-progress"]
+def train_args(recipe, run_dir, *extra):
+    return ["train", str(recipe), f"run_dir={run_dir}", *COMMON, *extra, "--no-progress"]
 
 
-def one_process(recipe, run_dir, *extra, float64=True):
-    return subprocess.run(train_cmd(recipe, run_dir, *extra, float64=float64), capture_output=True, text=True,
-                          timeout=600, env=ENV)
+def torchrun_cmd(recipe, run_dir, *extra):
+    """`torchrun --nproc_per_node=2 --no-python python -m tformer.cli.main train ...`"""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--no-python",
+            *CLI, *train_args(recipe, run_dir, *extra)]
+
+
+def one_process(recipe, run_dir, *extra):
+    """One process, in float64, one thread as each rank: `tformer train` through main() in this process."""
+    with default_dtype(torch.float64), torch_threads(1):
+        return tformer_cli(*train_args(recipe, run_dir, *extra))
 
 
 def two_processes(recipe, run_dir, *extra, float64=True):
-    return subprocess.run(train_cmd(recipe, run_dir, *extra, processes=2, float64=float64), capture_output=True,
-                          text=True, timeout=600, env=ENV)
+    return tformer_ranks(*train_args(recipe, run_dir, *extra), processes=2, float64=float64)
 
 
 def ok(r):
@@ -61,7 +66,7 @@ def assert_close_runs(a, b):
         == {k: v for k, v in cb["train_state"].items() if k != "best_valid_loss"})
     assert ca["train_state"]["best_valid_loss"] == pytest.approx(cb["train_state"]["best_valid_loss"], rel=1e-12)
     for name, t in ca["model"].items():
-        assert t.dtype == torch.float64, name  # trained in float64 (FLOAT64_CLI), which the tolerances assume
+        assert t.dtype == torch.float64, name  # trained in float64, which the tolerances assume
         if name.endswith("k_proj.bias"):
             continue  # its gradient is 0 up to rounding (softmax ignores a shift): Adam turns that noise into steps
         # float64 runs differ by ~1e-13 here (float32 ones by up to 3e-5); a real difference is far above 1e-10
@@ -77,6 +82,7 @@ def train_losses(run_dir):
 
 @pytest.fixture(scope="module")
 def recipe(corpus, tmp_path_factory):
+    start_fork_server()  # it imports while the first one-process run trains
     return write_recipe(corpus, tmp_path_factory.mktemp("unused"))
 
 
@@ -102,7 +108,6 @@ def test_two_processes_end_at_the_weights_of_one_with_the_same_global_batch(reci
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in single.iterdir())
 
 
-@pytest.mark.slow  # the default suite's sharded-resume test also goes 1 -> 2 -> 1 processes
 def test_a_run_resumes_with_another_number_of_processes(recipe, single, tmp_path):
     run_dir = tmp_path / "changing"
     ok(two_processes(recipe, run_dir, "train.max_steps=4"))  # 2 processes x 1 batch for 4 updates,
@@ -131,20 +136,24 @@ def test_an_uneven_last_update_keeps_the_ranks_in_step(recipe, tmp_path):
     ok(one_process(recipe, one, *small, "train.accumulate=4"))
     assert load_checkpoint(one / "checkpoints" / "last.pt")["train_state"]["epoch"] == 1  # past the uneven update
     sharded = tmp_path / "sharded"
-    ok(two_processes(recipe, sharded, *small, "train.accumulate=2", "train.parallel=fsdp"))
+    r = two_processes(recipe, sharded, *small, "train.accumulate=2", "train.parallel=fsdp")
+    assert ok(r)["processes"] == 2 and "x 2 processes (FSDP)" in r.stderr
     assert_close_runs(one, sharded)
+    # rank 0 alone wrote the metrics, with the global losses of one process; the same files
+    assert train_losses(sharded) == pytest.approx(train_losses(one), rel=1e-12) and len(train_losses(one)) == 3
+    assert sorted(p.name for p in sharded.iterdir()) == sorted(p.name for p in one.iterdir())
 
 
 def test_a_signal_stops_every_process_after_the_same_update_and_the_run_resumes_exactly(recipe, tmp_path):
     """SIGTERM to torchrun reaches both processes; they finish the same update, rank 0 checkpoints, and
     --resume with 2 processes (each restoring its own dropout stream) ends bit-identical to a run never
-    stopped. Bit-identical needs no float64: these runs train in tformer's own float32."""
+    stopped. Bit-identical needs no float64: these runs train in tformer's own float32, one thread a rank."""
     run = ["model.dropout=0.1", "train.max_steps=12", "train.eval_every=12", "train.log_every=1"]
     straight = tmp_path / "straight"
     ok(two_processes(recipe, straight, *run, float64=False))
     stopped = tmp_path / "stopped"
-    p = subprocess.Popen(train_cmd(recipe, stopped, *run, processes=2, float64=False), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=ENV)
+    p = subprocess.Popen(torchrun_cmd(recipe, stopped, *run), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=ENV)
     for line in p.stderr:  # rank 0's log lines; stop once step 3 is done
         if line.startswith("step 3 |"):
             p.send_signal(signal.SIGTERM)

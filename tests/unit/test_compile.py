@@ -15,6 +15,8 @@ import tformer.training.task_loss as loss_module
 from tformer.training.task_loss import TaskLoss
 
 
+# The trainers hold a 1+1-layer model: TorchDynamo traces each layer anew, and one of each kind shows the same
+# (the inductor test, slow, compiles the 2+2-layer tiny model)
 def _loss_and_grads(trainer, loss_fn):
     batch = trainer.task.collate("train", trainer.sampler.batches_for_epoch(0)[0], trainer.model)
     trainer.model.zero_grad(set_to_none=True)
@@ -53,7 +55,7 @@ def test_the_compiled_loss_gives_the_eager_loss_and_gradients(tmp_path, monkeypa
     # generating C++ (inductor takes about a minute on this CPU: the slow test below)
     seen = []
     _with_backend(monkeypatch, "aot_eager", seen)
-    trainer = _trainer(tmp_path, _pairs(12, 5), max_tokens=24, max_steps=3, compile=True)
+    trainer = _trainer(tmp_path, _pairs(12, 5), max_tokens=24, max_steps=3, layers=1, compile=True)
     _assert_same_as_eager(trainer)
     assert seen == ["inductor"] and trainer.loss_fn.failed is None
 
@@ -61,9 +63,9 @@ def test_the_compiled_loss_gives_the_eager_loss_and_gradients(tmp_path, monkeypa
 def test_compiled_training_runs_and_logs_the_eager_losses(tmp_path, monkeypatch):
     _with_backend(monkeypatch, "aot_eager", [])
     pairs = _pairs(12, 5)
-    eager = _trainer(tmp_path / "eager", pairs, max_tokens=24, max_steps=3)
+    eager = _trainer(tmp_path / "eager", pairs, max_tokens=24, max_steps=3, layers=1)
     eager.train()
-    compiled = _trainer(tmp_path / "compiled", pairs, max_tokens=24, max_steps=3, compile=True)
+    compiled = _trainer(tmp_path / "compiled", pairs, max_tokens=24, max_steps=3, layers=1, compile=True)
     assert compiled.train()["steps"] == 3 and compiled.loss_fn.failed is None
 
     def losses(t):
@@ -78,9 +80,9 @@ def test_a_compiler_failure_falls_back_to_eager(tmp_path, monkeypatch, capsys):
 
     _with_backend(monkeypatch, broken_backend, [])
     pairs = _pairs(12, 5)
-    eager = _trainer(tmp_path / "eager", pairs, max_tokens=24, max_steps=3)
+    eager = _trainer(tmp_path / "eager", pairs, max_tokens=24, max_steps=3, layers=1)
     eager.train()
-    fallback = _trainer(tmp_path / "fallback", pairs, max_tokens=24, max_steps=3, compile=True)
+    fallback = _trainer(tmp_path / "fallback", pairs, max_tokens=24, max_steps=3, layers=1, compile=True)
     fallback.train()
     assert "no compiler here" in fallback.loss_fn.failed
     assert "torch.compile failed" in capsys.readouterr().err

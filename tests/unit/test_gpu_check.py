@@ -84,7 +84,7 @@ def test_failures_and_timeouts_are_recorded_and_the_check_goes_on(tmp_path):
     steps = [_step("fails", "import sys; print('something broke'); sys.exit(3)"),
              _step("hangs", "import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; "
                             "time.sleep(60)'], start_new_session=True); open(sys.argv[1], 'w').write(str(c.pid)); "
-                            "time.sleep(60)", timeout=3),  # its child in a session of its own, as torchrun's workers
+                            "time.sleep(60)", timeout=2),  # its child in a session of its own, as torchrun's workers
              _step("works", "import json, sys; open(sys.argv[1], 'w').write(json.dumps({'tokens_per_s': 5}))"),
              _step("says_skipped", "import json, sys; open(sys.argv[1], 'w').write(json.dumps({'skipped': 'why'}))")]
     child = tmp_path / "child.pid"

@@ -20,11 +20,12 @@ def _pairs(n, length, seed=0):
     return [(ids(), ids()) for _ in range(n)]
 
 
-def _trainer(tmp_path, train_pairs, valid_pairs=(), dropout=0.0, **train):
+def _trainer(tmp_path, train_pairs, valid_pairs=(), dropout=0.0, layers=2, **train):
     train = {"max_steps": 4, "warmup_steps": 2, "log_every": 1, "device": "cpu", **train}
     cfg = RunConfig(run_dir=str(tmp_path), seed=3, model={"preset": "tiny"}, train=TrainConfig(**train))
     torch.manual_seed(3)
-    model = Transformer(TransformerConfig.tiny(vocab_size=40, dropout=dropout))
+    model = Transformer(TransformerConfig.tiny(vocab_size=40, dropout=dropout, num_encoder_layers=layers,
+                                               num_decoder_layers=layers))
     task = TranslationTask(ParallelData(None, list(train_pairs), list(valid_pairs)))  # no text: no BLEU
     return Trainer(cfg, model, task, show_progress=False)
 
