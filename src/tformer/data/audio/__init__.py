@@ -18,6 +18,13 @@ from tformer.data.audio.features import (
     num_frames,
 )
 from tformer.data.audio.specaugment import SpecAugment
+from tformer.data.audio.speech_sentences import (
+    CHARACTERS,
+    SPEECH_SENTENCES_COMMAND,
+    SPEECH_SENTENCES_PATH,
+    SpokenSentence,
+    load_speech_sentences,
+)
 from tformer.data.audio.spoken_digits import (
     SPOKEN_DIGITS_COMMAND,
     SPOKEN_DIGITS_PATH,
@@ -29,6 +36,7 @@ from tformer.data.audio.spoken_digits import (
 )
 from tformer.data.audio.wav import read_wav
 
-__all__ = ["MEL_SCALES", "SPOKEN_DIGITS_COMMAND", "SPOKEN_DIGITS_PATH", "LogMelConfig", "SpecAugment",
+__all__ = ["CHARACTERS", "MEL_SCALES", "SPEECH_SENTENCES_COMMAND", "SPEECH_SENTENCES_PATH", "SpokenSentence",
+           "load_speech_sentences", "SPOKEN_DIGITS_COMMAND", "SPOKEN_DIGITS_PATH", "LogMelConfig", "SpecAugment",
            "UtteranceSplit", "UtteranceSplits", "frame_mask", "load_utterance_splits", "log_mel", "mel_filterbank",
            "normalize_utterances", "num_frames", "read_utterances", "read_wav", "stratified_split"]
