@@ -1,5 +1,6 @@
-"""Evaluation with sacreBLEU (BLEU, chrF) and their signatures."""
+"""Evaluation: BLEU and chrF with sacreBLEU (with their signatures); word and character error rates."""
 
 from tformer.evaluation.bleu import score
+from tformer.evaluation.wer import EditCounts, char_error_rate, edit_counts, word_error_rate
 
-__all__ = ["score"]
+__all__ = ["EditCounts", "char_error_rate", "edit_counts", "score", "word_error_rate"]

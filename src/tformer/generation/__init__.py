@@ -5,15 +5,25 @@ sampling over the KV cache, and mask-predict for the non-autoregressive CMLM.
     capabilities.py  Feature, Capabilities: what a model kind supports, and the one refusal message
     protocols.py     what the engines need from a model (no model class is imported here)
     greedy.py, sampling.py, beam.py, mask_predict.py   the engines
+    ctc.py           CTC outputs: greedy (best path) and prefix beam search
 """
 
 from tformer.generation.beam import Hypothesis, beam_search, beam_search_nbest, length_penalty
 from tformer.generation.capabilities import Capabilities, Feature, capabilities_of, refusal
+from tformer.generation.ctc import (
+    CTCHypothesis,
+    ctc_collapse,
+    ctc_greedy,
+    ctc_prefix_beam_search,
+    ctc_prefix_beam_search_nbest,
+)
 from tformer.generation.greedy import decode_single_path, greedy_search
 from tformer.generation.options import PAPER_BEAM_SIZE, GenerationOptions
 from tformer.generation.sampling import filter_logits, sample
 
 __all__ = [
-    "PAPER_BEAM_SIZE", "Capabilities", "Feature", "GenerationOptions", "Hypothesis", "beam_search", "beam_search_nbest",
-    "capabilities_of", "decode_single_path", "filter_logits", "greedy_search", "length_penalty", "refusal", "sample",
+    "PAPER_BEAM_SIZE", "CTCHypothesis", "Capabilities", "Feature", "GenerationOptions", "Hypothesis", "beam_search",
+    "beam_search_nbest", "capabilities_of", "ctc_collapse", "ctc_greedy", "ctc_prefix_beam_search",
+    "ctc_prefix_beam_search_nbest", "decode_single_path", "filter_logits", "greedy_search", "length_penalty",
+    "refusal", "sample",
 ]

@@ -30,6 +30,7 @@ from tformer.io.pretrained import CONFIG_NAME, WEIGHTS_NAME, architecture_of, re
 from tformer.models.bert.heads import EncoderOnlyForClassification, EncoderOnlyForMaskedLM
 from tformer.models.bert.model import EncoderOnly
 from tformer.models.cmlm.model import CMLM
+from tformer.models.conformer.asr import ConformerCTC, ConformerSeq2Seq
 from tformer.models.conformer.classifier import ConformerClassifier
 from tformer.models.conformer.model import ConformerEncoder
 from tformer.models.gpt.model import DecoderOnly
@@ -41,7 +42,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     cls.__name__: cls
     for cls in (Transformer, CMLM, EncoderOnly, EncoderOnlyForMaskedLM, EncoderOnlyForClassification, DecoderOnly,
                 VisionTransformer, VisionClassifier, SwinTransformer, SwinClassifier, ConformerEncoder,
-                ConformerClassifier)
+                ConformerClassifier, ConformerCTC, ConformerSeq2Seq)
 }
 """Model class name (config.json's ``"architecture"``) -> the class, which has ``from_pretrained``."""
 

@@ -6,8 +6,20 @@
 * :mod:`.blocks`: the convolution module and the Conformer block (Eq. 1); the plain Transformer block (a baseline).
 * :mod:`.model`: :class:`ConformerEncoder`, features and lengths -> frames and lengths.
 * :mod:`.classifier`: :class:`ConformerClassifier`, the encoder, a mean over real frames and a linear head.
+* :mod:`.decoder`: :class:`SpeechDecoder`, the paper's Transformer decoder over encoder frames (from nn's parts).
+* :mod:`.asr`: speech recognition: :class:`ConformerCTC` (a CTC head) and :class:`ConformerSeq2Seq` (the decoder,
+  optionally joint CTC/attention), and :class:`SpeechBatch`, utterances as the decoding engines' source.
 """
 
+from tformer.models.conformer.asr import (
+    ASRLoss,
+    ConformerCTC,
+    ConformerSeq2Seq,
+    CTCConfig,
+    Seq2SeqConfig,
+    SpeechBatch,
+    ctc_loss,
+)
 from tformer.models.conformer.blocks import (
     CONFORMER_BLOCKS,
     ConformerBlock,
@@ -17,10 +29,12 @@ from tformer.models.conformer.blocks import (
 )
 from tformer.models.conformer.classifier import ConformerClassifier
 from tformer.models.conformer.config import ConformerConfig
+from tformer.models.conformer.decoder import SpeechDecoder
 from tformer.models.conformer.model import ConformerEncoder
 from tformer.models.conformer.positional import CONFORMER_POSITIONAL, ConformerPositional
 from tformer.models.conformer.subsampling import FRONT_ENDS, ConvSubsampling, LinearFrontEnd, subsampled_lengths
 
-__all__ = ["CONFORMER_BLOCKS", "CONFORMER_POSITIONAL", "FRONT_ENDS", "ConformerBlock", "ConformerClassifier",
-           "ConformerConfig", "ConformerEncoder", "ConformerPositional", "ConvSubsampling", "ConvolutionModule",
-           "LinearFrontEnd", "MaskedBatchNorm1d", "TransformerBlock", "subsampled_lengths"]
+__all__ = ["ASRLoss", "CONFORMER_BLOCKS", "CONFORMER_POSITIONAL", "CTCConfig", "FRONT_ENDS", "ConformerBlock",
+           "ConformerCTC", "ConformerClassifier", "ConformerConfig", "ConformerEncoder", "ConformerPositional",
+           "ConformerSeq2Seq", "ConvSubsampling", "ConvolutionModule", "LinearFrontEnd", "MaskedBatchNorm1d",
+           "Seq2SeqConfig", "SpeechBatch", "SpeechDecoder", "TransformerBlock", "ctc_loss", "subsampled_lengths"]

@@ -111,6 +111,14 @@ class ConformerConfig(Config):
         return cls(**{**base, **kw})
 
     @classmethod
+    def asr_small(cls, **kw: Any) -> ConformerConfig:
+        """Speech recognition on CPU in minutes (synthetic English number sentences, a character vocabulary):
+        80 log-mel channels, 4x subsampling, d_model 144 and 4 heads as Conformer (S), but 4 blocks and kernel 15
+        (utterances of a few seconds are 50-150 encoder frames): 2.6M parameters."""
+        base = dict(n_mels=80, d_model=144, num_heads=4, d_ff=576, num_layers=4, conv_kernel_size=15)
+        return cls(**{**base, **kw})
+
+    @classmethod
     def spoken_digits(cls, **kw: Any) -> ConformerConfig:
         """The Free Spoken Digit Dataset's 13 MFCCs, 10 classes (``task: audio_classify``): d_model 96, 4 heads,
         d_ff 384, 4 layers, kernel 15, no subsampling (18 frames an utterance; chosen on validation)."""

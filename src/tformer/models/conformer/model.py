@@ -40,7 +40,8 @@ class ConformerEncoder(Pretrained, nn.Module):
     """Log-mel features (B, T, n_mels) and their lengths -> encoder frames (B, T', D) and theirs (Fig. 1)."""
 
     config_class = ConformerConfig
-    parts = {"ConformerClassifier": "encoder."}  # the encoder of a classifier's folder
+    parts = {"ConformerClassifier": "encoder.", "ConformerCTC": "encoder.",  # the encoder of a classifier's
+             "ConformerSeq2Seq": "encoder."}  # or of a recognizer's folder
 
     def __init__(self, cfg: ConformerConfig) -> None:
         super().__init__()

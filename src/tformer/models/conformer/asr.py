@@ -1,0 +1,383 @@
+"""Speech recognition on the Conformer encoder: a CTC head, or the paper's Transformer decoder (with an optional CTC
+head trained jointly).
+
+    ConformerCTC       features (B, T, M) -> ConformerEncoder -> frames (B, T', D) -> Linear -> log-softmax (B, T', V)
+                       trained with CTC (Graves et al., 2006), decoded greedily or by prefix beam search
+                       (:mod:`tformer.generation.ctc`).
+    ConformerSeq2Seq   frames -> the Transformer decoder (:mod:`.decoder`) -> logits (B, L, V) per target position,
+                       trained with (label-smoothed) cross-entropy and, with ``ctc_weight`` = lambda > 0, jointly with
+                       CTC on the encoder (Watanabe et al., 2017, "Hybrid CTC/Attention Architecture"):
+                           L = lambda L_ctc + (1 - lambda) L_attention,
+                       decoded by tformer.generation's greedy and beam search over the KV cache.
+
+Lengths travel with the features: the encoder's output lengths mask the padded frames out of the CTC loss, the
+decodings and the decoder's cross-attention, so an utterance's outputs do not depend on its batch. The decoding
+engines take a source tensor ``src``; :class:`SpeechBatch` is one batch of utterances in that form (``src`` is
+the (B, 1) column of row numbers: ``encode(src)`` encodes those rows), so the engines run unchanged.
+
+Both models save and load as the other families (:class:`~tformer.io.pretrained.Pretrained`): ``config.json``
+holds the :class:`ConformerConfig` and a section ("ctc" or "asr") with the output settings.
+
+Shape legend: B batch, T input frames, M mel channels, T' encoder frames, D d_model, L target length,
+V vocabulary (the blank included), H heads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tformer.config import Config, check, check_choice
+from tformer.data.audio import frame_mask
+from tformer.generation import Capabilities, Feature, Hypothesis, beam_search_nbest, greedy_search
+from tformer.generation.ctc import ctc_greedy, ctc_prefix_beam_search, ctc_prefix_beam_search_nbest
+from tformer.io.pretrained import Pretrained
+from tformer.models.conformer.config import ConformerConfig
+from tformer.models.conformer.decoder import SpeechDecoder
+from tformer.models.conformer.model import ConformerEncoder
+from tformer.nn.cache import DecoderCache
+from tformer.nn.linear import Linear
+from tformer.nn.modes import eval_mode
+
+__all__ = ["ASRLoss", "CTCConfig", "ConformerCTC", "ConformerSeq2Seq", "Seq2SeqConfig", "SpeechBatch", "ctc_loss"]
+
+
+# ---- configurations (the sections of config.json) -------------------------------------------------------
+@dataclass(frozen=True)
+class CTCConfig(Config):
+    """The CTC output layer: V labels, the blank among them."""
+
+    vocab_size: int
+    blank_id: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.vocab_size >= 2, f"vocab_size must be >= 2 (the blank and a label), got {self.vocab_size}")
+        check(0 <= self.blank_id < self.vocab_size, f"blank_id must be in [0, {self.vocab_size}), got {self.blank_id}")
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig(Config):
+    """The decoder and output settings of :class:`ConformerSeq2Seq` (its ``cfg`` for the decoding engines).
+
+    Attributes:
+        vocab_size: V, the output vocabulary (with pad, BOS, EOS, and the blank when there is a CTC head).
+        decoder_layers: N decoder layers (§3.1).
+        pad_id, bos_id, eos_id: padding (never predicted), the decoder's first input, the end of a transcript.
+        ctc_weight: lambda of the joint loss, in [0, 1); 0 = no CTC head.
+        blank_id: the CTC head's blank (read only when ``ctc_weight`` > 0).
+        decoder_d_ff: the decoder FFN's inner width (None = the encoder's d_ff).
+        decoder_norm: "pre" (x + Sublayer(LayerNorm(x)), final LayerNorm; as ESPnet's decoder) or "post" (§3.1).
+        max_target_len: decoder positions: BOS and the most tokens fed back (the longest transcript + EOS).
+    """
+
+    vocab_size: int
+    decoder_layers: int = 6
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    ctc_weight: float = 0.0
+    blank_id: int = 0
+    decoder_d_ff: int | None = None
+    decoder_norm: str = "pre"
+    max_target_len: int = 512
+
+    def __post_init__(self) -> None:
+        self.check_positive("vocab_size", "decoder_layers", "max_target_len")
+        self.check_positive("decoder_d_ff", nullable=True)
+        for name in ("pad_id", "bos_id", "eos_id", "blank_id"):
+            value = getattr(self, name)
+            check(0 <= value < self.vocab_size, f"{name} must be in [0, {self.vocab_size}), got {value}")
+        for name in ("bos_id", "eos_id"):
+            check(getattr(self, name) != self.pad_id, f"{name} must differ from pad_id ({self.pad_id})")
+        check(0.0 <= self.ctc_weight < 1.0, f"ctc_weight must be in [0, 1), got {self.ctc_weight}")
+        check_choice("decoder_norm", self.decoder_norm, ("pre", "post"))
+
+
+def _no_classes(cfg: ConformerConfig, who: str) -> None:
+    check(cfg.num_classes == 0, f"{who} has an output vocabulary, not classes: set num_classes 0, got "
+                                f"{cfg.num_classes}")
+
+
+# ---- CTC -----------------------------------------------------------------------------------------------
+def ctc_loss(log_probs: Tensor, frame_lengths: Tensor, targets: Tensor, target_lengths: Tensor, blank: int) -> Tensor:
+    """CTC's -log p(y | x) (Graves et al., 2006), each utterance's divided by its target length, mean over the batch
+    (``F.ctc_loss``'s "mean"); impossible alignments (a target longer than its frames allow) count 0.
+
+    log_probs (B, T', V), frame_lengths (B,), targets (B, L) padded with anything past target_lengths (B,)."""
+    return F.ctc_loss(log_probs.transpose(0, 1), targets, frame_lengths, target_lengths, blank=blank,
+                      reduction="mean", zero_infinity=True)  # (T', B, V) as F.ctc_loss reads them
+
+
+def _at_least_float32(x: Tensor) -> Tensor:
+    """x in float32, or float64 if it is (softmax and losses of half-precision outputs in float32)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _log_softmax(logits: Tensor) -> Tensor:
+    """log-softmax in float32 at least (float64 stays float64)."""
+    return _at_least_float32(logits).log_softmax(dim=-1)
+
+
+class ConformerCTC(Pretrained, nn.Module):
+    """The Conformer encoder with a linear CTC head: per encoder frame, log-probabilities over the V labels and the
+    blank. (The paper's decoder is an RNN transducer; a CTC head is the simplest one, as NeMo's Conformer-CTC.)"""
+
+    config_class = ConformerConfig
+    sections = {"ctc": CTCConfig}
+    capabilities = Capabilities("a CTC speech recogniser (Conformer)", (Feature.GREEDY, Feature.BEAM, Feature.NBEST))
+
+    def __init__(self, cfg: ConformerConfig, vocab_size: int, blank_id: int = 0) -> None:
+        super().__init__()
+        _no_classes(cfg, "ConformerCTC")
+        self.cfg = cfg
+        self.ctc_cfg = CTCConfig(vocab_size, blank_id)
+        self.encoder = ConformerEncoder(cfg)
+        self.head = Linear(cfg.d_model, vocab_size)
+
+    def config_sections(self) -> dict[str, dict[str, Any]]:
+        return {"ctc": self.ctc_cfg.to_dict()}
+
+    @classmethod
+    def from_config(cls, cfg: ConformerConfig, sections: dict[str, Any]) -> ConformerCTC:
+        return cls(cfg, **dataclasses.asdict(sections["ctc"]))
+
+    @property
+    def blank_id(self) -> int:
+        return self.ctc_cfg.blank_id
+
+    def forward(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """features (B, T, M), lengths (B,) -> log-probabilities (B, T', V) (float32, float64 for a float64 model)
+        and the encoder's lengths (B,); frames past a length hold padding."""
+        frames, frame_lengths = self.encoder(features, lengths)  # (B, T', D), (B,)
+        return _log_softmax(self.head(frames)), frame_lengths  # (B, T', V)
+
+    def loss(self, features: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> Tensor:
+        """The CTC loss (:func:`ctc_loss`) of targets (B, L) int64 (padded), target_lengths (B,)."""
+        log_probs, frame_lengths = self(features, lengths)
+        return ctc_loss(log_probs, frame_lengths, targets, target_lengths, self.blank_id)
+
+    @torch.no_grad()
+    def transcribe(self, features: Tensor, lengths: Tensor | None = None, beam_size: int = 1,
+                   max_len: int | None = None) -> list[list[int]]:
+        """Label ids per utterance (blanks and repeats collapsed): greedy with beam 1, prefix beam search otherwise
+        (in evaluation mode; the previous mode afterwards). ``max_len`` is unused (CTC emits at most T' labels)."""
+        with eval_mode(self):
+            log_probs, frame_lengths = self(features, lengths)
+        if beam_size == 1:
+            return ctc_greedy(log_probs, frame_lengths, self.blank_id)
+        return ctc_prefix_beam_search(log_probs, frame_lengths, beam_size, self.blank_id)
+
+    @torch.no_grad()
+    def transcribe_nbest(self, features: Tensor, lengths: Tensor | None = None, beam_size: int = 8,
+                         nbest: int | None = None) -> list[list]:
+        """Prefix beam search's ``nbest`` best :class:`~tformer.generation.ctc.CTCHypothesis` per utterance."""
+        with eval_mode(self):
+            log_probs, frame_lengths = self(features, lengths)
+        return ctc_prefix_beam_search_nbest(log_probs, frame_lengths, beam_size, self.blank_id, nbest)
+
+
+# ---- attention (the encoder-decoder) ----------------------------------------------------------------------
+class ASRLoss(NamedTuple):
+    """The terms of :meth:`ConformerSeq2Seq.loss_terms`.
+
+    Attributes:
+        loss: what is minimised: (1 - lambda) ``attention`` + lambda ``ctc`` (``attention`` when no CTC head).
+        attention: the (label-smoothed) cross-entropy per real target token.
+        nll: the summed negative log-likelihood of the gold tokens, detached (for perplexity).
+        ctc: :func:`ctc_loss` of the transcripts (targets without EOS), or None.
+        num_tokens: real (non-pad) target tokens, EOS included.
+    """
+
+    loss: Tensor
+    attention: Tensor
+    nll: Tensor
+    ctc: Tensor | None
+    num_tokens: int
+
+
+class ConformerSeq2Seq(Pretrained, nn.Module):
+    """The Conformer encoder and the paper's Transformer decoder (tied output layer), with an optional CTC head.
+
+    Args:
+        cfg: the encoder (``num_classes`` 0). The decoder has its d_model, heads, dropouts and LayerNorm epsilon.
+        vocab_size, decoder_layers, pad_id, bos_id, eos_id, ctc_weight, blank_id, decoder_d_ff, decoder_norm,
+        max_target_len: :class:`Seq2SeqConfig`, kept as ``decoder_cfg`` (the decoding engines read its ids).
+    """
+
+    config_class = ConformerConfig
+    sections = {"asr": Seq2SeqConfig}
+    capabilities = Capabilities("a speech encoder-decoder (Conformer + Transformer decoder)", (
+        Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.ATTENTION_MAPS))
+
+    def __init__(self, cfg: ConformerConfig, vocab_size: int, *, decoder_layers: int = 6, pad_id: int = 0,
+                 bos_id: int = 1, eos_id: int = 2, ctc_weight: float = 0.0, blank_id: int = 0,
+                 decoder_d_ff: int | None = None, decoder_norm: str = "pre", max_target_len: int = 512) -> None:
+        super().__init__()
+        _no_classes(cfg, "ConformerSeq2Seq")
+        self.cfg = cfg
+        dec = self.decoder_cfg = Seq2SeqConfig(vocab_size, decoder_layers, pad_id, bos_id, eos_id, ctc_weight,
+                                               blank_id, decoder_d_ff, decoder_norm, max_target_len)
+        self.encoder = ConformerEncoder(cfg)
+        self.decoder = SpeechDecoder(vocab_size, cfg.d_model, cfg.num_heads, dec.decoder_d_ff or cfg.d_ff,
+                                     decoder_layers, dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
+                                     pre_norm=decoder_norm == "pre", max_len=max_target_len, eps=cfg.layer_norm_eps)
+        self.ctc_head = Linear(cfg.d_model, vocab_size) if ctc_weight > 0 else None
+
+    def config_sections(self) -> dict[str, dict[str, Any]]:
+        return {"asr": self.decoder_cfg.to_dict()}
+
+    @classmethod
+    def from_config(cls, cfg: ConformerConfig, sections: dict[str, Any]) -> ConformerSeq2Seq:
+        return cls(cfg, **dataclasses.asdict(sections["asr"]))
+
+    # ---- encoding and teacher forcing ----------------------------------------------------------
+    def encode_audio(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """features (B, T, M), lengths (B,) -> memory (B, T', D) and the encoder's lengths (B,)."""
+        return self.encoder(features, lengths)
+
+    @staticmethod
+    def memory_mask(frame_lengths: Tensor, frames: int) -> Tensor:
+        """(B, 1, 1, T') True = a real encoder frame: what cross-attention may attend to."""
+        return frame_mask(frame_lengths, frames)[:, None, None, :]
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, frame_lengths: Tensor) -> Tensor:
+        """Logits (B, L, V) of decoder inputs tgt_in (B, L) (BOS, y_1 .. y_{L-1}) given encoded frames."""
+        hidden, _ = self.decoder(tgt_in, memory, self.memory_mask(frame_lengths, memory.shape[1]))
+        return F.linear(hidden, self.decoder.weight)  # (B, L, D) -> (B, L, V), tied (§3.4)
+
+    def forward(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced logits (B, L, V): position t predicts target token t from tgt_in[:, :t+1]."""
+        return self.decode(tgt_in, *self.encode_audio(features, lengths))
+
+    def decoder_states(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor) -> Tensor:
+        """The decoder's output (B, L, D) before the pre-softmax map ``decoder.weight`` (V, D), for losses that fuse
+        the two (:func:`tformer.training.label_smoothing.linear_label_smoothed_loss`)."""
+        memory, frame_lengths = self.encode_audio(features, lengths)
+        return self.decoder(tgt_in, memory, self.memory_mask(frame_lengths, memory.shape[1]))[0]
+
+    def cross_attention(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor) -> list[Tensor]:
+        """Each decoder layer's encoder-decoder attention weights (B, H, L, T'): which frames each output position
+        reads (zero on padded frames)."""
+        memory, frame_lengths = self.encode_audio(features, lengths)
+        mask = self.memory_mask(frame_lengths, memory.shape[1])
+        return self.decoder(tgt_in, memory, mask, need_weights=True)[1]
+
+    def ctc_log_probs(self, memory: Tensor) -> Tensor:
+        """The CTC head's log-probabilities (B, T', V) of encoded frames (a model with ``ctc_weight`` > 0)."""
+        check(self.ctc_head is not None, "this model has no CTC head (ctc_weight 0)")
+        return _log_softmax(self.ctc_head(memory))
+
+    def loss_terms(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor, tgt_out: Tensor,
+                   label_smoothing: float = 0.0) -> ASRLoss:
+        """The joint loss and its parts for targets tgt_in (B, L) = BOS + y and tgt_out (B, L) = y + EOS, both
+        padded with pad_id. The cross-entropy is PyTorch's label smoothing (1 - eps on the gold token, eps spread
+        over all V); the CTC targets are the rows of tgt_out without their EOS."""
+        memory, frame_lengths = self.encode_audio(features, lengths)
+        logits = _at_least_float32(self.decode(tgt_in, memory, frame_lengths))  # (B, L, V)
+        dec = self.decoder_cfg
+        flat, gold = logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1)  # (B*L, V), (B*L,)
+        real = tgt_out != dec.pad_id  # (B, L)
+        num_tokens = int(real.sum())
+        attention = F.cross_entropy(flat, gold, ignore_index=dec.pad_id, label_smoothing=label_smoothing,
+                                    reduction="sum") / max(num_tokens, 1)
+        nll = F.cross_entropy(flat.detach(), gold, ignore_index=dec.pad_id, reduction="sum")
+        if self.ctc_head is None:
+            return ASRLoss(attention, attention, nll, None, num_tokens)
+        label_lengths = real.sum(dim=1)  # (B,)
+        last = tgt_out.gather(1, (label_lengths - 1).clamp(min=0)[:, None]).squeeze(1)  # (B,) each row's last token
+        label_lengths = label_lengths - ((last == dec.eos_id) & (label_lengths > 0)).long()
+        ctc = ctc_loss(self.ctc_log_probs(memory), frame_lengths, tgt_out, label_lengths, dec.blank_id)
+        w = dec.ctc_weight
+        return ASRLoss((1.0 - w) * attention + w * ctc, attention, nll, ctc, num_tokens)
+
+    def loss(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor, tgt_out: Tensor,
+             label_smoothing: float = 0.0) -> Tensor:
+        """The scalar to minimise (:meth:`loss_terms`' ``loss``)."""
+        return self.loss_terms(features, lengths, tgt_in, tgt_out, label_smoothing).loss
+
+    # ---- incremental decoding -----------------------------------------------------------------
+    def start_decoding(self, memory: Tensor, frame_lengths: Tensor) -> DecoderCache:
+        """A cache holding each layer's cross-attention keys/values of these frames, computed once."""
+        return self.decoder.start(memory, self.memory_mask(frame_lengths, memory.shape[1]))
+
+    def decode_step(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
+        """Logits (B, t, V) of new decoder inputs tokens (B, t) that continue the cached positions."""
+        return F.linear(self.decoder.step(tokens, cache), self.decoder.weight)
+
+    def batch(self, features: Tensor, lengths: Tensor | None = None) -> SpeechBatch:
+        """These utterances as the encoder-decoder the decoding engines take (:class:`SpeechBatch`)."""
+        return SpeechBatch(self, features, lengths)
+
+    def _limits(self, batch: SpeechBatch, max_len: int | None) -> Tensor:
+        """Output limits (B,): ``max_len``, or each utterance's encoder frames + 10; never more than the decoder's
+        positions."""
+        if max_len is None:
+            limits = self.encoder.output_lengths(batch.lengths) + 10
+        else:
+            limits = torch.full_like(batch.lengths, max_len)
+        return limits.clamp(min=1, max=self.decoder_cfg.max_target_len)
+
+    @torch.no_grad()
+    def transcribe(self, features: Tensor, lengths: Tensor | None = None, beam_size: int = 1,
+                   max_len: int | None = None, length_penalty: float = 0.6) -> list[list[int]]:
+        """Token ids per utterance, without BOS, EOS and padding: greedy search with beam 1, beam search otherwise
+        (GNMT length penalty alpha = ``length_penalty``); evaluation mode, the previous mode afterwards."""
+        eos = self.decoder_cfg.eos_id
+        with eval_mode(self):
+            batch = self.batch(features, lengths)
+            limits = self._limits(batch, max_len)
+            if beam_size == 1:
+                rows = greedy_search(batch, batch.src, max_len=limits).tolist()
+            else:
+                rows = [list(h[0].tokens) for h in beam_search_nbest(
+                    batch, batch.src, beam_size=beam_size, max_len=limits, length_penalty_alpha=length_penalty)]
+        return [row[: row.index(eos)] if eos in row else [t for t in row if t != self.decoder_cfg.pad_id]
+                for row in rows]
+
+    @torch.no_grad()
+    def transcribe_nbest(self, features: Tensor, lengths: Tensor | None = None, beam_size: int = 4,
+                         nbest: int | None = None, max_len: int | None = None, length_penalty: float = 0.6
+                         ) -> list[list[Hypothesis]]:
+        """Beam search's ``nbest`` (default: all) best :class:`~tformer.generation.Hypothesis` per utterance."""
+        with eval_mode(self):
+            batch = self.batch(features, lengths)
+            return beam_search_nbest(batch, batch.src, beam_size=beam_size, max_len=self._limits(batch, max_len),
+                                     length_penalty_alpha=length_penalty, nbest=nbest or beam_size)
+
+
+class SpeechBatch:
+    """One batch of utterances as the :class:`~tformer.generation.protocols.EncoderDecoder` of
+    :mod:`tformer.generation`, whose engines take a source tensor: here ``src`` = row numbers (B, 1) int64.
+
+        batch = model.batch(features, lengths)
+        beam_search(batch, batch.src, beam_size=4, max_len=50)
+
+    ``encode(src)`` encodes the utterances of those rows; ``start_decoding`` masks each one's padded frames.
+    """
+
+    def __init__(self, model: ConformerSeq2Seq, features: Tensor, lengths: Tensor | None = None) -> None:
+        b, t = features.shape[:2]
+        self.model, self.features = model, features
+        self.lengths = torch.full((b,), t, dtype=torch.long, device=features.device) if lengths is None else lengths
+        self.src = torch.arange(b, device=features.device)[:, None]  # (B, 1)
+
+    @property
+    def cfg(self) -> Seq2SeqConfig:
+        """The special ids (pad, BOS, EOS) the engines read."""
+        return self.model.decoder_cfg
+
+    def encode(self, src: Tensor) -> Tensor:
+        """Rows src[:, 0] -> memory (B', T', D)."""
+        rows = src[:, 0]
+        return self.model.encode_audio(self.features[rows], self.lengths[rows])[0]
+
+    def start_decoding(self, memory: Tensor, src: Tensor) -> DecoderCache:
+        return self.model.start_decoding(memory, self.model.encoder.output_lengths(self.lengths[src[:, 0]]))
+
+    def decode_step(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
+        return self.model.decode_step(tokens, cache)

@@ -1,0 +1,97 @@
+"""The paper's Transformer decoder over Conformer frames (Vaswani et al., 2017, §3.1; as ESPnet's Conformer
+encoder-decoder ASR), assembled here from :mod:`tformer.nn`'s parts: each family builds its own stacks.
+
+    tgt_in ids -> Embedding * sqrt(d_model) + PE (sinusoids, §3.4-3.5) -> Dropout
+               -> N x DecoderLayer (masked self-attention, attention over the encoder frames, FFN)
+               -> [LayerNorm, pre-norm only] -> hidden (B, L, D) -> x Eᵀ (the embedding matrix, tied: §3.4) -> logits
+
+Run two ways: :meth:`SpeechDecoder.forward` (teacher forcing, causal self-attention over the whole target) and
+:meth:`SpeechDecoder.step` (incremental decoding over a :class:`~tformer.nn.cache.DecoderCache`, the same numbers,
+one new position at a time). Encoder frames past an utterance's length are masked out of cross-attention.
+
+Shape legend: B batch, L target length (new positions when cached), T' encoder frames, D d_model, H heads,
+V vocabulary.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from tformer.nn.attention import MultiHeadAttention
+from tformer.nn.cache import DecoderCache, KVCache
+from tformer.nn.embedding import Embeddings, TokenEmbedding
+from tformer.nn.feedforward import PositionwiseFeedForward
+from tformer.nn.layers import DecoderLayer
+from tformer.nn.norms import build_norm
+from tformer.nn.positional import SinusoidalPositionalEncoding
+
+__all__ = ["SpeechDecoder"]
+
+
+class SpeechDecoder(nn.Module):
+    """Embeddings, N decoder layers (§3.1) and, when pre-norm, a final LayerNorm; ``weight`` is the embedding
+    matrix (V, D), which is also the pre-softmax linear map (§3.4).
+
+    Args:
+        vocab_size: V; d_model, num_heads, d_ff: the layer sizes; num_layers: N.
+        dropout: P_drop on the embedding sums and every sub-layer output; attention_dropout: on the weights.
+        pre_norm: x + Sublayer(LayerNorm(x)) and a final LayerNorm; False = the paper's LayerNorm(x + Sublayer(x)).
+        max_len: the positions the sinusoid table covers (BOS and the tokens fed back).
+        eps: LayerNorm's epsilon.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, num_heads: int, d_ff: int, num_layers: int, *, dropout: float,
+                 attention_dropout: float, pre_norm: bool, max_len: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        tokens = TokenEmbedding(vocab_size, d_model)  # N(0, d^-1/2), times sqrt(d)
+        self.embed = Embeddings(tokens, SinusoidalPositionalEncoding(max_len, d_model), dropout, max_len)
+
+        def layer() -> DecoderLayer:
+            def norm() -> nn.Module:
+                return build_norm("layer", d_model, eps)
+
+            return DecoderLayer(MultiHeadAttention(d_model, num_heads, attention_dropout),
+                                MultiHeadAttention(d_model, num_heads, attention_dropout),
+                                PositionwiseFeedForward(d_model, d_ff, "relu"), self_attn_norm=norm(),
+                                cross_attn_norm=norm(), ffn_norm=norm(), dropout=dropout, pre_norm=pre_norm)
+
+        self.layers = nn.ModuleList(layer() for _ in range(num_layers))
+        self.final_norm = build_norm("layer", d_model, eps) if pre_norm else nn.Identity()
+        for module in self.layers.modules():  # Xavier-uniform projections, zero biases (as the paper's model here)
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def weight(self) -> Tensor:
+        """The embedding matrix E (V, D): logits = hidden Eᵀ."""
+        return self.embed.tokens.weight
+
+    def forward(self, tgt_in: Tensor, memory: Tensor, memory_mask: Tensor, *, need_weights: bool = False
+                ) -> tuple[Tensor, list[Tensor]]:
+        """Teacher forcing: tgt_in (B, L) ids, memory (B, T', D), memory_mask (B, 1, 1, T') True = a real frame
+        -> hidden (B, L, D) and, if asked, each layer's cross-attention weights (B, H, L, T')."""
+        return self._run(tgt_in, [memory] * len(self.layers), memory_mask, causal=True, need_weights=need_weights)
+
+    def start(self, memory: Tensor, memory_mask: Tensor) -> DecoderCache:
+        """An empty cache for :meth:`step` with each layer's cross-attention keys/values of ``memory``."""
+        return DecoderCache(self_kv=[KVCache() for _ in self.layers],
+                            cross_kv=[layer.cross_attn.project_kv(memory) for layer in self.layers],
+                            memory_mask=memory_mask)
+
+    def step(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
+        """tokens (B, t) at positions cache.length .. cache.length + t - 1 -> hidden (B, t, D); the cache grows."""
+        hidden, _ = self._run(tokens, cache.cross_kv, cache.memory_mask, causal=tokens.shape[1] > 1,
+                              self_caches=cache.self_kv, offset=cache.length)
+        return hidden
+
+    def _run(self, tgt: Tensor, memories: list, memory_mask: Tensor, *, causal: bool, need_weights: bool = False,
+             self_caches: list[KVCache] | None = None, offset: int = 0) -> tuple[Tensor, list[Tensor]]:
+        y = self.embed(tgt, offset)  # (B, L, D)
+        weights = []
+        for i, layer in enumerate(self.layers):
+            y, _, cross = layer(y, memories[i], memory_mask, causal=causal, need_weights=need_weights,
+                                self_cache=None if self_caches is None else self_caches[i])
+            if need_weights:
+                weights.append(cross)
+        return self.final_norm(y), weights
