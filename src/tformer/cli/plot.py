@@ -10,6 +10,9 @@
     tformer plot schedule CONFIG.yaml|RUN_DIR [--steps N] -o schedule.png
     tformer plot curves RUN_DIR -o curves.png
     tformer plot beam RUN_DIR --text "three hundred twenty-one" [--beam 4] [--alpha 0.6] -o beam.svg
+    tformer plot filterbank [RUN_DIR] FILE.wav [--n-mels 80] -o filterbank.png
+    tformer plot alignment RUN_DIR FILE.wav [--layer N] [--head N|mean] [--beam N] -o alignment.png
+                                                                   (a run of task asr)
 
 The suffix of ``-o`` picks the format (.png, .svg, .pdf). Layers and heads are numbered from 1.
 """
@@ -31,6 +34,10 @@ def _head(value: str) -> int | str:
         return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a head number, 'grid' or 'mean', got {value!r}") from None
+
+
+def _head_or_mean(value: str) -> int | str:
+    return "mean" if value == "mean" else _head(value)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -103,6 +110,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--alpha", type=float, default=0.6, help="length penalty alpha (default 0.6)")
     q.add_argument("--max-len", type=int, default=None, help="most output tokens (default: source length + 50)")
     q.set_defaults(draw=_beam)
+
+    q = picture("filterbank", "the log-mel filterbank of an audio file, time in seconds (what a speech model reads)")
+    q.add_argument("paths", metavar="[RUN_DIR] FILE", nargs="+",
+                   help="an audio file; after a run of task asr, its normalised features as the model reads them")
+    q.add_argument("--n-mels", type=int, default=80, help="mel channels without RUN_DIR (default 80)")
+    q.set_defaults(draw=_filterbank)
+
+    q = picture("alignment", "a speech run: the filterbank of an audio file and, on the same time axis, the "
+                             "decoder's attention over the encoder frames (or CTC's frame posteriors)")
+    q.add_argument("run_dir", metavar="RUN_DIR", help="a run of task asr")
+    q.add_argument("file", metavar="FILE", help="the audio file (WAV, FLAC, ...)")
+    q.add_argument("--layer", type=int, default=None, help="decoder layer, from 1 (default: the last)")
+    q.add_argument("--head", type=_head_or_mean, default="mean", help="head number from 1, or 'mean' (default)")
+    q.add_argument("--beam", type=int, default=None, help="beam size of the transcript (default: the run's)")
+    q.set_defaults(draw=_alignment)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -281,3 +303,39 @@ def _beam(args: argparse.Namespace):
     translator = _translator(args.run_dir, Feature.BEAM, what="tformer plot beam")
     tree = beam_tree(translator, args.text, args.beam, args.alpha, args.max_len)
     return plot_beam_tree(tree)
+
+
+def _filterbank(args: argparse.Namespace):
+    from tformer.data.audio import log_mel, read_wav
+    from tformer.tasks.asr import SpeechFeatures
+    from tformer.tasks.transcriber import Transcriber
+    from tformer.viz.audio import plot_filterbank
+
+    if len(args.paths) > 2:
+        raise TformerError(f"expected [RUN_DIR] FILE, got {len(args.paths)} paths")
+    path = args.paths[-1]
+    if len(args.paths) == 2:  # the run's features, as its model reads them
+        features, hop = Transcriber.from_run(args.paths[0]).features.of_file(path)
+        return plot_filterbank(features, hop, f"{Path(path).name}, as {args.paths[0]} reads it", normalised=True)
+    if args.n_mels < 1:
+        raise TformerError(f"--n-mels must be >= 1, got {args.n_mels}")
+    waveform, rate = read_wav(path)
+    cfg = SpeechFeatures(n_mels=args.n_mels).log_mel_config(rate)
+    if waveform.numel() == 0:
+        raise TformerError(f"{path} holds no samples")
+    return plot_filterbank(log_mel(waveform, cfg), cfg.hop_length / rate, f"Log-mel filterbank of {Path(path).name} "
+                           f"({rate} Hz)")
+
+
+def _alignment(args: argparse.Namespace):
+    from tformer.tasks.transcriber import Transcriber
+    from tformer.viz.audio import plot_alignment, select_heads
+
+    if args.beam is not None and args.beam < 1:
+        raise TformerError(f"--beam must be >= 1, got {args.beam}")
+    a = Transcriber.from_run(args.run_dir).alignment(args.file, args.beam)
+    weights, where = select_heads(a.layers, args.layer, args.head)
+    what = f"decoder's encoder-decoder attention, {where}" if a.kind == "cross-attention" else "CTC's posteriors"
+    return plot_alignment(a.features, a.hop_seconds, weights, a.frame_seconds, a.rows,
+                          f"{Path(args.file).name} through {args.run_dir}: {what}", what=a.kind,
+                          details=f"transcript: {a.transcript!r}")

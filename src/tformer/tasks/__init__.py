@@ -14,7 +14,9 @@ its task when imported:
   all-MiniLM-L6-v2 (:mod:`tformer.tasks.classify`);
 * ``vision``: the Vision Transformer on a built-in image set (:mod:`tformer.tasks.vision`);
 * ``audio_classify``: the Conformer (or a plain Transformer encoder) on utterances of feature frames, such as
-  the Free Spoken Digit Dataset's MFCCs (:mod:`tformer.tasks.audio`).
+  the Free Spoken Digit Dataset's MFCCs (:mod:`tformer.tasks.audio`);
+* ``asr``: speech recognition, the Conformer with a CTC head or the Transformer decoder, on spoken sentences
+  (:mod:`tformer.tasks.asr`).
 
 ``task`` names the task (``task: cmlm``); the task's settings are the section named after it
 (``cmlm: {iterations: 10, length_candidates: 3}``), typed by the task's ``Settings``.
@@ -29,7 +31,7 @@ from tformer.tasks.run import load_run_config, parse_run_config, run_training
 
 # Each module registers its task when imported, in this order (the order error messages list them in).
 # isort: off
-from tformer.tasks import translation, cmlm, lm, classify, vision, audio  # noqa: E402, F401
+from tformer.tasks import translation, cmlm, lm, classify, vision, audio, asr  # noqa: E402, F401
 # isort: on
 
 __all__ = ["TASKS", "Task", "TaskSettings", "check_run_config", "get_task", "load_run_config", "parse_run_config",

@@ -42,6 +42,9 @@ from tformer.training.state import TrainState, planned_steps
 from tformer.training.task_loss import CompiledOrEager, TaskLoss
 from tformer.training.task_protocol import TrainingTask
 
+VALIDATION_SCORES = ("bleu", "accuracy", "cer", "wer")
+"""The scores a task's validation may report besides loss and ppl: shown in the log line and the summary."""
+
 __all__ = ["CHECKPOINT_DIR", "Trainer"]
 
 
@@ -160,7 +163,7 @@ class Trainer:
             st.bad_validations += 1
             if self.tc.patience and st.bad_validations >= self.tc.patience:
                 st.stopped_early = True
-        extra = "".join(f" | {k} {v[k]:.4g}" for k in ("bleu", "accuracy") if k in v)
+        extra = "".join(f" | {k} {v[k]:.4g}" for k in VALIDATION_SCORES if k in v)
         log(f"step {st.step} | valid loss {v['loss']:.3f} | ppl {v['ppl']:.2f}{extra}"
             f"{' | best' if improved else ''}{' | early stop' if st.stopped_early else ''}")
         self.save(best=improved)
@@ -198,7 +201,7 @@ class Trainer:
         if stop is not None:
             log(f"{stop} at step {st.step}: saved a checkpoint; --resume continues the run")
         self.metrics.close()
-        valid = {f"valid_{k}": v for k, v in valid.items() if k in ("loss", "ppl", "bleu", "accuracy")}
+        valid = {f"valid_{k}": v for k, v in valid.items() if k in ("loss", "ppl", *VALIDATION_SCORES)}
         return {"steps": st.step, "epochs": st.epoch, "seconds": round(time.perf_counter() - t_start, 1),
                 "stopped_early": st.stopped_early, "out_of_time": stop is not None and "max_minutes" in stop,
                 "interrupted": stop if stop is not None and "max_minutes" not in stop else None,

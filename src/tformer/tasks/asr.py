@@ -1,0 +1,506 @@
+"""Speech recognition: the Conformer encoder (Gulati et al., 2020) on log-mel filterbanks, read out as characters by
+CTC (Graves et al., 2006) or by the paper's Transformer decoder (attention; optionally joint CTC/attention, Kim et
+al., 2017; Watanabe et al., 2017), trained on spoken sentences such as espeak-ng's numbers in words.
+
+Data: ``data.train_src`` names a directory of spoken sentences (:mod:`tformer.data.audio.speech_sentences`; unset:
+``data/speech_sentences``, made by ``./dev data speech-sentences``) with the splits train, valid, test (voices held out
+of training) and test_long (held-out voices, sentences longer than any in training). Features
+(:class:`SpeechFeatures`): ``asr.n_mels`` log-mel channels of ``asr.window_ms`` windows every ``asr.hop_ms``, at each
+file's own sample rate (nothing is resampled), limited to ``asr.top_db`` below the utterance's peak (espeak-ng's
+digital silence), each utterance normalised alone (per channel, mean 0 and variance 1);
+computed once, when the run starts (the test splits when it ends), and kept in memory. SpecAugment masks training
+utterances (``asr.freq_masks``, ``asr.time_masks`` and their widths; off by default), drawn from the run's seeded
+generator, so resuming stays exact. Targets are characters (:class:`CharVocabulary`, from the data's inventory);
+the vocabulary and the feature settings are saved in the run directory as ``asr.json``, so that
+:class:`~tformer.tasks.transcriber.Transcriber` (``tformer transcribe``) works from the run alone.
+
+Model: ``asr.model`` picks the read-out from :data:`ASR_MODELS` (``ctc``: :class:`ConformerCTC`; ``attention``:
+:class:`ConformerSeq2Seq` with ``asr.decoder_layers`` decoder layers and, when ``asr.ctc_weight`` > 0, a CTC loss on
+the encoder beside the decoder's); ``model.preset`` picks the encoder's size from :data:`PRESETS` and the other
+``model`` keys are :class:`ConformerConfig` fields on top of it (``n_mels`` is ``asr.n_mels``). An utterance costs its
+frames in the token budget (``train.max_tokens``). Validation: loss, and the character and word error rates (CER,
+WER) of greedy transcripts of the first ``asr.wer_samples`` validation utterances. At the end the best model (by
+validation loss) is scored once on test and test_long, greedy and with a beam (CTC prefix beam search, 8; attention
+beam search, 4; or ``asr.beam_size``): ``test_wer_beam``, ``test_long_cer_greedy``, ... in the run's summary.
+
+The config: ``task: asr`` and its section ``asr: {model: ctc, n_mels: 80, time_masks: 2, ...}``.
+
+Shape legend: B utterances, T frames (padded), M mel channels, T' encoder frames, L characters (padded), V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from tformer.config import Config, check, from_dict
+from tformer.console import log
+from tformer.data.audio import LogMelConfig, SpecAugment, log_mel, normalize_utterances, read_wav
+from tformer.data.audio.speech_sentences import (
+    CHARACTERS,
+    SPEECH_SENTENCES_PATH,
+    load_speech_sentences,
+)
+from tformer.data.batching import TokenBatchSampler
+from tformer.errors import TformerError
+from tformer.evaluation.wer import char_error_rate, word_error_rate
+from tformer.io.files import write_json
+from tformer.models.conformer import FRONT_ENDS, ConformerConfig
+from tformer.models.conformer.asr import ConformerCTC, ConformerSeq2Seq
+from tformer.registry import Registry
+from tformer.tasks.base import Task, TaskSettings
+from tformer.tasks.registry import register
+from tformer.training.config import RunConfig
+from tformer.training.label_smoothing import LossOutput
+
+RUN_FILE = "asr.json"  # the run's read-out kind, feature settings and vocabulary
+
+
+def _speech_preset(**kw: Any) -> ConformerConfig:
+    """Sized for a 2-core CPU and 10-15 minutes: d_model 144, 4 heads, d_ff 576, 4 layers, kernel 15, 64 channels in
+    the 4x subsampling."""
+    base = dict(d_model=144, num_heads=4, d_ff=576, num_layers=4, conv_kernel_size=15, subsampling_channels=64)
+    return ConformerConfig(**{**base, **kw})
+
+
+PRESETS: Registry[Callable[..., ConformerConfig]] = Registry("model.preset", {
+    "speech": _speech_preset,
+    "tiny": ConformerConfig.tiny,
+    "small": ConformerConfig.small,  # Table 1's Conformer (S), (M), (L)
+    "medium": ConformerConfig.medium,
+    "large": ConformerConfig.large,
+})
+"""``model.preset`` -> the encoder config it starts from."""
+
+DATA_KEYS = ("n_mels", "num_classes")  # model fields the task sets: asr.n_mels, and no classifier head
+
+
+def model_config(cfg: RunConfig, n_mels: int = 80) -> ConformerConfig:
+    """The encoder config of ``cfg``: the preset's (``speech`` when unset) with the other ``model`` keys, ``n_mels``
+    and no classifier head put on top."""
+    spec = dict(cfg.model)
+    preset = PRESETS.lookup(spec.pop("preset", "speech"))
+    return from_dict(ConformerConfig, {**preset().to_dict(), **spec, "n_mels": n_mels, "num_classes": 0},
+                     where="model")
+
+
+# ---- what a run saves: its features and its characters -----------------------------------------------------
+@dataclass(frozen=True)
+class SpeechFeatures(Config):
+    """Log-mel filterbanks of windows of ``window_ms`` every ``hop_ms`` at a file's own sample rate (the FFT is the
+    next power of two), normalised per utterance. The paper's: 80 channels, 25 ms, 10 ms (§3.1).
+
+    Energies more than ``top_db`` decibels below the utterance's loudest are raised to that level (librosa's
+    ``power_to_db(top_db=80)``; Whisper's 8 log10 units): digital silence, the exact zeros espeak-ng writes before,
+    between and after words, would otherwise sit at log(1e-10) = -23, far below any speech, and dominate the
+    utterance's mean and variance. None = no limit."""
+
+    n_mels: int = 80
+    window_ms: float = 25.0
+    hop_ms: float = 10.0
+    top_db: float | None = 80.0
+
+    def __post_init__(self) -> None:
+        self.check_positive("n_mels", "window_ms", "hop_ms")
+        self.check_positive("top_db", nullable=True)
+        check(self.hop_ms <= self.window_ms, f"hop_ms ({self.hop_ms}) must not exceed window_ms ({self.window_ms})")
+
+    def log_mel_config(self, sample_rate: int) -> LogMelConfig:
+        """The settings at ``sample_rate`` Hz: windows and hops rounded to whole samples."""
+        win = max(1, round(sample_rate * self.window_ms / 1000))
+        hop = max(1, round(sample_rate * self.hop_ms / 1000))
+        return LogMelConfig(sample_rate=sample_rate, n_fft=1 << (win - 1).bit_length(), hop_length=hop,
+                            win_length=win, n_mels=self.n_mels)
+
+    def of_waveform(self, waveform: Tensor, sample_rate: int) -> Tensor:
+        """waveform (N,) -> normalised features (T, M); a waveform shorter than half a window is padded with
+        silence first (the centred frames reflect it at both ends)."""
+        cfg = self.log_mel_config(sample_rate)
+        short = cfg.n_fft // 2 + 1 - waveform.shape[-1]
+        if short > 0:
+            waveform = torch.nn.functional.pad(waveform, (0, short))
+        x = log_mel(waveform, cfg)  # (T, M)
+        if self.top_db is not None:
+            x = x.clamp(min=float(x.max()) - self.top_db * math.log(10) / 10)  # top_db below the peak, in nats
+        return normalize_utterances(x[None])[0]
+
+    def of_file(self, path: str | os.PathLike) -> tuple[Tensor, float]:
+        """An audio file's features (T, M), and the seconds between frames (one hop at its sample rate)."""
+        waveform, rate = read_wav(path)
+        if waveform.numel() == 0:
+            raise TformerError(f"{path} holds no samples")
+        return self.of_waveform(waveform, rate), self.log_mel_config(rate).hop_length / rate
+
+
+@dataclass(frozen=True)
+class CharVocabulary(Config):
+    """Characters and the read-out's special tokens before them: id 0 is CTC's blank and the padding."""
+
+    specials: tuple[str, ...] = ("<blank>",)
+    characters: str = CHARACTERS
+
+    def __post_init__(self) -> None:
+        check(len(self.specials) >= 1, "a vocabulary needs a special token at id 0 (blank / padding)")
+        check(len(set(self.characters)) == len(self.characters), "the vocabulary's characters must be distinct")
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return (*self.specials, *self.characters)
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, text: str) -> list[int]:
+        """Character ids of ``text``; a character outside the vocabulary is a one-line TformerError."""
+        ids = {c: i + len(self.specials) for i, c in enumerate(self.characters)}
+        unknown = sorted(set(text) - set(ids))
+        if unknown:
+            raise TformerError(f"character(s) {''.join(unknown)!r} of {text!r} are not in the vocabulary")
+        return [ids[c] for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The characters of ``ids``, special tokens left out."""
+        n = len(self.specials)
+        return "".join(self.characters[i - n] for i in ids if n <= i < self.size)
+
+
+# ---- the read-outs: CTC, attention ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpeechBatch:
+    features: Tensor  # (B, T, M), right-padded with zeros
+    lengths: Tensor  # (B,) frames of each utterance
+    targets: Tensor  # (B, L) character ids, right-padded with 0
+    target_lengths: Tensor  # (B,)
+    num_src_tokens: int  # frames read
+    num_tgt_tokens: int  # what the loss is averaged over: utterances (CTC) or output tokens (attention)
+
+    def to(self, device, non_blocking: bool = False) -> SpeechBatch:
+        f, n, y, m = (t.to(device, non_blocking=non_blocking)
+                      for t in (self.features, self.lengths, self.targets, self.target_lengths))
+        return SpeechBatch(f, n, y, m, self.num_src_tokens, self.num_tgt_tokens)
+
+
+class ReadOut(ABC):
+    """How the encoder's frames become characters: the model class, its special tokens and its loss. Both models
+    decode with ``model.transcribe(features, lengths, beam_size)`` (beam 1 = greedy)."""
+
+    model_class: ClassVar[type[nn.Module]]
+    specials: ClassVar[tuple[str, ...]]
+    default_beam: ClassVar[int]
+    alignment_kind: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def build(cls, cfg: ConformerConfig, vocab: CharVocabulary, settings: AsrSettings) -> nn.Module: ...
+
+    @classmethod
+    @abstractmethod
+    def loss_units(cls, target_lengths: Tensor) -> int:
+        """What a batch's loss is averaged over."""
+
+    @classmethod
+    @abstractmethod
+    def loss(cls, model: nn.Module, batch: SpeechBatch, eps: float) -> LossOutput:
+        """The batch's loss summed over its :meth:`loss_units`, and the NLL."""
+
+    @classmethod
+    @abstractmethod
+    def alignment(cls, model: nn.Module, features: Tensor, lengths: Tensor, ids: list[int]
+                  ) -> tuple[list[Tensor], list[int]]:
+        """What ties a transcript ``ids`` of one utterance to its frames: per layer (H, rows, T') weights, and the
+        token of each row."""
+
+
+class CTCReadOut(ReadOut):
+    """:class:`ConformerCTC`: a linear layer and a softmax per encoder frame; CTC's loss; greedy or prefix beam."""
+
+    model_class = ConformerCTC
+    specials = ("<blank>",)
+    default_beam = 8
+    alignment_kind = "CTC posteriors"
+
+    @classmethod
+    def build(cls, cfg, vocab, settings):
+        return ConformerCTC(cfg, vocab.size, blank_id=0)
+
+    @classmethod
+    def loss_units(cls, target_lengths):
+        return len(target_lengths)  # utterances: CTC's loss is per utterance, divided by its length
+
+    @classmethod
+    def loss(cls, model, batch, eps):
+        mean = model.loss(batch.features, batch.lengths, batch.targets, batch.target_lengths)
+        loss = mean.float() * batch.num_tgt_tokens  # summed over the utterances
+        return LossOutput(loss, loss.detach(), batch.num_tgt_tokens)
+
+    @classmethod
+    def alignment(cls, model, features, lengths, ids):
+        posteriors = model(features, lengths)[0][0].exp().T  # (V, T'): P(token | frame), one "layer" and "head"
+        rows = [v for v in range(len(posteriors)) if v == 0 or float(posteriors[v].max()) >= 0.01]  # blank + seen
+        return [posteriors[rows][None]], rows  # (1, rows, T')
+
+
+class AttentionReadOut(ReadOut):
+    """:class:`ConformerSeq2Seq`: the paper's decoder over the encoder's frames (label-smoothed cross-entropy, and
+    ``ctc_weight`` x CTC on the encoder when > 0); greedy or beam search."""
+
+    model_class = ConformerSeq2Seq
+    specials = ("<pad>", "<bos>", "<eos>")  # pad is also the blank of the CTC head
+    default_beam = 4
+    alignment_kind = "cross-attention"
+
+    @classmethod
+    def build(cls, cfg, vocab, settings):
+        return ConformerSeq2Seq(cfg, vocab.size, decoder_layers=settings.decoder_layers, pad_id=0, bos_id=1, eos_id=2,
+                                ctc_weight=settings.ctc_weight, blank_id=0)
+
+    @classmethod
+    def loss_units(cls, target_lengths):
+        return int(target_lengths.sum()) + len(target_lengths)  # the characters and an EOS each
+
+    @staticmethod
+    def teacher_forcing(targets: Tensor, target_lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, L) characters padded with 0 -> decoder input BOS + y and labels y + EOS, (B, L + 1) each."""
+        b = targets.shape[0]
+        tgt_in = torch.cat([targets.new_full((b, 1), 1), targets], dim=1)  # (B, L + 1)
+        tgt_out = torch.cat([targets, targets.new_zeros((b, 1))], dim=1)  # (B, L + 1)
+        tgt_out[torch.arange(b, device=targets.device), target_lengths] = 2  # EOS after the last character
+        return tgt_in, tgt_out
+
+    @classmethod
+    def loss(cls, model, batch, eps):
+        tgt_in, tgt_out = cls.teacher_forcing(batch.targets, batch.target_lengths)
+        out = model.loss_terms(batch.features, batch.lengths, tgt_in, tgt_out, eps)  # per target token
+        return LossOutput(out.loss * out.num_tokens, out.nll, out.num_tokens)
+
+    @classmethod
+    def alignment(cls, model, features, lengths, ids):
+        tgt_in = torch.tensor([[1, *ids]], device=features.device)  # (1, L + 1): BOS + the transcript
+        layers = model.cross_attention(features, lengths, tgt_in)  # per layer (1, H, L + 1, T')
+        return [w[0] for w in layers], [*ids, 2]  # row i predicts character i, the last EOS
+
+
+ASR_MODELS: Registry[type[ReadOut]] = Registry("model", {"ctc": CTCReadOut, "attention": AttentionReadOut})
+"""``asr.model`` -> the read-out."""
+
+
+# ---- the settings ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AsrSettings(TaskSettings):
+    """The ``asr`` section.
+
+    Attributes:
+        model: the read-out, a name in :data:`ASR_MODELS`: "ctc" or "attention".
+        decoder_layers: the Transformer decoder's layers (attention).
+        ctc_weight: lambda of joint CTC/attention training, L = lambda CTC + (1 - lambda) attention (attention;
+            0 = the decoder's loss alone).
+        n_mels, window_ms, hop_ms, top_db: the features (:class:`SpeechFeatures`).
+        freq_masks, max_freq_width, time_masks, max_time_width, max_time_ratio: SpecAugment's masks on training
+            utterances (:class:`~tformer.data.audio.SpecAugment`; off while both counts are 0).
+        wer_samples: validation utterances transcribed greedily for CER and WER at each validation (0 = skip).
+        beam_size: the beam of the final scores (None = the read-out's: 8 for CTC, 4 for attention).
+    """
+
+    model: str = "ctc"
+    decoder_layers: int = 6
+    ctc_weight: float = 0.0
+    n_mels: int = 80
+    window_ms: float = 25.0
+    hop_ms: float = 10.0
+    top_db: float | None = 80.0
+    freq_masks: int = 0
+    max_freq_width: int = 27
+    time_masks: int = 0
+    max_time_width: int = 40
+    max_time_ratio: float = 0.05
+    wer_samples: int = 200
+    beam_size: int | None = None
+
+    def __post_init__(self) -> None:
+        ASR_MODELS.lookup(self.model)
+        check(self.decoder_layers >= 1, f"decoder_layers must be >= 1, got {self.decoder_layers}")
+        check(0.0 <= self.ctc_weight < 1.0, f"ctc_weight must be in [0, 1), got {self.ctc_weight}")
+        check(self.wer_samples >= 0, f"wer_samples must be >= 0, got {self.wer_samples}")
+        check(self.beam_size is None or self.beam_size >= 1, f"beam_size must be >= 1 or null, got {self.beam_size}")
+        self.features()
+        self.spec_augment()
+
+    def features(self) -> SpeechFeatures:
+        return SpeechFeatures(self.n_mels, self.window_ms, self.hop_ms, self.top_db)
+
+    def spec_augment(self) -> SpecAugment | None:
+        """The masks of these settings; None when both counts are 0."""
+        masks = SpecAugment(self.freq_masks, self.max_freq_width, self.time_masks, self.max_time_width,
+                            self.max_time_ratio)
+        return masks if self.freq_masks or self.time_masks else None
+
+
+# ---- utterances in memory, and decoding them --------------------------------------------------------------
+@dataclass
+class SpeechSplit:
+    features: list[Tensor]  # (T, M) each, normalised
+    texts: list[str]
+    targets: list[list[int]]
+
+
+def read_split(sentences: list, features: SpeechFeatures, vocab: CharVocabulary) -> SpeechSplit:
+    """The features, texts and character ids of a split's :class:`SpokenSentence` s."""
+    feats = [features.of_file(s.path)[0] for s in sentences]
+    return SpeechSplit(feats, [s.text for s in sentences], [vocab.encode(s.text) for s in sentences])
+
+
+def padded(feats: list[Tensor], min_frames: int) -> tuple[Tensor, Tensor]:
+    """Utterances (T_b, M) -> (B, T, M) right-padded with zeros (the normalised mean), and their lengths (B,); one
+    shorter than ``min_frames`` (what the subsampling needs) gets zero frames appended."""
+    lengths = torch.tensor([max(len(f), min_frames) for f in feats])  # (B,)
+    x = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])  # (B, T, M)
+    for b, f in enumerate(feats):
+        x[b, : len(f)] = f
+    return x, lengths
+
+
+@torch.no_grad()
+def transcribe_features(model: nn.Module, vocab: CharVocabulary, feats: list[Tensor], beam_size: int,
+                        device: torch.device | str, max_tokens: int) -> list[str]:
+    """Transcripts of utterances ``feats`` (T, M), in order (beam 1 = greedy), by ``model.transcribe`` in batches of
+    similar length under ``max_tokens`` frames."""
+    out = [""] * len(feats)
+    min_frames = model.cfg.min_frames
+    sampler = TokenBatchSampler([max(len(f), min_frames) - 1 for f in feats], [0] * len(feats), max_tokens,
+                                shuffle=False)
+    for idx in sampler.batches_for_epoch(0):
+        x, lengths = padded([feats[i] for i in idx], min_frames)
+        for i, ids in zip(idx, model.transcribe(x.to(device), lengths.to(device), beam_size=beam_size), strict=True):
+            out[i] = vocab.decode(ids)
+    return out
+
+
+def error_rates(references: list[str], hypotheses: list[str], suffix: str = "") -> dict[str, float]:
+    return {f"wer{suffix}": word_error_rate(references, hypotheses),
+            f"cer{suffix}": char_error_rate(references, hypotheses)}
+
+
+# ---- the task ------------------------------------------------------------------------------------------
+@register
+class AsrTask(Task):
+    """Spoken sentences -> :class:`ConformerCTC` or :class:`ConformerSeq2Seq` (see the module docstring)."""
+
+    name = "asr"
+    unit = "utterances"
+    Settings = AsrSettings
+
+    def __init__(self, splits: dict[str, SpeechSplit], sentences: dict[str, list], settings: AsrSettings,
+                 vocab: CharVocabulary, min_frames: int) -> None:
+        self.splits, self.sentences, self.settings, self.vocab = splits, sentences, settings, vocab
+        self.read_out, self.features = ASR_MODELS.lookup(settings.model), settings.features()
+        self.spec_augment, self.min_frames = settings.spec_augment(), min_frames
+
+    # -- the config --
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        given = sorted(set(cfg.model) & set(DATA_KEYS))
+        check(not given, f"model: {', '.join(given)} come(s) from the data and asr.n_mels, not the model section")
+        model_config(cfg)
+
+    @classmethod
+    def model_width(cls, cfg: RunConfig) -> int:
+        return model_config(cfg).d_model
+
+    @classmethod
+    def build(cls, cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[AsrTask, nn.Module]:
+        settings = cls.settings_from(cfg)
+        root = cfg.data.path("train_src") or SPEECH_SENTENCES_PATH
+        sentences = load_speech_sentences(root)
+        if not sentences["train"]:
+            raise TformerError(f"{root} holds no training utterances")
+        read_out = ASR_MODELS.lookup(settings.model)
+        vocab = CharVocabulary(read_out.specials, CHARACTERS)
+        t0 = time.perf_counter()
+        splits = {name: read_split(sentences[name], settings.features(), vocab) for name in ("train", "valid")}
+        frames = sum(len(f) for s in splits.values() for f in s.features)
+        log(f"features: {settings.n_mels} log-mel channels of {settings.window_ms:g} ms every {settings.hop_ms:g} ms, "
+            f"{frames:,} frames of {sum(len(s.texts) for s in splits.values())} utterances in "
+            f"{time.perf_counter() - t0:.1f}s")
+        m = model_config(cfg, settings.n_mels)
+        log(f"utterances: {len(splits['train'].texts)} train, {len(splits['valid'].texts)} valid, "
+            f"{len(sentences['test'])} test, {len(sentences['test_long'])} test_long; {vocab.size} tokens"
+            + _ctc_warning(splits["train"], m, read_out, settings))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / RUN_FILE, {"model": settings.model, "features": settings.features().to_dict(),
+                                        "vocabulary": vocab.to_dict()})
+        model = read_out.build(m, vocab, settings)
+        return cls(splits, sentences, settings, vocab, m.min_frames), model
+
+    # -- training --
+    def lengths(self, split: str) -> tuple[list[int], list[int]]:
+        part = self.splits[split]
+        frames = [max(len(f), self.min_frames) - 1 for f in part.features]  # the sampler adds 1
+        return frames, [len(t) for t in part.targets]
+
+    def collate(self, split: str, indices: list[int], model: nn.Module) -> SpeechBatch:
+        part = self.splits[split]
+        x, lengths = padded([part.features[i] for i in indices], self.min_frames)  # (B, T, M), (B,)
+        if split == "train" and self.spec_augment is not None:
+            x = self.spec_augment(x, lengths)  # drawn from torch's default generator: the run's seeded one
+        targets = [part.targets[i] for i in indices]
+        target_lengths = torch.tensor([len(t) for t in targets])  # (B,)
+        y = torch.zeros(len(targets), max(1, int(target_lengths.max())), dtype=torch.long)  # (B, L)
+        for b, t in enumerate(targets):
+            y[b, : len(t)] = torch.tensor(t, dtype=torch.long)
+        return SpeechBatch(x, lengths, y, target_lengths, int(lengths.sum()), self.read_out.loss_units(target_lengths))
+
+    def loss(self, model: nn.Module, batch: SpeechBatch, label_smoothing: float) -> LossOutput:
+        return self.read_out.loss(model, batch, label_smoothing)
+
+    def extra_validation(self, model: nn.Module, device: torch.device, max_tokens: int) -> dict[str, Any]:
+        """CER and WER of greedy transcripts of the first ``wer_samples`` validation utterances."""
+        part = self.splits["valid"]
+        n = min(self.settings.wer_samples, len(part.texts))
+        if not n:
+            return {}
+        hyps = transcribe_features(model, self.vocab, part.features[:n], 1, device, max_tokens)
+        return {**error_rates(part.texts[:n], hyps), "wer_utterances": n}
+
+    def final_report(self, run_dir: Path, device: torch.device, max_tokens: int) -> dict[str, Any]:
+        """The best model's WER and CER on valid, test and test_long: greedy, and with the beam."""
+        best = self.read_out.model_class.from_pretrained(run_dir / "model", map_location=device).eval()
+        beam = self.settings.beam_size or self.read_out.default_beam
+        report: dict[str, Any] = {"beam_size": beam}
+        for name in ("valid", "test", "test_long"):
+            if not self.sentences[name]:
+                continue
+            t0 = time.perf_counter()
+            part = self.splits.get(name) or read_split(self.sentences[name], self.features, self.vocab)
+            t1 = time.perf_counter()
+            for search, k in (("greedy", 1), ("beam", beam)):
+                if name == "valid" and search == "beam":
+                    continue
+                hyps = transcribe_features(best, self.vocab, part.features, k, device, max_tokens)
+                report.update({f"{name}_{key}": v for key, v in error_rates(part.texts, hyps, f"_{search}").items()})
+            report[f"{name}_utterances"] = len(part.texts)
+            log(f"{name}: {len(part.texts)} utterances, features {t1 - t0:.1f}s, decoding "
+                f"{time.perf_counter() - t1:.1f}s | WER {report[f'{name}_wer_greedy']:.4f} greedy"
+                + (f", {report[f'{name}_wer_beam']:.4f} beam {beam}" if f"{name}_wer_beam" in report else ""))
+        return report
+
+
+def _ctc_warning(train: SpeechSplit, m: ConformerConfig, read_out: type[ReadOut], settings: AsrSettings) -> str:
+    """A note when CTC reads the encoder and some training utterances have fewer encoder frames than their
+    transcripts need (a frame per character, and a blank between repeats): their loss is infinite (skipped)."""
+    if read_out is not CTCReadOut and settings.ctc_weight == 0:
+        return ""
+    frames = FRONT_ENDS.lookup(str(m.subsampling)).lengths  # encoder frames of T input frames
+    short = sum(frames(max(len(f), m.min_frames)) < len(t) + sum(a == b for a, b in zip(t, t[1:], strict=False))
+                for f, t in zip(train.features, train.targets, strict=True))
+    return (f"; {short} training utterances have fewer encoder frames than CTC needs (lower asr.hop_ms)"
+            if short else "")

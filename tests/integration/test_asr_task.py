@@ -1,0 +1,269 @@
+"""`task: asr` through `tformer train`, `tformer transcribe` and `tformer plot filterbank|alignment`: the Conformer with
+a CTC head, and with the Transformer decoder (joint CTC/attention), learn to transcribe, resume exactly, score test
+and test_long, transcribe files from the run directory alone; bad input is one line and exit status 2.
+
+The data is a tiny set in the layout of ./dev data speech-sentences (a manifest and 16-bit WAV files), made here: each
+letter of "abcde" is a tone of its own frequency (70 ms, a Hann envelope, its pitch jittered), a space is 70 ms of
+silence, and no letter follows itself (CTC needs a blank between repeats), at 8 kHz with a little noise."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import tformer_cli
+
+from tformer.tasks import load_run_config, run_training
+
+sf = pytest.importorskip("soundfile")
+
+RATE, LETTERS, TONE_SECONDS = 8000, "abcde", 0.07
+SPLITS = (("train", 48, 2, 7), ("valid", 8, 2, 7), ("test", 8, 2, 7), ("test_long", 4, 9, 12))  # count, characters
+
+
+def tone_text(rng: random.Random, low: int, high: int) -> str:
+    """A text of low..high characters of LETTERS and single spaces, no character twice in a row."""
+    n, out = rng.randint(low, high), []
+    while len(out) < n:
+        space_ok = out and out[-1] != " " and len(out) < n - 1
+        c = rng.choice(LETTERS + " ") if space_ok else rng.choice(LETTERS)
+        if not out or c != out[-1]:
+            out.append(c)
+    return "".join(out)
+
+
+def speak(text: str, rng: random.Random) -> np.ndarray:
+    t = np.arange(int(RATE * TONE_SECONDS)) / RATE
+    parts = [np.zeros(int(RATE * 0.05))]
+    for c in text:
+        if c == " ":
+            parts.append(np.zeros_like(t))
+        else:
+            f = (300 + 350 * LETTERS.index(c)) * rng.uniform(0.97, 1.03)
+            parts.append(0.5 * np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) * np.hanning(len(t)))
+    x = np.concatenate([*parts, np.zeros(int(RATE * 0.05))])
+    return (x + 0.01 * np.random.default_rng(rng.randint(0, 10**6)).standard_normal(len(x))).astype(np.float32)
+
+
+def write_tone_sentences(root, seed: int = 0) -> None:
+    from tformer.data.audio.speech_sentences import SpokenSentence, write_manifest
+
+    rng, rows = random.Random(seed), []
+    (root / "wav").mkdir(parents=True)
+    for split, count, low, high in SPLITS:
+        for i in range(count):
+            uid, text = f"{split}-{i:03d}", tone_text(rng, low, high)
+            x = speak(text, rng)
+            sf.write(root / "wav" / f"{uid}.wav", x, RATE, subtype="PCM_16")
+            rows.append(SpokenSentence(f"wav/{uid}.wav", text, "tone", 100, 50, split, len(x) / RATE, uid))
+    write_manifest(root / "manifest.tsv", rows)
+
+
+RECIPE = """
+run_dir: {run_dir}
+task: asr
+asr: {{model: {kind}, decoder_layers: 1, ctc_weight: {ctc_weight}, n_mels: 32, freq_masks: 1, max_freq_width: 4,
+       time_masks: 1, max_time_width: 4, wer_samples: 8}}
+seed: 1
+data: {{train_src: {data}}}
+model: {{preset: tiny, d_model: 32, num_heads: 2, d_ff: 64, num_layers: 1, conv_kernel_size: 5, dropout: 0.0,
+         subsampling_channels: 16}}
+train: {{max_steps: {steps}, max_tokens: 400, warmup_steps: 20, schedule: cosine, lr: 0.005, eval_every: {every},
+         save_every: 7, log_every: 25, label_smoothing: {eps}, device: cpu}}
+"""
+
+
+def config(tmp, name, data, kind="ctc", steps=150, every=50, ctc_weight=0.0, eps=0.0):
+    path = tmp / f"{name}.yaml"
+    path.write_text(RECIPE.format(run_dir=tmp / name, data=data, kind=kind, steps=steps, every=every,
+                                  ctc_weight=ctc_weight, eps=eps))
+    return load_run_config(path)
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tones") / "speech"
+    write_tone_sentences(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ctc_run(tones, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ctc")
+    return tmp / "run", run_training(config(tmp, "run", tones), show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def attention_run(tones, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("attention")
+    return tmp / "run", run_training(config(tmp, "run", tones, "attention", steps=200, ctc_weight=0.3, eps=0.1),
+                                     show_progress=False)
+
+
+def wavs(tones, *ids):
+    return [str(tones / "wav" / f"{i}.wav") for i in ids]
+
+
+def texts(tones) -> dict[str, str]:
+    lines = (tones / "manifest.tsv").read_text().splitlines()[1:]
+    return {f[0]: f[6] for f in (line.split("\t") for line in lines)}
+
+
+# ---- training and the summary ------------------------------------------------------------------------------
+def test_ctc_learns_the_tones_and_scores_test_and_test_long(ctc_run):
+    run, summary = ctc_run
+    for split, n in (("valid", 8), ("test", 8), ("test_long", 4)):
+        assert summary[f"{split}_utterances"] == n
+    assert summary["beam_size"] == 8
+    assert summary["valid_cer_greedy"] < 0.2 and summary["test_cer_beam"] < 0.2  # chance: about 1
+    assert summary["test_long_cer_greedy"] < 0.3  # longer than any training utterance
+    saved = json.loads((run / "model" / "config.json").read_text())
+    assert saved["architecture"] == "ConformerCTC" and saved["n_mels"] == 32
+    asr = json.loads((run / "asr.json").read_text())
+    assert asr["model"] == "ctc"
+    assert asr["features"] == {"n_mels": 32, "window_ms": 25.0, "hop_ms": 10.0, "top_db": 80.0}
+    validations = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+                   if json.loads(line).get("kind") == "valid"]
+    assert validations and {"cer", "wer", "wer_utterances"} <= set(validations[-1])
+
+
+def test_the_attention_model_trains_jointly_with_ctc(attention_run):
+    run, summary = attention_run
+    assert summary["beam_size"] == 4 and {"test_wer_beam", "test_long_cer_greedy"} <= set(summary)
+    saved = json.loads((run / "model" / "config.json").read_text())
+    assert saved["architecture"] == "ConformerSeq2Seq" and saved["asr"]["ctc_weight"] == 0.3
+    assert saved["asr"]["decoder_layers"] == 1 and (saved["asr"]["pad_id"], saved["asr"]["eos_id"]) == (0, 2)
+    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line).get("kind") == "valid"]
+    assert min(losses) < 0.85 * losses[0] and summary["valid_cer_greedy"] < 0.9
+
+
+def test_resuming_is_exact(tones, tmp_path):
+    # SpecAugment's masks come from the run's generator: a run stopped after 10 updates and resumed ends as one
+    straight = run_training(config(tmp_path, "a", tones, steps=20, every=20), show_progress=False)
+    run_training(config(tmp_path, "b", tones, steps=10, every=20), show_progress=False)
+    resumed = run_training(config(tmp_path, "b", tones, steps=20, every=20), resume=True, show_progress=False)
+    assert straight["steps"] == resumed["steps"] == 20
+    a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+# ---- transcribe ------------------------------------------------------------------------------------------------
+def test_transcribe_reads_the_run_alone(ctc_run, tones, tmp_path):
+    run, _ = ctc_run
+    ids = ("test-000", "test_long-001", "test-003")
+    r = tformer_cli("transcribe", run, *wavs(tones, *ids))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3
+    truth = texts(tones)
+    from tformer.evaluation.wer import char_error_rate
+
+    assert char_error_rate([truth[i] for i in ids], lines) < 0.2
+    out = tmp_path / "out.txt"
+    greedy = tformer_cli("transcribe", run, *wavs(tones, *ids), "--beam", "1", "--output", out)
+    assert greedy.returncode == 0 and greedy.stdout == "" and len(out.read_text().splitlines()) == 3
+
+
+def test_transcribe_an_attention_run_matches_the_task_decoding(attention_run, tones):
+    from tformer.tasks.transcriber import Transcriber
+
+    run, _ = attention_run
+    files = wavs(tones, "test-001", "test-002")
+    r = tformer_cli("transcribe", run, *files, "--beam", "2")
+    assert r.returncode == 0 and r.stdout.splitlines() == Transcriber.from_run(run).transcribe(files, beam_size=2)
+
+
+# ---- pictures ----------------------------------------------------------------------------------------------
+def test_the_pictures_are_written(ctc_run, attention_run, tones, tmp_path):
+    pytest.importorskip("matplotlib")
+    (wav,) = wavs(tones, "test_long-000")
+    for args in (["filterbank", wav], ["filterbank", ctc_run[0], wav], ["alignment", ctc_run[0], wav],
+                 ["alignment", attention_run[0], wav, "--head", "2", "--layer", "1"]):
+        out = tmp_path / f"{args[0]}-{len(args)}.svg"
+        r = tformer_cli("plot", *args, "-o", out)
+        assert r.returncode == 0, r.stderr
+        assert "time (s)" in out.read_text()
+    assert "cross-attention" not in (tmp_path / "alignment-3.svg").read_text()  # a CTC run: its posteriors
+    assert "&lt;blank&gt;" in (tmp_path / "alignment-3.svg").read_text()
+
+
+# ---- bad input -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case, words", [
+    ("missing file", "audio file not found"),
+    ("not audio", "cannot read"),
+    ("not an asr run", "is not a speech-recognition run"),
+    ("no run", "run directory not found"),
+    ("beam 0", "--beam must be >= 1"),
+    ("layer 9", "layer 9 does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_2(ctc_run, attention_run, tones, tmp_path, case, words):
+    (wav,) = wavs(tones, "test-000")
+    run = str(attention_run[0])
+    (tmp_path / "notes.wav").write_text("not audio")
+    argv = {"missing file": ["transcribe", run, str(tmp_path / "nothing.wav")],
+            "not audio": ["transcribe", run, str(tmp_path / "notes.wav")],
+            "not an asr run": ["transcribe", str(tones), wav],
+            "no run": ["transcribe", str(tmp_path / "no-run"), wav],
+            "beam 0": ["transcribe", run, wav, "--beam", "0"],
+            "layer 9": ["plot", "alignment", run, wav, "--layer", "9", "-o", str(tmp_path / "a.png")]}[case]
+    r = tformer_cli(*argv)
+    err = r.stderr.strip()
+    assert r.returncode == 2 and words in err and "\n" not in err and r.stdout == ""
+
+
+def test_missing_data_is_one_line_naming_the_command(tmp_path):
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text(f"run_dir: {tmp_path / 'run'}\ntask: asr\ndata: {{train_src: {tmp_path / 'nothing'}}}\n"
+                   f"train: {{max_steps: 1, device: cpu}}\n")
+    r = tformer_cli("train", "--no-progress", cfg)
+    err = r.stderr.strip()
+    assert r.returncode == 2 and "\n" not in err and "./dev data speech-sentences" in err
+
+
+@pytest.mark.parametrize("section, message", [
+    ("asr: {model: rnnt}", "asr: model must be one of ('ctc', 'attention')"),
+    ("asr: {ctc_weight: 1.5}", "ctc_weight must be in [0, 1)"),
+    ("asr: {hop_ms: 30}", "hop_ms (30.0) must not exceed window_ms"),
+    ("model: {n_mels: 40}", "model: n_mels come(s) from the data"),
+    ("model: {preset: huge}", "model.preset must be one of"),
+])
+def test_config_errors_are_one_line(tmp_path, section, message):
+    from tformer.config import ConfigError
+
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text(f"task: asr\n{section}\n")
+    with pytest.raises(ConfigError) as e:
+        load_run_config(cfg)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+# ---- the parts -------------------------------------------------------------------------------------------------
+def test_features_at_a_files_own_rate_and_the_vocabulary():
+    from tformer.data.audio import log_mel, normalize_utterances
+    from tformer.errors import TformerError
+    from tformer.tasks.asr import AttentionReadOut, CharVocabulary, SpeechFeatures
+
+    cfg = SpeechFeatures().log_mel_config(22050)  # espeak-ng's rate: 25 ms = 551 samples, 10 ms = 220
+    assert (cfg.win_length, cfg.hop_length, cfg.n_fft, cfg.n_mels) == (551, 220, 1024, 80)
+    wave = torch.randn(4000, generator=torch.Generator().manual_seed(0))
+    wave[1000:3000] = 0.0  # digital silence: log(floor) = -23
+    plain = SpeechFeatures(n_mels=20, top_db=None)
+    raw = log_mel(wave, plain.log_mel_config(8000))  # (T, M)
+    assert torch.equal(plain.of_waveform(wave, 8000), normalize_utterances(raw[None])[0])
+    floor = float(raw.max()) - 8 * math.log(10)  # 80 dB below the peak: 8 powers of ten
+    limited = SpeechFeatures(n_mels=20).of_waveform(wave, 8000)
+    assert torch.equal(limited, normalize_utterances(raw.clamp(min=floor)[None])[0])
+    assert limited.shape == (1 + 4000 // 80, 20) and raw.min() < floor
+
+    vocab = CharVocabulary(AttentionReadOut.specials, " 'abc")
+    assert vocab.encode("ab c") == [5, 6, 3, 7] and vocab.decode([1, 5, 6, 3, 7, 2, 0]) == "ab c"
+    with pytest.raises(TformerError, match="'z'"):
+        vocab.encode("abz")
+    tgt_in, tgt_out = AttentionReadOut.teacher_forcing(torch.tensor([[5, 6, 7], [5, 0, 0]]), torch.tensor([3, 1]))
+    assert tgt_in.tolist() == [[1, 5, 6, 7], [1, 5, 0, 0]] and tgt_out.tolist() == [[5, 6, 7, 2], [5, 2, 0, 0]]
