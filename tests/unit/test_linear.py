@@ -60,6 +60,23 @@ def test_the_copy_follows_the_weight_through_updates_loads_and_moves():
         torch.testing.assert_close(ours(x), F.linear(x, ours.weight, ours.bias))
 
 
+@pytest.mark.parametrize("kind", ["fused", "foreach", "for-loop"])
+def test_the_copy_follows_every_optimizer_step(kind):
+    # A fused optimizer writes the weights in place without moving their version counter: the copy must still
+    # follow (a training run's validation decodes between steps).
+    ours, _ = _pair(True)
+    x = torch.randn(1, 24)
+    opt = torch.optim.AdamW(ours.parameters(), lr=0.1, fused=kind == "fused" or None, foreach=kind == "foreach")
+    for _ in range(3):
+        with torch.no_grad():
+            ours(x)  # makes (or keeps) the copy
+        ours(torch.randn(3, 24)).square().sum().backward()
+        opt.step()
+        opt.zero_grad()
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), F.linear(x, ours.weight, ours.bias))  # a stale copy: off by ~lr
+
+
 def test_training_is_nn_linear():
     """Grad mode takes F.linear: the same gradients, and no copy made."""
     ours, ref = _pair(True, torch.float64)

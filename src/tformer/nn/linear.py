@@ -9,8 +9,10 @@ measured (AMD EPYC, Intel Xeon) the BLAS kernels read an (in, out) matrix for a 
 an (out, in) one, which is what a single-token decoding step is made of (``benchmarks/decode.py``). With more
 rows the kernels are at least as fast on the (out, in) layout, and ``F.linear`` is used as ``nn.Linear`` does.
 
-The copy is made at the first such call and made again whenever the weight changes (an optimizer step or
-``load_state_dict`` in place, ``.to()``): it costs one more copy of the weights that decode that way (the
+The copy is made at the first such call and made again whenever the weight may have changed: after any
+optimizer step (a global post-step hook counts them: fused optimizers update in place without touching the
+tensor's version counter), when its version counter moves (``load_state_dict`` or any other in-place write), or
+when it is a new tensor (``.to()``): it costs one more copy of the weights that decode that way (the
 decoder's and the output layer's), held while the module lives. It is never part of the state dict, and
 tracing, ``torch.compile`` and ``torch.export`` see ``F.linear`` only.
 
@@ -22,10 +24,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 __all__ = ["FEW_ROWS", "Linear"]
 
 FEW_ROWS = 4  # the most rows of an inference call that take the transposed weight (beam 4 of one sentence)
+
+_optimizer_steps = [0]  # optimizer steps taken in this process, by any optimizer: part of every kept copy's key
+
+
+def _count_step(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+    _optimizer_steps[0] += 1
+
+
+register_optimizer_step_post_hook(_count_step)
 
 
 class Linear(nn.Linear):
@@ -50,7 +62,7 @@ class Linear(nn.Linear):
     def transposed_weight(self) -> Tensor:
         """Wᵀ as an (in, out) contiguous tensor: the kept copy, made again if W has changed since."""
         w = self.weight
-        key = (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
+        key = (_optimizer_steps[0], w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
         kept = self._transposed
         if kept is None or kept[0] != key:
             kept = (key, w.detach().t().contiguous())
