@@ -19,11 +19,12 @@ from typing import Any, TypeVar
 from tformer.errors import ConfigError, TformerError
 from tformer.io.files import read_json, write_json
 
-__all__ = ["ACTIVATIONS", "ATTENTION_KINDS", "NORMS", "NORM_TYPES", "AttentionConfig", "Config", "ConfigError",
-           "TformerError", "check", "check_activation", "check_attention", "check_choice", "check_heads", "check_norm",
-           "from_dict"]
+__all__ = ["ACTIVATIONS", "ATTENTION_KINDS", "CROSS_ATTENTION_KINDS", "NORMS", "NORM_TYPES", "AttentionConfig",
+           "Config", "ConfigError", "CrossAttentionConfig", "TformerError", "check", "check_activation",
+           "check_attention", "check_choice", "check_cross_attention", "check_heads", "check_norm", "from_dict"]
 
 ATTENTION_KINDS = ("full", "reference", "chunked", "sliding", "linformer", "lsh")  # tformer.nn.attention_algorithms
+CROSS_ATTENTION_KINDS = ("dot", "location", "monotonic")  # tformer.nn.cross_attention
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")  # the FFN's non-linearities (tformer.nn.feedforward)
 NORMS = ("post", "pre")  # where the norm sits: LayerNorm(x + Sublayer(x)) (the paper) or x + Sublayer(LayerNorm(x))
 NORM_TYPES = ("layer", "rms")
@@ -207,6 +208,47 @@ def check_attention(cfg: Any, *, causal: bool, relative: bool = False, kinds: tu
     check(not (causal and kind in ("linformer", "lsh")), f"{kind} attention cannot be causal (use it in encoders)")
     check(not (relative and kind in ("sliding", "linformer", "lsh")), "relative positions need full or chunked "
                                                                         f"attention, got {kind!r}")
+
+
+@dataclass(frozen=True)
+class CrossAttentionConfig(Config):
+    """Which encoder-decoder attention a decoder's layers use (the registry :mod:`tformer.nn.cross_attention`).
+
+    Attributes:
+        kind: "dot" = the paper's scaled dot-product attention over the source (§3.2.3; computed as
+            :class:`AttentionConfig` says); "location" = location-aware attention (Chorowski et al., 2015): the
+            scores also see a convolution of the previous target position's attention weights
+            (:mod:`tformer.nn.location_attention`); "monotonic" = hard monotonic attention, trained through its
+            expected alignment and decoded hard (Raffel et al., 2017; :mod:`tformer.nn.monotonic_attention`).
+        location_channels: location: k, the number of convolution filters of Eq. 8 (Chorowski et al.: 10).
+        location_kernel: location: the filters' width, odd, centred on the position (2r + 1).
+        monotonic_bias: monotonic: the initial value of the energy's learned scalar bias r (Raffel et al.: -4).
+        monotonic_noise: monotonic: the standard deviation of the Gaussian noise added to the pre-sigmoid
+            energies in training (Raffel et al.: 1); 0 = none (deterministic).
+    """
+
+    kind: str = "dot"
+    location_channels: int = 10
+    location_kernel: int = 31
+    monotonic_bias: float = -4.0
+    monotonic_noise: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("cross_attention kind", self.kind, CROSS_ATTENTION_KINDS)
+        check(self.location_channels >= 1, f"cross_attention location_channels must be >= 1, got "
+                                           f"{self.location_channels}")
+        check(self.location_kernel >= 1 and self.location_kernel % 2 == 1,
+              f"cross_attention location_kernel must be odd and >= 1, got {self.location_kernel}")
+        check(self.monotonic_noise >= 0, f"cross_attention monotonic_noise must be >= 0, got {self.monotonic_noise}")
+
+
+def check_cross_attention(cfg: Any) -> None:
+    """Validate a model config's ``cross_attention`` field (a mapping becomes a :class:`CrossAttentionConfig`)."""
+    if isinstance(cfg.cross_attention, dict):
+        object.__setattr__(cfg, "cross_attention", from_dict(CrossAttentionConfig, cfg.cross_attention,
+                                                             where="cross_attention"))
+    check(isinstance(cfg.cross_attention, CrossAttentionConfig),
+          f"cross_attention must be a CrossAttentionConfig or a mapping, got {type(cfg.cross_attention).__name__}")
 
 
 def from_dict(cls: type[C], d: Any, where: str = "") -> C:

@@ -19,6 +19,7 @@ from tformer.console import log
 from tformer.console import progress as progress_bar
 from tformer.data.vocabularies import Vocabularies
 from tformer.errors import TformerError
+from tformer.evaluation.alignment import DEFAULT_BAND, AlignmentRates, alignment_rates
 from tformer.generation import (
     PAPER_BEAM_SIZE,
     Capabilities,
@@ -26,6 +27,7 @@ from tformer.generation import (
     GenerationOptions,
     capabilities_of,
 )
+from tformer.generation.alignment import forced_alignment, step_alignment
 from tformer.generation.options import MASK_PREDICT_ITERATIONS, MASK_PREDICT_LENGTHS
 from tformer.models.cmlm.model import CMLM
 from tformer.models.registry import load_pretrained
@@ -173,19 +175,34 @@ class Translator:
                 (``iterations`` 10, ``length_candidates`` 3). Settings the model does not support are refused.
             **settings: fields of :class:`GenerationOptions` as keywords (``beam_size=4``, ``max_len``,
                 ``min_len``, ``length_penalty``, ``do_sample`` with ``temperature``, ``top_k``, ``top_p``,
-                ``seed``; ``iterations``, ``length_candidates``), applied over ``options``.
+                ``seed``; ``iterations``, ``length_candidates``; ``monotonic_window``, ``monotonic_window_back``),
+                applied over ``options``.
             max_tokens: padded source tokens per batch.
             progress: show a progress bar (stderr).
             warn: where warnings go (default: stderr).
         """
+        return self.texts(self.translate_ids(texts, options, *values, max_tokens=max_tokens, progress=progress,
+                                             warn=warn, **settings))
+
+    def texts(self, outputs: Sequence[Sequence[int]]) -> list[str]:
+        """The texts of output ids such as :meth:`translate_ids` gives ([] -> "")."""
+        return [self.vocabs.tgt.decode(list(ids)) if ids else "" for ids in outputs]
+
+    @torch.no_grad()
+    def translate_ids(self, texts: Sequence[str], options: GenerationOptions | None = None, *values,
+                      max_tokens: int = 4096, progress: bool = False, warn=None, **settings) -> list[list[int]]:
+        """What :meth:`translate` decodes, as target ids: each sentence's output up to and including its EOS (or
+        cut at the length limit), [] for an empty sentence. The settings are :meth:`translate`'s; its texts are
+        ``vocabs.tgt.decode`` of these. :meth:`alignment_rates` reads these ids as they were decoded."""
         values, max_tokens = _max_tokens_by_position(options, values, TRANSLATE_POSITIONAL, max_tokens)
         opts = self.decoding_options(options, *values, names=TRANSLATE_POSITIONAL, **settings)
         ids = self._encode(texts, warn or log)
-        out = [""] * len(ids)
+        pad = self.model.cfg.pad_id
+        out: list[list[int]] = [[] for _ in ids]
         for chunk, src in progress_bar(list(self._batches(ids, max_tokens)), enabled=progress, unit="batch"):
-            hyps = self.model.generate(src, opts)
+            hyps = self.model.generate(src, opts)  # (B, L), padded with pad_id
             for row, i in enumerate(chunk):
-                out[i] = self.vocabs.tgt.decode(hyps[row].tolist())
+                out[i] = [t for t in hyps[row].tolist() if t != pad]
         return out
 
     @torch.no_grad()
@@ -208,6 +225,54 @@ class Translator:
             for row, i in enumerate(chunk):
                 out[i] = [(self.vocabs.tgt.decode(list(h.tokens)), h.score) for h in hyps[row]]
         return out
+
+    def check_alignment_layer(self, layer: int) -> None:
+        """A one-line :class:`TformerError` unless the decoder has a layer ``layer`` (negative: from the last)."""
+        n = self.model.cfg.num_decoder_layers
+        if not -n <= layer < n:
+            raise TformerError(f"alignment layer {layer} is out of range for {n} decoder layers")
+
+    @torch.no_grad()
+    def alignment_rates(self, texts: Sequence[str], translations: Sequence[str | Sequence[int]],
+                        options: GenerationOptions | None = None, *, band: float = DEFAULT_BAND, layer: int = -1,
+                        max_tokens: int = 4096, warn=None) -> AlignmentRates:
+        """How closely the encoder-decoder attention followed the source in order while producing
+        ``translations`` of ``texts``: the diagonal focus rate and the monotonic rate
+        (:mod:`tformer.evaluation.alignment`) of decoder layer ``layer``'s attention (mean over heads).
+
+        ``translations``: each the output ids :meth:`translate_ids` decoded (read as they are), or a text
+        (tokenized again, + EOS). Without a monotonic window in ``options`` the weights come from one teacher-forced
+        pass (cached decoding equals full recomputation, so they are those decoding saw); under a window the outputs
+        are fed step by step, the window moving as it moved in decoding. Empty sentences are left out.
+        """
+        self.capabilities.require(Feature.ATTENTION_MAPS, what="alignment_rates()")
+        if len(texts) != len(translations):
+            raise TformerError(f"alignment_rates() got {len(texts)} sentences but {len(translations)} translations")
+        window = GenerationOptions.of(options).window()
+        self.check_alignment_layer(layer)
+        cfg = self.model.cfg
+        # the copy mechanism's model has no decoder_states(); its stepped pass gives the same weights
+        stepped = window is not None or self.model.copies
+        ids = self._encode(texts, warn or log)
+        alignments = []
+        for chunk, src in self._batches(ids, max_tokens):
+            outs = [self._output_ids(translations[i]) for i in chunk]
+            tgt_in = torch.full((len(chunk), max(map(len, outs))), cfg.pad_id, dtype=torch.long)  # (B, T)
+            for row, out in enumerate(outs):
+                tgt_in[row, : len(out)] = torch.tensor([cfg.bos_id] + out[:-1])  # BOS + y_<t
+            tgt_in = tgt_in.to(self.device)
+            weights = (step_alignment(self.model, src, tgt_in, layer=layer, window=window) if stepped
+                       else forced_alignment(self.model, src, tgt_in, layer=layer))  # (B, T, S)
+            alignments += [weights[row, : len(out), : len(ids[i])].cpu()
+                           for row, (i, out) in enumerate(zip(chunk, outs, strict=True))]
+        return alignment_rates(alignments, band)
+
+    def _output_ids(self, translation: str | Sequence[int]) -> list[int]:
+        """A translation's output ids: decoded ids as they are (at least EOS), or a text tokenized + EOS."""
+        cfg = self.model.cfg
+        if isinstance(translation, str):
+            return self.vocabs.tgt.encode(translation)[: cfg.max_len - 1] + [cfg.eos_id]
+        return list(translation)[: cfg.max_len] or [cfg.eos_id]
 
     @torch.no_grad()
     def attention(self, text: str, target: str | None = None, options: GenerationOptions | None = None, *values,

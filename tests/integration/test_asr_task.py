@@ -4,7 +4,11 @@ and test_long, transcribe files from the run directory alone; bad input is one l
 
 The data is a tiny set in the layout of ./dev data speech-sentences (a manifest and 16-bit WAV files), made here: each
 letter of "abcde" is a tone of its own frequency (70 ms, a Hann envelope, its pitch jittered), a space is 70 ms of
-silence, and no letter follows itself (CTC needs a blank between repeats), at 8 kHz with a little noise."""
+silence, and no letter follows itself (CTC needs a blank between repeats), at 8 kHz with a little noise.
+
+Issue 20 on the attention model: ``train.guided_attention`` trains through run_training and is logged (training only,
+weight > 0 only); ``asr.monotonic_window`` scores the test splits under the window, as ``tformer transcribe
+--monotonic-window`` decodes; bad settings are one line."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import random
 import numpy as np
 import pytest
 import torch
+import yaml
 from cli_helpers import tformer_cli
 
 from tformer.tasks import load_run_config, run_training
@@ -81,6 +86,17 @@ def config(tmp, name, data, kind="ctc", steps=150, every=50, ctc_weight=0.0, eps
     path = tmp / f"{name}.yaml"
     path.write_text(RECIPE.format(run_dir=tmp / name, data=data, kind=kind, steps=steps, every=every,
                                   ctc_weight=ctc_weight, eps=eps))
+    return load_run_config(path)
+
+
+def guided_config(tmp, name, data, steps=12, window=3):
+    """A short attention run with the guided attention loss (weight 1, the last layer) and a monotonic window."""
+    doc = yaml.safe_load(RECIPE.format(run_dir=tmp / name, data=data, kind="attention", steps=steps, every=steps,
+                                       ctc_weight=0.3, eps=0.1))
+    doc["asr"].update(monotonic_window=window, wer_samples=2)
+    doc["train"].update(log_every=4, guided_attention={"weight": 1.0, "sigma": 0.2, "layers": [-1]})
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
     return load_run_config(path)
 
 
@@ -153,6 +169,50 @@ def test_resuming_is_exact(tones, tmp_path):
     assert all(torch.equal(v, b[k]) for k, v in a.items())
 
 
+def test_guided_attention_trains_and_is_logged_and_the_window_scores(tones, tmp_path):
+    summary = run_training(guided_config(tmp_path, "guided", tones), show_progress=False)
+    assert summary["steps"] == 12 and summary["monotonic_window"] == 3 and "test_long_wer_beam" in summary
+    records = [json.loads(line) for line in (tmp_path / "guided" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r.get("kind") == "train"]
+    assert train and all(0 < r["guided_attention"] < 1 for r in train)  # L_att per token, in [0, 1)
+    assert all("guided_attention" not in r for r in records if r.get("kind") == "valid")  # training only
+
+
+def test_the_guided_term_is_in_the_loss_only_in_training_with_a_weight():
+    from tformer.models.conformer import ConformerConfig
+    from tformer.tasks.asr import AsrSettings, AsrTask, AttentionReadOut, CharVocabulary, SpeechSplit
+    from tformer.training.config import GuidedAttentionConfig
+    from tformer.training.guided_attention import TERM
+
+    settings = AsrSettings(model="attention", decoder_layers=2, n_mels=16)
+    vocab = CharVocabulary(AttentionReadOut.specials, LETTERS + " ")
+    g = torch.Generator().manual_seed(0)
+    split = SpeechSplit([torch.randn(40, 16, generator=g), torch.randn(29, 16, generator=g)], ["ab c", "e"],
+                        [vocab.encode("ab c"), vocab.encode("e")])
+    torch.manual_seed(0)
+    model = AttentionReadOut.build(ConformerConfig.tiny(n_mels=16, d_model=16, num_heads=2, d_ff=32,
+                                                        conv_kernel_size=5, dropout=0.0, attention_dropout=0.0),
+                                   vocab, settings)
+    guided = GuidedAttentionConfig(weight=0.5, layers=(-1,))
+
+    def task(cfg):
+        return AsrTask({"train": split}, {}, settings, vocab, model.cfg.min_frames, cfg)
+
+    batch = task(None).collate("train", [0, 1], model)
+    for training in (True, False):
+        model.train(training)
+        plain, zero, with_term = (task(c).loss(model, batch, 0.1) for c in (None, GuidedAttentionConfig(), guided))
+        assert TERM not in plain.terms and TERM not in zero.terms
+        torch.testing.assert_close(zero.loss, plain.loss, rtol=0, atol=0)
+        if not training:  # validation losses stay comparable across runs
+            assert TERM not in with_term.terms
+            torch.testing.assert_close(with_term.loss, plain.loss, rtol=0, atol=0)
+            continue
+        term = with_term.terms[TERM]  # L_att summed per token, as the loss is
+        assert with_term.num_tokens == plain.num_tokens == 7 and 0 < float(term) / 7 < 1
+        torch.testing.assert_close(with_term.loss, plain.loss + 0.5 * term, rtol=1e-6, atol=1e-6)
+
+
 # ---- transcribe ------------------------------------------------------------------------------------------------
 def test_transcribe_reads_the_run_alone(ctc_run, tones, tmp_path):
     run, _ = ctc_run
@@ -177,6 +237,11 @@ def test_transcribe_an_attention_run_matches_the_task_decoding(attention_run, to
     files = wavs(tones, "test-001", "test-002")
     r = tformer_cli("transcribe", run, *files, "--beam", "2")
     assert r.returncode == 0 and r.stdout.splitlines() == Transcriber.from_run(run).transcribe(files, beam_size=2)
+    from tformer.nn.cache import MonotonicWindow
+
+    window = MonotonicWindow(ahead=4, back=2)
+    r = tformer_cli("transcribe", run, *files, "--beam", "2", "--monotonic-window", "4", "--monotonic-window-back", "2")
+    assert r.returncode == 0 and r.stdout.splitlines() == Transcriber.from_run(run).transcribe(files, 2, window=window)
 
 
 # ---- pictures ----------------------------------------------------------------------------------------------
@@ -200,6 +265,8 @@ def test_the_pictures_are_written(ctc_run, attention_run, tones, tmp_path):
     ("not an asr run", "is not a speech-recognition run"),
     ("no run", "run directory not found"),
     ("beam 0", "--beam must be >= 1"),
+    ("window 0", "--monotonic-window must be >= 1"),
+    ("window on ctc", "needs a monotonic attention window"),
     ("layer 9", "layer 9 does not exist"),
 ])
 def test_bad_input_is_one_line_and_exit_2(ctc_run, attention_run, tones, tmp_path, case, words):
@@ -211,6 +278,8 @@ def test_bad_input_is_one_line_and_exit_2(ctc_run, attention_run, tones, tmp_pat
             "not an asr run": ["transcribe", str(tones), wav],
             "no run": ["transcribe", str(tmp_path / "no-run"), wav],
             "beam 0": ["transcribe", run, wav, "--beam", "0"],
+            "window 0": ["transcribe", run, wav, "--monotonic-window", "0"],
+            "window on ctc": ["transcribe", str(ctc_run[0]), wav, "--monotonic-window", "5"],
             "layer 9": ["plot", "alignment", run, wav, "--layer", "9", "-o", str(tmp_path / "a.png")]}[case]
     r = tformer_cli(*argv)
     err = r.stderr.strip()
@@ -232,6 +301,15 @@ def test_missing_data_is_one_line_naming_the_command(tmp_path):
     ("asr: {hop_ms: 30}", "hop_ms (30.0) must not exceed window_ms"),
     ("model: {n_mels: 40}", "model: n_mels come(s) from the data"),
     ("model: {preset: huge}", "model.preset must be one of"),
+    ("train: {max_steps: 1, guided_attention: {weight: 1}}",
+     "train.guided_attention needs asr.model: attention (a ctc read-out"),
+    ("asr: {model: attention, decoder_layers: 2}\ntrain: {max_steps: 1, guided_attention: {weight: 1, layers: [2]}}",
+     "train.guided_attention.layers: 2 is out of range for a decoder with 2 layers"),
+    ("asr: {model: attention}\ntrain: {max_steps: 1, guided_attention: {weight: 1, heads: [-5]}}",
+     "train.guided_attention.heads: -5 is out of range for a decoder with 4 heads"),
+    ("asr: {model: attention, monotonic_window: 0}", "monotonic_window must be >= 1 encoder frames or null"),
+    ("asr: {model: attention, monotonic_window: 5, monotonic_window_back: -1}", "monotonic_window_back must be >= 0"),
+    ("asr: {monotonic_window: 5}", "monotonic_window needs model: attention"),
 ])
 def test_config_errors_are_one_line(tmp_path, section, message):
     from tformer.config import ConfigError

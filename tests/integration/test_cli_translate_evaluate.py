@@ -123,3 +123,50 @@ def test_evaluate_int8_scores_close_to_fp32(trained_run, corpus):
     assert abs(a["chrf"] - b["chrf"]) < 10, (a, b)
     r = tformer_cli("translate", str(trained_run), "--int8", "--device", "cuda", input="seven\n")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--int8" in r.stderr
+
+
+def test_evaluate_reports_alignment_rates_and_decodes_under_a_monotonic_window(trained_run, corpus):
+    args = ["evaluate", str(trained_run), "--src", str(corpus / "test.en"), "--ref", str(corpus / "test.de"),
+            "--beam", "2"]
+    plain = tformer_cli(*args)
+    assert plain.returncode == 0, plain.stderr
+    result = json.loads(plain.stdout)
+    assert 0 <= result["diagonal_focus_rate"] <= 1 and 0 <= result["monotonic_rate"] <= 1
+    assert result["focus_band"] == 0.1 and result["alignment_layer"] == -1 and "monotonic_window" not in result
+    # a window that never reaches behind its focus: every step's peak is at or after the previous one's
+    windowed = tformer_cli(*args, "--monotonic-window", "2", "--monotonic-window-back", "0", "--focus-band", "0.2")
+    assert windowed.returncode == 0, windowed.stderr
+    result = json.loads(windowed.stdout)
+    assert result["monotonic_rate"] == 1.0 and result["monotonic_window"] == 2 and result["focus_band"] == 0.2
+    t = tformer_cli("translate", str(trained_run), "--monotonic-window", "1", input="seven\n")
+    assert t.returncode == 0 and t.stdout.strip()
+    for bad, flag in ((["--monotonic-window", "-1"], "--monotonic-window must be"),
+                      (["--monotonic-window", "0"], "--monotonic-window must be >= 1"),
+                      (["--monotonic-window", "1", "--monotonic-window-back", "-2"], "--monotonic-window-back must"),
+                      (["--alignment-layer", "5"], "alignment layer 5 is out of range")):
+        r = tformer_cli(*args, *bad)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and flag in r.stderr, r.stderr
+
+
+def test_a_window_of_nothing_ahead_is_refused(trained_run):
+    r = tformer_cli("translate", str(trained_run), "--monotonic-window", "0", input="seven\n")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--monotonic-window must be >= 1" in r.stderr
+    assert r.stdout == ""
+
+
+def test_evaluate_checks_the_alignment_settings_before_decoding(trained_run, corpus, tmp_path, monkeypatch):
+    from tformer.translator import Translator
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded before the alignment settings were checked")
+
+    monkeypatch.setattr(Translator, "translate_ids", no_decoding)
+    out = tmp_path / "hyps.de"
+    args = ["evaluate", str(trained_run), "--src", str(corpus / "test.en"), "--ref", str(corpus / "test.de"),
+            "-o", str(out)]
+    for bad, message in ((["--focus-band", "-0.5"], "--focus-band: the diagonal band must be >= 0"),
+                         (["--focus-band", "nan"], "--focus-band"),
+                         (["--alignment-layer", "-9"], "alignment layer -9 is out of range")):
+        r = tformer_cli(*args, *bad)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+        assert not out.exists()

@@ -41,6 +41,7 @@ import tformer.models.transformer.model as transformer_module
 from tformer import Transformer, TransformerConfig, Translator
 from tformer.data.synthetic import make_number_task
 from tformer.data.vocabularies import Vocabularies
+from tformer.generation import GenerationOptions
 
 PAD, EOS = 0, 2
 FIRST_WORD = 4  # ids 0-3 are pad, BOS, EOS, unk: never in a drawn source
@@ -202,6 +203,19 @@ def _translator() -> tuple[Translator, list[str]]:
     model = _random_model(vocabs.src.vocab_size, seed=0, eos_bias=1.0)  # EOS after 2..8 tokens, or cut
     lines = [s for s, _ in pairs[:12]] + [""]  # an empty line translates to "" and must not shift the others
     return Translator(model, vocabs), lines
+
+
+def test_translate_ids_are_the_translations_and_the_alignment_reads_them():
+    """translate() is the text of translate_ids(); the alignment rates of those ids from one teacher-forced pass
+    equal those of stepping them through the cache (a window wider than every source: the stepped pass)."""
+    translator, lines = _translator()
+    outputs = translator.translate_ids(lines, beam_size=2, max_len=12)
+    assert translator.texts(outputs) == translator.translate(lines, beam_size=2, max_len=12)
+    assert outputs[-1] == [] and all(outputs[:-1])  # the empty line decodes to nothing
+    forced = translator.alignment_rates(lines, outputs)
+    stepped = translator.alignment_rates(lines, outputs, GenerationOptions(monotonic_window=99,
+                                                                           monotonic_window_back=99))
+    assert forced == stepped and forced.steps == sum(map(len, outputs))
 
 
 @st.composite

@@ -9,7 +9,7 @@ import yaml
 
 from tformer.config import ConfigError
 from tformer.tasks import get_task, load_run_config, parse_run_config
-from tformer.training.config import dump_run_config, read_run_config
+from tformer.training.config import TrainConfig, dump_run_config, read_run_config
 from tformer.training.config_migration import MOVED, migrate_run_config
 
 LEGACY_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "legacy" / "translation_run" / "config.yaml"
@@ -46,7 +46,10 @@ def test_a_run_directory_saved_by_the_old_code_loads_with_the_same_meaning():
     assert cfg.task == "translation" and cfg.task_settings == {"bleu_samples": 0, "bleu_tokenize": "13a"}
     moved = {key for section, key in MOVED}
     assert dataclasses.asdict(cfg.data) == {k: v for k, v in old["data"].items() if k not in moved}
-    assert dataclasses.asdict(cfg.train) == {k: v for k, v in old["train"].items() if k not in moved}
+    train, expected = dataclasses.asdict(cfg.train), {k: v for k, v in old["train"].items() if k not in moved}
+    added = {k: train.pop(k) for k in set(train) - set(expected)}  # settings newer than the run: their defaults
+    assert train == expected
+    assert added == {k: v for k, v in dataclasses.asdict(TrainConfig(max_steps=1)).items() if k in added}
     assert (cfg.run_dir, cfg.seed, cfg.model) == (old["run_dir"], old["seed"], old["model"])
     assert read_run_config(LEGACY_RUN) == cfg  # nothing left to fill in: both settings were in the file
 

@@ -2,7 +2,9 @@
 
 Properties, in float64 where they are exact: padding never leaks, the future never leaks, cached decoding equals
 teacher forcing, beam 1 equals greedy, an unpruned beam finds the brute-force best transcript, save/load
-round-trips; and the CTC loss falls on a tiny overfit."""
+round-trips; and the CTC loss falls on a tiny overfit. The guided attention side path equals the reference weights
+and trains only the probed heads; the monotonic window: one over every frame changes nothing, the focus never moves
+back, and beam scores under a window replay exactly."""
 
 import itertools
 import json
@@ -12,13 +14,18 @@ import torch
 import torch.nn.functional as F
 
 from tformer.config import ConfigError
-from tformer.generation import beam_search, beam_search_nbest, greedy_search
+from tformer.data.audio import frame_mask
+from tformer.errors import TformerError
+from tformer.generation import Feature, beam_search, beam_search_nbest, greedy_search
 from tformer.models.conformer import (
     ConformerConfig,
     ConformerCTC,
     ConformerSeq2Seq,
     ctc_loss,
 )
+from tformer.nn.attention import AttentionProbe
+from tformer.nn.cache import MonotonicWindow
+from tformer.training.guided_attention import guided_attention_loss
 
 PAD, BOS, EOS, BLANK = 0, 1, 2, 3
 V = 9  # pad, bos, eos, blank and 5 labels
@@ -262,3 +269,113 @@ def test_save_load_round_trip(tmp_path, make):
         assert loaded.decoder_cfg == model.decoder_cfg and doc["asr"]["ctc_weight"] == model.decoder_cfg.ctc_weight
         tgt_in, _ = _targets()
         torch.testing.assert_close(loaded(x, lengths, tgt_in), model(x, lengths, tgt_in), rtol=0, atol=0)
+
+
+# ---- the guided attention side path and the monotonic window (issue 20) ------------------------------------------
+def test_probed_weights_equal_the_reference_cross_attention():
+    """The side path's weights (fast attention kept) equal the written-out weights of the same layers and heads."""
+    model = _seq2seq()
+    x, lengths = _features([41, 23], seed=12)
+    tgt_in, tgt_out = _targets()
+    reference = model.cross_attention(x, lengths, tgt_in)  # per layer (B, H, L, T')
+    hidden, probed = model.decoder_states(x, lengths, tgt_in, cross_attention=AttentionProbe(layers=(-1,), heads=(1,)))
+    assert len(probed) == 1
+    torch.testing.assert_close(probed[0], reference[1][:, 1:2], rtol=0, atol=1e-12)
+    torch.testing.assert_close(hidden, model.decoder_states(x, lengths, tgt_in), rtol=0, atol=0)
+    terms = model.loss_terms(x, lengths, tgt_in, tgt_out, 0.1, cross_attention=AttentionProbe())
+    assert terms.frame_lengths.tolist() == [9, 5] and len(terms.cross_weights) == 2
+    for got, want in zip(terms.cross_weights, reference, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert list(model.loss_terms(x, lengths, tgt_in, tgt_out).cross_weights) == []  # no probe, no weights
+
+
+def test_guided_gradients_reach_only_the_probed_heads():
+    """The guided loss on layer 0, head 1 moves that head's query and key rows, not head 0's, not the values, and
+    nothing of layer 1."""
+    model = _seq2seq().train()
+    x, lengths = _features([41, 23], seed=13)
+    tgt_in, tgt_out = _targets()
+    terms = model.loss_terms(x, lengths, tgt_in, tgt_out, cross_attention=AttentionProbe(layers=(0,), heads=(1,)))
+    guided_attention_loss(terms.cross_weights, frame_mask(terms.frame_lengths, 9), tgt_out != PAD, 0.2).backward()
+    dh = 16 // 2
+    layer0, layer1 = model.decoder.layers
+    for proj in (layer0.cross_attn.q_proj, layer0.cross_attn.k_proj):
+        assert proj.weight.grad[:dh].abs().max() == 0 and proj.weight.grad[dh:].abs().max() > 0
+    for proj in (layer0.cross_attn.v_proj, layer0.cross_attn.out_proj):
+        assert proj.weight.grad is None or proj.weight.grad.abs().max() == 0
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in layer1.parameters())
+
+
+def test_a_window_over_every_frame_changes_nothing():
+    model = _seq2seq()
+    x, lengths = _features([41, 23, 33], seed=14)
+    everything = MonotonicWindow(ahead=100, back=100)
+    for beam in (1, 3):
+        assert model.transcribe(x, lengths, beam_size=beam, max_len=6, window=everything) == model.transcribe(
+            x, lengths, beam_size=beam, max_len=6)
+    plain = model.transcribe_nbest(x, lengths, beam_size=3, max_len=4)
+    windowed = model.transcribe_nbest(x, lengths, beam_size=3, max_len=4, window=everything)
+    assert [[(h.tokens, h.logprob) for h in s] for s in plain] == [[(h.tokens, h.logprob) for h in s] for s in windowed]
+    memory, frame_lengths = model.encode_audio(x, lengths)
+    tgt_in = torch.tensor([[BOS, 4, 5, 6]] * 3)
+    cache = model.start_decoding(memory, frame_lengths)
+    cache.constrain(everything)
+    steps = torch.cat([model.decode_step(tgt_in[:, t : t + 1], cache) for t in range(4)], dim=1)
+    torch.testing.assert_close(steps, model(x, lengths, tgt_in), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_under_a_tight_window_the_focus_never_moves_back(seed):
+    """A random model fed random tokens: each step attends only inside [focus - back, focus + ahead] of real frames,
+    and the focus never decreases nor leaves the utterance."""
+    torch.manual_seed(seed)
+    model = ConformerSeq2Seq(_cfg(), V, decoder_layers=2, pad_id=PAD, bos_id=BOS, eos_id=EOS).double().eval()
+    x, lengths = _features([61, 37], seed=seed)
+    memory, frame_lengths = model.encode_audio(x, lengths)
+    window = MonotonicWindow(ahead=2, back=1)
+    cache = model.start_decoding(memory, frame_lengths)
+    cache.constrain(window)
+    tokens = torch.randint(3, V, (2, 12), generator=torch.Generator().manual_seed(seed))
+    focus = cache.focus.clone()
+    for t in range(12):
+        out = model.decoder.step(tokens[:, t : t + 1], cache, probe=AttentionProbe(layers=(0,)))
+        inside = torch.arange(memory.shape[1])[None, :]
+        allowed = (inside >= focus[:, None] - 1) & (inside <= focus[:, None] + 2) & (inside < frame_lengths[:, None])
+        assert out.probed[0][:, :, 0][~allowed[:, None].expand(-1, 2, -1)].abs().max() == 0  # (B, H, T')
+        assert (cache.focus >= focus).all() and (cache.focus < frame_lengths).all()
+        focus = cache.focus.clone()
+    assert focus.max() > 0  # it did move
+
+
+def test_beam_scores_under_a_window_replay_exactly():
+    """Every hypothesis' log-probability equals stepping its tokens one by one under the same window."""
+    model = _seq2seq()
+    x, lengths = _features([41, 23], seed=15)
+    window = MonotonicWindow(ahead=1, back=0)
+    nbest = model.transcribe_nbest(x, lengths, beam_size=4, max_len=5, length_penalty=0.0, window=window)
+    memory, frame_lengths = model.encode_audio(x, lengths)
+    unwindowed = []
+    for b, hyps in enumerate(nbest):
+        for h in hyps:
+            cache = model.start_decoding(memory[b : b + 1], frame_lengths[b : b + 1])
+            cache.constrain(window)
+            inputs = [BOS, *h.tokens[:-1]]
+            with torch.no_grad():
+                logp = sum(float(model.decode_step(torch.tensor([[tok]]), cache)[0, -1].log_softmax(-1)[nxt])
+                           for tok, nxt in zip(inputs, h.tokens, strict=True))
+            assert h.logprob == pytest.approx(logp, abs=1e-5)
+            unwindowed.append(abs(logp - _sequence_logprob(model, x[b : b + 1, : lengths[b]], lengths[b : b + 1],
+                                                           list(h.tokens))))
+    assert max(unwindowed) > 1e-3  # the window did bind: without it the same tokens score otherwise
+
+
+def test_a_window_is_one_step_at_a_time():
+    model = _seq2seq()
+    x, lengths = _features([41], seed=16)
+    memory, frame_lengths = model.encode_audio(x, lengths)
+    cache = model.start_decoding(memory, frame_lengths)
+    cache.constrain(MonotonicWindow(ahead=3))
+    with pytest.raises(TformerError, match="one new position per step"):
+        model.decode_step(torch.tensor([[BOS, 4]]), cache)
+    assert ConformerSeq2Seq.capabilities.supports(Feature.MONOTONIC_WINDOW)
+    assert not ConformerCTC.capabilities.supports(Feature.MONOTONIC_WINDOW)

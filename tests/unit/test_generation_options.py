@@ -71,7 +71,8 @@ def _models():
 def test_each_model_kind_declares_what_it_supports():
     transformer, cmlm, gpt = _models()
     assert capabilities_of(transformer).features == {Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.SAMPLING,
-                                                     Feature.MIN_LENGTH, Feature.ATTENTION_MAPS}
+                                                     Feature.MIN_LENGTH, Feature.ATTENTION_MAPS,
+                                                     Feature.MONOTONIC_WINDOW}
     assert capabilities_of(cmlm).features == {Feature.MASK_PREDICT}
     assert capabilities_of(gpt).features == {Feature.GREEDY, Feature.SAMPLING, Feature.MIN_LENGTH}
     assert capabilities_of(torch.nn.Linear(2, 2)) == Capabilities("a Linear")  # declares nothing: supports nothing
@@ -98,7 +99,7 @@ def test_every_kind_refuses_what_it_does_not_support_through_generate():
     with pytest.raises(TformerError, match="generate\\(\\) with iterations=2 needs mask-predict .* autoregressive "
                                            "Transformer"):
         transformer.generate(src, iterations=2)
-    for bad in ({"beam_size": 2}, {"do_sample": True}, {"min_len": 1}):
+    for bad in ({"beam_size": 2}, {"do_sample": True}, {"min_len": 1}, {"monotonic_window": 2}):
         with pytest.raises(TformerError, match="but this model \\(a non-autoregressive CMLM\\)"):
             cmlm.generate(src, **bad)
     with pytest.raises(TformerError, match="with beam_size=3 needs beam search, but this model \\(a decoder-only"):

@@ -3,6 +3,8 @@
 Empty and whitespace-only lines stay empty, so line counts always match. ``--output`` is written
 atomically: a failed run never leaves a half-written file. ``--nbest N`` prints N lines per sentence as
 ``index ||| translation ||| score`` (Moses n-best style); ``--scores`` appends a tab and the score.
+``--monotonic-window N`` decodes under a monotonic window: each step attends only to the source positions from
+``--monotonic-window-back`` behind to N ahead of the previous step's attention peak, which never moves back.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
                    help="non-autoregressive (CMLM) runs: mask-predict rounds (default 10)")
     p.add_argument("--length-beam", type=int, default=None,
                    help="non-autoregressive (CMLM) runs: target lengths decoded side by side (default 3)")
+    p.add_argument("--monotonic-window", type=int, default=None, metavar="N",
+                   help="attend only to source positions up to N ahead of the previous step's attention peak (and "
+                        "--monotonic-window-back behind it); the window never moves backwards")
+    p.add_argument("--monotonic-window-back", type=int, default=1, metavar="M",
+                   help="with --monotonic-window: how far behind the peak the window reaches (default 1)")
     p.add_argument("--int8", action="store_true",
                    help="CPU only: run the linear layers in int8 (dynamic quantization; faster, slightly different)")
 
@@ -74,6 +81,7 @@ def decoding_options(args: argparse.Namespace) -> GenerationOptions:
             beam_size=args.beam, nbest=nbest, length_penalty=args.alpha, max_len=args.max_len, do_sample=args.sample,
             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
             iterations=args.iterations, length_candidates=args.length_beam,
+            monotonic_window=args.monotonic_window, monotonic_window_back=args.monotonic_window_back,
         )
     except TformerError as e:  # the message names the options' fields: say the flags the user typed
         raise TformerError(re.sub(FLAG_PATTERN, lambda m: FLAGS[m.group(0)], str(e))) from None
@@ -81,7 +89,8 @@ def decoding_options(args: argparse.Namespace) -> GenerationOptions:
 
 FLAGS = {"beam_size": "--beam", "length_penalty": "--alpha", "max_len": "--max-len", "do_sample": "--sample",
          "temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p", "seed": "--seed",
-         "iterations": "--iterations", "length_candidates": "--length-beam", "nbest": "--nbest"}
+         "iterations": "--iterations", "length_candidates": "--length-beam", "nbest": "--nbest",
+         "monotonic_window_back": "--monotonic-window-back", "monotonic_window": "--monotonic-window"}
 FLAG_PATTERN = r"\b(" + "|".join(FLAGS) + r")\b"
 
 

@@ -1,10 +1,13 @@
 """The data layer: tokenization, reading corpora, token-budget batching, and the demo task.
 
-* :mod:`tformer.data.tokenizer`: subword tokenizers with fixed special ids (pad 0, BOS 1, EOS 2, unk 3).
+* :mod:`tformer.data.tokenizer`: subword (or space-separated symbol) tokenizers with fixed special ids (pad 0,
+  BOS 1, EOS 2, unk 3); their kinds by name in ``TOKENIZER_KINDS``.
 * :mod:`tformer.data.vocabularies`: a translation model's tokenizers, shared or one per side, and their files.
 * :mod:`tformer.data.corpus`: parallel text from aligned files, TSV or JSON Lines; pair filtering.
 * :mod:`tformer.data.batching`: batches by token budget, and padding into the model's tensors.
 * :mod:`tformer.data.synthetic`: English -> German number words, the task of ``tformer demo``.
+* :mod:`tformer.data.cmudict`: the CMU Pronouncing Dictionary split by word for grapheme to phoneme (``./dev data
+  cmudict``; imported by name, not here).
 """
 
 from tformer.data.batching import Batch, TokenBatchSampler, collate
@@ -23,6 +26,7 @@ from tformer.data.tokenizer import (
     EOS_ID,
     PAD_ID,
     SPECIAL_TOKENS,
+    TOKENIZER_KINDS,
     UNK_ID,
     Tokenizer,
     TokenizerError,
@@ -31,7 +35,7 @@ from tformer.data.vocabularies import Vocabularies
 
 # One line per module, in the order of the docstring.
 __all__ = [
-    "BOS_ID", "EOS_ID", "PAD_ID", "SPECIAL_TOKENS", "UNK_ID", "Tokenizer", "TokenizerError",
+    "BOS_ID", "EOS_ID", "PAD_ID", "SPECIAL_TOKENS", "TOKENIZER_KINDS", "UNK_ID", "Tokenizer", "TokenizerError",
     "Vocabularies",
     "CorpusError", "FilterReport", "filter_pairs", "read_jsonl", "read_lines", "read_parallel", "read_tsv",
     "Batch", "TokenBatchSampler", "collate",

@@ -1,4 +1,5 @@
-"""Subword tokenization (BPE or unigram) with the Hugging Face ``tokenizers`` library.
+"""Tokenization (BPE or unigram subwords, or whitespace-separated symbols) with the Hugging Face ``tokenizers``
+library.
 
 The paper encodes sentences with byte-pair encoding into a shared source-target vocabulary of about
 37000 tokens (§5.1). :class:`Tokenizer` wraps one trained ``tokenizers.Tokenizer`` with the fixed
@@ -32,12 +33,22 @@ text): that raises :class:`TokenizerError`.
 
 ``encode`` adds no BOS/EOS: the model's input layout (source + EOS, BOS + target) is built by
 :func:`tformer.data.batching.collate`.
+
+The kinds (:data:`TOKENIZER_KINDS`, the values of ``data.tokenizer``): ``bpe`` and ``unigram`` are the subword
+models above. ``symbols`` is for text that is already a sequence of symbols written with spaces between them,
+such as the characters of a word (``h e l l o``) or its phonemes (``HH AH0 L OW1``) in grapheme-to-phoneme
+conversion: after the same normalization, each whitespace-separated symbol is one token (a word-level model,
+no subwords, no digit or punctuation splitting), and decoding joins the symbols with single spaces, so
+``decode(encode(text)) == text`` for normalized text of training symbols. The vocabulary holds the training
+text's ``vocab_size - 4`` most frequent symbols (ties in symbol order); any other symbol is ``<unk>``. A
+``symbols`` tokenizer is saved and loaded like the others (``tokenizer.json``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -47,14 +58,17 @@ from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, tra
 
 from tformer.errors import TformerError
 from tformer.io.files import atomic_write_text
+from tformer.registry import Registry
 
 __all__ = [
     "BOS_ID",
     "EOS_ID",
     "PAD_ID",
     "SPECIAL_TOKENS",
+    "TOKENIZER_KINDS",
     "UNK_ID",
     "Tokenizer",
+    "TokenizerKind",
     "TokenizerError",
 ]
 
@@ -65,7 +79,7 @@ UNK_ID = 3
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # index in this tuple == id
 WORD_MARKER = "▁"  # U+2581, marks the start of a word (sentencepiece convention)
 
-SubwordModel = Literal["bpe", "unigram"]
+SubwordModel = Literal["bpe", "unigram", "symbols"]  # the names in TOKENIZER_KINDS
 
 
 class TokenizerError(TformerError):
@@ -85,6 +99,58 @@ def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
             pre_tokenizers.Punctuation(behavior="isolated"),
         ]
     )
+
+
+@dataclass(frozen=True)
+class TokenizerKind:
+    """How one kind of tokenizer is put together and trained (an entry of :data:`TOKENIZER_KINDS`).
+
+    Attributes:
+        model: makes the untrained ``tokenizers`` model (BPE, Unigram, WordLevel).
+        pre_tokenizer: makes the pre-tokenizer that cuts normalized text into the pieces the model sees.
+        decoder: makes the decoder that turns tokens back into text; None = the library's default, which joins
+            the tokens with single spaces.
+        trainer: ``(vocab_size, min_frequency, alphabet) -> trainer``; ``alphabet`` is every character of the
+            normalized training text (word marker included).
+        needs_alphabet: the vocabulary must hold every training character (subwords are spelled from them), so
+            a ``vocab_size`` too small for them is refused.
+    """
+
+    model: Callable[[], models.Model]
+    pre_tokenizer: Callable[[], pre_tokenizers.PreTokenizer]
+    decoder: Callable[[], decoders.Decoder] | None
+    trainer: Callable[[int, int, list[str]], trainers.Trainer]
+    needs_alphabet: bool = True
+
+
+TOKENIZER_KINDS: Registry[TokenizerKind] = Registry("data.tokenizer")
+"""The tokenizer kinds by name: ``bpe`` (the paper's), ``unigram`` (sentencepiece's), ``symbols`` (see the module
+docstring)."""
+
+TOKENIZER_KINDS.add("bpe", TokenizerKind(
+    model=lambda: models.BPE(unk_token=SPECIAL_TOKENS[UNK_ID]),
+    pre_tokenizer=_pre_tokenizer,
+    decoder=lambda: decoders.Metaspace(replacement=WORD_MARKER, prepend_scheme="always", split=True),
+    trainer=lambda vocab_size, min_frequency, alphabet: trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=alphabet, show_progress=False),
+))
+TOKENIZER_KINDS.add("unigram", TokenizerKind(
+    model=models.Unigram,
+    pre_tokenizer=_pre_tokenizer,
+    decoder=TOKENIZER_KINDS["bpe"].decoder,
+    trainer=lambda vocab_size, min_frequency, alphabet: trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), unk_token=SPECIAL_TOKENS[UNK_ID],
+        initial_alphabet=alphabet, show_progress=False),
+))
+TOKENIZER_KINDS.add("symbols", TokenizerKind(
+    model=lambda: models.WordLevel(unk_token=SPECIAL_TOKENS[UNK_ID]),
+    pre_tokenizer=pre_tokenizers.WhitespaceSplit,
+    decoder=None,  # the library joins the symbols with single spaces
+    trainer=lambda vocab_size, min_frequency, alphabet: trainers.WordLevelTrainer(
+        vocab_size=vocab_size, min_frequency=0, special_tokens=list(SPECIAL_TOKENS), show_progress=False),
+    needs_alphabet=False,
+))
 
 
 class Tokenizer:
@@ -128,8 +194,9 @@ class Tokenizer:
                 the special tokens, the word marker and every distinct character of the training
                 text. BPE's result is smaller when the text has fewer distinct subwords; unigram
                 training can end a few tokens off ``vocab_size`` on tiny corpora.
-            model: ``"bpe"`` (byte-pair encoding, as in the paper) or ``"unigram"`` (sentencepiece's
-                unigram language model).
+            model: the kind (:data:`TOKENIZER_KINDS`): ``"bpe"`` (byte-pair encoding, as in the paper),
+                ``"unigram"`` (sentencepiece's unigram language model) or ``"symbols"`` (one token per
+                whitespace-separated symbol; ``vocab_size`` then caps the symbols kept, most frequent first).
             min_frequency: BPE only: a pair seen fewer times than this is never merged.
 
         Returns:
@@ -139,35 +206,24 @@ class Tokenizer:
             TokenizerError: If ``model`` is unknown or ``vocab_size`` cannot hold the special tokens and
                 the characters of the training text.
         """
-        backend = tokenizers.Tokenizer(_empty_model(model))
+        if model not in TOKENIZER_KINDS:
+            raise TokenizerError(f"unknown subword model {model!r}; expected one of {tuple(TOKENIZER_KINDS)}")
+        kind = TOKENIZER_KINDS[model]
+        backend = tokenizers.Tokenizer(kind.model())
         backend.normalizer = _normalizer()
-        backend.pre_tokenizer = _pre_tokenizer()
-        backend.decoder = decoders.Metaspace(replacement=WORD_MARKER, prepend_scheme="always", split=True)
+        backend.pre_tokenizer = kind.pre_tokenizer()
+        if kind.decoder is not None:
+            backend.decoder = kind.decoder()
 
         texts = list(texts)
-        alphabet = _alphabet(backend.normalizer, texts)
-        if vocab_size < len(SPECIAL_TOKENS) + len(alphabet):
+        alphabet = _alphabet(backend.normalizer, texts) if kind.needs_alphabet else []
+        if vocab_size < len(SPECIAL_TOKENS) + max(len(alphabet), 1):
             raise TokenizerError(
                 f"vocab_size {vocab_size} is too small: it must hold {len(SPECIAL_TOKENS)} special tokens "
-                f"and the {len(alphabet)} distinct characters of the training text (word marker included)"
+                + (f"and the {len(alphabet)} distinct characters of the training text (word marker included)"
+                   if kind.needs_alphabet else "and at least one symbol")
             )
-        if model == "bpe":
-            trainer = trainers.BpeTrainer(
-                vocab_size=vocab_size,
-                min_frequency=min_frequency,
-                special_tokens=list(SPECIAL_TOKENS),
-                initial_alphabet=alphabet,
-                show_progress=False,
-            )
-        else:
-            trainer = trainers.UnigramTrainer(
-                vocab_size=vocab_size,
-                special_tokens=list(SPECIAL_TOKENS),
-                unk_token=SPECIAL_TOKENS[UNK_ID],
-                initial_alphabet=alphabet,
-                show_progress=False,
-            )
-        backend.train_from_iterator(texts, trainer, length=len(texts))
+        backend.train_from_iterator(texts, kind.trainer(vocab_size, min_frequency, alphabet), length=len(texts))
         return cls(backend)
 
     # ----------------------------------------------------------------------------- text <-> ids
@@ -311,14 +367,6 @@ class Tokenizer:
             return cls.from_json(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, TokenizerError) as err:
             raise TokenizerError(f"cannot load tokenizer file {path}: {err}") from None
-
-
-def _empty_model(model: str) -> models.Model:
-    if model == "bpe":
-        return models.BPE(unk_token=SPECIAL_TOKENS[UNK_ID])
-    if model == "unigram":
-        return models.Unigram()
-    raise TokenizerError(f"unknown subword model {model!r}; expected 'bpe' or 'unigram'")
 
 
 def _alphabet(normalizer: normalizers.Normalizer, texts: Sequence[str]) -> list[str]:

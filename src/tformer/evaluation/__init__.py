@@ -1,6 +1,6 @@
-"""Evaluation: BLEU and chrF with sacreBLEU (with their signatures); word and character error rates."""
+"""Evaluation: BLEU and chrF with sacreBLEU (with their signatures); word, character and sequence error rates."""
 
 from tformer.evaluation.bleu import score
-from tformer.evaluation.wer import EditCounts, char_error_rate, edit_counts, word_error_rate
+from tformer.evaluation.wer import EditCounts, char_error_rate, edit_counts, sequence_error_rate, word_error_rate
 
-__all__ = ["EditCounts", "char_error_rate", "edit_counts", "score", "word_error_rate"]
+__all__ = ["EditCounts", "char_error_rate", "edit_counts", "score", "sequence_error_rate", "word_error_rate"]

@@ -6,7 +6,9 @@ a whole corpus.
 S substitutions, D deletions (reference units missing from the hypothesis), I insertions (hypothesis units not in
 the reference) and H hits are summed over the sentences of one minimum-edit alignment each; the rate is corpus-level
 (total edits / total reference units, as ``jiwer`` computes it), not a mean of sentence rates. CER is the same over
-characters.
+characters. In grapheme-to-phoneme conversion (one word a line, its phonemes separated by spaces) the same
+counts over phonemes are the phoneme error rate (PER), and the "word error rate" of that field is
+:func:`sequence_error_rate`: the share of lines (words) whose phonemes are not exactly the reference's.
 
 The numbers are ``jiwer``'s (tested equal, counts included, on random sentence pairs):
 
@@ -29,7 +31,8 @@ from dataclasses import dataclass
 
 from tformer.errors import TformerError
 
-__all__ = ["EditCounts", "align", "char_error_rate", "edit_counts", "word_error_rate", "words", "characters"]
+__all__ = ["EditCounts", "align", "char_error_rate", "edit_counts", "sequence_error_rate", "word_error_rate", "words",
+           "characters"]
 
 
 @dataclass(frozen=True)
@@ -151,3 +154,21 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> flo
 def char_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     """Corpus CER: as :func:`word_error_rate` over characters (spaces between words count)."""
     return edit_counts(references, hypotheses, characters).error_rate
+
+
+def sequence_error_rate(references: Sequence[str], hypotheses: Sequence[str],
+                        units: Callable[[str], list[str]] = words) -> float:
+    """The share of sentences whose ``units`` differ from their reference's in any way (0.0 = all exact).
+
+    Grapheme-to-phoneme conversion calls this the word error rate: a word (one line) is wrong when any of its
+    phonemes is (Bisani and Ney, 2008). Units, not strings, are compared, so spacing never counts.
+
+    Raises:
+        TformerError: lists of different lengths, or no sentences at all.
+    """
+    if len(references) != len(hypotheses):
+        raise TformerError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    if not references:
+        raise TformerError("the sequence error rate is undefined: there are no sentences")
+    wrong = sum(units(ref) != units(hyp) for ref, hyp in zip(references, hypotheses, strict=True))
+    return wrong / len(references)

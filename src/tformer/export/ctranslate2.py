@@ -80,6 +80,8 @@ def unsupported(cfg: TransformerConfig) -> str | None:
         return f"{cfg.attention.kind} attention is approximate and CTranslate2 computes full attention only"
     if cfg.activation not in _ACTIVATIONS:
         return f"activation {cfg.activation!r} has no CTranslate2 equivalent"
+    if cfg.cross_attention.kind != "dot":
+        return f"{cfg.cross_attention.kind} encoder-decoder attention has no CTranslate2 equivalent"
     return None
 
 

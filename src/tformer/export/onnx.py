@@ -39,7 +39,8 @@ Supported configurations: full attention (``attention.kind: full``) with any of 
 pre-norm, LayerNorm or RMSNorm, sinusoidal or learned positions, tied or separate embeddings and output layer,
 shared or separate vocabularies; also relative positions (T5) and the copy mechanism (``pointer_generator``, whose
 step output is then log-probabilities, which greedy search treats as logits). The long-input attention kinds
-(chunked, sliding, linformer, lsh) are refused with a one-line :class:`TformerError`.
+(chunked, sliding, linformer, lsh) and the location-aware and monotonic encoder-decoder attentions (whose decoding
+carries an alignment state) are refused with a one-line :class:`TformerError`.
 
 :class:`Runtime` decodes as :func:`tformer.generation.greedy.greedy_search` does, in numpy: the same length limit
 (each source's length + 50, at most ``max_len``), the same forbidden tokens, finished sentences dropped from the
@@ -160,6 +161,9 @@ def check_supported(cfg: TransformerConfig) -> None:
     if cfg.attention.kind != "full":
         raise TformerError(f"ONNX export supports full attention only; this model uses {cfg.attention.kind!r} "
                            "attention")
+    if cfg.cross_attention.kind != "dot":
+        raise TformerError(f"ONNX export supports dot-product encoder-decoder attention only; this model uses "
+                           f"{cfg.cross_attention.kind!r} (its decoding state is not in the graphs)")
 
 
 def _graph_io(path: Path) -> dict:

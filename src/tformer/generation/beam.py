@@ -27,6 +27,7 @@ from torch import Tensor
 from tformer.errors import TformerError
 from tformer.generation.options import GenerationOptions
 from tformer.generation.protocols import EncoderDecoder, TokenIds
+from tformer.nn.cache import MonotonicWindow
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ def forbid_special(scores: Tensor, cfg: TokenIds, t: int, min_len: int) -> None:
 def beam_search_nbest(
     model: EncoderDecoder, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
     length_penalty_alpha: float = 0.6, nbest: int = 1, trace: list[BeamStep] | None = None,
+    window: MonotonicWindow | None = None,
 ) -> list[list[Hypothesis]]:
     """The ``nbest`` best hypotheses per sentence, best first.
 
@@ -93,12 +95,15 @@ def beam_search_nbest(
         max_len: the most tokens per sentence, EOS included: one int, or a (B,) tensor of per-sentence limits.
         nbest: 1 <= nbest <= beam_size (the settings are checked by :class:`GenerationOptions`).
         trace: if a list, one :class:`BeamStep` per step is appended to it (the search itself is unchanged).
+        window: decode under this monotonic window (each beam carries its own focus), or None.
     """
     GenerationOptions(beam_size=beam_size, nbest=nbest)  # a direct caller's settings, checked once
     cfg, k, alpha = model.cfg, beam_size, length_penalty_alpha
     b, device = src.shape[0], src.device
     limits = row_limits(max_len, b)
     cache = model.start_decoding(model.encode(src), src)
+    if window is not None:
+        cache.constrain(window)
     cache.repeat_interleave(k)  # (B*K) rows: sentence i owns rows i*K .. i*K+K-1
     sent = torch.arange(b, device=device)  # original index of each live sentence, (n,)
     scores = torch.full((b, k), float("-inf"), device=device)  # (n, K) log-probabilities of the live beams
@@ -190,11 +195,12 @@ def _stopped(finished: list[list[Hypothesis]], sent: Tensor, limits: list[int], 
 
 def beam_search(
     model: EncoderDecoder, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
-    length_penalty_alpha: float = 0.6,
+    length_penalty_alpha: float = 0.6, window: MonotonicWindow | None = None,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) best hypothesis per sentence, without BOS, padded with pad_id."""
     best = [h[0].tokens for h in beam_search_nbest(
-        model, src, beam_size=beam_size, max_len=max_len, min_len=min_len, length_penalty_alpha=length_penalty_alpha
+        model, src, beam_size=beam_size, max_len=max_len, min_len=min_len, length_penalty_alpha=length_penalty_alpha,
+        window=window,
     )]
     out = src.new_full((len(best), max(len(t) for t in best)), model.cfg.pad_id)  # (B, L)
     for i, toks in enumerate(best):

@@ -27,6 +27,7 @@ class Feature(enum.Enum):
     MIN_LENGTH = "a minimum length (min_len)"
     ATTENTION_MAPS = "encoder-decoder attention maps"
     MASK_PREDICT = "mask-predict (non-autoregressive decoding)"
+    MONOTONIC_WINDOW = "a monotonic attention window (monotonic_window)"
 
 
 class AsksFeatures(Protocol):

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from tformer.generation.beam import forbid_special, row_limits
 from tformer.generation.protocols import DecodingCache, StepDecoder
+from tformer.nn.cache import MonotonicWindow
 
 Start = Callable[[], tuple[DecodingCache, Tensor]]  # () -> (cache, first input (B, t))
 
@@ -27,7 +28,7 @@ Start = Callable[[], tuple[DecodingCache, Tensor]]  # () -> (cache, first input 
 @torch.no_grad()
 def decode_single_path(
     model: StepDecoder, src: Tensor, choose: Callable[[Tensor], Tensor], *, max_len: int | Tensor,
-    min_len: int = 0, start: Start | None = None,
+    min_len: int = 0, start: Start | None = None, window: MonotonicWindow | None = None,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) output ids without BOS, ending in EOS when produced, pad-filled.
 
@@ -42,6 +43,7 @@ def decode_single_path(
             ``model.decode_step(first input, cache)[:, -1]`` predicts the first output token. Default: encode
             ``src`` and start from BOS. A model without a padding token (``cfg.pad_id`` None, as GPT-2) fills
             finished rows with EOS instead.
+        window: decode under this monotonic window (the cache's ``constrain``), or None.
     """
     cfg = model.cfg
     b = src.shape[0]
@@ -50,6 +52,8 @@ def decode_single_path(
         cache, tokens = model.start_decoding(model.encode(src), src), src.new_full((b, 1), cfg.bos_id)
     else:
         cache, tokens = start()  # (B', t) the input that predicts the first output token
+    if window is not None:
+        cache.constrain(window)
     out = src.new_full((b, int(limit.max())), cfg.eos_id if cfg.pad_id is None else cfg.pad_id)  # (B, max L)
     rows = torch.arange(b, device=src.device)  # original sentence index of each cache row, (B',)
     length = 0
@@ -83,7 +87,8 @@ def _forbid(scores: Tensor, cfg, t: int, min_len: int) -> None:
 
 def greedy_search(
     model: StepDecoder, src: Tensor, *, max_len: int | Tensor, min_len: int = 0, start: Start | None = None,
+    window: MonotonicWindow | None = None,
 ) -> Tensor:
     """The argmax path; see :func:`decode_single_path`."""
     return decode_single_path(model, src, lambda logits: logits.argmax(dim=-1), max_len=max_len, min_len=min_len,
-                              start=start)
+                              start=start, window=window)

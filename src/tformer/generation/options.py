@@ -19,6 +19,7 @@ from typing import Any
 
 from tformer.errors import TformerError
 from tformer.generation.capabilities import Feature
+from tformer.nn.cache import MonotonicWindow
 
 PAPER_BEAM_SIZE = 4  # §6.1: "beam search with a beam size of 4 and length penalty alpha = 0.6"
 MASK_PREDICT_ITERATIONS = 10  # a CMLM's default decoder passes T (mask-predict)
@@ -41,6 +42,11 @@ class GenerationOptions:
             reshaped by ``temperature``, ``top_k`` (0 = off) and ``top_p`` (1 = off), seeded by ``seed``.
         iterations: mask-predict's decoder passes T (None = 10).
         length_candidates: mask-predict's most likely lengths decoded side by side (None = 3).
+        monotonic_window: decode under a monotonic window (:class:`~tformer.nn.cache.MonotonicWindow`): each step's
+            encoder-decoder attention sees only the source positions [focus - monotonic_window_back,
+            focus + monotonic_window], where the focus is the previous step's attention peak and never moves
+            backwards; None = no window, else >= 1 (a window reaching nothing ahead would never move).
+        monotonic_window_back: how far behind the focus the window reaches (with ``monotonic_window``).
     """
 
     beam_size: int | None = None
@@ -55,6 +61,8 @@ class GenerationOptions:
     seed: int | None = None
     iterations: int | None = None
     length_candidates: int | None = None
+    monotonic_window: int | None = None
+    monotonic_window_back: int = 1
 
     def __post_init__(self) -> None:
         for name in ("beam_size", "nbest", "max_len", "iterations", "length_candidates"):
@@ -63,6 +71,11 @@ class GenerationOptions:
                 raise TformerError(f"{name} must be >= 1, got {value}")
         if self.nbest is not None and self.beam_size is not None and self.nbest > self.beam_size:
             raise TformerError(f"nbest must be in [1, beam_size={self.beam_size}], got {self.nbest}")
+        # a window reaching nothing ahead would hold the focus where it is: it must see at least one position on
+        if self.monotonic_window is not None and self.monotonic_window < 1:
+            raise TformerError(f"monotonic_window must be >= 1, got {self.monotonic_window}")
+        if self.monotonic_window_back < 0:
+            raise TformerError(f"monotonic_window_back must be >= 0, got {self.monotonic_window_back}")
         if self.min_len < 0:
             raise TformerError(f"min_len must be >= 0, got {self.min_len}")
         if self.max_len is not None and self.min_len > self.max_len:
@@ -135,7 +148,15 @@ class GenerationOptions:
         for name in ("iterations", "length_candidates"):
             if getattr(self, name) is not None:
                 asked.append((Feature.MASK_PREDICT, f"{name}={getattr(self, name)}"))
+        if self.monotonic_window is not None:
+            asked.append((Feature.MONOTONIC_WINDOW, f"monotonic_window={self.monotonic_window}"))
         return asked
+
+    def window(self) -> MonotonicWindow | None:
+        """The monotonic window these options ask for, or None."""
+        if self.monotonic_window is None:
+            return None
+        return MonotonicWindow(ahead=self.monotonic_window, back=self.monotonic_window_back)
 
 
 _DEFAULT = GenerationOptions()

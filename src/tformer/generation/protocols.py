@@ -54,6 +54,11 @@ class BeamCache(DecodingCache, Protocol):
         """Rows ``index`` (same count) of the target-side state; the source side is unchanged."""
         ...
 
+    def constrain(self, window: Any) -> None:
+        """Decode under a monotonic window (:class:`~tformer.nn.cache.MonotonicWindow`) from now on; asked only of
+        a model whose capabilities include ``Feature.MONOTONIC_WINDOW``."""
+        ...
+
 
 class StepDecoder(Protocol):
     """A model that extends cached sequences by new tokens (greedy search and sampling)."""

@@ -8,7 +8,9 @@
 computed over the heads is an :class:`~tformer.nn.attention_algorithms.AttentionAlgorithm` from the registry
 (:mod:`tformer.nn.attention_algorithms`), named by an :class:`~tformer.config.AttentionConfig`: PyTorch's fused
 SDPA by default (:func:`attention_fast`), tested equal to the written-out :func:`attention_reference`, which
-also gives the weights when they are asked for.
+also gives the weights when they are asked for. A few heads' weights can also be asked for beside the fast
+path (``weight_heads``): they are formed from those heads' queries and keys alone, a cheap side path for the
+losses and decoding constraints that read them (:class:`AttentionProbe` says which layers and heads).
 
 Masks follow :mod:`tformer.nn.masks`: boolean, True = may attend.
 
@@ -16,6 +18,9 @@ Shape legend: B batch, H heads, Tq queries, Tk keys, D d_model, Dh = d_k = d_v (
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
@@ -25,12 +30,44 @@ from tformer.nn.attention_algorithms import (
     algorithm_class,
     attention_fast,
     attention_reference,
+    attention_weights,
     build_attention,
 )
 from tformer.nn.cache import KVCache, StaticKV
 from tformer.nn.linear import Linear
 
-__all__ = ["MultiHeadAttention", "attention_fast", "attention_reference"]
+__all__ = ["AttentionProbe", "MultiHeadAttention", "attention_fast", "attention_reference"]
+
+Heads = slice | Sequence[int]  # which heads: a slice (every head: slice(None)) or their indices
+
+
+@dataclass(frozen=True)
+class AttentionProbe:
+    """Which layers' encoder-decoder attention weights a decoder returns, and of which heads.
+
+    The weights come from the side path of :class:`MultiHeadAttention` (``weight_heads``), so the model keeps
+    its fast attention; gradients flow through them (the guided attention loss trains them).
+
+    Attributes:
+        layers: decoder layer indices, negative ones counted from the last (-1); None = every layer.
+        heads: head indices of those layers; None = every head.
+    """
+
+    layers: tuple[int, ...] | None = None
+    heads: tuple[int, ...] | None = None
+
+    def layer_indices(self, num_layers: int) -> list[int]:
+        """The probed layers as indices in 0 .. num_layers - 1, in order (an index out of range: ValueError)."""
+        if self.layers is None:
+            return list(range(num_layers))
+        bad = [i for i in self.layers if not -num_layers <= i < num_layers]
+        if bad:
+            raise ValueError(f"layer {bad[0]} is out of range for {num_layers} decoder layers")
+        return sorted({i % num_layers for i in self.layers})
+
+    def head_index(self) -> Heads:
+        """The probed heads as an index of the head dimension."""
+        return slice(None) if self.heads is None else list(self.heads)
 
 
 class MultiHeadAttention(nn.Module):
@@ -105,6 +142,7 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | StaticKV | None = None,
         need_weights: bool = False,
         score_bias: Tensor | None = None,
+        weight_heads: Heads | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``x`` (B, Tq, D) to ``memory`` (B, Tk, D), or to ``x`` itself when memory is None.
 
@@ -115,6 +153,8 @@ class MultiHeadAttention(nn.Module):
                 self-attention), or a :class:`StaticKV` of precomputed cross-attention keys/values.
             need_weights: also return the attention weights (B, H, Tq, Tk) (the reference path).
             score_bias: float (1, H, Tq, Tk) added to the scores (relative position bias), or None.
+            weight_heads: without ``need_weights``, also return the weights of these heads only,
+                (B, H', Tq, Tk), formed beside the algorithm's fast path from those heads' q and k (no dropout).
 
         Returns:
             (B, Tq, D) output and the weights or None.
@@ -131,5 +171,16 @@ class MultiHeadAttention(nn.Module):
             out, weights = algorithm.with_weights(q, k, v, mask, **options)
         else:
             out, weights = algorithm(q, k, v, mask, **options), None
+            if weight_heads is not None:  # the side path: softmax(q_h k_hᵀ) of the asked heads only
+                weights = attention_weights(q[:, weight_heads], k[:, weight_heads], _heads_of(mask, weight_heads),
+                                            causal=causal, score_bias=_heads_of(score_bias, weight_heads),
+                                            scale=self.scale)  # (B, H', Tq, Tk)
         out = out.transpose(1, 2).reshape(b, t_q, -1)  # (B, H, Tq, Dh) -> (B, Tq, H*Dh): Concat(head_1..head_h)
         return self.out_proj(out), weights
+
+
+def _heads_of(t: Tensor | None, heads: Heads) -> Tensor | None:
+    """The ``heads`` of a mask or bias broadcastable to (B, H, Tq, Tk); a broadcast head dim stays as it is."""
+    if t is None or t.dim() < 4 or t.shape[1] == 1:
+        return t
+    return t[:, heads]

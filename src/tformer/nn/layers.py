@@ -15,7 +15,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from tformer.config import AttentionConfig
-from tformer.nn.attention import MultiHeadAttention
+from tformer.nn.attention import Heads, MultiHeadAttention
 from tformer.nn.cache import KVCache, StaticKV
 from tformer.nn.dropout import Dropout
 from tformer.nn.feedforward import PositionwiseFeedForward
@@ -109,6 +109,7 @@ class DecoderLayer(nn.Module):
         self_cache: KVCache | None = None,
         need_weights: bool = False,
         score_bias: Tensor | None = None,
+        cross_heads: Heads | None = None,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """y (B, T, D) attends to itself (causally when ``causal``) and to ``memory``.
 
@@ -119,6 +120,8 @@ class DecoderLayer(nn.Module):
             self_mask: a mask of the self-attention, e.g. the target's padding (B, 1, 1, T) when not causal.
             self_cache: the earlier positions' keys/values; y holds only the new positions.
             score_bias: (1, H, T, T') added to the self-attention scores (relative position bias).
+            cross_heads: without ``need_weights``, return the cross-attention weights of these heads only
+                (B, H', T, S), from the side path of :class:`MultiHeadAttention` (the fast path stays).
 
         Returns:
             (B, T, D), self-attention weights (B, H, T, T') and cross-attention weights (B, H, T, S) if asked.
@@ -130,7 +133,8 @@ class DecoderLayer(nn.Module):
         y = self.self_attn_residual.add(y, h)
         cached = isinstance(memory, StaticKV)
         h, cross_w = self.cross_attn(self.cross_attn_residual.normed_input(y), None if cached else memory, memory_mask,
-                                     cache=memory if cached else None, need_weights=need_weights)
+                                     cache=memory if cached else None, need_weights=need_weights,
+                                     weight_heads=cross_heads)
         y = self.cross_attn_residual.add(y, h)
         y = self.ffn_residual.add(y, self.ffn(self.ffn_residual.normed_input(y)))
         return y, self_w, cross_w

@@ -46,3 +46,19 @@ def combine(*masks: Tensor | None) -> Tensor | None:
         if m is not None:
             out = m if out is None else out & m
     return out
+
+
+def monotonic_window_mask(focus: Tensor, s: int, back: int, ahead: int) -> Tensor:
+    """Source positions within [focus - back, focus + ahead] of each row (the monotonic window of decoding).
+
+    Args:
+        focus: (B,) or (B, T) source positions the windows are centred on (one per row, or per query).
+        s: source length S.
+
+    Returns:
+        (B, 1, 1, S) or (B, 1, T, S) boolean, True = inside the window.
+    """
+    n = torch.arange(s, device=focus.device)  # (S,)
+    f = focus[..., None]  # (B, [T,] 1)
+    inside = (n >= f - back) & (n <= f + ahead)  # (B, [T,] S)
+    return inside[:, None, None, :] if focus.dim() == 1 else inside[:, None, :, :]

@@ -23,6 +23,12 @@ WER) of greedy transcripts of the first ``asr.wer_samples`` validation utterance
 validation loss) is scored once on test and test_long, greedy and with a beam (CTC prefix beam search, 8; attention
 beam search, 4; or ``asr.beam_size``): ``test_wer_beam``, ``test_long_cer_greedy``, ... in the run's summary.
 
+Alignment (attention only): ``train.guided_attention`` (weight > 0) adds the guided attention loss (Tachibana et al.,
+2017; :mod:`tformer.training.guided_attention`) on the decoder's cross-attention over the encoder frames, in training
+only, logged as ``guided_attention``; ``asr.monotonic_window`` (N encoder frames, null = off) makes the final test
+scores decode under a monotonic window (:class:`~tformer.nn.cache.MonotonicWindow`: [focus - back, focus + N], the
+focus moving only forward). Encoder frames are 4x subsampled: at 10 ms hops, 25 a second.
+
 The config: ``task: asr`` and its section ``asr: {model: ctc, n_mels: 80, time_masks: 2, ...}``.
 
 Shape legend: B utterances, T frames (padded), M mel channels, T' encoder frames, L characters (padded), V vocabulary.
@@ -44,7 +50,7 @@ from torch import Tensor, nn
 
 from tformer.config import Config, check, from_dict
 from tformer.console import log
-from tformer.data.audio import LogMelConfig, SpecAugment, log_mel, normalize_utterances, read_wav
+from tformer.data.audio import LogMelConfig, SpecAugment, frame_mask, log_mel, normalize_utterances, read_wav
 from tformer.data.audio.speech_sentences import (
     CHARACTERS,
     SPEECH_SENTENCES_PATH,
@@ -53,13 +59,16 @@ from tformer.data.audio.speech_sentences import (
 from tformer.data.batching import TokenBatchSampler
 from tformer.errors import TformerError
 from tformer.evaluation.wer import char_error_rate, word_error_rate
+from tformer.generation import Feature, capabilities_of
 from tformer.io.files import write_json
 from tformer.models.conformer import FRONT_ENDS, ConformerConfig
 from tformer.models.conformer.asr import ConformerCTC, ConformerSeq2Seq
+from tformer.nn.cache import MonotonicWindow
 from tformer.registry import Registry
 from tformer.tasks.base import Task, TaskSettings
 from tformer.tasks.registry import register
-from tformer.training.config import RunConfig
+from tformer.training import guided_attention
+from tformer.training.config import GuidedAttentionConfig, RunConfig
 from tformer.training.label_smoothing import LossOutput
 
 RUN_FILE = "asr.json"  # the run's read-out kind, feature settings and vocabulary
@@ -210,8 +219,10 @@ class ReadOut(ABC):
 
     @classmethod
     @abstractmethod
-    def loss(cls, model: nn.Module, batch: SpeechBatch, eps: float) -> LossOutput:
-        """The batch's loss summed over its :meth:`loss_units`, and the NLL."""
+    def loss(cls, model: nn.Module, batch: SpeechBatch, eps: float, guided: GuidedAttentionConfig | None = None
+             ) -> LossOutput:
+        """The batch's loss summed over its :meth:`loss_units`, and the NLL; with ``guided`` (attention only) plus
+        the guided attention loss."""
 
     @classmethod
     @abstractmethod
@@ -238,7 +249,7 @@ class CTCReadOut(ReadOut):
         return len(target_lengths)  # utterances: CTC's loss is per utterance, divided by its length
 
     @classmethod
-    def loss(cls, model, batch, eps):
+    def loss(cls, model, batch, eps, guided=None):
         mean = model.loss(batch.features, batch.lengths, batch.targets, batch.target_lengths)
         loss = mean.float() * batch.num_tgt_tokens  # summed over the utterances
         return LossOutput(loss, loss.detach(), batch.num_tgt_tokens)
@@ -278,10 +289,17 @@ class AttentionReadOut(ReadOut):
         return tgt_in, tgt_out
 
     @classmethod
-    def loss(cls, model, batch, eps):
+    def loss(cls, model, batch, eps, guided=None):
+        """The joint loss summed over the target tokens; with ``guided``, plus ``guided.weight`` x the guided
+        attention loss per token on the probed cross-attention weights (B, H', L + 1, T') of the same pass."""
         tgt_in, tgt_out = cls.teacher_forcing(batch.targets, batch.target_lengths)
-        out = model.loss_terms(batch.features, batch.lengths, tgt_in, tgt_out, eps)  # per target token
-        return LossOutput(out.loss * out.num_tokens, out.nll, out.num_tokens)
+        probe = None if guided is None else guided_attention.probe(guided)
+        out = model.loss_terms(batch.features, batch.lengths, tgt_in, tgt_out, eps, cross_attention=probe)
+        summed = LossOutput(out.loss * out.num_tokens, out.nll, out.num_tokens)  # per target token -> summed
+        if guided is None:
+            return summed
+        frames = frame_mask(out.frame_lengths, out.cross_weights[0].shape[-1])  # (B, T') True = a real frame
+        return guided_attention.with_guided_attention(summed, out.cross_weights, frames, tgt_out != 0, guided)
 
     @classmethod
     def alignment(cls, model, features, lengths, ids):
@@ -309,6 +327,9 @@ class AsrSettings(TaskSettings):
             utterances (:class:`~tformer.data.audio.SpecAugment`; off while both counts are 0).
         wer_samples: validation utterances transcribed greedily for CER and WER at each validation (0 = skip).
         beam_size: the beam of the final scores (None = the read-out's: 8 for CTC, 4 for attention).
+        monotonic_window: attention only: the final test scores decode under a monotonic window reaching this many
+            encoder frames ahead of the focus (25 a second with 4x subsampling at 10 ms hops); None = no window.
+        monotonic_window_back: how many encoder frames behind the focus the window reaches.
     """
 
     model: str = "ctc"
@@ -325,15 +346,28 @@ class AsrSettings(TaskSettings):
     max_time_ratio: float = 0.05
     wer_samples: int = 200
     beam_size: int | None = None
+    monotonic_window: int | None = None
+    monotonic_window_back: int = 1
 
     def __post_init__(self) -> None:
         ASR_MODELS.lookup(self.model)
+        check(self.monotonic_window is None or self.monotonic_window >= 1,
+              f"monotonic_window must be >= 1 encoder frames or null (off), got {self.monotonic_window}")
+        check(self.monotonic_window_back >= 0, f"monotonic_window_back must be >= 0, got {self.monotonic_window_back}")
+        check(self.monotonic_window is None or self.model == "attention",
+              f"monotonic_window needs model: attention (a {self.model} read-out has no encoder-decoder attention)")
         check(self.decoder_layers >= 1, f"decoder_layers must be >= 1, got {self.decoder_layers}")
         check(0.0 <= self.ctc_weight < 1.0, f"ctc_weight must be in [0, 1), got {self.ctc_weight}")
         check(self.wer_samples >= 0, f"wer_samples must be >= 0, got {self.wer_samples}")
         check(self.beam_size is None or self.beam_size >= 1, f"beam_size must be >= 1 or null, got {self.beam_size}")
         self.features()
         self.spec_augment()
+
+    def window(self) -> MonotonicWindow | None:
+        """The monotonic window of the final scores, or None."""
+        if self.monotonic_window is None:
+            return None
+        return MonotonicWindow(ahead=self.monotonic_window, back=self.monotonic_window_back)
 
     def features(self) -> SpeechFeatures:
         return SpeechFeatures(self.n_mels, self.window_ms, self.hop_ms, self.top_db)
@@ -371,16 +405,21 @@ def padded(feats: list[Tensor], min_frames: int) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 def transcribe_features(model: nn.Module, vocab: CharVocabulary, feats: list[Tensor], beam_size: int,
-                        device: torch.device | str, max_tokens: int) -> list[str]:
+                        device: torch.device | str, max_tokens: int, window: MonotonicWindow | None = None
+                        ) -> list[str]:
     """Transcripts of utterances ``feats`` (T, M), in order (beam 1 = greedy), by ``model.transcribe`` in batches of
-    similar length under ``max_tokens`` frames."""
+    similar length under ``max_tokens`` frames; under a monotonic ``window`` if given (a model that supports it)."""
+    if window is not None:
+        capabilities_of(model).require(Feature.MONOTONIC_WINDOW, what="transcribing under a monotonic window")
+    options = {} if window is None else {"window": window}
     out = [""] * len(feats)
     min_frames = model.cfg.min_frames
     sampler = TokenBatchSampler([max(len(f), min_frames) - 1 for f in feats], [0] * len(feats), max_tokens,
                                 shuffle=False)
     for idx in sampler.batches_for_epoch(0):
         x, lengths = padded([feats[i] for i in idx], min_frames)
-        for i, ids in zip(idx, model.transcribe(x.to(device), lengths.to(device), beam_size=beam_size), strict=True):
+        hyps = model.transcribe(x.to(device), lengths.to(device), beam_size=beam_size, **options)
+        for i, ids in zip(idx, hyps, strict=True):
             out[i] = vocab.decode(ids)
     return out
 
@@ -398,19 +437,27 @@ class AsrTask(Task):
     name = "asr"
     unit = "utterances"
     Settings = AsrSettings
+    guides_attention = True  # with asr.model: attention only (check_config refuses it for CTC)
 
     def __init__(self, splits: dict[str, SpeechSplit], sentences: dict[str, list], settings: AsrSettings,
-                 vocab: CharVocabulary, min_frames: int) -> None:
+                 vocab: CharVocabulary, min_frames: int, guided: GuidedAttentionConfig | None = None) -> None:
         self.splits, self.sentences, self.settings, self.vocab = splits, sentences, settings, vocab
         self.read_out, self.features = ASR_MODELS.lookup(settings.model), settings.features()
         self.spec_augment, self.min_frames = settings.spec_augment(), min_frames
+        self.guided = guided if guided is not None and guided.enabled else None  # train.guided_attention
 
     # -- the config --
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
         given = sorted(set(cfg.model) & set(DATA_KEYS))
         check(not given, f"model: {', '.join(given)} come(s) from the data and asr.n_mels, not the model section")
-        model_config(cfg)
+        m = model_config(cfg)
+        guided, settings = cfg.train.guided_attention, cls.settings_from(cfg)
+        if guided.enabled:
+            check(settings.model == "attention", f"train.guided_attention needs asr.model: attention (a "
+                                                 f"{settings.model} read-out has no encoder-decoder attention to "
+                                                 f"guide); set its weight to 0")
+            guided.check_model(settings.decoder_layers, m.num_heads)
 
     @classmethod
     def model_width(cls, cfg: RunConfig) -> int:
@@ -439,7 +486,7 @@ class AsrTask(Task):
         write_json(run_dir / RUN_FILE, {"model": settings.model, "features": settings.features().to_dict(),
                                         "vocabulary": vocab.to_dict()})
         model = read_out.build(m, vocab, settings)
-        return cls(splits, sentences, settings, vocab, m.min_frames), model
+        return cls(splits, sentences, settings, vocab, m.min_frames, cfg.train.guided_attention), model
 
     # -- training --
     def lengths(self, split: str) -> tuple[list[int], list[int]]:
@@ -460,7 +507,9 @@ class AsrTask(Task):
         return SpeechBatch(x, lengths, y, target_lengths, int(lengths.sum()), self.read_out.loss_units(target_lengths))
 
     def loss(self, model: nn.Module, batch: SpeechBatch, label_smoothing: float) -> LossOutput:
-        return self.read_out.loss(model, batch, label_smoothing)
+        """The read-out's loss; in training, with ``train.guided_attention`` on, plus the guided attention loss
+        (validation losses stay comparable across runs with and without it)."""
+        return self.read_out.loss(model, batch, label_smoothing, self.guided if model.training else None)
 
     def extra_validation(self, model: nn.Module, device: torch.device, max_tokens: int) -> dict[str, Any]:
         """CER and WER of greedy transcripts of the first ``wer_samples`` validation utterances."""
@@ -472,10 +521,12 @@ class AsrTask(Task):
         return {**error_rates(part.texts[:n], hyps), "wer_utterances": n}
 
     def final_report(self, run_dir: Path, device: torch.device, max_tokens: int) -> dict[str, Any]:
-        """The best model's WER and CER on valid, test and test_long: greedy, and with the beam."""
+        """The best model's WER and CER on valid, test and test_long: greedy, and with the beam (under
+        ``asr.monotonic_window`` if set)."""
         best = self.read_out.model_class.from_pretrained(run_dir / "model", map_location=device).eval()
         beam = self.settings.beam_size or self.read_out.default_beam
-        report: dict[str, Any] = {"beam_size": beam}
+        window = self.settings.window()
+        report: dict[str, Any] = {"beam_size": beam, "monotonic_window": self.settings.monotonic_window}
         for name in ("valid", "test", "test_long"):
             if not self.sentences[name]:
                 continue
@@ -485,12 +536,13 @@ class AsrTask(Task):
             for search, k in (("greedy", 1), ("beam", beam)):
                 if name == "valid" and search == "beam":
                     continue
-                hyps = transcribe_features(best, self.vocab, part.features, k, device, max_tokens)
+                hyps = transcribe_features(best, self.vocab, part.features, k, device, max_tokens, window)
                 report.update({f"{name}_{key}": v for key, v in error_rates(part.texts, hyps, f"_{search}").items()})
             report[f"{name}_utterances"] = len(part.texts)
             log(f"{name}: {len(part.texts)} utterances, features {t1 - t0:.1f}s, decoding "
                 f"{time.perf_counter() - t1:.1f}s | WER {report[f'{name}_wer_greedy']:.4f} greedy"
-                + (f", {report[f'{name}_wer_beam']:.4f} beam {beam}" if f"{name}_wer_beam" in report else ""))
+                + (f", {report[f'{name}_wer_beam']:.4f} beam {beam}" if f"{name}_wer_beam" in report else "")
+                + ("" if window is None else f" (monotonic window {window.ahead} ahead, {window.back} back)"))
         return report
 
 

@@ -40,12 +40,14 @@ class Task(ABC):
     """A kind of training: its config checks, its model, its batches, its loss, its validation and report.
 
     Class attributes: ``name`` (the config's ``task``, and the name of its settings section), ``unit`` (what an
-    example is called in log lines) and ``Settings`` (the dataclass of its section).
+    example is called in log lines), ``Settings`` (the dataclass of its section) and ``guides_attention`` (whether
+    its loss takes the guided attention loss of ``train.guided_attention``: :mod:`tformer.training.guided_attention`).
     """
 
     name: ClassVar[str]
     unit: ClassVar[str] = "examples"
     Settings: ClassVar[type[TaskSettings]] = TaskSettings
+    guides_attention: ClassVar[bool] = False  # its loss applies train.guided_attention (encoder-decoder attention)
 
     # -- the config, before any data is read --
     @classmethod

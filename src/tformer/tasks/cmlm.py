@@ -116,6 +116,7 @@ class CMLMTask(TranslationTask):
     Settings = CMLMSettings
     model_class = CMLM
     config_class = CMLMConfig
+    guides_attention = False  # its loss is mask-predict's (no guided attention loss)
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:

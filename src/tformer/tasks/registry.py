@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from tformer.config import ConfigError
 from tformer.registry import Registry
 from tformer.tasks.base import Task
 from tformer.training.config import RunConfig
@@ -31,5 +32,8 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     one-line ConfigError."""
     task = get_task(cfg.task)
     settings = task.settings_from(cfg)
+    if cfg.train.guided_attention.enabled and not task.guides_attention:
+        raise ConfigError(f"train.guided_attention applies to encoder-decoder attention: task {cfg.task} does not "
+                          "train with it (set its weight to 0)")
     task.check_config(cfg)
     return dataclasses.replace(cfg, task_settings=dataclasses.asdict(settings))

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from tformer.errors import ConfigError, TformerError
 from tformer.io.files import read_json
+from tformer.nn.cache import MonotonicWindow
 from tformer.tasks.asr import ASR_MODELS, RUN_FILE, CharVocabulary, SpeechFeatures, padded, transcribe_features
 
 
@@ -62,13 +63,14 @@ class Transcriber:
         return cls(model, doc["model"], features, vocab, device)
 
     def transcribe(self, paths: Sequence[str | os.PathLike], beam_size: int | None = None,
-                   max_tokens: int = 20000) -> list[str]:
-        """The transcript of each audio file (beam 1 = greedy; None = the read-out's default beam)."""
+                   max_tokens: int = 20000, window: MonotonicWindow | None = None) -> list[str]:
+        """The transcript of each audio file (beam 1 = greedy; None = the read-out's default beam); ``window``:
+        decode under this monotonic window, in encoder frames (an attention run only; a CTC run refuses it)."""
         beam = self.read_out.default_beam if beam_size is None else beam_size
         if beam < 1:
             raise TformerError(f"the beam size must be >= 1, got {beam}")
         feats = [self.features.of_file(p)[0] for p in paths]
-        return transcribe_features(self.model, self.vocab, feats, beam, self.device, max_tokens)
+        return transcribe_features(self.model, self.vocab, feats, beam, self.device, max_tokens, window)
 
     @torch.no_grad()
     def alignment(self, path: str | os.PathLike, beam_size: int | None = None) -> SpeechAlignment:

@@ -31,7 +31,8 @@ from tformer.models.transformer.config import TransformerConfig
 from tformer.models.transformer.model import Transformer
 from tformer.tasks.base import Task, TaskSettings
 from tformer.tasks.registry import register
-from tformer.training.config import RunConfig
+from tformer.training import guided_attention
+from tformer.training.config import GuidedAttentionConfig, RunConfig
 from tformer.training.label_smoothing import LossOutput, label_smoothed_loss, linear_label_smoothed_loss
 from tformer.translator import Translator
 
@@ -97,17 +98,26 @@ def prepare_data(cfg: RunConfig, vocabs: Vocabularies | None = None) -> Parallel
     return ParallelData(vocabs, train, [valid_ids[i] for i in keep], [valid_text[i] for i in keep])
 
 
-def sequence_loss(model: Transformer, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, eps: float) -> LossOutput:
+def sequence_loss(model: Transformer, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, eps: float,
+                  guided: GuidedAttentionConfig | None = None) -> LossOutput:
     """Teacher-forced label-smoothed loss of a batch (§5.4), summed over real target tokens.
 
     The same number as ``label_smoothed_loss(model(src, tgt_in), tgt_out, eps, pad)``, computed with
     the pre-softmax layer fused into the loss (no (B, T, V) logits are stored; tested equal).
+
+    With ``guided`` (enabled), the guided attention loss on the cross-attention weights it names is added
+    (:func:`tformer.training.guided_attention.with_guided_attention`), from the same forward pass.
     """
+    pad = model.cfg.pad_id
     if model.cfg.pointer_generator:  # the output is a mixture, not one linear layer: log P from forward
-        return label_smoothed_loss(model(src, tgt_in), tgt_out, eps, model.cfg.pad_id)
+        return label_smoothed_loss(model(src, tgt_in), tgt_out, eps, pad)
     proj = model.output_projection
-    return linear_label_smoothed_loss(model.decoder_states(src, tgt_in), proj.weight, proj.bias, tgt_out, eps,
-                                      model.cfg.pad_id)
+    if guided is None or not guided.enabled:
+        return linear_label_smoothed_loss(model.decoder_states(src, tgt_in), proj.weight, proj.bias, tgt_out, eps,
+                                          pad)
+    hidden, weights = model.decoder_states(src, tgt_in, cross_attention=guided_attention.probe(guided))
+    out = linear_label_smoothed_loss(hidden, proj.weight, proj.bias, tgt_out, eps, pad)
+    return guided_attention.with_guided_attention(out, weights, src != pad, tgt_out != pad, guided)
 
 
 @dataclass(frozen=True)
@@ -139,10 +149,13 @@ class TranslationTask(Task):
     Settings = TranslationSettings
     model_class: ClassVar[type[Transformer]] = Transformer
     config_class: ClassVar[type[TransformerConfig]] = TransformerConfig
+    guides_attention = True
 
-    def __init__(self, data: ParallelData, settings: TranslationSettings | None = None) -> None:
+    def __init__(self, data: ParallelData, settings: TranslationSettings | None = None,
+                 guided: GuidedAttentionConfig | None = None) -> None:
         self.data = data
         self.settings = settings or self.Settings()
+        self.guided = guided if guided is not None and guided.enabled else None  # train.guided_attention
 
     # -- the config --
     @classmethod
@@ -163,6 +176,10 @@ class TranslationTask(Task):
             f"data.max_len ({cfg.data.max_len}) + 1 for BOS/EOS exceeds model.max_len ({m.max_len}): "
             f"lower data.max_len or raise model.max_len",
         )
+        guided = cfg.train.guided_attention
+        if guided.enabled and cls.guides_attention:
+            check(not m.pointer_generator, "train.guided_attention does not combine with model.pointer_generator")
+            guided.check_model(m.num_decoder_layers, m.num_heads)
         return m
 
     @classmethod
@@ -181,7 +198,7 @@ class TranslationTask(Task):
             src_v.vocab_size, None if data.vocabs.shared else tgt_v.vocab_size, config_class=cls.config_class,
             pad_id=src_v.pad_id, bos_id=tgt_v.bos_id, eos_id=tgt_v.eos_id, unk_id=src_v.unk_id,
         )
-        return cls(data, cls.settings_from(cfg)), cls.model_class(model_cfg)
+        return cls(data, cls.settings_from(cfg), cfg.train.guided_attention), cls.model_class(model_cfg)
 
     # -- training --
     def _pairs(self, split: str) -> list[tuple[list[int], list[int]]]:
@@ -196,7 +213,10 @@ class TranslationTask(Task):
         return collate([pairs[i] for i in indices], cfg.pad_id, cfg.bos_id, cfg.eos_id)
 
     def loss(self, model: Transformer, batch: Batch, label_smoothing: float) -> LossOutput:
-        return sequence_loss(model, batch.src, batch.tgt_in, batch.tgt_out, label_smoothing)
+        """The label-smoothed loss; in training, with ``train.guided_attention`` on, plus the guided attention loss
+        (validation losses stay comparable across runs with and without it)."""
+        guided = self.guided if model.training else None
+        return sequence_loss(model, batch.src, batch.tgt_in, batch.tgt_out, label_smoothing, guided)
 
     def extra_validation(self, model: Transformer, device: torch.device, max_tokens: int) -> dict[str, Any]:
         """The BLEU of translations of the first ``bleu_samples`` validation sentences."""

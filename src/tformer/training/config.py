@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from tformer.config import ConfigError, check, from_dict
+from tformer.data.tokenizer import TOKENIZER_KINDS
 from tformer.models.transformer.config import TransformerConfig
 from tformer.training.config_migration import is_moved, migrate_override, migrate_run_config
 
 MODEL_PRESETS = ("tiny", "small", "base", "big")
 DATA_FORMATS = ("auto", "text", "tsv", "jsonl")
-TOKENIZER_MODELS = ("bpe", "unigram")
+TOKENIZER_MODELS = tuple(TOKENIZER_KINDS)  # ("bpe", "unigram", "symbols"): the data layer's registry
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_TASK = "translation"
 
@@ -38,7 +39,8 @@ class DataConfig:
             validation (tasks classify and lm).
         data_dir: prefix for relative paths above (e.g. ``../shared/data/multi30k``).
         format: "auto" (from the suffix), "text", "tsv" or "jsonl".
-        vocab_size: subword vocabulary size; tokenizer: "bpe" or "unigram"; shared_vocab: one
+        vocab_size: subword vocabulary size; tokenizer: "bpe", "unigram" or "symbols" (one token per
+            whitespace-separated symbol, e.g. characters or phonemes); shared_vocab: one
             vocabulary for both languages (needed to tie all three matrices).
         max_len: examples with more subwords than this (on either side) are dropped (and counted).
         max_len_ratio: pairs whose length ratio exceeds this are dropped; 0 = no limit.
@@ -69,6 +71,55 @@ class DataConfig:
         """A data path with ``data_dir`` applied ('' stays '')."""
         p = getattr(self, name)
         return os.path.join(self.data_dir, p) if p and self.data_dir and not os.path.isabs(p) else p
+
+
+@dataclass(frozen=True)
+class GuidedAttentionConfig:
+    """The guided attention loss (Tachibana et al., 2017): a penalty on encoder-decoder attention far from the
+    diagonal, for tasks whose output follows its input in order (:mod:`tformer.training.guided_attention`).
+
+    Attributes:
+        weight: the loss's weight beside the cross-entropy (per target token); 0 = off.
+        sigma: g of W_nt = 1 - exp(-(n/N - t/T)^2 / (2 g^2)), the width of the band that costs little
+            (Tachibana et al.: 0.2).
+        layers: the decoder layers it applies to (negative indices count from the last: -1); null = all.
+        heads: the heads of those layers it applies to (negative from the last); null = all.
+
+    Cost: the weights come from a side path beside the fast attention (:class:`~tformer.nn.attention.AttentionProbe`),
+    softmax(q_h k_hᵀ) of each chosen head, kept for the backward pass. With layers and heads null that is every
+    cross-attention's full (B, H, T, S) weights in every decoder layer: about the memory and time of running each
+    decoder layer's cross-attention a second time, written out. Naming one layer (e.g. [-1]) or a few heads makes
+    it that share of the cost.
+    """
+
+    weight: float = 0.0
+    sigma: float = 0.2
+    layers: tuple[int, ...] | None = None
+    heads: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check(self.weight >= 0, f"train.guided_attention.weight must be >= 0, got {self.weight}")
+        check(self.sigma > 0, f"train.guided_attention.sigma must be positive, got {self.sigma}")
+        for name in ("layers", "heads"):
+            value = getattr(self, name)
+            check(value is None or (len(value) > 0 and len(set(value)) == len(value)),
+                  f"train.guided_attention.{name} must be null (all) or a list of distinct indices, got {value!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight > 0
+
+    def check_model(self, num_layers: int, num_heads: int) -> None:
+        """The layers and heads exist in a decoder of ``num_layers`` layers of ``num_heads`` heads (one-line
+        ConfigError)."""
+        for name, values, count in (("layers", self.layers, num_layers), ("heads", self.heads, num_heads)):
+            seen: dict[int, int] = {}  # index modulo count -> the index as written
+            for i in values or ():
+                check(-count <= i < count, f"train.guided_attention.{name}: {i} is out of range for a decoder with "
+                                           f"{count} {name}")
+                check(i % count not in seen, f"train.guided_attention.{name}: {seen.get(i % count)} and {i} name the "
+                                             f"same one of {count} {name}; give each once")
+                seen[i % count] = i
 
 
 @dataclass(frozen=True)
@@ -109,6 +160,8 @@ class TrainConfig:
             gradients are averaged (DistributedDataParallel); "fsdp" = weights, gradients and Adam's state
             are sharded across the ranks, each layer gathered just for its forward and backward (PyTorch's
             FSDP, ``fully_shard``), for models whose training state does not fit one device.
+        guided_attention: the guided attention loss on the encoder-decoder attention (:class:`GuidedAttentionConfig`;
+            off unless its weight is > 0; encoder-decoder tasks only).
     """
 
     max_tokens: int = 4096
@@ -139,6 +192,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     compile: bool = False
     parallel: str = "ddp"
+    guided_attention: GuidedAttentionConfig = GuidedAttentionConfig()
 
     def __post_init__(self) -> None:
         check(self.max_tokens >= 1, "train.max_tokens must be >= 1")

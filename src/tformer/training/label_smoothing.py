@@ -24,7 +24,7 @@ Shape legend: N positions (B*T flattened), V vocabulary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -35,6 +35,8 @@ class LossOutput:
     loss: Tensor  # summed label-smoothed cross-entropy over real tokens (what is minimised)
     nll: Tensor  # summed negative log-likelihood of the gold tokens (for perplexity), detached
     num_tokens: int  # real (non-pad) target tokens
+    # auxiliary losses already inside ``loss`` (unweighted, summed like it, detached), logged by name per token
+    terms: dict[str, Tensor] = field(default_factory=dict)
 
 
 def smoothed_targets(target: Tensor, vocab_size: int, eps: float, pad_id: int) -> Tensor:

@@ -1,8 +1,9 @@
 """What a run reports as it trains: ``metrics.jsonl`` (one JSON object per line), TensorBoard when installed,
 and the log window that sums the updates between two ``train`` lines.
 
-Records have a ``kind``: ``train`` (the window's loss, perplexity, learning rate and speed; under fp16 also the
-gradient scaler's ``loss_scale``), ``valid`` (see :meth:`tformer.training.trainer.Trainer.validate`) or ``skip``
+Records have a ``kind``: ``train`` (the window's loss, perplexity, learning rate and speed, and each auxiliary
+loss inside the loss by name, e.g. ``guided_attention``, per target token; under fp16 also the gradient scaler's
+``loss_scale``), ``valid`` (see :meth:`tformer.training.trainer.Trainer.validate`) or ``skip``
 (an update skipped for a non-finite loss or gradient; under fp16 an overflow, with the ``loss_scale`` it
 overflowed at). Only rank 0 writes. A resumed run first drops the lines written after its checkpoint, which it
 writes again, so the file of a resumed run equals that of a run never stopped.
@@ -33,11 +34,16 @@ class LogWindow:
     tgt: int = 0
     src: int = 0
     t0: float = field(default_factory=time.perf_counter)
+    terms: dict[str, float | Tensor] = field(default_factory=dict)  # auxiliary losses by name, summed
 
-    def add(self, loss: float | Tensor, nll: float | Tensor, tgt: int, src: int) -> None:
-        """Count one update: its summed loss and NLL, target and source tokens."""
+    def add(self, loss: float | Tensor, nll: float | Tensor, tgt: int, src: int,
+            terms: dict[str, float | Tensor] | None = None) -> None:
+        """Count one update: its summed loss and NLL, target and source tokens, and its summed auxiliary losses
+        (:attr:`~tformer.training.label_smoothing.LossOutput.terms`)."""
         self.loss, self.nll, self.tgt = self.loss + loss, self.nll + nll, self.tgt + tgt
         self.src += src
+        for name, value in (terms or {}).items():
+            self.terms[name] = self.terms.get(name, 0.0) + value
 
     def record(self, step: int, epoch: int, lr: float) -> dict[str, Any]:
         """The ``train`` record of the window: mean loss per target token, perplexity, tokens per second."""
@@ -45,10 +51,11 @@ class LogWindow:
         tgt = max(self.tgt, 1)
         return {"kind": "train", "step": step, "epoch": epoch, "loss": float(self.loss) / tgt,
                 "ppl": math.exp(min(float(self.nll) / tgt, 50.0)), "lr": lr, "tgt_tokens_per_s": self.tgt / dt,
-                "tokens_per_s": (self.tgt + self.src) / dt}
+                "tokens_per_s": (self.tgt + self.src) / dt,
+                **{name: float(value) / tgt for name, value in self.terms.items()}}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"loss": self.loss, "nll": self.nll, "tgt": self.tgt, "src": self.src}
+        return {"loss": self.loss, "nll": self.nll, "tgt": self.tgt, "src": self.src, "terms": dict(self.terms)}
 
 
 class MetricsLog:

@@ -69,6 +69,10 @@ class SingleProcess:
         """The update's summed loss, NLL and source tokens over the processes."""
         return loss, nll, src
 
+    def global_terms(self, terms: dict[str, Any]) -> dict[str, Any]:
+        """The update's summed auxiliary losses (by name, the same names on every process) over the processes."""
+        return terms
+
     def agree_on_stop(self, stop: str | None, out_of_time: bool) -> tuple[str | None, bool]:
         """(the stop request to act on after this update, whether the time budget is spent), the same on all
         processes."""
@@ -136,6 +140,14 @@ class DataParallel(SingleProcess):
         sums = self.dist.all_sum(torch.stack([torch.as_tensor(x, device=self.device, dtype=torch.float64)
                                               for x in (loss, nll, float(src))]))
         return sums[0], sums[1], int(sums[2].item())
+
+    def global_terms(self, terms: dict[str, Any]) -> dict[str, Any]:
+        if not terms:
+            return terms
+        names = sorted(terms)
+        sums = self.dist.all_sum(torch.stack([torch.as_tensor(terms[k], device=self.device, dtype=torch.float64)
+                                              for k in names]))
+        return dict(zip(names, sums, strict=True))
 
     def agree_on_stop(self, stop: str | None, out_of_time: bool) -> tuple[str | None, bool]:
         # one collective, so that one rank's reason stops all after the same update

@@ -246,6 +246,7 @@ class Trainer:
         num_tgt = p.global_count(sum(b.num_tgt_tokens for b in micro[: len(share)]))  # of the whole global batch
         self.optimizer.zero_grad(set_to_none=True)
         loss = nll = 0.0
+        terms: dict[str, Any] = {}  # auxiliary losses inside the loss (the guided attention loss), for the log
         for i, (b, weight) in enumerate(zip(micro, weights, strict=True)):
             b = to_device(b, self.device, self.pin_memory)
             with p.gradient_sync(last=i == len(micro) - 1):  # gradients are averaged once, in the last backward
@@ -253,9 +254,12 @@ class Trainer:
                     out = self.loss_fn(b)
                 self.scaler.scale(p.backward_loss(out.loss, weight, num_tgt)).backward()
             loss, nll = loss + weight * out.loss.detach(), nll + weight * out.nll
+            for name, value in out.terms.items():
+                terms[name] = terms.get(name, 0.0) + weight * value
         src = sum(b.num_src_tokens for b in micro[: len(share)])
         self._stopping = p.agree_on_stop(self._stop_reason, self._out_of_time())  # one decision for all ranks
         loss, nll, src = p.global_sums(loss, nll, src)  # the global batch's, for the log and one decision to skip
+        terms = p.global_terms(terms)
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
         grad_norm = p.global_norm(gradient_norm(self.model, self.tc.clip_norm))
@@ -269,7 +273,7 @@ class Trainer:
         self.scheduler.step()
         self.state.step += 1
         self.state.nonfinite_in_a_row = 0
-        self.window.add(loss, nll, num_tgt, src)
+        self.window.add(loss, nll, num_tgt, src, terms)
         return True
 
     def _out_of_time(self) -> bool:
@@ -302,6 +306,7 @@ class Trainer:
         self.metrics.write(rec)
         bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.2e}", tok_s=f"{rec['tokens_per_s']:.0f}")
         if not self.show_progress:
-            log(f"step {rec['step']} | loss {rec['loss']:.3f} | lr {rec['lr']:.2e} | "
+            terms = "".join(f" | {name} {rec[name]:.3f}" for name in self.window.terms)
+            log(f"step {rec['step']} | loss {rec['loss']:.3f}{terms} | lr {rec['lr']:.2e} | "
                 f"{rec['tokens_per_s']:.0f} tok/s")
         self.window = LogWindow()

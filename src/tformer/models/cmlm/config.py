@@ -33,6 +33,8 @@ class CMLMConfig(TransformerConfig):
         self.check_at_least(0, "length_loss_weight")
         check(not self.pointer_generator, "pointer_generator is for the autoregressive decoder, not a CMLM")
         check(self.positional != "relative", "a CMLM needs absolute positions (sinusoidal or learned)")
+        check(self.cross_attention.kind == "dot", "a CMLM decodes every position at once: its cross_attention "
+                                                  f"kind must be dot, got {self.cross_attention.kind!r}")
 
     @property
     def mask_id(self) -> int:

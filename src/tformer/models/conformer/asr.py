@@ -8,7 +8,8 @@ head trained jointly).
                        trained with (label-smoothed) cross-entropy and, with ``ctc_weight`` = lambda > 0, jointly with
                        CTC on the encoder (Watanabe et al., 2017, "Hybrid CTC/Attention Architecture"):
                            L = lambda L_ctc + (1 - lambda) L_attention,
-                       decoded by tformer.generation's greedy and beam search over the KV cache.
+                       decoded by tformer.generation's greedy and beam search over the KV cache, optionally under
+                       a monotonic window (:class:`~tformer.nn.cache.MonotonicWindow`, in encoder frames).
 
 Lengths travel with the features: the encoder's output lengths mask the padded frames out of the CTC loss, the
 decodings and the decoder's cross-attention, so an utterance's outputs do not depend on its batch. The decoding
@@ -40,7 +41,8 @@ from tformer.io.pretrained import Pretrained
 from tformer.models.conformer.config import ConformerConfig
 from tformer.models.conformer.decoder import SpeechDecoder
 from tformer.models.conformer.model import ConformerEncoder
-from tformer.nn.cache import DecoderCache
+from tformer.nn.attention import AttentionProbe
+from tformer.nn.cache import DecoderCache, MonotonicWindow
 from tformer.nn.linear import Linear
 from tformer.nn.modes import eval_mode
 
@@ -191,6 +193,9 @@ class ASRLoss(NamedTuple):
         nll: the summed negative log-likelihood of the gold tokens, detached (for perplexity).
         ctc: :func:`ctc_loss` of the transcripts (targets without EOS), or None.
         num_tokens: real (non-pad) target tokens, EOS included.
+        cross_weights: the cross-attention weights (B, H', L, T') of the probed layers and heads, in layer order,
+            when :meth:`ConformerSeq2Seq.loss_terms` was given a probe (the guided attention loss); else empty.
+        frame_lengths: the encoder's lengths (B,): the real frames of ``cross_weights``' last axis.
     """
 
     loss: Tensor
@@ -198,6 +203,8 @@ class ASRLoss(NamedTuple):
     nll: Tensor
     ctc: Tensor | None
     num_tokens: int
+    cross_weights: list[Tensor] | tuple = ()
+    frame_lengths: Tensor | None = None
 
 
 class ConformerSeq2Seq(Pretrained, nn.Module):
@@ -212,7 +219,7 @@ class ConformerSeq2Seq(Pretrained, nn.Module):
     config_class = ConformerConfig
     sections = {"asr": Seq2SeqConfig}
     capabilities = Capabilities("a speech encoder-decoder (Conformer + Transformer decoder)", (
-        Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.ATTENTION_MAPS))
+        Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.ATTENTION_MAPS, Feature.MONOTONIC_WINDOW))
 
     def __init__(self, cfg: ConformerConfig, vocab_size: int, *, decoder_layers: int = 6, pad_id: int = 0,
                  bos_id: int = 1, eos_id: int = 2, ctc_weight: float = 0.0, blank_id: int = 0,
@@ -247,25 +254,33 @@ class ConformerSeq2Seq(Pretrained, nn.Module):
 
     def decode(self, tgt_in: Tensor, memory: Tensor, frame_lengths: Tensor) -> Tensor:
         """Logits (B, L, V) of decoder inputs tgt_in (B, L) (BOS, y_1 .. y_{L-1}) given encoded frames."""
-        hidden, _ = self.decoder(tgt_in, memory, self.memory_mask(frame_lengths, memory.shape[1]))
-        return F.linear(hidden, self.decoder.weight)  # (B, L, D) -> (B, L, V), tied (§3.4)
+        return self._decode(tgt_in, memory, frame_lengths)[0]
+
+    def _decode(self, tgt_in: Tensor, memory: Tensor, frame_lengths: Tensor, probe: AttentionProbe | None = None
+                ) -> tuple[Tensor, list[Tensor]]:
+        """Logits (B, L, V) and the probed cross-attention weights (B, H', L, T') per probed layer."""
+        out = self.decoder(tgt_in, memory, self.memory_mask(frame_lengths, memory.shape[1]), probe=probe)
+        return F.linear(out.hidden, self.decoder.weight), out.probed  # (B, L, D) -> (B, L, V), tied (§3.4)
 
     def forward(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor) -> Tensor:
         """Teacher-forced logits (B, L, V): position t predicts target token t from tgt_in[:, :t+1]."""
         return self.decode(tgt_in, *self.encode_audio(features, lengths))
 
-    def decoder_states(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor) -> Tensor:
+    def decoder_states(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor, *,
+                       cross_attention: AttentionProbe | None = None) -> Tensor | tuple[Tensor, list[Tensor]]:
         """The decoder's output (B, L, D) before the pre-softmax map ``decoder.weight`` (V, D), for losses that fuse
-        the two (:func:`tformer.training.label_smoothing.linear_label_smoothed_loss`)."""
+        the two (:func:`tformer.training.label_smoothing.linear_label_smoothed_loss`); with ``cross_attention`` also
+        the cross-attention weights it names, (B, H', L, T') per probed layer, from beside the fast path."""
         memory, frame_lengths = self.encode_audio(features, lengths)
-        return self.decoder(tgt_in, memory, self.memory_mask(frame_lengths, memory.shape[1]))[0]
+        out = self.decoder(tgt_in, memory, self.memory_mask(frame_lengths, memory.shape[1]), probe=cross_attention)
+        return out.hidden if cross_attention is None else (out.hidden, out.probed)
 
     def cross_attention(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor) -> list[Tensor]:
         """Each decoder layer's encoder-decoder attention weights (B, H, L, T'): which frames each output position
         reads (zero on padded frames)."""
         memory, frame_lengths = self.encode_audio(features, lengths)
         mask = self.memory_mask(frame_lengths, memory.shape[1])
-        return self.decoder(tgt_in, memory, mask, need_weights=True)[1]
+        return self.decoder(tgt_in, memory, mask, need_weights=True).cross_weights
 
     def ctc_log_probs(self, memory: Tensor) -> Tensor:
         """The CTC head's log-probabilities (B, T', V) of encoded frames (a model with ``ctc_weight`` > 0)."""
@@ -273,12 +288,15 @@ class ConformerSeq2Seq(Pretrained, nn.Module):
         return _log_softmax(self.ctc_head(memory))
 
     def loss_terms(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor, tgt_out: Tensor,
-                   label_smoothing: float = 0.0) -> ASRLoss:
+                   label_smoothing: float = 0.0, *, cross_attention: AttentionProbe | None = None) -> ASRLoss:
         """The joint loss and its parts for targets tgt_in (B, L) = BOS + y and tgt_out (B, L) = y + EOS, both
         padded with pad_id. The cross-entropy is PyTorch's label smoothing (1 - eps on the gold token, eps spread
-        over all V); the CTC targets are the rows of tgt_out without their EOS."""
+        over all V); the CTC targets are the rows of tgt_out without their EOS. With ``cross_attention`` the probed
+        cross-attention weights come back too (``cross_weights``, from the same forward pass), for the guided
+        attention loss that the task adds (:mod:`tformer.training.guided_attention`)."""
         memory, frame_lengths = self.encode_audio(features, lengths)
-        logits = _at_least_float32(self.decode(tgt_in, memory, frame_lengths))  # (B, L, V)
+        logits, probed = self._decode(tgt_in, memory, frame_lengths, cross_attention)
+        logits = _at_least_float32(logits)  # (B, L, V)
         dec = self.decoder_cfg
         flat, gold = logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1)  # (B*L, V), (B*L,)
         real = tgt_out != dec.pad_id  # (B, L)
@@ -287,13 +305,13 @@ class ConformerSeq2Seq(Pretrained, nn.Module):
                                     reduction="sum") / max(num_tokens, 1)
         nll = F.cross_entropy(flat.detach(), gold, ignore_index=dec.pad_id, reduction="sum")
         if self.ctc_head is None:
-            return ASRLoss(attention, attention, nll, None, num_tokens)
+            return ASRLoss(attention, attention, nll, None, num_tokens, probed, frame_lengths)
         label_lengths = real.sum(dim=1)  # (B,)
         last = tgt_out.gather(1, (label_lengths - 1).clamp(min=0)[:, None]).squeeze(1)  # (B,) each row's last token
         label_lengths = label_lengths - ((last == dec.eos_id) & (label_lengths > 0)).long()
         ctc = ctc_loss(self.ctc_log_probs(memory), frame_lengths, tgt_out, label_lengths, dec.blank_id)
         w = dec.ctc_weight
-        return ASRLoss((1.0 - w) * attention + w * ctc, attention, nll, ctc, num_tokens)
+        return ASRLoss((1.0 - w) * attention + w * ctc, attention, nll, ctc, num_tokens, probed, frame_lengths)
 
     def loss(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor, tgt_out: Tensor,
              label_smoothing: float = 0.0) -> Tensor:
@@ -306,8 +324,9 @@ class ConformerSeq2Seq(Pretrained, nn.Module):
         return self.decoder.start(memory, self.memory_mask(frame_lengths, memory.shape[1]))
 
     def decode_step(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
-        """Logits (B, t, V) of new decoder inputs tokens (B, t) that continue the cached positions."""
-        return F.linear(self.decoder.step(tokens, cache), self.decoder.weight)
+        """Logits (B, t, V) of new decoder inputs tokens (B, t) that continue the cached positions; under the
+        cache's monotonic window, if it has one (:meth:`~tformer.nn.cache.DecoderCache.constrain`)."""
+        return F.linear(self.decoder.step(tokens, cache).hidden, self.decoder.weight)
 
     def batch(self, features: Tensor, lengths: Tensor | None = None) -> SpeechBatch:
         """These utterances as the encoder-decoder the decoding engines take (:class:`SpeechBatch`)."""
@@ -324,30 +343,34 @@ class ConformerSeq2Seq(Pretrained, nn.Module):
 
     @torch.no_grad()
     def transcribe(self, features: Tensor, lengths: Tensor | None = None, beam_size: int = 1,
-                   max_len: int | None = None, length_penalty: float = 0.6) -> list[list[int]]:
+                   max_len: int | None = None, length_penalty: float = 0.6, window: MonotonicWindow | None = None
+                   ) -> list[list[int]]:
         """Token ids per utterance, without BOS, EOS and padding: greedy search with beam 1, beam search otherwise
-        (GNMT length penalty alpha = ``length_penalty``); evaluation mode, the previous mode afterwards."""
+        (GNMT length penalty alpha = ``length_penalty``); evaluation mode, the previous mode afterwards. ``window``:
+        decode under this monotonic window, in encoder frames (each beam with its own focus), or None."""
         eos = self.decoder_cfg.eos_id
         with eval_mode(self):
             batch = self.batch(features, lengths)
             limits = self._limits(batch, max_len)
             if beam_size == 1:
-                rows = greedy_search(batch, batch.src, max_len=limits).tolist()
+                rows = greedy_search(batch, batch.src, max_len=limits, window=window).tolist()
             else:
                 rows = [list(h[0].tokens) for h in beam_search_nbest(
-                    batch, batch.src, beam_size=beam_size, max_len=limits, length_penalty_alpha=length_penalty)]
+                    batch, batch.src, beam_size=beam_size, max_len=limits, length_penalty_alpha=length_penalty,
+                    window=window)]
         return [row[: row.index(eos)] if eos in row else [t for t in row if t != self.decoder_cfg.pad_id]
                 for row in rows]
 
     @torch.no_grad()
     def transcribe_nbest(self, features: Tensor, lengths: Tensor | None = None, beam_size: int = 4,
-                         nbest: int | None = None, max_len: int | None = None, length_penalty: float = 0.6
-                         ) -> list[list[Hypothesis]]:
-        """Beam search's ``nbest`` (default: all) best :class:`~tformer.generation.Hypothesis` per utterance."""
+                         nbest: int | None = None, max_len: int | None = None, length_penalty: float = 0.6,
+                         window: MonotonicWindow | None = None) -> list[list[Hypothesis]]:
+        """Beam search's ``nbest`` (default: all) best :class:`~tformer.generation.Hypothesis` per utterance
+        (under ``window`` if given)."""
         with eval_mode(self):
             batch = self.batch(features, lengths)
             return beam_search_nbest(batch, batch.src, beam_size=beam_size, max_len=self._limits(batch, max_len),
-                                     length_penalty_alpha=length_penalty, nbest=nbest or beam_size)
+                                     length_penalty_alpha=length_penalty, nbest=nbest or beam_size, window=window)
 
 
 class SpeechBatch:

@@ -9,23 +9,42 @@ Run two ways: :meth:`SpeechDecoder.forward` (teacher forcing, causal self-attent
 :meth:`SpeechDecoder.step` (incremental decoding over a :class:`~tformer.nn.cache.DecoderCache`, the same numbers,
 one new position at a time). Encoder frames past an utterance's length are masked out of cross-attention.
 
+Asked with an :class:`~tformer.nn.attention.AttentionProbe`, the decoder also returns the cross-attention weights of
+the probed layers and heads, from beside the fast attention path (the guided attention loss,
+:mod:`tformer.training.guided_attention`). A cache that carries a monotonic window
+(:class:`~tformer.nn.cache.MonotonicWindow`, :meth:`~tformer.nn.cache.DecoderCache.constrain`) is honoured by
+:meth:`SpeechDecoder.step`: each new position sees only the frames within the window, which then moves to the peak of
+the last layer's attention (as the Transformer family's decoder does).
+
 Shape legend: B batch, L target length (new positions when cached), T' encoder frames, D d_model, H heads,
 V vocabulary.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from torch import Tensor, nn
 
-from tformer.nn.attention import MultiHeadAttention
+from tformer.nn.attention import AttentionProbe, MultiHeadAttention
 from tformer.nn.cache import DecoderCache, KVCache
 from tformer.nn.embedding import Embeddings, TokenEmbedding
 from tformer.nn.feedforward import PositionwiseFeedForward
 from tformer.nn.layers import DecoderLayer
 from tformer.nn.norms import build_norm
 from tformer.nn.positional import SinusoidalPositionalEncoding
+from tformer.nn.window_step import step_in_window
 
-__all__ = ["SpeechDecoder"]
+__all__ = ["SpeechDecoder", "SpeechDecoderOutput"]
+
+
+class SpeechDecoderOutput(NamedTuple):
+    """hidden (B, L, D); each layer's cross-attention weights (B, H, L, T') if asked (``need_weights``); the probed
+    layers' weights of the probed heads (B, H', L, T'), in layer order, if a probe asked."""
+
+    hidden: Tensor
+    cross_weights: list[Tensor]
+    probed: list[Tensor]
 
 
 class SpeechDecoder(nn.Module):
@@ -67,11 +86,12 @@ class SpeechDecoder(nn.Module):
         """The embedding matrix E (V, D): logits = hidden Eᵀ."""
         return self.embed.tokens.weight
 
-    def forward(self, tgt_in: Tensor, memory: Tensor, memory_mask: Tensor, *, need_weights: bool = False
-                ) -> tuple[Tensor, list[Tensor]]:
+    def forward(self, tgt_in: Tensor, memory: Tensor, memory_mask: Tensor, *, need_weights: bool = False,
+                probe: AttentionProbe | None = None) -> SpeechDecoderOutput:
         """Teacher forcing: tgt_in (B, L) ids, memory (B, T', D), memory_mask (B, 1, 1, T') True = a real frame
-        -> hidden (B, L, D) and, if asked, each layer's cross-attention weights (B, H, L, T')."""
-        return self._run(tgt_in, [memory] * len(self.layers), memory_mask, causal=True, need_weights=need_weights)
+        -> hidden (B, L, D), each layer's cross-attention weights (B, H, L, T') if asked, and the probed ones."""
+        return self._run(tgt_in, [memory] * len(self.layers), memory_mask, causal=True, need_weights=need_weights,
+                         probe=probe)
 
     def start(self, memory: Tensor, memory_mask: Tensor) -> DecoderCache:
         """An empty cache for :meth:`step` with each layer's cross-attention keys/values of ``memory``."""
@@ -79,19 +99,34 @@ class SpeechDecoder(nn.Module):
                             cross_kv=[layer.cross_attn.project_kv(memory) for layer in self.layers],
                             memory_mask=memory_mask)
 
-    def step(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
-        """tokens (B, t) at positions cache.length .. cache.length + t - 1 -> hidden (B, t, D); the cache grows."""
-        hidden, _ = self._run(tokens, cache.cross_kv, cache.memory_mask, causal=tokens.shape[1] > 1,
-                              self_caches=cache.self_kv, offset=cache.length)
-        return hidden
+    def step(self, tokens: Tensor, cache: DecoderCache, *, probe: AttentionProbe | None = None
+             ) -> SpeechDecoderOutput:
+        """tokens (B, t) at positions cache.length .. cache.length + t - 1 -> hidden (B, t, D); the cache grows.
+        Under the cache's monotonic window (``cache.window``) one position at a time
+        (:func:`~tformer.nn.window_step.step_in_window`)."""
+        if cache.window is not None:
+            return step_in_window(
+                lambda cross_mask, window_probe: self._run(
+                    tokens, cache.cross_kv, cross_mask, causal=False, self_caches=cache.self_kv, offset=cache.length,
+                    probe=window_probe),
+                tokens, cache, len(self.layers), probe)
+        return self._run(tokens, cache.cross_kv, cache.memory_mask, causal=tokens.shape[1] > 1,
+                         self_caches=cache.self_kv, offset=cache.length, probe=probe)
 
     def _run(self, tgt: Tensor, memories: list, memory_mask: Tensor, *, causal: bool, need_weights: bool = False,
-             self_caches: list[KVCache] | None = None, offset: int = 0) -> tuple[Tensor, list[Tensor]]:
+             self_caches: list[KVCache] | None = None, offset: int = 0, probe: AttentionProbe | None = None
+             ) -> SpeechDecoderOutput:
         y = self.embed(tgt, offset)  # (B, L, D)
-        weights = []
+        probed_layers = () if probe is None else probe.layer_indices(len(self.layers))
+        heads = None if probe is None else probe.head_index()
+        weights, probed = [], []
         for i, layer in enumerate(self.layers):
+            probed_here = i in probed_layers
             y, _, cross = layer(y, memories[i], memory_mask, causal=causal, need_weights=need_weights,
-                                self_cache=None if self_caches is None else self_caches[i])
+                                self_cache=None if self_caches is None else self_caches[i],
+                                cross_heads=heads if probed_here else None)
             if need_weights:
                 weights.append(cross)
-        return self.final_norm(y), weights
+            if probed_here:
+                probed.append(cross[:, heads] if need_weights else cross)  # (B, H', L, T')
+        return SpeechDecoderOutput(self.final_norm(y), weights, probed)

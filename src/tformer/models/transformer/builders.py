@@ -4,6 +4,7 @@
     norm_type        -> tformer.nn.norms.NORMS                       LayerNorm (the paper) or RMSNorm (T5)
     positional       -> tformer.nn.positional.POSITIONAL_SCHEMES     sinusoidal, learned or a relative bias (T5)
     attention.kind   -> tformer.nn.attention_algorithms              full, reference, chunked, sliding, ...
+    cross_attention.kind -> tformer.nn.cross_attention               dot (the paper), location, monotonic
     activation       -> tformer.nn.feedforward                       ReLU (the paper), GELU, SiLU
 
 and the remaining options are arguments of the parts (``bias``, ``d_kv`` and ``scale_attention`` of the
@@ -27,6 +28,7 @@ from tformer.models.transformer.stacks import Decoder, Encoder
 from tformer.nn.attention import MultiHeadAttention
 from tformer.nn.attention_algorithms import causal_attention_config, cross_attention_config
 from tformer.nn.copy import PointerGenerator
+from tformer.nn.cross_attention import build_cross_attention
 from tformer.nn.dropout import Dropout
 from tformer.nn.embedding import Embeddings, TokenEmbedding
 from tformer.nn.feedforward import PositionwiseFeedForward
@@ -47,6 +49,14 @@ def attention(cfg: TransformerConfig, algorithm: AttentionConfig | None, max_len
     ``algorithm`` (None = full) over at most ``max_len`` positions."""
     return MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout, d_head=cfg.d_kv, bias=cfg.bias,
                               scale_scores=cfg.scale_attention, attention=algorithm, max_len=max_len)
+
+
+def cross_attention(cfg: TransformerConfig) -> MultiHeadAttention:
+    """The encoder-decoder attention ``cross_attention`` names (dot: the paper's, computing Eq. 1 chunked where
+    the config's self-attention is chunked, else full), with the config's head width, biases and scaling."""
+    return build_cross_attention(cfg.cross_attention, cfg.d_model, cfg.num_heads, cfg.attention_dropout,
+                                 d_head=cfg.d_kv, bias=cfg.bias, scale_scores=cfg.scale_attention,
+                                 attention=cross_attention_config(cfg.attention))
 
 
 def feedforward(cfg: TransformerConfig) -> PositionwiseFeedForward:
@@ -87,11 +97,11 @@ def encoder_layer(cfg: TransformerConfig) -> EncoderLayer:
 
 
 def decoder_layer(cfg: TransformerConfig) -> DecoderLayer:
-    """Masked self-attention with the config's algorithm where it can be causal (else full), cross-attention
-    chunked where the config's is chunked (else full), then the FFN."""
+    """Masked self-attention with the config's algorithm where it can be causal (else full), the config's
+    cross-attention (:func:`cross_attention`), then the FFN."""
     self_attn = attention(cfg, causal_attention_config(cfg.attention), cfg.max_len)
     self_attn_norm = norm(cfg)
-    cross_attn = attention(cfg, cross_attention_config(cfg.attention))
+    cross_attn = cross_attention(cfg)
     cross_attn_norm = norm(cfg)
     return DecoderLayer(self_attn, cross_attn, feedforward(cfg), self_attn_norm=self_attn_norm,
                         cross_attn_norm=cross_attn_norm, ffn_norm=norm(cfg), dropout=cfg.dropout,

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from tformer.config import AttentionConfig, Config, check, check_attention, check_choice
+from tformer.config import (
+    AttentionConfig,
+    Config,
+    CrossAttentionConfig,
+    check,
+    check_attention,
+    check_choice,
+    check_cross_attention,
+)
 from tformer.models.t5.presets import t5_small_settings
 
 POSITIONAL = ("sinusoidal", "learned", "relative")
@@ -66,7 +74,14 @@ class TransformerConfig(Config):
         pointer_generator: the copy mechanism (See et al., 2017): the output distribution mixes the vocabulary
             softmax with the last layer's cross-attention over the source tokens, with a learned gate
             (:mod:`tformer.nn.copy`). Needs one vocabulary for source and target.
+        cross_attention: which encoder-decoder attention the decoder uses (:class:`CrossAttentionConfig`): the
+            paper's dot-product attention (the default), location-aware (Chorowski et al., 2015) or monotonic
+            (Raffel et al., 2017). A pretrained folder records it only when it is not the default.
     """
+
+    saved_only_if_set: ClassVar[tuple[str, ...]] = ("cross_attention",)
+    """Fields that a pretrained folder's config.json holds only when they differ from their defaults (added after
+    folders were written: a default model's folder stays what it was)."""
 
     vocab_size: int
     tgt_vocab_size: int | None = None
@@ -103,6 +118,7 @@ class TransformerConfig(Config):
     init_std: float | None = None
     attention: AttentionConfig = AttentionConfig()
     pointer_generator: bool = False
+    cross_attention: CrossAttentionConfig = CrossAttentionConfig()
 
     def __post_init__(self) -> None:
         self.check_positive("vocab_size")
@@ -124,6 +140,10 @@ class TransformerConfig(Config):
         self.check_at_least(2, "max_len")
         self.check_positive("init_std", nullable=True)
         self._check_vocabularies()
+        check_cross_attention(self)
+        check(not (self.pointer_generator and self.cross_attention.kind == "monotonic"),
+              "pointer_generator copies through the cross-attention weights, which hard monotonic attention may "
+              "leave all zero: use cross_attention kind dot or location")
 
     def _check_vocabularies(self) -> None:
         check(

@@ -36,6 +36,7 @@ from tformer.io.pretrained import Pretrained
 from tformer.models.transformer import builders
 from tformer.models.transformer.config import TransformerConfig
 from tformer.models.transformer.stacks import DecoderOutput
+from tformer.nn.attention import AttentionProbe
 from tformer.nn.cache import DecoderCache
 from tformer.nn.linear import Linear
 from tformer.nn.masks import padding_mask
@@ -100,14 +101,20 @@ class Transformer(Pretrained, nn.Module):
         logits = self._output(out, tgt_in, src)
         return (logits, out.self_weights, out.cross_weights) if need_weights else logits
 
-    def decoder_states(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+    def decoder_states(self, src: Tensor, tgt_in: Tensor, *, cross_attention: AttentionProbe | None = None
+                       ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """The decoder stack's output (B, T, D), before the pre-softmax linear layer: ``forward`` without
         the last step, for losses that fuse that layer with the softmax
         (:func:`tformer.training.label_smoothing.linear_label_smoothed_loss`). Not for the copy mechanism,
-        whose output is more than that layer."""
+        whose output is more than that layer.
+
+        With ``cross_attention`` also the encoder-decoder attention weights it names, (B, H', T, S) per probed
+        layer, from beside the fast attention path (the guided attention loss,
+        :mod:`tformer.training.guided_attention`)."""
         if self.copies:
             raise TypeError("decoder_states: with pointer_generator the output distribution needs forward()")
-        return self.decoder(tgt_in, self.encode(src), padding_mask(src, self.cfg.pad_id)).hidden
+        out = self.decoder(tgt_in, self.encode(src), padding_mask(src, self.cfg.pad_id), probe=cross_attention)
+        return out.hidden if cross_attention is None else (out.hidden, list(out.probed))
 
     def forward(
         self, src: Tensor, tgt_in: Tensor, *, need_weights: bool = False
@@ -140,10 +147,17 @@ class Transformer(Pretrained, nn.Module):
         """A cache holding each layer's cross-attention keys/values, computed once for this source."""
         return self.decoder.start(memory, padding_mask(src, self.cfg.pad_id), src if self.copies else None)
 
-    def decode_step(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
+    def decode_step(self, tokens: Tensor, cache: DecoderCache, *, cross_attention: AttentionProbe | None = None
+                    ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Logits (B, t, V) for new decoder inputs ``tokens`` (B, t) that continue the cached positions
-        (with the copy mechanism: log-probabilities, which log_softmax leaves as they are)."""
-        return self._output(self.decoder.step(tokens, cache, need_weights=self.copies), tokens, cache.src)
+        (with the copy mechanism: log-probabilities, which log_softmax leaves as they are). Under the cache's
+        monotonic window, if it has one (:meth:`DecoderCache.constrain`).
+
+        With ``cross_attention`` also the encoder-decoder attention weights it names, (B, H', t, S) per probed
+        layer (the alignment measures, :func:`tformer.generation.alignment.step_alignment`)."""
+        out = self.decoder.step(tokens, cache, need_weights=self.copies, probe=cross_attention)
+        logits = self._output(out, tokens, cache.src)
+        return logits if cross_attention is None else (logits, list(out.probed))
 
     def _length_limits(self, src: Tensor, max_len: int | None, min_len: int) -> Tensor:
         """Per-sentence output limits (B,): ``max_len``, or the sentence's own length + 50 (§6.1),
@@ -156,7 +170,8 @@ class Transformer(Pretrained, nn.Module):
         return limits.clamp(max=self.cfg.max_len)
 
     capabilities = Capabilities("an autoregressive Transformer", (
-        Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.SAMPLING, Feature.MIN_LENGTH, Feature.ATTENTION_MAPS))
+        Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.SAMPLING, Feature.MIN_LENGTH, Feature.ATTENTION_MAPS,
+        Feature.MONOTONIC_WINDOW))
     """What this kind decodes with (asked by the Translator, the CLI, the server, plot and export)."""
 
     @torch.no_grad()
@@ -177,7 +192,8 @@ class Transformer(Pretrained, nn.Module):
                 ``beam_size`` (1 = greedy search, more = beam search; §6.1: 4), ``max_len`` (the most tokens,
                 EOS included; None = each source's length + 50, §6.1), ``min_len`` (EOS is forbidden before),
                 ``length_penalty`` (alpha of ((5 + |Y|) / 6)^alpha; §6.1: 0.6), ``do_sample`` with
-                ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off) and ``seed``.
+                ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off) and ``seed``; ``monotonic_window``
+                (with ``monotonic_window_back``): attend only within a window that moves forward.
         """
         opts = GenerationOptions.of(options, *values, names=GENERATE_POSITIONAL, **settings)
         self.capabilities.check(opts, "generate()")
@@ -185,11 +201,11 @@ class Transformer(Pretrained, nn.Module):
         with eval_mode(self):
             if opts.do_sample:
                 return sample(self, src, max_len=limits, min_len=opts.min_len, temperature=opts.temperature,
-                              top_k=opts.top_k, top_p=opts.top_p, seed=opts.seed)
+                              top_k=opts.top_k, top_p=opts.top_p, seed=opts.seed, window=opts.window())
             if opts.beam_size in (None, 1):
-                return greedy_search(self, src, max_len=limits, min_len=opts.min_len)
+                return greedy_search(self, src, max_len=limits, min_len=opts.min_len, window=opts.window())
             return beam_search(self, src, beam_size=opts.beam_size, max_len=limits, min_len=opts.min_len,
-                               length_penalty_alpha=opts.length_penalty)
+                               length_penalty_alpha=opts.length_penalty, window=opts.window())
 
     @torch.no_grad()
     def generate_nbest(self, src: Tensor, options: GenerationOptions | None = None, *values, **settings) -> list:
@@ -202,4 +218,5 @@ class Transformer(Pretrained, nn.Module):
         limits = self._length_limits(src, opts.max_len, opts.min_len)
         with eval_mode(self):
             return beam_search_nbest(self, src, beam_size=opts.beam_size, max_len=limits, min_len=opts.min_len,
-                                     length_penalty_alpha=opts.length_penalty, nbest=opts.nbest)
+                                     length_penalty_alpha=opts.length_penalty, nbest=opts.nbest,
+                                     window=opts.window())

@@ -23,7 +23,7 @@ from tformer.nn.attention_algorithms import chunked, linformer, lsh, reference, 
 from tformer.nn.attention_algorithms.chunked import attention_chunked
 from tformer.nn.attention_algorithms.linformer import attention_linformer
 from tformer.nn.attention_algorithms.lsh import attention_lsh, attention_shared_qk
-from tformer.nn.attention_algorithms.reference import attention_reference
+from tformer.nn.attention_algorithms.reference import attention_reference, attention_weights
 from tformer.nn.attention_algorithms.registry import (
     ATTENTION_ALGORITHMS,
     AttentionAlgorithm,
@@ -39,6 +39,7 @@ from tformer.nn.attention_algorithms.sliding import attention_sliding, sliding_w
 __all__ = [
     "ATTENTION_ALGORITHMS", "AttentionAlgorithm", "algorithm_class", "attention_chunked", "attention_fast",
     "attention_linformer", "attention_lsh", "attention_reference", "attention_shared_qk", "attention_sliding",
+    "attention_weights",
     "build_attention", "causal_attention_config", "cross_attention_config", "register_attention",
     "sliding_window_mask",
 ]

@@ -37,6 +37,21 @@ def attention_reference(
     Returns:
         output (B, H, Tq, Dh) and the attention weights (B, H, Tq, Tk).
     """
+    weights = attention_weights(q, k, mask, causal=causal, score_bias=score_bias, scale=scale)  # (B, H, Tq, Tk)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ v, weights  # (B, H, Tq, Dh)
+
+
+def attention_weights(
+    q: Tensor, k: Tensor, mask: Tensor | None = None, *, causal: bool = False, score_bias: Tensor | None = None,
+    scale: float | None = None,
+) -> Tensor:
+    """softmax(Q Kᵀ / sqrt(d_k)) of Eq. 1 alone, (B, H, Tq, Tk), rows summing to 1 (no dropout).
+
+    Also the cheap side path of a layer whose output comes from a fast algorithm but whose weights are
+    wanted for a few heads (the guided attention loss, the monotonic window): q, k of those heads only.
+    """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = q @ k.transpose(-2, -1) * scale  # (B, H, Tq, Tk)
     if score_bias is not None:
@@ -45,10 +60,7 @@ def attention_reference(
         mask = combine(mask, causal_mask(q.shape[-2], k.shape[-2], device=q.device))
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk), rows sum to 1
-    if dropout_p > 0.0:
-        weights = F.dropout(weights, p=dropout_p)
-    return weights @ v, weights  # (B, H, Tq, Dh)
+    return scores.softmax(dim=-1)  # (B, H, Tq, Tk), rows sum to 1
 
 
 @register_attention
