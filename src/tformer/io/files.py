@@ -1,12 +1,14 @@
-"""Crash-safe file writing: a reader sees the old file or the new one, never half of either."""
+"""Crash-safe file writing: a reader sees the old file (or directory) or the new one, never half of either."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from tformer.errors import ConfigError, first_line
@@ -43,6 +45,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory in place of ``target``: yields an empty temporary directory beside it (mode 0755); when
+    the block ends without an exception it replaces ``target`` by rename (the previous one, if any, is moved
+    aside first, put back if the rename fails, then deleted). On an exception nothing at ``target`` changes."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp's 0700 would make the finished directory private
+        yield tmp
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        if target.exists():
+            os.rename(target, old)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if old.exists():
+                os.rename(old, target)  # put the previous one back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

@@ -35,12 +35,10 @@ import argparse
 import os
 import random
 import re
-import shutil
 import statistics
 import string
 import subprocess
 import sys
-import tempfile
 import time
 import wave
 from collections.abc import Sequence
@@ -51,6 +49,7 @@ from pathlib import Path
 
 from tformer.data.synthetic import english_words
 from tformer.errors import TformerError, first_line
+from tformer.io.files import atomic_directory
 
 __all__ = ["ACCENTS", "CHARACTERS", "SPEECH_SENTENCES_COMMAND", "SPEECH_SENTENCES_PATH", "SPLITS", "VARIANTS",
            "VOCABULARY", "SpeechSentencesConfig", "SpokenSentence", "build", "load_speech_sentences",
@@ -387,27 +386,13 @@ def build(root: str | os.PathLike, cfg: SpeechSentencesConfig | None = None, *, 
     rows = plan(cfg)
     _check_voices(rows)
     version = _espeak("--version").strip().split("  Data at")[0]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp:
         start = time.monotonic()
         (tmp / "wav").mkdir()
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # each thread waits on one espeak-ng
             rows = list(pool.map(lambda r: _synthesise(r, tmp), rows))
         write_manifest(tmp / MANIFEST, rows)
         (tmp / "README.txt").write_text(_readme(cfg, rows, version, time.monotonic() - start), encoding="utf-8")
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        if target.exists():
-            os.rename(target, old)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if old.exists():
-                os.rename(old, target)  # put the previous set back
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return rows
 
 
