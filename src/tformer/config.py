@@ -14,7 +14,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from tformer.errors import ConfigError, TformerError
 from tformer.io.files import read_json, write_json
@@ -50,9 +50,22 @@ class Config:
         """A copy with ``changes`` applied and validated again (wrong types and unknown keys are errors)."""
         return from_dict(type(self), {**self.to_dict(), **changes})
 
+    saved_only_if_set: ClassVar[tuple[str, ...]] = ()
+    """Fields that a saved folder's config.json holds only when they differ from their defaults (fields added after
+    folders were written: a folder of a model that does not use them stays what it was; loading fills them in)."""
+
     def to_dict(self) -> dict[str, Any]:
         """A plain mapping (nested configs as mappings), as YAML and JSON hold it."""
         return dataclasses.asdict(self)
+
+    def saved_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the :attr:`saved_only_if_set` fields that hold their defaults: what a saved
+        folder's config.json records."""
+        fields, defaults = self.to_dict(), type(self).__dataclass_fields__
+        for name in self.saved_only_if_set:
+            if getattr(self, name) == defaults[name].default:
+                del fields[name]
+        return fields
 
     @classmethod
     def from_dict(cls: type[ConfigT], d: Any, where: str = "") -> ConfigT:

@@ -89,11 +89,12 @@ def config(tmp, name, data, kind="ctc", steps=150, every=50, ctc_weight=0.0, eps
     return load_run_config(path)
 
 
-def guided_config(tmp, name, data, steps=12, window=3):
-    """A short attention run with the guided attention loss (weight 1, the last layer) and a monotonic window."""
+def guided_config(tmp, name, data, steps=12, window=3, cross="dot"):
+    """A short attention run with the guided attention loss (weight 1, the last layer) and a monotonic window, its
+    decoder's cross-attention of kind ``cross``."""
     doc = yaml.safe_load(RECIPE.format(run_dir=tmp / name, data=data, kind="attention", steps=steps, every=steps,
                                        ctc_weight=0.3, eps=0.1))
-    doc["asr"].update(monotonic_window=window, wer_samples=2)
+    doc["asr"].update(monotonic_window=window, wer_samples=2, cross_attention={"kind": cross})
     doc["train"].update(log_every=4, guided_attention={"weight": 1.0, "sigma": 0.2, "layers": [-1]})
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -178,6 +179,19 @@ def test_guided_attention_trains_and_is_logged_and_the_window_scores(tones, tmp_
     assert all("guided_attention" not in r for r in records if r.get("kind") == "valid")  # training only
 
 
+@pytest.mark.parametrize("cross", ["location", "monotonic"])
+def test_the_decoder_takes_location_aware_and_monotonic_attention(tones, tmp_path, cross):
+    from tformer.tasks.transcriber import Transcriber
+
+    summary = run_training(guided_config(tmp_path, cross, tones, steps=6, cross=cross), show_progress=False)
+    assert summary["steps"] == 6 and "test_long_wer_beam" in summary
+    saved = json.loads((tmp_path / cross / "model" / "config.json").read_text())
+    assert saved["asr"]["cross_attention"]["kind"] == cross
+    layer = Transcriber.from_run(tmp_path / cross).model.decoder.layers[0]
+    assert type(layer.cross_attn).__name__ == {"location": "LocationAwareAttention",
+                                               "monotonic": "MonotonicAttention"}[cross]
+
+
 def test_the_guided_term_is_in_the_loss_only_in_training_with_a_weight():
     from tformer.models.conformer import ConformerConfig
     from tformer.tasks.asr import AsrSettings, AsrTask, AttentionReadOut, CharVocabulary, SpeechSplit
@@ -249,13 +263,14 @@ def test_the_pictures_are_written(ctc_run, attention_run, tones, tmp_path):
     pytest.importorskip("matplotlib")
     (wav,) = wavs(tones, "test_long-000")
     for args in (["filterbank", wav], ["filterbank", ctc_run[0], wav], ["alignment", ctc_run[0], wav],
-                 ["alignment", attention_run[0], wav, "--head", "2", "--layer", "1"]):
+                 ["alignment", attention_run[0], wav, "--head", "2", "--layer", "1", "--guided-band", "0.3"]):
         out = tmp_path / f"{args[0]}-{len(args)}.svg"
         r = tformer_cli("plot", *args, "-o", out)
         assert r.returncode == 0, r.stderr
         assert "time (s)" in out.read_text()
     assert "cross-attention" not in (tmp_path / "alignment-3.svg").read_text()  # a CTC run: its posteriors
     assert "&lt;blank&gt;" in (tmp_path / "alignment-3.svg").read_text()
+    assert "guided band, g = 0.3" in (tmp_path / "alignment-9.svg").read_text()
 
 
 # ---- bad input -------------------------------------------------------------------------------------------------
@@ -310,6 +325,8 @@ def test_missing_data_is_one_line_naming_the_command(tmp_path):
     ("asr: {model: attention, monotonic_window: 0}", "monotonic_window must be >= 1 encoder frames or null"),
     ("asr: {model: attention, monotonic_window: 5, monotonic_window_back: -1}", "monotonic_window_back must be >= 0"),
     ("asr: {monotonic_window: 5}", "monotonic_window needs model: attention"),
+    ("asr: {cross_attention: {kind: location}}", "cross_attention needs model: attention"),
+    ("asr: {model: attention, cross_attention: {kind: lsh}}", "cross_attention kind must be one of"),
 ])
 def test_config_errors_are_one_line(tmp_path, section, message):
     from tformer.config import ConfigError

@@ -38,6 +38,15 @@ def test_attention_svg_has_the_tokens_of_the_sentence(trained_run, tmp_path, cap
     for token in {*att.source_tokens, *att.target_output_tokens}:
         assert html.escape(token, quote=False) in svg, token
     assert "Encoder-decoder (cross-) attention, layer 2 of 2: head 1 of 4" in svg
+    assert "guided band" not in svg
+
+
+def test_the_guided_band_is_drawn_over_the_cross_attention(trained_run, tmp_path, capsys):
+    out = tmp_path / "band.svg"
+    code, _, stderr = _plot(capsys, "attention", trained_run, "--text", TEXT, "--head", "mean", "--guided-band",
+                            "-o", out)
+    assert code == 0, stderr
+    assert "guided band, g = 0.2 (W = 1/2)" in out.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("args", [
@@ -90,6 +99,8 @@ def test_schedule_of_a_run_shows_the_rates_it_logged_on_eq3(trained_run, tmp_pat
     (["schedule", "NOWHERE.yaml"], "config file not found"),
     (["schedule", "DATA"], "not a run directory"),
     (["positional", "--d-model", "33"], "must be even"),
+    (["attention", "RUN", "--text", TEXT, "--kind", "encoder", "--guided-band"], "on cross-attention only"),
+    (["attention", "RUN", "--text", TEXT, "--guided-band", "0"], "with g > 0"),
 ])
 def test_bad_input_exits_2_with_one_line(trained_run, tmp_path, capsys, args, message):
     args = [a.replace("NOWHERE", str(tmp_path / "nowhere")).replace("DATA", str(trained_run.parent))

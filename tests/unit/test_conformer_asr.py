@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tformer.config import ConfigError
+from tformer.config import ConfigError, CrossAttentionConfig
 from tformer.data.audio import frame_mask
 from tformer.errors import TformerError
 from tformer.generation import Feature, beam_search, beam_search_nbest, greedy_search
@@ -41,11 +41,14 @@ def _ctc(**kw) -> ConformerCTC:
     return ConformerCTC(_cfg(**kw), V, blank_id=BLANK).double().eval()
 
 
-def _seq2seq(ctc_weight: float = 0.3, **kw) -> ConformerSeq2Seq:
+def _seq2seq(ctc_weight: float = 0.3, cross: str = "dot", **kw) -> ConformerSeq2Seq:
     torch.manual_seed(0)
     model = ConformerSeq2Seq(_cfg(**kw), V, decoder_layers=2, pad_id=PAD, bos_id=BOS, eos_id=EOS,
-                             ctc_weight=ctc_weight, blank_id=BLANK)
+                             ctc_weight=ctc_weight, blank_id=BLANK, cross_attention=CrossAttentionConfig(cross))
     return model.double().eval()
+
+
+CROSS_KINDS = ("dot", "location", "monotonic")  # the encoder-decoder attentions of tformer.nn.cross_attention
 
 
 def _features(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,8 +118,9 @@ def test_ctc_padding_invariance():
         torch.testing.assert_close(batched[i, :m], alone[0], rtol=0, atol=1e-10)
 
 
-def test_seq2seq_padding_invariance():
-    model = _seq2seq()
+@pytest.mark.parametrize("cross", CROSS_KINDS)
+def test_seq2seq_padding_invariance(cross):
+    model = _seq2seq(cross=cross)
     x, lengths = _features([41, 23], seed=2)
     tgt_in, _ = _targets()
     batched = model(x, lengths, tgt_in)
@@ -126,8 +130,9 @@ def test_seq2seq_padding_invariance():
         torch.testing.assert_close(batched[i, :real], alone[0], rtol=0, atol=1e-10)
 
 
-def test_transcripts_do_not_depend_on_the_batch():
-    model = _seq2seq()
+@pytest.mark.parametrize("cross", CROSS_KINDS)
+def test_transcripts_do_not_depend_on_the_batch(cross):
+    model = _seq2seq(cross=cross)
     x, lengths = _features([41, 23, 33], seed=3)
     for beam in (1, 3):
         batched = model.transcribe(x, lengths, beam_size=beam, max_len=6)
@@ -149,8 +154,10 @@ def test_the_future_never_leaks():
     assert (a[:, 3:] - b[:, 3:]).abs().max() > 1e-6
 
 
-def test_cached_decoding_equals_teacher_forcing():
-    model = _seq2seq()
+@pytest.mark.parametrize("cross", CROSS_KINDS)
+def test_cached_decoding_equals_teacher_forcing(cross):
+    """(Monotonic attention decodes hard in eval mode, in both passes: the same hard decisions.)"""
+    model = _seq2seq(cross=cross)
     x, lengths = _features([41, 23], seed=5)
     tgt_in = torch.tensor([[BOS, 4, 5, 6, 7, 8], [BOS, 8, 7, 6, 5, 4]])
     full = model(x, lengths, tgt_in)  # (B, L, V)
@@ -254,7 +261,8 @@ def test_ctc_loss_falls_on_a_tiny_overfit():
 
 
 # ---- save and load -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("make", [_ctc, lambda: _seq2seq(ctc_weight=0.3), lambda: _seq2seq(ctc_weight=0.0)])
+@pytest.mark.parametrize("make", [_ctc, lambda: _seq2seq(ctc_weight=0.3), lambda: _seq2seq(ctc_weight=0.0),
+                                  lambda: _seq2seq(cross="location"), lambda: _seq2seq(cross="monotonic")])
 def test_save_load_round_trip(tmp_path, make):
     model = make()
     model.save_pretrained(tmp_path)
@@ -267,6 +275,10 @@ def test_save_load_round_trip(tmp_path, make):
         torch.testing.assert_close(loaded(x, lengths)[0], model(x, lengths)[0], rtol=0, atol=0)
     else:
         assert loaded.decoder_cfg == model.decoder_cfg and doc["asr"]["ctc_weight"] == model.decoder_cfg.ctc_weight
+        kind = model.decoder_cfg.cross_attention.kind  # recorded only when it is not the paper's (older folders)
+        assert doc["asr"].get("cross_attention", {"kind": "dot"})["kind"] == kind
+        assert ("cross_attention" in doc["asr"]) == (kind != "dot")
+        assert type(loaded.decoder.layers[0].cross_attn) is type(model.decoder.layers[0].cross_attn)
         tgt_in, _ = _targets()
         torch.testing.assert_close(loaded(x, lengths, tgt_in), model(x, lengths, tgt_in), rtol=0, atol=0)
 

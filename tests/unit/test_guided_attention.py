@@ -184,3 +184,22 @@ def test_training_with_the_loss_lowers_it_and_logs_it(tmp_path):
     guided = [r[TERM] for r in records if r["kind"] == "train"]
     assert len(guided) == 8 and all(0 <= g < 1 for g in guided)
     assert guided[-1] < 0.6 * guided[0], guided
+
+
+@pytest.mark.parametrize("rows, columns, sigma", [(7, 11, 0.2), (12, 5, 0.1), (30, 90, 0.3)])
+def test_the_pictures_band_is_where_the_loss_weight_is_one_half(rows, columns, sigma):
+    pytest.importorskip("matplotlib")
+    from tformer.viz.figure import guided_band
+
+    band = guided_band(rows, columns, sigma, points=rows)  # t = -1/2 .. T - 1/2
+    for edge in ("low", "high"):  # the closed form, W = 1/2 on the edges
+        w = 1 - torch.exp(-torch.tensor((band[edge] / columns - band["t"] / rows) ** 2) / (2 * sigma**2))
+        torch.testing.assert_close(w, torch.full_like(w, 0.5), rtol=0, atol=1e-12)
+    # the loss's own matrix: a cell costs less than 1/2 exactly where it lies between the edges of its row
+    grid = guided_band(rows, columns, sigma, points=2 * rows + 1)  # t = -1/2, 0, 1/2, ..., T - 1/2
+    t = grid["t"][1::2]  # the rows' centres 0 .. T - 1
+    w = guide_matrix(torch.tensor([rows]), torch.tensor([columns]), rows, columns, sigma, torch.float64)[0]
+    n = torch.arange(columns, dtype=torch.float64)
+    low, high = torch.tensor(grid["low"][1::2])[:, None], torch.tensor(grid["high"][1::2])[:, None]  # (T, 1)
+    inside = (n[None] > low) & (n[None] < high)
+    assert torch.equal(w < 0.5, inside) and len(t) == rows

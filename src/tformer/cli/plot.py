@@ -40,6 +40,12 @@ def _head_or_mean(value: str) -> int | str:
     return "mean" if value == "mean" else _head(value)
 
 
+def _guided_band_option(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--guided-band", type=float, nargs="?", const=0.2, default=None, metavar="G",
+                   help="overlay the guided attention loss's band on the cross-attention: the diagonal and where "
+                        "W = 1/2, for g = G (default 0.2, Tachibana et al.'s)")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="picture", metavar="PICTURE", required=True)
 
@@ -59,6 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--head", type=_head, default="grid", help="head number from 1, 'grid' (default: all heads) "
                                                               "or 'mean' (their average)")
     q.add_argument("--beam", type=int, default=4, help="beam size of the translation (without --target)")
+    _guided_band_option(q)
     q.set_defaults(draw=_attention)
 
     q = picture("patches", "a Vision Transformer run: the [class] token's attention over an image's patches")
@@ -124,6 +131,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--layer", type=int, default=None, help="decoder layer, from 1 (default: the last)")
     q.add_argument("--head", type=_head_or_mean, default="mean", help="head number from 1, or 'mean' (default)")
     q.add_argument("--beam", type=int, default=None, help="beam size of the transcript (default: the run's)")
+    _guided_band_option(q)
     q.set_defaults(draw=_alignment)
 
 
@@ -157,7 +165,7 @@ def _attention(args: argparse.Namespace):
 
     translator = _translator(args.run_dir, Feature.ATTENTION_MAPS, what="tformer plot attention")
     att = translator.attention(args.text, target=args.target, beam_size=args.beam)
-    return plot_attention(att, args.kind, args.layer, args.head)
+    return plot_attention(att, args.kind, args.layer, args.head, args.guided_band)
 
 
 def _patches(args: argparse.Namespace):
@@ -338,4 +346,4 @@ def _alignment(args: argparse.Namespace):
     what = f"decoder's encoder-decoder attention, {where}" if a.kind == "cross-attention" else "CTC's posteriors"
     return plot_alignment(a.features, a.hop_seconds, weights, a.frame_seconds, a.rows,
                           f"{Path(args.file).name} through {args.run_dir}: {what}", what=a.kind,
-                          details=f"transcript: {a.transcript!r}")
+                          details=f"transcript: {a.transcript!r}", guided_band=args.guided_band)

@@ -176,12 +176,7 @@ class Pretrained:
         """``config.json``'s mapping: the architecture, the config's fields and the sections. A config's
         ``saved_only_if_set`` fields (added after folders were written) are left out at their defaults, so that
         such a folder is what it was; loading fills them in."""
-        fields = self.cfg.to_dict()
-        defaults = type(self.cfg).__dataclass_fields__
-        for name in getattr(self.cfg, "saved_only_if_set", ()):  # fields added later: absent at their default
-            if getattr(self.cfg, name) == defaults[name].default:
-                del fields[name]
-        return {ARCHITECTURE_KEY: type(self).__name__, **fields, **self.config_sections()}
+        return {ARCHITECTURE_KEY: type(self).__name__, **self.cfg.saved_dict(), **self.config_sections()}
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write ``config.json`` and ``model.safetensors`` (tied tensors stored once), each atomically."""

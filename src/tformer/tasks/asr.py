@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from tformer.config import Config, check, from_dict
+from tformer.config import Config, CrossAttentionConfig, check, check_cross_attention, from_dict
 from tformer.console import log
 from tformer.data.audio import LogMelConfig, SpecAugment, frame_mask, log_mel, normalize_utterances, read_wav
 from tformer.data.audio.speech_sentences import (
@@ -273,7 +273,7 @@ class AttentionReadOut(ReadOut):
     @classmethod
     def build(cls, cfg, vocab, settings):
         return ConformerSeq2Seq(cfg, vocab.size, decoder_layers=settings.decoder_layers, pad_id=0, bos_id=1, eos_id=2,
-                                ctc_weight=settings.ctc_weight, blank_id=0)
+                                ctc_weight=settings.ctc_weight, blank_id=0, cross_attention=settings.cross_attention)
 
     @classmethod
     def loss_units(cls, target_lengths):
@@ -330,6 +330,9 @@ class AsrSettings(TaskSettings):
         monotonic_window: attention only: the final test scores decode under a monotonic window reaching this many
             encoder frames ahead of the focus (25 a second with 4x subsampling at 10 ms hops); None = no window.
         monotonic_window_back: how many encoder frames behind the focus the window reaches.
+        cross_attention: attention only: the decoder's attention over the encoder frames
+            (:class:`~tformer.config.CrossAttentionConfig`: ``kind`` dot, the paper's; location, location-aware;
+            monotonic, hard monotonic attention; with their settings).
     """
 
     model: str = "ctc"
@@ -348,9 +351,13 @@ class AsrSettings(TaskSettings):
     beam_size: int | None = None
     monotonic_window: int | None = None
     monotonic_window_back: int = 1
+    cross_attention: CrossAttentionConfig = CrossAttentionConfig()
 
     def __post_init__(self) -> None:
         ASR_MODELS.lookup(self.model)
+        check_cross_attention(self)
+        check(self.cross_attention.kind == "dot" or self.model == "attention",
+              f"cross_attention needs model: attention (a {self.model} read-out has no encoder-decoder attention)")
         check(self.monotonic_window is None or self.monotonic_window >= 1,
               f"monotonic_window must be >= 1 encoder frames or null (off), got {self.monotonic_window}")
         check(self.monotonic_window_back >= 0, f"monotonic_window_back must be >= 0, got {self.monotonic_window_back}")

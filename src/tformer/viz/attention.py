@@ -23,7 +23,7 @@ from torch import Tensor
 
 from tformer.errors import TformerError
 from tformer.translator import SentenceAttention
-from tformer.viz.figure import CELL_INCHES, heatmap, new_figure, set_title
+from tformer.viz.figure import CELL_INCHES, draw_guided_band, heatmap, new_figure, set_title
 
 KINDS = ("encoder", "decoder_self", "cross")
 _TITLES = {
@@ -64,7 +64,7 @@ def attention_weights(att: SentenceAttention, kind: str,
 
 
 def plot_attention(att: SentenceAttention, kind: str = "cross", layer: int | None = None,
-                   head: int | str = "grid") -> Figure:
+                   head: int | str = "grid", guided_band: float | None = None) -> Figure:
     """A heatmap of attention weights with the tokens on both axes.
 
     Args:
@@ -73,10 +73,14 @@ def plot_attention(att: SentenceAttention, kind: str = "cross", layer: int | Non
         layer: 1 .. N; None = the last layer.
         head: a head number 1 .. H (one heatmap), "grid" (every head of the layer, one panel each,
             on one colour scale) or "mean" (the average over the heads).
+        guided_band: cross only: overlay the guided attention loss's band of this g
+            (:func:`~tformer.viz.figure.draw_guided_band`); None = none.
 
     Raises:
-        TformerError: unknown kind, layer or head.
+        TformerError: unknown kind, layer or head, or a band on a map that is not cross-attention.
     """
+    if guided_band is not None and (kind != "cross" or guided_band <= 0):
+        raise TformerError(f"the guided band (g = {guided_band}) is drawn on cross-attention only, with g > 0")
     weights, rows, cols = attention_weights(att, kind, layer)  # (H, Tq, Tk)
     num_heads, num_layers = weights.shape[0], len(_layers(att, kind))
     layer = num_layers if layer is None else layer
@@ -102,6 +106,8 @@ def plot_attention(att: SentenceAttention, kind: str = "cross", layer: int | Non
     marker = " (▁ starts a word)" if any(tok.startswith("▁") for tok in rows + cols) else ""
     for ax, (name, w) in zip(axes.flat, panels, strict=False):
         image = heatmap(ax, w, cols, rows, vmin=0.0, vmax=vmax)
+        if guided_band is not None:
+            draw_guided_band(ax, len(rows), len(cols), guided_band)
         if name:
             ax.set_title(name, fontsize=9)
         ax.set_xlabel(_AXES[kind][0] + marker, fontsize=8)

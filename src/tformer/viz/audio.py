@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from tformer.errors import TformerError
-from tformer.viz.figure import CELL_INCHES, new_figure, set_title
+from tformer.viz.figure import CELL_INCHES, draw_guided_band, new_figure, set_title
 
 ROW_INCHES = 0.13  # one row of a long transcript
 SPACE = "\u2423"  # "␣": a space, shown as a visible token on an axis
@@ -87,7 +87,8 @@ def select_heads(layers: Sequence[Tensor], layer: int | None = None, head: int |
 
 
 def plot_alignment(features: Tensor, hop_seconds: float, weights: Tensor, frame_seconds: float,
-                   rows: Sequence[str], title: str, *, what: str = "cross-attention", details: str = "") -> Figure:
+                   rows: Sequence[str], title: str, *, what: str = "cross-attention", details: str = "",
+                   guided_band: float | None = None) -> Figure:
     """The filterbank (T, M) above and ``weights`` (R, T') below, one row per token of ``rows``, on one time axis.
 
     Args:
@@ -95,7 +96,11 @@ def plot_alignment(features: Tensor, hop_seconds: float, weights: Tensor, frame_
         what: "cross-attention" (rows: the output token each query predicts) or "CTC posteriors" (rows: the
             vocabulary's tokens).
         details: a second title line (e.g. the layer and heads shown).
+        guided_band: cross-attention only: overlay the guided attention loss's band of this g over the T' encoder
+            frames (:func:`~tformer.viz.figure.draw_guided_band`); None = none.
     """
+    if guided_band is not None and (what != "cross-attention" or guided_band <= 0):
+        raise TformerError(f"the guided band (g = {guided_band}) is drawn on cross-attention only, with g > 0")
     if weights.dim() != 2 or weights.shape[0] != len(rows):
         raise TformerError(f"expected weights ({len(rows)}, T'), got shape {tuple(weights.shape)}")
     seconds = max(features.shape[0] * hop_seconds, weights.shape[1] * frame_seconds)
@@ -120,6 +125,8 @@ def plot_alignment(features: Tensor, hop_seconds: float, weights: Tensor, frame_
     else:
         bottom.set_ylabel("query: predicting this character", fontsize=8)
         label = "attention weight (each row sums to 1)"
+    if guided_band is not None:
+        draw_guided_band(bottom, len(rows), w.shape[1], guided_band, column_width=frame_seconds, column_offset=0.5)
     fig.colorbar(image, ax=bottom, label=label, pad=0.01)
     set_title(fig, title, *([details] if details else []))
     return fig

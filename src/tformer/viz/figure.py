@@ -1,4 +1,5 @@
-"""What every picture shares: a figure made without pyplot, a labelled heatmap, and atomic saving.
+"""What every picture shares: a figure made without pyplot, a labelled heatmap, the guided attention band over an
+alignment, and atomic saving.
 
 Figures are plain ``matplotlib.figure.Figure`` objects: no pyplot, no global state, no display
 (PNG goes through Agg). :func:`save_figure` picks the format from the file's suffix and writes it
@@ -8,6 +9,7 @@ tokens on the axes can be searched and copied.
 
 from __future__ import annotations
 
+import math
 import os
 import textwrap
 from collections.abc import Sequence
@@ -55,6 +57,33 @@ def heatmap(
         ax.set_yticks(range(len(y_labels)), labels=list(y_labels), parse_math=False)
     ax.tick_params(length=2, labelsize=8)
     return image
+
+
+def guided_band(rows: int, columns: int, sigma: float, points: int = 200) -> dict[str, np.ndarray]:
+    """Where the guided attention loss (Tachibana et al., 2017; :mod:`tformer.training.guided_attention`) is cheap
+    on an alignment of ``rows`` output steps t (of T) by ``columns`` inputs n (of N): for t from -1/2 to T - 1/2,
+    the diagonal n/N = t/T and the two edges where W_nt = 1 - exp(-(n/N - t/T)^2 / (2 g^2)) = 1/2, that is
+    n/N = t/T -/+ g sqrt(2 ln 2). Returns {"t", "diagonal", "low", "high"} (the n of each t, in cells; not
+    clipped)."""
+    t = np.linspace(-0.5, rows - 0.5, points)
+    centre = t / rows * columns  # n where n/N = t/T
+    half = sigma * math.sqrt(2.0 * math.log(2.0)) * columns  # the half-width of the W < 1/2 band, in cells
+    return {"t": t, "diagonal": centre, "low": centre - half, "high": centre + half}
+
+
+def draw_guided_band(ax: Axes, rows: int, columns: int, sigma: float, *, column_width: float = 1.0,
+                     column_offset: float = 0.0) -> None:
+    """Overlay :func:`guided_band` on an alignment drawn with rows top to bottom: the diagonal dashed, the
+    W = 1/2 edges dotted, in white. Column n is centred at (n + ``column_offset``) x ``column_width`` on the x axis
+    (a heatmap: 0 and 1; a time axis of frames starting at 0 s: 1/2 and the frame's seconds)."""
+    band = guided_band(rows, columns, sigma)
+    xlim, ylim = ax.get_xlim(), ax.get_ylim()
+    for key, style in (("diagonal", "--"), ("low", ":"), ("high", ":")):
+        ax.plot((band[key] + column_offset) * column_width, band["t"], style, color="white", linewidth=1.0,
+                label=f"guided band, g = {sigma:g} (W = 1/2)" if key == "low" else None)
+    ax.set_xlim(xlim)  # the lines run past the cells: keep the picture's frame
+    ax.set_ylim(ylim)
+    ax.legend(loc="lower left", fontsize=7, framealpha=0.6)
 
 
 def picture_format(path: str | os.PathLike) -> str:

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tformer.config import Config, check, check_choice
+from tformer.config import Config, CrossAttentionConfig, check, check_choice, check_cross_attention
 from tformer.data.audio import frame_mask
 from tformer.generation import Capabilities, Feature, Hypothesis, beam_search_nbest, greedy_search
 from tformer.generation.ctc import ctc_greedy, ctc_prefix_beam_search, ctc_prefix_beam_search_nbest
@@ -75,7 +75,11 @@ class Seq2SeqConfig(Config):
         decoder_d_ff: the decoder FFN's inner width (None = the encoder's d_ff).
         decoder_norm: "pre" (x + Sublayer(LayerNorm(x)), final LayerNorm; as ESPnet's decoder) or "post" (§3.1).
         max_target_len: decoder positions: BOS and the most tokens fed back (the longest transcript + EOS).
+        cross_attention: the decoder's attention over the encoder frames (:class:`CrossAttentionConfig`: the
+            paper's dot product, location-aware or monotonic); config.json records it only when it is not dot.
     """
+
+    saved_only_if_set: ClassVar[tuple[str, ...]] = ("cross_attention",)  # added after folders were written
 
     vocab_size: int
     decoder_layers: int = 6
@@ -87,8 +91,10 @@ class Seq2SeqConfig(Config):
     decoder_d_ff: int | None = None
     decoder_norm: str = "pre"
     max_target_len: int = 512
+    cross_attention: CrossAttentionConfig = CrossAttentionConfig()
 
     def __post_init__(self) -> None:
+        check_cross_attention(self)
         self.check_positive("vocab_size", "decoder_layers", "max_target_len")
         self.check_positive("decoder_d_ff", nullable=True)
         for name in ("pad_id", "bos_id", "eos_id", "blank_id"):
@@ -213,7 +219,8 @@ class ConformerSeq2Seq(Pretrained, nn.Module):
     Args:
         cfg: the encoder (``num_classes`` 0). The decoder has its d_model, heads, dropouts and LayerNorm epsilon.
         vocab_size, decoder_layers, pad_id, bos_id, eos_id, ctc_weight, blank_id, decoder_d_ff, decoder_norm,
-        max_target_len: :class:`Seq2SeqConfig`, kept as ``decoder_cfg`` (the decoding engines read its ids).
+        max_target_len, cross_attention: :class:`Seq2SeqConfig`, kept as ``decoder_cfg`` (the decoding engines read
+        its ids).
     """
 
     config_class = ConformerConfig
@@ -223,24 +230,28 @@ class ConformerSeq2Seq(Pretrained, nn.Module):
 
     def __init__(self, cfg: ConformerConfig, vocab_size: int, *, decoder_layers: int = 6, pad_id: int = 0,
                  bos_id: int = 1, eos_id: int = 2, ctc_weight: float = 0.0, blank_id: int = 0,
-                 decoder_d_ff: int | None = None, decoder_norm: str = "pre", max_target_len: int = 512) -> None:
+                 decoder_d_ff: int | None = None, decoder_norm: str = "pre", max_target_len: int = 512,
+                 cross_attention: CrossAttentionConfig | None = None) -> None:
         super().__init__()
         _no_classes(cfg, "ConformerSeq2Seq")
         self.cfg = cfg
         dec = self.decoder_cfg = Seq2SeqConfig(vocab_size, decoder_layers, pad_id, bos_id, eos_id, ctc_weight,
-                                               blank_id, decoder_d_ff, decoder_norm, max_target_len)
+                                               blank_id, decoder_d_ff, decoder_norm, max_target_len,
+                                               cross_attention or CrossAttentionConfig())
         self.encoder = ConformerEncoder(cfg)
         self.decoder = SpeechDecoder(vocab_size, cfg.d_model, cfg.num_heads, dec.decoder_d_ff or cfg.d_ff,
                                      decoder_layers, dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
-                                     pre_norm=decoder_norm == "pre", max_len=max_target_len, eps=cfg.layer_norm_eps)
+                                     pre_norm=decoder_norm == "pre", max_len=max_target_len, eps=cfg.layer_norm_eps,
+                                     cross_attention=dec.cross_attention)
         self.ctc_head = Linear(cfg.d_model, vocab_size) if ctc_weight > 0 else None
 
     def config_sections(self) -> dict[str, dict[str, Any]]:
-        return {"asr": self.decoder_cfg.to_dict()}
+        return {"asr": self.decoder_cfg.saved_dict()}
 
     @classmethod
     def from_config(cls, cfg: ConformerConfig, sections: dict[str, Any]) -> ConformerSeq2Seq:
-        return cls(cfg, **dataclasses.asdict(sections["asr"]))
+        dec = sections["asr"]
+        return cls(cfg, **{f.name: getattr(dec, f.name) for f in dataclasses.fields(dec)})
 
     # ---- encoding and teacher forcing ----------------------------------------------------------
     def encode_audio(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:

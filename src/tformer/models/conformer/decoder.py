@@ -3,6 +3,8 @@ encoder-decoder ASR), assembled here from :mod:`tformer.nn`'s parts: each family
 
     tgt_in ids -> Embedding * sqrt(d_model) + PE (sinusoids, §3.4-3.5) -> Dropout
                -> N x DecoderLayer (masked self-attention, attention over the encoder frames, FFN)
+                  (the encoder-decoder attention a kind of :mod:`tformer.nn.cross_attention`: the paper's dot
+                  product, location-aware or monotonic)
                -> [LayerNorm, pre-norm only] -> hidden (B, L, D) -> x Eᵀ (the embedding matrix, tied: §3.4) -> logits
 
 Run two ways: :meth:`SpeechDecoder.forward` (teacher forcing, causal self-attention over the whole target) and
@@ -26,8 +28,10 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
+from tformer.config import CrossAttentionConfig
 from tformer.nn.attention import AttentionProbe, MultiHeadAttention
 from tformer.nn.cache import DecoderCache, KVCache
+from tformer.nn.cross_attention import build_cross_attention, project_source
 from tformer.nn.embedding import Embeddings, TokenEmbedding
 from tformer.nn.feedforward import PositionwiseFeedForward
 from tformer.nn.layers import DecoderLayer
@@ -57,10 +61,12 @@ class SpeechDecoder(nn.Module):
         pre_norm: x + Sublayer(LayerNorm(x)) and a final LayerNorm; False = the paper's LayerNorm(x + Sublayer(x)).
         max_len: the positions the sinusoid table covers (BOS and the tokens fed back).
         eps: LayerNorm's epsilon.
+        cross_attention: the encoder-decoder attention's kind and settings (None = the paper's dot product).
     """
 
     def __init__(self, vocab_size: int, d_model: int, num_heads: int, d_ff: int, num_layers: int, *, dropout: float,
-                 attention_dropout: float, pre_norm: bool, max_len: int, eps: float = 1e-5) -> None:
+                 attention_dropout: float, pre_norm: bool, max_len: int, eps: float = 1e-5,
+                 cross_attention: CrossAttentionConfig | None = None) -> None:
         super().__init__()
         tokens = TokenEmbedding(vocab_size, d_model)  # N(0, d^-1/2), times sqrt(d)
         self.embed = Embeddings(tokens, SinusoidalPositionalEncoding(max_len, d_model), dropout, max_len)
@@ -70,7 +76,7 @@ class SpeechDecoder(nn.Module):
                 return build_norm("layer", d_model, eps)
 
             return DecoderLayer(MultiHeadAttention(d_model, num_heads, attention_dropout),
-                                MultiHeadAttention(d_model, num_heads, attention_dropout),
+                                build_cross_attention(cross_attention, d_model, num_heads, attention_dropout),
                                 PositionwiseFeedForward(d_model, d_ff, "relu"), self_attn_norm=norm(),
                                 cross_attn_norm=norm(), ffn_norm=norm(), dropout=dropout, pre_norm=pre_norm)
 
@@ -94,9 +100,10 @@ class SpeechDecoder(nn.Module):
                          probe=probe)
 
     def start(self, memory: Tensor, memory_mask: Tensor) -> DecoderCache:
-        """An empty cache for :meth:`step` with each layer's cross-attention keys/values of ``memory``."""
+        """An empty cache for :meth:`step` with each layer's cross-attention keys/values of ``memory`` (and the
+        alignment state an alignment-carrying kind starts from)."""
         return DecoderCache(self_kv=[KVCache() for _ in self.layers],
-                            cross_kv=[layer.cross_attn.project_kv(memory) for layer in self.layers],
+                            cross_kv=project_source([layer.cross_attn for layer in self.layers], memory, memory_mask),
                             memory_mask=memory_mask)
 
     def step(self, tokens: Tensor, cache: DecoderCache, *, probe: AttentionProbe | None = None

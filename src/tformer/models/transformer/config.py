@@ -79,9 +79,7 @@ class TransformerConfig(Config):
             (Raffel et al., 2017). A pretrained folder records it only when it is not the default.
     """
 
-    saved_only_if_set: ClassVar[tuple[str, ...]] = ("cross_attention",)
-    """Fields that a pretrained folder's config.json holds only when they differ from their defaults (added after
-    folders were written: a default model's folder stays what it was)."""
+    saved_only_if_set: ClassVar[tuple[str, ...]] = ("cross_attention",)  # added after folders were written
 
     vocab_size: int
     tgt_vocab_size: int | None = None

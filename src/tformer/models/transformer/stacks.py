@@ -27,7 +27,8 @@ from typing import NamedTuple
 from torch import Tensor, nn
 
 from tformer.nn.attention import AttentionProbe
-from tformer.nn.cache import AlignedKV, DecoderCache, KVCache, StaticKV
+from tformer.nn.cache import DecoderCache, KVCache, StaticKV
+from tformer.nn.cross_attention import project_source
 from tformer.nn.embedding import Embeddings
 from tformer.nn.gradient_checkpointing import run_layer
 from tformer.nn.positional import RelativePositionBias
@@ -96,10 +97,7 @@ class Decoder(Stack):
     def start(self, memory: Tensor, memory_mask: Tensor, src: Tensor | None = None) -> DecoderCache:
         """An empty cache for :meth:`step`, holding each layer's cross-attention keys/values of ``memory``
         (computed once per source); ``src`` (B, S) is kept for an output layer that reads the source ids."""
-        cross_kv = [layer.cross_attn.project_kv(memory) for layer in self.layers]
-        for layer, kv in zip(self.layers, cross_kv, strict=True):
-            if isinstance(kv, AlignedKV):  # the alignment starts from the source padding, not a later window
-                kv.state.update(layer.cross_attn.initial_state(memory_mask))
+        cross_kv = project_source([layer.cross_attn for layer in self.layers], memory, memory_mask)
         return DecoderCache(self_kv=[KVCache() for _ in self.layers], cross_kv=cross_kv, memory_mask=memory_mask,
                             src=src)
 
