@@ -263,7 +263,8 @@ def test_the_pictures_are_written(ctc_run, attention_run, tones, tmp_path):
     pytest.importorskip("matplotlib")
     (wav,) = wavs(tones, "test_long-000")
     for args in (["filterbank", wav], ["filterbank", ctc_run[0], wav], ["alignment", ctc_run[0], wav],
-                 ["alignment", attention_run[0], wav, "--head", "2", "--layer", "1", "--guided-band", "0.3"]):
+                 ["alignment", attention_run[0], wav, "--head", "2", "--layer", "1", "--guided-band", "0.3"],
+                 ["alignment", attention_run[0], wav, "--monotonic-window", "3", "--beam", "1"]):
         out = tmp_path / f"{args[0]}-{len(args)}.svg"
         r = tformer_cli("plot", *args, "-o", out)
         assert r.returncode == 0, r.stderr
@@ -271,6 +272,7 @@ def test_the_pictures_are_written(ctc_run, attention_run, tones, tmp_path):
     assert "cross-attention" not in (tmp_path / "alignment-3.svg").read_text()  # a CTC run: its posteriors
     assert "&lt;blank&gt;" in (tmp_path / "alignment-3.svg").read_text()
     assert "guided band, g = 0.3" in (tmp_path / "alignment-9.svg").read_text()
+    assert "under a monotonic window (3 ahead, 1 back)" in (tmp_path / "alignment-7.svg").read_text()
 
 
 # ---- bad input -------------------------------------------------------------------------------------------------
@@ -283,6 +285,7 @@ def test_the_pictures_are_written(ctc_run, attention_run, tones, tmp_path):
     ("window 0", "--monotonic-window must be >= 1"),
     ("window on ctc", "needs a monotonic attention window"),
     ("layer 9", "layer 9 does not exist"),
+    ("plot window 0", "--monotonic-window must be >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(ctc_run, attention_run, tones, tmp_path, case, words):
     (wav,) = wavs(tones, "test-000")
@@ -295,7 +298,9 @@ def test_bad_input_is_one_line_and_exit_2(ctc_run, attention_run, tones, tmp_pat
             "beam 0": ["transcribe", run, wav, "--beam", "0"],
             "window 0": ["transcribe", run, wav, "--monotonic-window", "0"],
             "window on ctc": ["transcribe", str(ctc_run[0]), wav, "--monotonic-window", "5"],
-            "layer 9": ["plot", "alignment", run, wav, "--layer", "9", "-o", str(tmp_path / "a.png")]}[case]
+            "layer 9": ["plot", "alignment", run, wav, "--layer", "9", "-o", str(tmp_path / "a.png")],
+            "plot window 0": ["plot", "alignment", run, wav, "--monotonic-window", "0", "-o", str(tmp_path / "a.png")],
+            }[case]
     r = tformer_cli(*argv)
     err = r.stderr.strip()
     assert r.returncode == 2 and words in err and "\n" not in err and r.stdout == ""

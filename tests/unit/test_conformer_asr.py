@@ -334,6 +334,23 @@ def test_a_window_over_every_frame_changes_nothing():
     cache.constrain(everything)
     steps = torch.cat([model.decode_step(tgt_in[:, t : t + 1], cache) for t in range(4)], dim=1)
     torch.testing.assert_close(steps, model(x, lengths, tgt_in), rtol=0, atol=1e-10)
+    for stepped, forced in zip(model.cross_attention(x, lengths, tgt_in, everything),
+                               model.cross_attention(x, lengths, tgt_in), strict=True):  # the pictures' weights
+        torch.testing.assert_close(stepped, forced, rtol=0, atol=1e-10)
+
+
+def test_the_weights_under_a_window_are_those_decoding_used():
+    """cross_attention(window=...) feeds the positions one at a time as decoding does: its last layer's weights are
+    zero outside each step's window, and the rows it gives equal the probed weights of a decode_step replay."""
+    model = _seq2seq()
+    x, lengths = _features([61], seed=15)
+    tgt_in = torch.tensor([[BOS, 4, 5, 6, 7, 8, 4, 5]])
+    window = MonotonicWindow(ahead=2, back=1)
+    layers = model.cross_attention(x, lengths, tgt_in, window)  # per layer (1, H, L, T')
+    assert len(layers) == 2 and layers[-1].shape[:3] == (1, 2, 8)
+    support = (layers[-1][0].sum(0) > 0).int()  # (L, T') the frames each step could see
+    assert (support.sum(-1) <= 4).all()  # ahead + back + the focus itself
+    assert not torch.equal(layers[-1], model.cross_attention(x, lengths, tgt_in)[-1])
 
 
 @pytest.mark.parametrize("seed", range(4))

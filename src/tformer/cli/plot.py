@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tformer.cli.transcribe import add_window_arguments, window_of
 from tformer.errors import TformerError
 
 RUN_DIR_HELP = "a run made by tformer train or tformer demo"
@@ -131,6 +132,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--layer", type=int, default=None, help="decoder layer, from 1 (default: the last)")
     q.add_argument("--head", type=_head_or_mean, default="mean", help="head number from 1, or 'mean' (default)")
     q.add_argument("--beam", type=int, default=None, help="beam size of the transcript (default: the run's)")
+    add_window_arguments(q)
     _guided_band_option(q)
     q.set_defaults(draw=_alignment)
 
@@ -341,9 +343,12 @@ def _alignment(args: argparse.Namespace):
 
     if args.beam is not None and args.beam < 1:
         raise TformerError(f"--beam must be >= 1, got {args.beam}")
-    a = Transcriber.from_run(args.run_dir).alignment(args.file, args.beam)
+    window = window_of(args)
+    a = Transcriber.from_run(args.run_dir).alignment(args.file, args.beam, window)
     weights, where = select_heads(a.layers, args.layer, args.head)
     what = f"decoder's encoder-decoder attention, {where}" if a.kind == "cross-attention" else "CTC's posteriors"
+    if window is not None:
+        what += f", under a monotonic window ({window.ahead} ahead, {window.back} back)"
     return plot_alignment(a.features, a.hop_seconds, weights, a.frame_seconds, a.rows,
                           f"{Path(args.file).name} through {args.run_dir}: {what}", what=a.kind,
                           details=f"transcript: {a.transcript!r}", guided_band=args.guided_band)

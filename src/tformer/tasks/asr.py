@@ -226,10 +226,10 @@ class ReadOut(ABC):
 
     @classmethod
     @abstractmethod
-    def alignment(cls, model: nn.Module, features: Tensor, lengths: Tensor, ids: list[int]
-                  ) -> tuple[list[Tensor], list[int]]:
+    def alignment(cls, model: nn.Module, features: Tensor, lengths: Tensor, ids: list[int],
+                  window: MonotonicWindow | None = None) -> tuple[list[Tensor], list[int]]:
         """What ties a transcript ``ids`` of one utterance to its frames: per layer (H, rows, T') weights, and the
-        token of each row."""
+        token of each row; under a monotonic ``window`` if given (a read-out that decodes under one)."""
 
 
 class CTCReadOut(ReadOut):
@@ -255,7 +255,7 @@ class CTCReadOut(ReadOut):
         return LossOutput(loss, loss.detach(), batch.num_tgt_tokens)
 
     @classmethod
-    def alignment(cls, model, features, lengths, ids):
+    def alignment(cls, model, features, lengths, ids, window=None):
         posteriors = model(features, lengths)[0][0].exp().T  # (V, T'): P(token | frame), one "layer" and "head"
         rows = [v for v in range(len(posteriors)) if v == 0 or float(posteriors[v].max()) >= 0.01]  # blank + seen
         return [posteriors[rows][None]], rows  # (1, rows, T')
@@ -302,9 +302,9 @@ class AttentionReadOut(ReadOut):
         return guided_attention.with_guided_attention(summed, out.cross_weights, frames, tgt_out != 0, guided)
 
     @classmethod
-    def alignment(cls, model, features, lengths, ids):
+    def alignment(cls, model, features, lengths, ids, window=None):
         tgt_in = torch.tensor([[1, *ids]], device=features.device)  # (1, L + 1): BOS + the transcript
-        layers = model.cross_attention(features, lengths, tgt_in)  # per layer (1, H, L + 1, T')
+        layers = model.cross_attention(features, lengths, tgt_in, window)  # per layer (1, H, L + 1, T')
         return [w[0] for w in layers], [*ids, 2]  # row i predicts character i, the last EOS
 
 

@@ -73,13 +73,15 @@ class Transcriber:
         return transcribe_features(self.model, self.vocab, feats, beam, self.device, max_tokens, window)
 
     @torch.no_grad()
-    def alignment(self, path: str | os.PathLike, beam_size: int | None = None) -> SpeechAlignment:
-        """One file's transcript and the weights that tie it to the frames (for ``tformer plot alignment``)."""
+    def alignment(self, path: str | os.PathLike, beam_size: int | None = None,
+                  window: MonotonicWindow | None = None) -> SpeechAlignment:
+        """One file's transcript and the weights that tie it to the frames (for ``tformer plot alignment``); under a
+        monotonic ``window`` both the transcript and the weights (the window moving as in decoding)."""
         feats, hop = self.features.of_file(path)
-        transcript = self.transcribe([path], beam_size)[0]
+        transcript = self.transcribe([path], beam_size, window=window)[0]
         x, lengths = padded([feats], self.model.cfg.min_frames)
         x, lengths = x.to(self.device), lengths.to(self.device)
-        layers, rows = self.read_out.alignment(self.model, x, lengths, self.vocab.encode(transcript))
+        layers, rows = self.read_out.alignment(self.model, x, lengths, self.vocab.encode(transcript), window)
         tokens = self.vocab.tokens
         return SpeechAlignment(feats, hop, hop * self.model.cfg.subsampling, transcript,
                                [w.float().cpu() for w in layers], [tokens[i] for i in rows],

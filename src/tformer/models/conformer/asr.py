@@ -286,12 +286,20 @@ class ConformerSeq2Seq(Pretrained, nn.Module):
         out = self.decoder(tgt_in, memory, self.memory_mask(frame_lengths, memory.shape[1]), probe=cross_attention)
         return out.hidden if cross_attention is None else (out.hidden, out.probed)
 
-    def cross_attention(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor) -> list[Tensor]:
+    def cross_attention(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor,
+                        window: MonotonicWindow | None = None) -> list[Tensor]:
         """Each decoder layer's encoder-decoder attention weights (B, H, L, T'): which frames each output position
-        reads (zero on padded frames)."""
+        reads (zero on padded frames). Under a monotonic ``window`` the positions are fed one at a time through the
+        cache, the window moving as it moves in decoding (zero outside it)."""
         memory, frame_lengths = self.encode_audio(features, lengths)
-        mask = self.memory_mask(frame_lengths, memory.shape[1])
-        return self.decoder(tgt_in, memory, mask, need_weights=True).cross_weights
+        if window is None:  # cached decoding equals teacher forcing: one pass gives what decoding saw
+            mask = self.memory_mask(frame_lengths, memory.shape[1])
+            return self.decoder(tgt_in, memory, mask, need_weights=True).cross_weights
+        cache = self.start_decoding(memory, frame_lengths)
+        cache.constrain(window)
+        steps = [self.decoder.step(tgt_in[:, t : t + 1], cache, probe=AttentionProbe()).probed
+                 for t in range(tgt_in.shape[1])]  # per step, per layer (B, H, 1, T')
+        return [torch.cat(layer, dim=2) for layer in zip(*steps, strict=True)]
 
     def ctc_log_probs(self, memory: Tensor) -> Tensor:
         """The CTC head's log-probabilities (B, T', V) of encoded frames (a model with ``ctc_weight`` > 0)."""
