@@ -103,6 +103,18 @@ def test_user_errors_exit_2_with_one_line(trained_run, corpus, tmp_path):
         r = tformer_cli(*args, input="seven\n")
         assert r.returncode == 2, (args, r.stderr)
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+    # settings that the chosen search would ignore are refused, even at their default values
+    for args, message in ((["--temperature", "0.7"], "--temperature only applies when sampling: add --sample"),
+                          (["--top-k", "0", "--seed", "3"], "--top-k and --seed only apply when sampling"),
+                          (["--beam", "1", "--alpha", "1.0"], "--alpha (the length penalty) only applies to beam "
+                                                              "search: leave it out with --beam 1"),
+                          (["--sample", "--alpha", "0.6"], "leave it out with --sample")):
+        r = tformer_cli("translate", str(trained_run), *args, input="seven\n")
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+    r = tformer_cli("translate", str(trained_run), "--sample", "--temperature", "0.7", "--top-p", "0.9", "--seed", "1",
+                    input="seven\n")
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr
 
 
 def test_failed_translation_leaves_existing_output_untouched(trained_run, tmp_path):

@@ -33,6 +33,9 @@ GENERATION = Path(__file__).resolve().parents[2] / "src" / "tformer" / "generati
     ({"do_sample": True, "top_k": -1}, "top_k must be >= 0, got -1"),
     ({"iterations": 0}, "iterations must be >= 1, got 0"),
     ({"length_candidates": 0}, "length_candidates must be >= 1, got 0"),
+    ({"temperature": 0.7}, "temperature only applies when sampling: add do_sample or leave it out"),
+    ({"top_k": 5, "seed": 1}, "top_k and seed only apply when sampling"),
+    ({"beam_size": 1, "top_p": 0.9}, "top_p only applies when sampling"),
 ])
 def test_bad_settings_are_one_line_errors_when_the_options_are_made(settings, message):
     with pytest.raises(TformerError, match=message) as e:

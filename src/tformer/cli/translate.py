@@ -31,14 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam", type=int, default=None, help="beam size; 1 = greedy (default 4, as in §6.1)")
-    p.add_argument("--alpha", type=float, default=0.6, help="length penalty alpha (default 0.6)")
+    p.add_argument("--alpha", type=float, default=None, help="beam search's length penalty alpha (default 0.6)")
     p.add_argument("--max-len", type=int, default=None, help="most output tokens (default: source length + 50)")
     p.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch")
     p.add_argument("--sample", action="store_true", help="sample instead of searching (with --temperature etc.)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=None, help="with --sample: divide the logits by it (default 1)")
+    p.add_argument("--top-k", type=int, default=None, help="with --sample: draw among the k likeliest (default 0: all)")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="with --sample: draw among the likeliest whose probabilities sum to p (default 1: all)")
+    p.add_argument("--seed", type=int, default=None, help="with --sample: the generator's seed")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     p.add_argument("--iterations", type=int, default=None,
                    help="non-autoregressive (CMLM) runs: mask-predict rounds (default 10)")
@@ -76,10 +77,20 @@ def decoding_options(args: argparse.Namespace) -> GenerationOptions:
     from tformer.generation import GenerationOptions
 
     nbest = getattr(args, "nbest", 0) or (1 if getattr(args, "scores", False) else None)  # --nbest, --scores
+    if args.alpha is not None and (args.beam == 1 or args.sample):
+        raise TformerError(f"--alpha (the length penalty) only applies to beam search: leave it out with "
+                           f"{'--sample' if args.sample else '--beam 1'}")
+    sampling = {name: getattr(args, name) for name in ("temperature", "top_k", "top_p", "seed")}
+    given = [FLAGS[name] for name, value in sampling.items() if value is not None]
+    if given and not args.sample:  # even at their defaults: a flag that would do nothing is a mistake
+        raise TformerError(f"{' and '.join(given)} only {'applies' if len(given) == 1 else 'apply'} when sampling: "
+                           f"add --sample or leave {'it' if len(given) == 1 else 'them'} out")
+    defaults = {name: getattr(GenerationOptions, name) for name in sampling}
     try:
         return GenerationOptions(
-            beam_size=args.beam, nbest=nbest, length_penalty=args.alpha, max_len=args.max_len, do_sample=args.sample,
-            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+            beam_size=args.beam, nbest=nbest, length_penalty=GenerationOptions.length_penalty if args.alpha is None
+            else args.alpha, max_len=args.max_len, do_sample=args.sample,
+            **{name: defaults[name] if value is None else value for name, value in sampling.items()},
             iterations=args.iterations, length_candidates=args.length_beam,
             monotonic_window=args.monotonic_window, monotonic_window_back=args.monotonic_window_back,
         )

@@ -26,6 +26,9 @@ MASK_PREDICT_ITERATIONS = 10  # a CMLM's default decoder passes T (mask-predict)
 MASK_PREDICT_LENGTHS = 3  # ... and most likely lengths decoded side by side
 
 
+_SAMPLING_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": None}  # the fields only sampling reads
+
+
 @dataclass(frozen=True)
 class GenerationOptions:
     """Decoding settings, validated on creation (a :class:`~tformer.errors.TformerError` names the bad one).
@@ -82,6 +85,12 @@ class GenerationOptions:
             raise TformerError(f"min_len ({self.min_len}) must not exceed max_len ({self.max_len})")
         if self.do_sample:
             self._check_sampling()
+        else:  # settings that only shape sampling would be silently ignored: refuse them
+            given = [name for name, default in _SAMPLING_DEFAULTS.items() if getattr(self, name) != default]
+            if given:
+                it = "it" if len(given) == 1 else "them"
+                raise TformerError(f"{' and '.join(given)} only {'applies' if len(given) == 1 else 'apply'} when "
+                                   f"sampling: add do_sample or leave {it} out")
 
     def _check_sampling(self) -> None:
         if self.beam_size not in (None, 1):
