@@ -115,6 +115,10 @@ def test_user_errors_exit_2_with_one_line(trained_run, corpus, tmp_path):
     r = tformer_cli("translate", str(trained_run), "--sample", "--temperature", "0.7", "--top-p", "0.9", "--seed", "1",
                     input="seven\n")
     assert r.returncode == 0 and r.stdout.strip(), r.stderr
+    r = tformer_cli("translate", str(trained_run), "--no-repeat-ngram", "-1", input="seven\n")
+    assert r.returncode == 2 and "--no-repeat-ngram must be >= 0 (0 = off), got -1" in r.stderr, r.stderr
+    r = tformer_cli("translate", str(trained_run), "--no-repeat-ngram", "1", "--beam", "2", input="seven\n")
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr
 
 
 def test_failed_translation_leaves_existing_output_untouched(trained_run, tmp_path):

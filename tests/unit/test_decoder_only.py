@@ -275,3 +275,24 @@ def test_perplexity_is_exp_of_the_mean_next_token_nll_over_real_tokens():
     assert math.exp(out.nll.item() / out.num_tokens) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(TformerError, match="two or more real tokens"):
         perplexity(model, torch.tensor([[5, PAD, PAD]]))
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_no_repeated_ngrams_among_the_generated_tokens(sampled):
+    model = _model()
+    prompts = _words(4, 5)
+    plain = model.generate(prompts, max_new_tokens=30, do_sample=sampled, **({"seed": 3} if sampled else {}))
+    out = model.generate(prompts, max_new_tokens=30, no_repeat_ngram_size=2, do_sample=sampled,
+                         **({"seed": 3} if sampled else {}))
+    assert out.shape[1] <= 30
+
+    def bigrams(row):
+        return [tuple(row[i : i + 2]) for i in range(len(row) - 1)]
+
+    assert any(len(set(bigrams(r))) < len(bigrams(r)) for r in plain.tolist())  # the test can fail
+    fill = {model.cfg.eos_id, model.cfg.pad_id}  # what follows a row's end
+    for row in out.tolist():
+        end = next((i for i, t in enumerate(row) if t == model.cfg.eos_id), len(row))
+        assert all(t in fill for t in row[end:])
+        grams = bigrams(row[: end + 1])
+        assert len(set(grams)) == len(grams), row

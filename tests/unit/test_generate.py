@@ -196,3 +196,66 @@ def test_default_max_len_is_each_source_length_plus_50():
     out = model.generate(src, beam_size=1)
     assert out.shape[1] == 59
     assert (out[0] != PAD).sum() == 59 and (out[1] != PAD).sum() == 54
+
+
+# ---- no repeated n-grams -----------------------------------------------------------------------------------------
+def _repeats(seq, n):
+    """Whether seq holds some n-gram twice (the brute-force definition)."""
+    grams = [tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def test_forbid_repeats_bans_exactly_the_completing_tokens():
+    from tformer.generation.beam import forbid_repeats
+
+    seqs = torch.tensor([[5, 6, 5, 7, 5], [1, 2, 3, 4, 5]])  # row 0: 5 was followed by 6 and 7; row 1: no 5 before
+    scores = torch.zeros(2, 9)
+    forbid_repeats(scores, seqs, 2)
+    assert torch.isinf(scores[0]).nonzero().flatten().tolist() == [6, 7] and not torch.isinf(scores[1]).any()
+    scores = torch.zeros(2, 9)
+    forbid_repeats(scores, seqs, 1)  # n = 1: every token already produced
+    assert torch.isinf(scores).nonzero().tolist() == [[0, 5], [0, 6], [0, 7], [1, 1], [1, 2], [1, 3], [1, 4], [1, 5]]
+    scores = torch.zeros(2, 9)
+    forbid_repeats(scores, seqs, 3)  # (7, 5) never came before
+    assert not torch.isinf(scores).any()
+    forbid_repeats(scores, seqs[:, :2], 3)  # shorter than n: nothing
+    assert not torch.isinf(scores).any()
+
+
+@pytest.mark.parametrize("n, max_len", [(1, 3), (2, 4)])
+def test_exhaustive_beam_without_repeats_finds_the_brute_force_best(n, max_len):
+    vocab = 7
+    model = _favour_eos(_model(vocab=vocab), bias=0.5)
+    src = torch.randint(4, vocab, (1, 4))
+    best, best_score = None, float("-inf")
+    for length in range(1, max_len + 1):
+        for seq in itertools.product(range(2, vocab), repeat=length):
+            if EOS in seq[:-1] or (length < max_len and seq[-1] != EOS) or _repeats(seq, n):
+                continue
+            s = _teacher_forced_logprob(model, src, torch.tensor(seq)) / length_penalty(length, 0.6)
+            if s > best_score:
+                best, best_score = seq, s
+    hyp = beam_search_nbest(model, src, beam_size=vocab**3, max_len=max_len, length_penalty_alpha=0.6,
+                            no_repeat_ngram_size=n)[0][0]
+    assert hyp.tokens == best and hyp.score == pytest.approx(best_score, abs=1e-4)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_greedy_and_beam_never_repeat_an_ngram_and_greedy_takes_the_best_allowed_token(n):
+    model = _model(vocab=12)  # a small vocabulary: unconstrained outputs repeat
+    src = torch.randint(4, 12, (4, 6))
+    src[1, 4:] = PAD
+    plain = model.generate(src, max_len=20)
+    assert any(_repeats([t for t in row if t not in (PAD, EOS)], n) for row in plain.tolist())
+    out = model.generate(src, max_len=20, no_repeat_ngram_size=n)
+    for i, row in enumerate(out.tolist()):
+        toks = [t for t in row if t != PAD]
+        assert not _repeats(toks, n), toks
+        for t in range(len(toks)):  # each token: the argmax among those that complete no earlier n-gram
+            tgt_in = torch.tensor([[model.cfg.bos_id, *toks[:t]]])
+            logits = model(src[i : i + 1], tgt_in)[0, -1]
+            banned = {PAD, model.cfg.bos_id} | {g for g in range(12) if _repeats(toks[:t] + [g], n)}
+            assert toks[t] == max((g for g in range(12) if g not in banned), key=lambda g: logits[g].item())
+    beams = model.generate(src, beam_size=3, max_len=20, no_repeat_ngram_size=n)
+    assert not any(_repeats([t for t in row if t != PAD], n) for row in beams.tolist())
+    assert torch.equal(model.generate(src, max_len=20, no_repeat_ngram_size=0), plain)

@@ -35,6 +35,7 @@ GENERATION = Path(__file__).resolve().parents[2] / "src" / "tformer" / "generati
     ({"length_candidates": 0}, "length_candidates must be >= 1, got 0"),
     ({"temperature": 0.7}, "temperature only applies when sampling: add do_sample or leave it out"),
     ({"top_k": 5, "seed": 1}, "top_k and seed only apply when sampling"),
+    ({"no_repeat_ngram_size": -1}, r"no_repeat_ngram_size must be >= 0 \(0 = off\), got -1"),
     ({"beam_size": 1, "top_p": 0.9}, "top_p only applies when sampling"),
 ])
 def test_bad_settings_are_one_line_errors_when_the_options_are_made(settings, message):
@@ -63,6 +64,7 @@ def test_options_name_the_features_they_ask_for():
     assert asked == [(Feature.BEAM, "beam_size=4"), (Feature.NBEST, "nbest=2"), (Feature.MIN_LENGTH, "min_len=1"),
                      (Feature.MASK_PREDICT, "iterations=3")]
     assert GenerationOptions(do_sample=True).asks() == [(Feature.SAMPLING, "do_sample=True")]
+    assert GenerationOptions(no_repeat_ngram_size=3).asks() == [(Feature.NO_REPEAT_NGRAM, "no_repeat_ngram_size=3")]
 
 
 def _models():
@@ -75,9 +77,10 @@ def test_each_model_kind_declares_what_it_supports():
     transformer, cmlm, gpt = _models()
     assert capabilities_of(transformer).features == {Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.SAMPLING,
                                                      Feature.MIN_LENGTH, Feature.ATTENTION_MAPS,
-                                                     Feature.MONOTONIC_WINDOW}
+                                                     Feature.MONOTONIC_WINDOW, Feature.NO_REPEAT_NGRAM}
     assert capabilities_of(cmlm).features == {Feature.MASK_PREDICT}
-    assert capabilities_of(gpt).features == {Feature.GREEDY, Feature.SAMPLING, Feature.MIN_LENGTH}
+    assert capabilities_of(gpt).features == {Feature.GREEDY, Feature.SAMPLING, Feature.MIN_LENGTH,
+                                              Feature.NO_REPEAT_NGRAM}
     assert capabilities_of(torch.nn.Linear(2, 2)) == Capabilities("a Linear")  # declares nothing: supports nothing
 
 

@@ -40,6 +40,8 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=None,
                    help="with --sample: draw among the likeliest whose probabilities sum to p (default 1: all)")
     p.add_argument("--seed", type=int, default=None, help="with --sample: the generator's seed")
+    p.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
+                   help="no output repeats an N-gram of its own tokens (default 0: off)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     p.add_argument("--iterations", type=int, default=None,
                    help="non-autoregressive (CMLM) runs: mask-predict rounds (default 10)")
@@ -93,6 +95,7 @@ def decoding_options(args: argparse.Namespace) -> GenerationOptions:
             **{name: defaults[name] if value is None else value for name, value in sampling.items()},
             iterations=args.iterations, length_candidates=args.length_beam,
             monotonic_window=args.monotonic_window, monotonic_window_back=args.monotonic_window_back,
+            no_repeat_ngram_size=args.no_repeat_ngram,
         )
     except TformerError as e:  # the message names the options' fields: say the flags the user typed
         raise TformerError(re.sub(FLAG_PATTERN, lambda m: FLAGS[m.group(0)], str(e))) from None
@@ -101,7 +104,8 @@ def decoding_options(args: argparse.Namespace) -> GenerationOptions:
 FLAGS = {"beam_size": "--beam", "length_penalty": "--alpha", "max_len": "--max-len", "do_sample": "--sample",
          "temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p", "seed": "--seed",
          "iterations": "--iterations", "length_candidates": "--length-beam", "nbest": "--nbest",
-         "monotonic_window_back": "--monotonic-window-back", "monotonic_window": "--monotonic-window"}
+         "monotonic_window_back": "--monotonic-window-back", "monotonic_window": "--monotonic-window",
+         "no_repeat_ngram_size": "--no-repeat-ngram"}
 FLAG_PATTERN = r"\b(" + "|".join(FLAGS) + r")\b"
 
 

@@ -82,11 +82,23 @@ def forbid_special(scores: Tensor, cfg: TokenIds, t: int, min_len: int) -> None:
         scores[:, cfg.eos_id] = float("-inf")
 
 
+def forbid_repeats(scores: Tensor, seqs: Tensor, n: int) -> None:
+    """No n-gram twice: each row's tokens that would complete an n-gram already in its output ``seqs`` (N, t)
+    get -inf in ``scores`` (N, V), in place (n = 1: every token already produced). Nothing for n = 0."""
+    t = seqs.shape[1]
+    if n <= 0 or t < n:  # no complete n-gram yet
+        return
+    grams = seqs.unfold(1, n, 1)  # (N, t - n + 1, n): every n-gram so far
+    match = (grams[:, :, :-1] == seqs[:, t - n + 1 :][:, None, :]).all(dim=-1)  # (N, t - n + 1) same first n-1
+    hits = scores.new_zeros(scores.shape).scatter_add_(1, grams[:, :, -1], match.to(scores.dtype))  # (N, V)
+    scores.masked_fill_(hits > 0, float("-inf"))
+
+
 @torch.no_grad()
 def beam_search_nbest(
     model: EncoderDecoder, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
     length_penalty_alpha: float = 0.6, nbest: int = 1, trace: list[BeamStep] | None = None,
-    window: MonotonicWindow | None = None,
+    window: MonotonicWindow | None = None, no_repeat_ngram_size: int = 0,
 ) -> list[list[Hypothesis]]:
     """The ``nbest`` best hypotheses per sentence, best first.
 
@@ -96,6 +108,7 @@ def beam_search_nbest(
         nbest: 1 <= nbest <= beam_size (the settings are checked by :class:`GenerationOptions`).
         trace: if a list, one :class:`BeamStep` per step is appended to it (the search itself is unchanged).
         window: decode under this monotonic window (each beam carries its own focus), or None.
+        no_repeat_ngram_size: n > 0: no hypothesis repeats an n-gram (:func:`forbid_repeats`); 0 = off.
     """
     GenerationOptions(beam_size=beam_size, nbest=nbest)  # a direct caller's settings, checked once
     cfg, k, alpha = model.cfg, beam_size, length_penalty_alpha
@@ -114,6 +127,7 @@ def beam_search_nbest(
     for t in range(max(limits)):
         logp = model.decode_step(tokens, cache)[:, -1].float().log_softmax(dim=-1)  # (n*K, V)
         forbid_special(logp, cfg, t, min_len)
+        forbid_repeats(logp, seqs, no_repeat_ngram_size)
         top_s, top_beam, top_tok = _best_candidates(scores, logp, k)  # (n, 2K) each, best first
         is_eos = top_tok == cfg.eos_id
         _complete(finished, sent, seqs, top_s, top_beam, is_eos, k, cfg.eos_id, length_penalty(t + 1, alpha))
@@ -195,12 +209,12 @@ def _stopped(finished: list[list[Hypothesis]], sent: Tensor, limits: list[int], 
 
 def beam_search(
     model: EncoderDecoder, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
-    length_penalty_alpha: float = 0.6, window: MonotonicWindow | None = None,
+    length_penalty_alpha: float = 0.6, window: MonotonicWindow | None = None, no_repeat_ngram_size: int = 0,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) best hypothesis per sentence, without BOS, padded with pad_id."""
     best = [h[0].tokens for h in beam_search_nbest(
         model, src, beam_size=beam_size, max_len=max_len, min_len=min_len, length_penalty_alpha=length_penalty_alpha,
-        window=window,
+        window=window, no_repeat_ngram_size=no_repeat_ngram_size,
     )]
     out = src.new_full((len(best), max(len(t) for t in best)), model.cfg.pad_id)  # (B, L)
     for i, toks in enumerate(best):

@@ -28,6 +28,7 @@ class Feature(enum.Enum):
     ATTENTION_MAPS = "encoder-decoder attention maps"
     MASK_PREDICT = "mask-predict (non-autoregressive decoding)"
     MONOTONIC_WINDOW = "a monotonic attention window (monotonic_window)"
+    NO_REPEAT_NGRAM = "a ban on repeated n-grams (no_repeat_ngram_size)"
 
 
 class AsksFeatures(Protocol):

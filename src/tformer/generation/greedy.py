@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from tformer.generation.beam import forbid_special, row_limits
+from tformer.generation.beam import forbid_repeats, forbid_special, row_limits
 from tformer.generation.protocols import DecodingCache, StepDecoder
 from tformer.nn.cache import MonotonicWindow
 
@@ -29,6 +29,7 @@ Start = Callable[[], tuple[DecodingCache, Tensor]]  # () -> (cache, first input 
 def decode_single_path(
     model: StepDecoder, src: Tensor, choose: Callable[[Tensor], Tensor], *, max_len: int | Tensor,
     min_len: int = 0, start: Start | None = None, window: MonotonicWindow | None = None,
+    no_repeat_ngram_size: int = 0,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) output ids without BOS, ending in EOS when produced, pad-filled.
 
@@ -44,6 +45,8 @@ def decode_single_path(
             ``src`` and start from BOS. A model without a padding token (``cfg.pad_id`` None, as GPT-2) fills
             finished rows with EOS instead.
         window: decode under this monotonic window (the cache's ``constrain``), or None.
+        no_repeat_ngram_size: n > 0: no output repeats an n-gram of the tokens it produced (a prompt's are not
+            counted); 0 = off.
     """
     cfg = model.cfg
     b = src.shape[0]
@@ -60,6 +63,8 @@ def decode_single_path(
     for t in range(int(limit.max())):
         logits = model.decode_step(tokens, cache)[:, -1].float()  # (B', V)
         _forbid(logits, cfg, t, min_len)
+        if no_repeat_ngram_size:
+            forbid_repeats(logits, out[rows, :t], no_repeat_ngram_size)
         next_tok = choose(logits)  # (B',)
         out[rows, t] = next_tok
         length = t + 1
@@ -87,8 +92,8 @@ def _forbid(scores: Tensor, cfg, t: int, min_len: int) -> None:
 
 def greedy_search(
     model: StepDecoder, src: Tensor, *, max_len: int | Tensor, min_len: int = 0, start: Start | None = None,
-    window: MonotonicWindow | None = None,
+    window: MonotonicWindow | None = None, no_repeat_ngram_size: int = 0,
 ) -> Tensor:
     """The argmax path; see :func:`decode_single_path`."""
     return decode_single_path(model, src, lambda logits: logits.argmax(dim=-1), max_len=max_len, min_len=min_len,
-                              start=start, window=window)
+                              start=start, window=window, no_repeat_ngram_size=no_repeat_ngram_size)

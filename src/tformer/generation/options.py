@@ -50,6 +50,8 @@ class GenerationOptions:
             focus + monotonic_window], where the focus is the previous step's attention peak and never moves
             backwards; None = no window, else >= 1 (a window reaching nothing ahead would never move).
         monotonic_window_back: how far behind the focus the window reaches (with ``monotonic_window``).
+        no_repeat_ngram_size: n > 0: no output repeats an n-gram of its own tokens (a token that would complete
+            one already produced is forbidden; Paulus et al., 2018, for summaries); 0 = off.
     """
 
     beam_size: int | None = None
@@ -66,6 +68,7 @@ class GenerationOptions:
     length_candidates: int | None = None
     monotonic_window: int | None = None
     monotonic_window_back: int = 1
+    no_repeat_ngram_size: int = 0
 
     def __post_init__(self) -> None:
         for name in ("beam_size", "nbest", "max_len", "iterations", "length_candidates"):
@@ -79,6 +82,8 @@ class GenerationOptions:
             raise TformerError(f"monotonic_window must be >= 1, got {self.monotonic_window}")
         if self.monotonic_window_back < 0:
             raise TformerError(f"monotonic_window_back must be >= 0, got {self.monotonic_window_back}")
+        if self.no_repeat_ngram_size < 0:
+            raise TformerError(f"no_repeat_ngram_size must be >= 0 (0 = off), got {self.no_repeat_ngram_size}")
         if self.min_len < 0:
             raise TformerError(f"min_len must be >= 0, got {self.min_len}")
         if self.max_len is not None and self.min_len > self.max_len:
@@ -159,6 +164,8 @@ class GenerationOptions:
                 asked.append((Feature.MASK_PREDICT, f"{name}={getattr(self, name)}"))
         if self.monotonic_window is not None:
             asked.append((Feature.MONOTONIC_WINDOW, f"monotonic_window={self.monotonic_window}"))
+        if self.no_repeat_ngram_size:
+            asked.append((Feature.NO_REPEAT_NGRAM, f"no_repeat_ngram_size={self.no_repeat_ngram_size}"))
         return asked
 
     def window(self) -> MonotonicWindow | None:

@@ -217,7 +217,8 @@ class DecoderOnly(Pretrained, nn.Module):
         hidden, _ = self._run(tokens, None, cache, False)
         return self.output_projection(hidden)
 
-    capabilities = Capabilities("a decoder-only language model", (Feature.GREEDY, Feature.SAMPLING, Feature.MIN_LENGTH))
+    capabilities = Capabilities("a decoder-only language model", (Feature.GREEDY, Feature.SAMPLING, Feature.MIN_LENGTH,
+                                                                  Feature.NO_REPEAT_NGRAM))
     """What this kind decodes with (asked before decoding; beam search needs an encoder-decoder's cache)."""
 
     @torch.no_grad()
@@ -267,8 +268,10 @@ class DecoderOnly(Pretrained, nn.Module):
         with eval_mode(self):
             if opts.do_sample:
                 return sample(self, input_ids, max_len=limits, min_len=opts.min_len, temperature=opts.temperature,
-                              top_k=opts.top_k, top_p=opts.top_p, seed=opts.seed, start=start)
-            return greedy_search(self, input_ids, max_len=limits, min_len=opts.min_len, start=start)
+                              top_k=opts.top_k, top_p=opts.top_p, seed=opts.seed, start=start,
+                              no_repeat_ngram_size=opts.no_repeat_ngram_size)
+            return greedy_search(self, input_ids, max_len=limits, min_len=opts.min_len, start=start,
+                                 no_repeat_ngram_size=opts.no_repeat_ngram_size)
 
 
 def _new_token_limits(opts: GenerationOptions, max_new_tokens: int | None,

@@ -171,7 +171,7 @@ class Transformer(Pretrained, nn.Module):
 
     capabilities = Capabilities("an autoregressive Transformer", (
         Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.SAMPLING, Feature.MIN_LENGTH, Feature.ATTENTION_MAPS,
-        Feature.MONOTONIC_WINDOW))
+        Feature.MONOTONIC_WINDOW, Feature.NO_REPEAT_NGRAM))
     """What this kind decodes with (asked by the Translator, the CLI, the server, plot and export)."""
 
     @torch.no_grad()
@@ -193,19 +193,23 @@ class Transformer(Pretrained, nn.Module):
                 EOS included; None = each source's length + 50, §6.1), ``min_len`` (EOS is forbidden before),
                 ``length_penalty`` (alpha of ((5 + |Y|) / 6)^alpha; §6.1: 0.6), ``do_sample`` with
                 ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off) and ``seed``; ``monotonic_window``
-                (with ``monotonic_window_back``): attend only within a window that moves forward.
+                (with ``monotonic_window_back``): attend only within a window that moves forward;
+                ``no_repeat_ngram_size`` (n > 0: no output repeats an n-gram).
         """
         opts = GenerationOptions.of(options, *values, names=GENERATE_POSITIONAL, **settings)
         self.capabilities.check(opts, "generate()")
         limits = self._length_limits(src, opts.max_len, opts.min_len)  # (B,)
         with eval_mode(self):
+            ban = opts.no_repeat_ngram_size
             if opts.do_sample:
                 return sample(self, src, max_len=limits, min_len=opts.min_len, temperature=opts.temperature,
-                              top_k=opts.top_k, top_p=opts.top_p, seed=opts.seed, window=opts.window())
+                              top_k=opts.top_k, top_p=opts.top_p, seed=opts.seed, window=opts.window(),
+                              no_repeat_ngram_size=ban)
             if opts.beam_size in (None, 1):
-                return greedy_search(self, src, max_len=limits, min_len=opts.min_len, window=opts.window())
+                return greedy_search(self, src, max_len=limits, min_len=opts.min_len, window=opts.window(),
+                                     no_repeat_ngram_size=ban)
             return beam_search(self, src, beam_size=opts.beam_size, max_len=limits, min_len=opts.min_len,
-                               length_penalty_alpha=opts.length_penalty, window=opts.window())
+                               length_penalty_alpha=opts.length_penalty, window=opts.window(), no_repeat_ngram_size=ban)
 
     @torch.no_grad()
     def generate_nbest(self, src: Tensor, options: GenerationOptions | None = None, *values, **settings) -> list:
@@ -219,4 +223,4 @@ class Transformer(Pretrained, nn.Module):
         with eval_mode(self):
             return beam_search_nbest(self, src, beam_size=opts.beam_size, max_len=limits, min_len=opts.min_len,
                                      length_penalty_alpha=opts.length_penalty, nbest=opts.nbest,
-                                     window=opts.window())
+                                     window=opts.window(), no_repeat_ngram_size=opts.no_repeat_ngram_size)
