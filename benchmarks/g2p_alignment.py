@@ -2,7 +2,7 @@
 at inference, several seeds each under one budget (the README's "Guided and monotonic attention" G2P table).
 
 Each (method, seed) trains ``configs/g2p_cmudict.yaml`` for the same number of updates with one thread
-(``OMP_NUM_THREADS=1``: a run's wall time is its CPU time), ``--jobs`` runs side by side, then is scored with
+(``OMP_NUM_THREADS=1``; its CPU seconds are recorded), ``--jobs`` runs side by side, then is scored with
 ``tformer evaluate --metric per`` (greedy) on valid, test and test_long. For every run the monotonic window is
 chosen on valid among ``WINDOWS`` and "none"; test and test_long are scored with the choice. Prints one JSON line
 per run (also appended to ROOT/results.jsonl, so a rerun skips what is done) and then a summary: the mean and
@@ -11,6 +11,7 @@ the range over seeds of each number, per method.
     ./dev data cmudict                                       # once
     python benchmarks/g2p_alignment.py --root runs/g2p-compare --seeds 1 2 3 --jobs 2
     python benchmarks/g2p_alignment.py --root runs/g2p-compare --summary        # the table again, no training
+    python benchmarks/g2p_alignment.py --root runs/g2p-compare --rescore        # add what a newer version scores
 
 ``--set METHOD=OVERRIDE`` replaces a method's settings (for the choice on valid, e.g. another guided weight
 under a new method name: ``--method guided-w2 --set guided-w2=train.guided_attention.weight=2``).
@@ -32,6 +33,7 @@ RECIPE = "configs/g2p_cmudict.yaml"
 DATA = Path("data/cmudict")
 SPLITS = ("valid", "test", "test_long")
 WINDOWS = (1, 2, 4)  # positions ahead of the focus (one back) tried on valid
+FIXED_WINDOW = 4  # also scored on test and test_long for every run, chosen or not (what the window does anyway)
 GUIDED = ["train.guided_attention.weight=10", "train.guided_attention.sigma=0.2", "train.guided_attention.layers=[-1]"]
 METHODS: dict[str, list[str]] = {
     "plain": [],
@@ -42,15 +44,18 @@ METHODS: dict[str, list[str]] = {
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def train(run: Path, method: list[str], seed: int, steps: int, warmup: int, minutes: float) -> float:
-    """Train one run (skipped when its log says it finished); returns the wall seconds."""
-    log = run.with_suffix(".log")
+def train(run: Path, method: list[str], seed: int, steps: int, warmup: int, minutes: float) -> tuple[float, float]:
+    """Train one run; returns its wall seconds and its CPU seconds (user + system, as /usr/bin/time counts them:
+    the budget, which a run beside another keeps while its wall time grows)."""
+    log, cpu = run.with_suffix(".log"), run.with_suffix(".cpu")
     t0 = time.perf_counter()
-    cmd = ["tformer", "train", RECIPE, f"run_dir={run}", f"seed={seed}", f"train.max_steps={steps}",
-           f"train.warmup_steps={warmup}", f"train.max_minutes={minutes}", *method, "--no-progress"]
+    cmd = ["/usr/bin/time", "-f", "%U %S", "-o", str(cpu), "tformer", "train", RECIPE, f"run_dir={run}",
+           f"seed={seed}", f"train.max_steps={steps}", f"train.warmup_steps={warmup}", f"train.max_minutes={minutes}",
+           *method, "--no-progress"]
     with open(log, "w") as f:
         subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=ONE_THREAD, check=True)
-    return time.perf_counter() - t0
+    user, system = (float(x) for x in cpu.read_text().split()[-2:])
+    return time.perf_counter() - t0, user + system
 
 
 def evaluate(run: Path, split: str, window: int | None) -> dict:
@@ -72,15 +77,24 @@ def measure(run: Path) -> dict:
     res["window"] = chosen
     for s in ("test", "test_long"):
         res[f"{s}_window"] = res[s] if chosen is None else evaluate(run, s, chosen)
+    res.update(fixed_window(run, res))
     return res
+
+
+def fixed_window(run: Path, res: dict) -> dict:
+    """test and test_long under the window of FIXED_WINDOW positions ahead, whether validation chose it or not."""
+    key = f"window{FIXED_WINDOW}"
+    if res.get("window") == FIXED_WINDOW:
+        return {f"test_{key}": res["test_window"], f"test_long_{key}": res["test_long_window"]}
+    return {f"{s}_{key}": evaluate(run, s, FIXED_WINDOW) for s in ("test", "test_long")}
 
 
 def one(root: Path, name: str, method: list[str], seed: int, args: argparse.Namespace) -> dict:
     run = root / f"{name}-s{seed}"
-    seconds = train(run, method, seed, args.steps, args.warmup, args.max_minutes)
+    seconds, cpu = train(run, method, seed, args.steps, args.warmup, args.max_minutes)
     steps = max(json.loads(line).get("step", 0) for line in open(run / "metrics.jsonl"))
-    return {"method": name, "seed": seed, "run": str(run), "train_seconds": round(seconds, 1), "updates": steps,
-            "overrides": method, **measure(run)}
+    return {"method": name, "seed": seed, "run": str(run), "train_seconds": round(seconds, 1),
+            "train_cpu_seconds": round(cpu, 1), "updates": steps, "overrides": method, **measure(run)}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -90,15 +104,16 @@ def summary(rows: list[dict]) -> dict:
             "test focus": ("test", "diagonal_focus_rate"), "test_long focus": ("test_long", "diagonal_focus_rate"),
             "test_long monotonic": ("test_long", "monotonic_rate"),
             "test PER, window": ("test_window", "per"), "test_long PER, window": ("test_long_window", "per"),
-            "test_long WER, window": ("test_long_window", "wer")}
+            "test_long WER, window": ("test_long_window", "wer"),
+            "test PER, window 4": ("test_window4", "per"), "test_long PER, window 4": ("test_long_window4", "per")}
     out: dict = {}
     for name in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == name]
-        entry: dict = {"seeds": [r["seed"] for r in mine], "train_seconds": statistics.median(r["train_seconds"]
-                                                                                              for r in mine),
-                       "windows": [r["window"] for r in mine]}
+        entry: dict = {"seeds": [r["seed"] for r in mine], "windows": [r["window"] for r in mine],
+                       "train_cpu_seconds": statistics.median(r["train_cpu_seconds"] for r in mine),
+                       "updates": [r["updates"] for r in mine]}
         for label, (split, key) in keys.items():
-            vals = [r[split][key] for r in mine if key in r[split]]
+            vals = [r[split][key] for r in mine if key in r.get(split, {})]
             if vals:
                 entry[label] = [round(statistics.mean(vals), 4), round(min(vals), 4), round(max(vals), 4)]
         out[name] = entry
@@ -114,15 +129,25 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--steps", type=int, default=500, help="updates a run (the schedule's end)")
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--max-minutes", type=float, default=15.0, help="a run's wall-clock guard (one thread)")
+    p.add_argument("--max-minutes", type=float, default=30.0,
+                   help="a run's wall-clock guard (train.max_minutes); the budget is --steps")
     p.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
     p.add_argument("--summary", action="store_true", help="print the summary of ROOT/results.jsonl and stop")
+    p.add_argument("--rescore", action="store_true",
+                   help="add the fixed-window scores to the rows of ROOT/results.jsonl that lack them, then summarise")
     args = p.parse_args()
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     results = root / "results.jsonl"
     done = [json.loads(line) for line in open(results)] if results.exists() else []
-    if not args.summary:
+    if args.rescore:
+        for row in done:
+            if f"test_long_window{FIXED_WINDOW}" not in row:
+                row.update(fixed_window(Path(row["run"]), row))
+        tmp = results.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in done))
+        os.replace(tmp, results)
+    elif not args.summary:
         methods = dict(METHODS)
         for item in args.set:
             name, _, override = item.partition("=")
