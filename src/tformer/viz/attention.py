@@ -23,7 +23,7 @@ from torch import Tensor
 
 from tformer.errors import TformerError
 from tformer.translator import SentenceAttention
-from tformer.viz.figure import CELL_INCHES, draw_guided_band, heatmap, new_figure, set_title
+from tformer.viz.figure import CELL_INCHES, check_guided_band, draw_guided_band, heatmap, new_figure, set_title
 
 KINDS = ("encoder", "decoder_self", "cross")
 _TITLES = {
@@ -79,8 +79,7 @@ def plot_attention(att: SentenceAttention, kind: str = "cross", layer: int | Non
     Raises:
         TformerError: unknown kind, layer or head, or a band on a map that is not cross-attention.
     """
-    if guided_band is not None and (kind != "cross" or guided_band <= 0):
-        raise TformerError(f"the guided band (g = {guided_band}) is drawn on cross-attention only, with g > 0")
+    check_guided_band(guided_band, kind == "cross")
     weights, rows, cols = attention_weights(att, kind, layer)  # (H, Tq, Tk)
     num_heads, num_layers = weights.shape[0], len(_layers(att, kind))
     layer = num_layers if layer is None else layer

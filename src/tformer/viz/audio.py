@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from tformer.errors import TformerError
-from tformer.viz.figure import CELL_INCHES, draw_guided_band, new_figure, set_title
+from tformer.viz.figure import CELL_INCHES, check_guided_band, draw_guided_band, new_figure, set_title
 
 ROW_INCHES = 0.13  # one row of a long transcript
 SPACE = "\u2423"  # "␣": a space, shown as a visible token on an axis
@@ -99,8 +99,7 @@ def plot_alignment(features: Tensor, hop_seconds: float, weights: Tensor, frame_
         guided_band: cross-attention only: overlay the guided attention loss's band of this g over the T' encoder
             frames (:func:`~tformer.viz.figure.draw_guided_band`); None = none.
     """
-    if guided_band is not None and (what != "cross-attention" or guided_band <= 0):
-        raise TformerError(f"the guided band (g = {guided_band}) is drawn on cross-attention only, with g > 0")
+    check_guided_band(guided_band, what == "cross-attention")
     if weights.dim() != 2 or weights.shape[0] != len(rows):
         raise TformerError(f"expected weights ({len(rows)}, T'), got shape {tuple(weights.shape)}")
     seconds = max(features.shape[0] * hop_seconds, weights.shape[1] * frame_seconds)

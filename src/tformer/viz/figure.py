@@ -71,6 +71,12 @@ def guided_band(rows: int, columns: int, sigma: float, points: int = 200) -> dic
     return {"t": t, "diagonal": centre, "low": centre - half, "high": centre + half}
 
 
+def check_guided_band(sigma: float | None, cross_attention: bool) -> None:
+    """A band (``sigma`` not None) is drawn on cross-attention only, with g > 0: else a one-line TformerError."""
+    if sigma is not None and (not cross_attention or sigma <= 0):
+        raise TformerError(f"the guided band (g = {sigma}) is drawn on cross-attention only, with g > 0")
+
+
 def draw_guided_band(ax: Axes, rows: int, columns: int, sigma: float, *, column_width: float = 1.0,
                      column_offset: float = 0.0) -> None:
     """Overlay :func:`guided_band` on an alignment drawn with rows top to bottom: the diagonal dashed, the
