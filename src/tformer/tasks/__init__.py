@@ -26,6 +26,7 @@ its task when imported:
 from __future__ import annotations
 
 from tformer.tasks.base import Task, TaskSettings
+from tformer.tasks.predictor import PREDICTORS, Predictor, open_run, register_predictor
 from tformer.tasks.registry import TASKS, check_run_config, get_task, register
 from tformer.tasks.run import load_run_config, parse_run_config, run_training
 
@@ -34,5 +35,5 @@ from tformer.tasks.run import load_run_config, parse_run_config, run_training
 from tformer.tasks import translation, cmlm, lm, classify, vision, audio, asr  # noqa: E402, F401
 # isort: on
 
-__all__ = ["TASKS", "Task", "TaskSettings", "check_run_config", "get_task", "load_run_config", "parse_run_config",
-           "register", "run_training"]
+__all__ = ["PREDICTORS", "TASKS", "Predictor", "Task", "TaskSettings", "check_run_config", "get_task",
+           "load_run_config", "open_run", "parse_run_config", "register", "register_predictor", "run_training"]
