@@ -43,11 +43,19 @@ class Predictor(ABC):
             continues a prompt).
         input_kind: what an input is, for the page and the request schema: ``"text"``, ``"image"`` (a path or the
             pixels) or ``"question"`` (``{"question", "context"}``).
+        decodes: whether :meth:`predict` decodes text and so takes decoding options (the fields of
+            :class:`~tformer.generation.GenerationOptions` by name: ``beam_size=4, length_penalty=0.6, max_len=...``);
+            a predictor that does not takes none.
+
+    Instance attributes every predictor sets: ``model`` (the ``nn.Module``, in eval mode) and ``device``.
     """
 
     task: ClassVar[str]
     endpoint: ClassVar[str] = "predict"
     input_kind: ClassVar[str] = "text"
+    decodes: ClassVar[bool] = False
+    model: torch.nn.Module
+    device: torch.device
 
     @classmethod
     @abstractmethod
