@@ -79,8 +79,8 @@ def test_each_model_kind_declares_what_it_supports():
                                                      Feature.MIN_LENGTH, Feature.ATTENTION_MAPS,
                                                      Feature.MONOTONIC_WINDOW, Feature.NO_REPEAT_NGRAM}
     assert capabilities_of(cmlm).features == {Feature.MASK_PREDICT}
-    assert capabilities_of(gpt).features == {Feature.GREEDY, Feature.SAMPLING, Feature.MIN_LENGTH,
-                                              Feature.NO_REPEAT_NGRAM}
+    assert capabilities_of(gpt).features == {Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.SAMPLING,
+                                              Feature.MIN_LENGTH, Feature.NO_REPEAT_NGRAM}
     assert capabilities_of(torch.nn.Linear(2, 2)) == Capabilities("a Linear")  # declares nothing: supports nothing
 
 
@@ -108,8 +108,9 @@ def test_every_kind_refuses_what_it_does_not_support_through_generate():
     for bad in ({"beam_size": 2}, {"do_sample": True}, {"min_len": 1}, {"monotonic_window": 2}):
         with pytest.raises(TformerError, match="but this model \\(a non-autoregressive CMLM\\)"):
             cmlm.generate(src, **bad)
-    with pytest.raises(TformerError, match="with beam_size=3 needs beam search, but this model \\(a decoder-only"):
-        gpt.generate(src, beam_size=3)
+    with pytest.raises(TformerError, match="with monotonic_window=2 needs a monotonic attention window .*, but "
+                                           "this model \\(a decoder-only"):
+        gpt.generate(src, monotonic_window=2)
     with pytest.raises(TypeError, match="unexpected generation setting 'beams'"):
         transformer.generate(src, beams=2)
 

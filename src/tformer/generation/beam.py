@@ -11,6 +11,11 @@ reaches its own length limit; finished sentences leave the batch. With alpha > 0
 differ from greedy search (it may keep extending a prefix whose normalised score could still win);
 ``generate`` sends beam size 1 to greedy search.
 
+Where the search begins is the ``start`` a model gives (:data:`~tformer.generation.protocols.BeamStart`): by
+default an encoder-decoder's encoded source and BOS; a decoder-only language model's prompts read into the cache,
+each prompt's last token the first input (:meth:`tformer.models.gpt.model.DecoderOnly.prefill`). The search is the
+same from there: hypotheses, scores and limits count the new tokens only, never a prompt's.
+
 Passing ``trace=[]`` records every step as a :class:`BeamStep` (what ``tformer plot beam`` draws);
 with the default ``trace=None`` nothing is recorded and nothing is copied.
 
@@ -26,7 +31,7 @@ from torch import Tensor
 
 from tformer.errors import TformerError
 from tformer.generation.options import GenerationOptions
-from tformer.generation.protocols import EncoderDecoder, TokenIds
+from tformer.generation.protocols import BeamStart, StepDecoder, TokenIds, encoder_decoder_start
 from tformer.nn.cache import MonotonicWindow
 
 
@@ -73,9 +78,17 @@ def row_limits(max_len: int | Tensor, batch: int) -> list[int]:
     return limits
 
 
+def fill_id(cfg: TokenIds) -> int:
+    """What fills a finished row of an output tensor: ``pad_id``, or ``eos_id`` for a vocabulary without padding."""
+    return cfg.eos_id if cfg.pad_id is None else cfg.pad_id
+
+
 def forbid_special(scores: Tensor, cfg: TokenIds, t: int, min_len: int) -> None:
-    """Tokens a hypothesis may never contain (pad, BOS) and EOS before ``min_len``: -inf in place. scores (N, V)."""
-    scores[:, cfg.pad_id] = float("-inf")
+    """Tokens a hypothesis may never contain (pad, BOS) and EOS before ``min_len``: -inf in place. scores (N, V).
+
+    BOS is allowed where it is also EOS (GPT-2's one ``<|endoftext|>``); a vocabulary may have no padding token."""
+    if cfg.pad_id is not None:
+        scores[:, cfg.pad_id] = float("-inf")
     if cfg.bos_id != cfg.eos_id:
         scores[:, cfg.bos_id] = float("-inf")
     if t < min_len:
@@ -96,25 +109,31 @@ def forbid_repeats(scores: Tensor, seqs: Tensor, n: int) -> None:
 
 @torch.no_grad()
 def beam_search_nbest(
-    model: EncoderDecoder, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
+    model: StepDecoder, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
     length_penalty_alpha: float = 0.6, nbest: int = 1, trace: list[BeamStep] | None = None,
-    window: MonotonicWindow | None = None, no_repeat_ngram_size: int = 0,
+    window: MonotonicWindow | None = None, no_repeat_ngram_size: int = 0, start: BeamStart | None = None,
 ) -> list[list[Hypothesis]]:
     """The ``nbest`` best hypotheses per sentence, best first.
 
     Args:
-        model: an :class:`~tformer.generation.protocols.EncoderDecoder`.
+        model: a :class:`~tformer.generation.protocols.StepDecoder` (cfg, decode_step); without ``start`` an
+            :class:`~tformer.generation.protocols.EncoderDecoder` (also encode, start_decoding).
+        src: (B, S) source ids, or with ``start`` any (B, ...) tensor of the batch's ids (a language model's
+            prompts): its rows are the sentences, its device and dtype the outputs'.
         max_len: the most tokens per sentence, EOS included: one int, or a (B,) tensor of per-sentence limits.
         nbest: 1 <= nbest <= beam_size (the settings are checked by :class:`GenerationOptions`).
         trace: if a list, one :class:`BeamStep` per step is appended to it (the search itself is unchanged).
         window: decode under this monotonic window (each beam carries its own focus), or None.
-        no_repeat_ngram_size: n > 0: no hypothesis repeats an n-gram (:func:`forbid_repeats`); 0 = off.
+        no_repeat_ngram_size: n > 0: no hypothesis repeats an n-gram of its own new tokens (:func:`forbid_repeats`;
+            a prompt's tokens are not counted); 0 = off.
+        start: () -> (cache, first input (B, t)) (:data:`~tformer.generation.protocols.BeamStart`); default:
+            encode ``src`` and start from BOS (:func:`~tformer.generation.protocols.encoder_decoder_start`).
     """
     GenerationOptions(beam_size=beam_size, nbest=nbest)  # a direct caller's settings, checked once
     cfg, k, alpha = model.cfg, beam_size, length_penalty_alpha
     b, device = src.shape[0], src.device
     limits = row_limits(max_len, b)
-    cache = model.start_decoding(model.encode(src), src)
+    cache, first = encoder_decoder_start(model, src) if start is None else start()  # first (B, t)
     if window is not None:
         cache.constrain(window)
     cache.repeat_interleave(k)  # (B*K) rows: sentence i owns rows i*K .. i*K+K-1
@@ -122,7 +141,7 @@ def beam_search_nbest(
     scores = torch.full((b, k), float("-inf"), device=device)  # (n, K) log-probabilities of the live beams
     scores[:, 0] = 0.0  # all beams start identical: let only the first one expand
     seqs = src.new_empty((b * k, 0))  # (n*K, t) tokens so far, without BOS
-    tokens = src.new_full((b * k, 1), cfg.bos_id)  # (n*K, 1)
+    tokens = first.repeat_interleave(k, dim=0)  # (n*K, t)
     finished: list[list[Hypothesis]] = [[] for _ in range(b)]
     for t in range(max(limits)):
         logp = model.decode_step(tokens, cache)[:, -1].float().log_softmax(dim=-1)  # (n*K, V)
@@ -208,15 +227,17 @@ def _stopped(finished: list[list[Hypothesis]], sent: Tensor, limits: list[int], 
 
 
 def beam_search(
-    model: EncoderDecoder, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
+    model: StepDecoder, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
     length_penalty_alpha: float = 0.6, window: MonotonicWindow | None = None, no_repeat_ngram_size: int = 0,
+    start: BeamStart | None = None,
 ) -> Tensor:
-    """(B, S) source ids -> (B, L) best hypothesis per sentence, without BOS, padded with pad_id."""
+    """(B, S) source ids -> (B, L) best hypothesis per sentence, without BOS, padded with pad_id (``eos_id`` for a
+    vocabulary without padding). ``start``: see :func:`beam_search_nbest`."""
     best = [h[0].tokens for h in beam_search_nbest(
         model, src, beam_size=beam_size, max_len=max_len, min_len=min_len, length_penalty_alpha=length_penalty_alpha,
-        window=window, no_repeat_ngram_size=no_repeat_ngram_size,
+        window=window, no_repeat_ngram_size=no_repeat_ngram_size, start=start,
     )]
-    out = src.new_full((len(best), max(len(t) for t in best)), model.cfg.pad_id)  # (B, L)
+    out = src.new_full((len(best), max(len(t) for t in best)), fill_id(model.cfg))  # (B, L)
     for i, toks in enumerate(best):
         out[i, : len(toks)] = torch.tensor(toks, dtype=out.dtype)
     return out

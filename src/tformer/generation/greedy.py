@@ -18,11 +18,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from tformer.generation.beam import forbid_repeats, forbid_special, row_limits
-from tformer.generation.protocols import DecodingCache, StepDecoder
+from tformer.generation.beam import fill_id, forbid_repeats, forbid_special, row_limits
+from tformer.generation.protocols import Start, StepDecoder, encoder_decoder_start
 from tformer.nn.cache import MonotonicWindow
-
-Start = Callable[[], tuple[DecodingCache, Tensor]]  # () -> (cache, first input (B, t))
 
 
 @torch.no_grad()
@@ -51,18 +49,15 @@ def decode_single_path(
     cfg = model.cfg
     b = src.shape[0]
     limit = torch.tensor(row_limits(max_len, b), device=src.device)  # (B,)
-    if start is None:
-        cache, tokens = model.start_decoding(model.encode(src), src), src.new_full((b, 1), cfg.bos_id)
-    else:
-        cache, tokens = start()  # (B', t) the input that predicts the first output token
+    cache, tokens = encoder_decoder_start(model, src) if start is None else start()  # tokens (B, t): the first input
     if window is not None:
         cache.constrain(window)
-    out = src.new_full((b, int(limit.max())), cfg.eos_id if cfg.pad_id is None else cfg.pad_id)  # (B, max L)
+    out = src.new_full((b, int(limit.max())), fill_id(cfg))  # (B, max L)
     rows = torch.arange(b, device=src.device)  # original sentence index of each cache row, (B',)
     length = 0
     for t in range(int(limit.max())):
         logits = model.decode_step(tokens, cache)[:, -1].float()  # (B', V)
-        _forbid(logits, cfg, t, min_len)
+        forbid_special(logits, cfg, t, min_len)
         if no_repeat_ngram_size:
             forbid_repeats(logits, out[rows, :t], no_repeat_ngram_size)
         next_tok = choose(logits)  # (B',)
@@ -77,17 +72,6 @@ def decode_single_path(
             rows, next_tok = rows[keep], next_tok[keep]
         tokens = next_tok[:, None]  # (B', 1)
     return out[:, :length]
-
-
-def _forbid(scores: Tensor, cfg, t: int, min_len: int) -> None:
-    """:func:`forbid_special`, also for a vocabulary without a padding token (``cfg.pad_id`` None)."""
-    if cfg.pad_id is not None:
-        forbid_special(scores, cfg, t, min_len)
-        return
-    if cfg.bos_id != cfg.eos_id:
-        scores[:, cfg.bos_id] = float("-inf")
-    if t < min_len:
-        scores[:, cfg.eos_id] = float("-inf")
 
 
 def greedy_search(

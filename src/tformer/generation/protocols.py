@@ -2,8 +2,12 @@
 
 The models (:mod:`tformer.models`, the layer above) satisfy these structurally; nothing here subclasses them.
 
-    StepDecoder      cfg (special ids) + decode_step(tokens, cache): greedy search and sampling, from a given start
-    EncoderDecoder   + encode(src) and start_decoding(memory, src) -> a cache beams can reorder: beam search
+    StepDecoder      cfg (special ids) + decode_step(tokens, cache): greedy search, sampling and beam search,
+                     from a given start
+    EncoderDecoder   + encode(src) and start_decoding(memory, src) -> a cache beams can reorder: the engines'
+                     default start (encode the source, feed BOS)
+    Start, BeamStart () -> (cache, first input): where a model without an encoder begins (a decoder-only language
+                     model's prefilled prompts, :meth:`tformer.models.gpt.model.DecoderOnly.prefill`)
     MaskPredictor    encode, predict_length, project_memory, decoder_states, token_logits: mask-predict
 
 Shape legend: B rows, S source length, t new positions, T target length, D d_model, V vocabulary.
@@ -11,6 +15,7 @@ Shape legend: B rows, S source length, t new positions, T target length, D d_mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from torch import Tensor
@@ -74,7 +79,8 @@ class StepDecoder(Protocol):
 
 
 class EncoderDecoder(StepDecoder, Protocol):
-    """An encoder-decoder that decodes token by token over a KV cache (beam search; greedy search's default)."""
+    """An encoder-decoder that decodes token by token over a KV cache (the engines' default start,
+    :func:`encoder_decoder_start`)."""
 
     def encode(self, src: Tensor) -> Tensor:
         """(B, S) source ids -> memory (B, S, D)."""
@@ -83,6 +89,20 @@ class EncoderDecoder(StepDecoder, Protocol):
     def start_decoding(self, memory: Tensor, src: Tensor) -> BeamCache:
         """A fresh cache for this source (cross-attention keys and values computed once)."""
         ...
+
+
+Start = Callable[[], tuple[DecodingCache, Tensor]]
+"""How single-path decoding (greedy search, sampling) begins: () -> (a cache, the first input (B, t)), where
+``model.decode_step(first input, cache)[:, -1]`` predicts each row's first output token."""
+
+BeamStart = Callable[[], tuple[BeamCache, Tensor]]
+"""How beam search begins: as :data:`Start`, with a cache that beam search widens to K rows per sentence
+(``repeat_interleave``) and reorders between beams (``reorder_targets``)."""
+
+
+def encoder_decoder_start(model: EncoderDecoder, src: Tensor) -> tuple[BeamCache, Tensor]:
+    """The engines' default start: encode ``src`` (B, S) into a fresh cache, first input BOS (B, 1)."""
+    return model.start_decoding(model.encode(src), src), src.new_full((src.shape[0], 1), model.cfg.bos_id)
 
 
 class MaskPredictIds(TokenIds, Protocol):

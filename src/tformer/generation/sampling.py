@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tformer.generation.greedy import Start, decode_single_path
+from tformer.generation.greedy import decode_single_path
 from tformer.generation.options import GenerationOptions
-from tformer.generation.protocols import StepDecoder
+from tformer.generation.protocols import Start, StepDecoder
 from tformer.nn.cache import MonotonicWindow
 
 

@@ -20,8 +20,10 @@ no mask is given and ``pad_id`` is set, the mask is ``input_ids != pad_id``.)
 Generation runs through the toolkit's one decoding engine (:mod:`tformer.generation`) and KV cache:
 :meth:`DecoderOnly.prefill` reads the prompts into the cache, left-aligned (each row's padding moved
 in front of its tokens, so that every row's last prompt token is in the last column), and the engine
-feeds each prompt's last token and continues one position per step. A prompt's continuation does not
-depend on the other prompts of its batch (masked keys get weight exactly 0).
+feeds each prompt's last token and continues one position per step: greedy search, sampling, or beam
+search (the encoder-decoder's, started from the prefilled prompts: the cache widens to K rows per prompt
+and follows the beams). A prompt's continuation does not depend on the other prompts of its batch
+(masked keys get weight exactly 0). Scores, lengths and the n-gram ban count the new tokens only.
 
 Shape legend: B batch, T length (new positions), L cached positions, D d_model, H heads, V vocabulary.
 """
@@ -35,7 +37,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tformer.errors import TformerError
-from tformer.generation import Capabilities, Feature, GenerationOptions, greedy_search, sample
+from tformer.generation import (
+    PAPER_BEAM_SIZE,
+    Capabilities,
+    Feature,
+    GenerationOptions,
+    Hypothesis,
+    beam_search,
+    beam_search_nbest,
+    greedy_search,
+    sample,
+)
 from tformer.io.pretrained import Pretrained
 from tformer.models.gpt.config import DecoderOnlyConfig
 from tformer.nn.cache import KVCache
@@ -69,6 +81,14 @@ class DecoderOnlyCache:
             c.select(index)
         self.key_mask = self.key_mask.index_select(0, index)
         self.next_position = self.next_position.index_select(0, index)
+
+    def repeat_interleave(self, n: int) -> None:
+        """Repeat every row n times (row b becomes rows b*n .. b*n+n-1): one row per beam."""
+        self.select(torch.arange(self.key_mask.shape[0], device=self.key_mask.device).repeat_interleave(n))
+
+    def reorder_targets(self, index: Tensor) -> None:
+        """Rows ``index`` (B',) for beam search: here every cached state is the sequence's own (no source)."""
+        self.select(index)
 
 
 def decoder_only_block(cfg: DecoderOnlyConfig) -> EncoderLayer:
@@ -217,9 +237,9 @@ class DecoderOnly(Pretrained, nn.Module):
         hidden, _ = self._run(tokens, None, cache, False)
         return self.output_projection(hidden)
 
-    capabilities = Capabilities("a decoder-only language model", (Feature.GREEDY, Feature.SAMPLING, Feature.MIN_LENGTH,
-                                                                  Feature.NO_REPEAT_NGRAM))
-    """What this kind decodes with (asked before decoding; beam search needs an encoder-decoder's cache)."""
+    capabilities = Capabilities("a decoder-only language model", (
+        Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.SAMPLING, Feature.MIN_LENGTH, Feature.NO_REPEAT_NGRAM))
+    """What this kind decodes with (asked before decoding)."""
 
     @torch.no_grad()
     def generate(
@@ -235,8 +255,8 @@ class DecoderOnly(Pretrained, nn.Module):
         """Continue prompts (B, P) -> the new tokens (B, L), without the prompts.
 
         Each row ends in EOS when the model produced one, then is filled with ``pad_id`` (``eos_id`` when the
-        vocabulary has no padding token). A row also stops where its positions run out (``max_len``). Greedy
-        continuations do not depend on the other rows of the batch; samples repeat for the same seed and batch.
+        vocabulary has no padding token). A row also stops where its positions run out (``max_len``). Greedy and
+        beam continuations do not depend on the other rows of the batch; samples repeat for the same seed and batch.
 
         Args:
             input_ids: prompts, padded on either side; ``attention_mask`` (B, P) marks the real tokens with 1
@@ -244,9 +264,11 @@ class DecoderOnly(Pretrained, nn.Module):
             options: the settings (:class:`tformer.generation.GenerationOptions`; default: greedy, 32 tokens).
             max_new_tokens: the most tokens to generate per row, EOS included (the options' ``max_len``).
             min_new_tokens: EOS is forbidden before this many tokens (the options' ``min_len``).
-            **settings: fields of :class:`GenerationOptions` as keywords, applied over ``options``: ``do_sample``
-                draws tokens (with ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off), ``seed``) instead of
-                taking the argmax.
+            **settings: fields of :class:`GenerationOptions` as keywords, applied over ``options``: ``beam_size``
+                (more than 1: beam search, ranked by log P(continuation | prompt) / lp with ``length_penalty``
+                alpha, lp counting the new tokens), ``do_sample`` draws tokens (with ``temperature``, ``top_k``
+                (0 = off), ``top_p`` (1 = off), ``seed``) instead of taking the argmax, ``no_repeat_ngram_size``
+                (no continuation repeats an n-gram of its own new tokens; the prompt's are not counted).
         """
         if options is not None and not isinstance(options, GenerationOptions):  # 0.1.0: generate(ids, 16)
             if max_new_tokens is not None:
@@ -254,24 +276,56 @@ class DecoderOnly(Pretrained, nn.Module):
             options, max_new_tokens = None, options
         opts = _new_token_limits(GenerationOptions.of(options, **settings), max_new_tokens, min_new_tokens)
         self.capabilities.check(opts, "generate()")
+        limits = self._row_limits(input_ids, attention_mask, opts)  # (B,)
+
+        def start() -> tuple[DecoderOnlyCache, Tensor]:  # the engines' start: the prompts read into the cache
+            return self.prefill(input_ids, attention_mask)
+
+        ban = opts.no_repeat_ngram_size
+        with eval_mode(self):
+            if opts.do_sample:
+                return sample(self, input_ids, max_len=limits, min_len=opts.min_len, temperature=opts.temperature,
+                              top_k=opts.top_k, top_p=opts.top_p, seed=opts.seed, start=start, no_repeat_ngram_size=ban)
+            if opts.beam_size in (None, 1):
+                return greedy_search(self, input_ids, max_len=limits, min_len=opts.min_len, start=start,
+                                     no_repeat_ngram_size=ban)
+            return beam_search(self, input_ids, beam_size=opts.beam_size, max_len=limits, min_len=opts.min_len,
+                               length_penalty_alpha=opts.length_penalty, no_repeat_ngram_size=ban, start=start)
+
+    @torch.no_grad()
+    def generate_nbest(
+        self,
+        input_ids: Tensor,
+        options: GenerationOptions | None = None,
+        *,
+        attention_mask: Tensor | None = None,
+        max_new_tokens: int | None = None,
+        min_new_tokens: int | None = None,
+        **settings,
+    ) -> list[list[Hypothesis]]:
+        """Beam search's ``nbest`` best continuations per prompt, best first, as
+        :class:`tformer.generation.Hypothesis` (new tokens, log P(tokens | prompt), score = logprob / lp).
+        Settings as for :meth:`generate`; here ``beam_size`` defaults to 4 and ``nbest`` to the beam."""
+        opts = _new_token_limits(GenerationOptions.of(options, **settings), max_new_tokens, min_new_tokens)
+        opts = opts.with_defaults(beam_size=PAPER_BEAM_SIZE)
+        opts = opts.with_defaults(nbest=opts.beam_size)
+        self.capabilities.check(opts, "generate_nbest()")
+        limits = self._row_limits(input_ids, attention_mask, opts)
+        with eval_mode(self):
+            return beam_search_nbest(
+                self, input_ids, beam_size=opts.beam_size, max_len=limits, min_len=opts.min_len,
+                length_penalty_alpha=opts.length_penalty, nbest=opts.nbest,
+                no_repeat_ngram_size=opts.no_repeat_ngram_size, start=lambda: self.prefill(input_ids, attention_mask))
+
+    def _row_limits(self, input_ids: Tensor, attention_mask: Tensor | None, opts: GenerationOptions) -> Tensor:
+        """The most new tokens per row (B,): ``opts.max_len``, fewer where the positions run out."""
         real = self._real(input_ids, attention_mask)
         lengths = input_ids.new_full((input_ids.shape[0],), input_ids.shape[1]) if real is None else real.sum(1)
         if int(lengths.max()) > self.cfg.max_len:
             raise TformerError(f"a prompt of {int(lengths.max())} tokens exceeds the model's max_len "
                                f"{self.cfg.max_len}")
         # The last generated token is never fed back: a row has max_len - length + 1 tokens to give.
-        limits = (self.cfg.max_len - lengths + 1).clamp(max=opts.max_len)  # (B,)
-
-        def start() -> tuple[DecoderOnlyCache, Tensor]:
-            return self.prefill(input_ids, attention_mask)
-
-        with eval_mode(self):
-            if opts.do_sample:
-                return sample(self, input_ids, max_len=limits, min_len=opts.min_len, temperature=opts.temperature,
-                              top_k=opts.top_k, top_p=opts.top_p, seed=opts.seed, start=start,
-                              no_repeat_ngram_size=opts.no_repeat_ngram_size)
-            return greedy_search(self, input_ids, max_len=limits, min_len=opts.min_len, start=start,
-                                 no_repeat_ngram_size=opts.no_repeat_ngram_size)
+        return (self.cfg.max_len - lengths + 1).clamp(max=opts.max_len)
 
 
 def _new_token_limits(opts: GenerationOptions, max_new_tokens: int | None,
