@@ -165,7 +165,7 @@ class ClassificationTask(Task):
         index = {y: i for i, y in enumerate(labels)}
 
         def encode(pairs):
-            ids = _encode(tokenizer, [t for t, _ in pairs], cfg.data.max_len)
+            ids = encode_texts(tokenizer, [t for t, _ in pairs], cfg.data.max_len)
             return list(zip(ids, [index[y] for _, y in pairs], strict=True))
 
         task = cls(labels, pad_id, encode(train_text), encode(valid_text), encode(test_text))
@@ -225,7 +225,9 @@ class ClassificationTask(Task):
                 "test_examples": len(self.examples["test"])}
 
 
-def _encode(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
+def encode_texts(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
+    """Each text's ids with the tokenizer's special tokens, cut to ``max_len`` (the run's ``data.max_len``); the
+    training data and :class:`~tformer.tasks.classify_run.ClassifyPredictor` are read alike."""
     tokenizer.no_padding()  # batches are padded by collate (a tokenizer.json may pad to a fixed length)
     tokenizer.enable_truncation(max_len)  # the special tokens are kept
     return [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=True)]
