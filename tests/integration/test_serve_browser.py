@@ -95,16 +95,22 @@ def api(url: str, path: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
-def test_the_page_translates_and_draws_the_attention_map(served, browser):
+def test_the_page_translates_and_draws_the_attention_map(served, browser, corpus):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
     browser.get(served + "/")
-    wait_for(browser, "return document.body.dataset.state === 'ready'")
+    # the page opens with the run's first validation sentence already translated
+    wait_for(browser, "return document.body.dataset.state === 'rendered'")
     assert "parameters" in browser.find_element(By.ID, "model").text
     source = browser.find_element(By.ID, "source")
+    example = (corpus / "valid.en").read_text().splitlines()[0]
+    assert source.get_attribute("value") == example
+    first = api(served, "/translate", {"texts": [example], "beam_size": 4})["translations"][0]
+    assert browser.find_element(By.ID, "translation").text == first
+    source.clear()
     source.send_keys(SENTENCE)
     source.send_keys(Keys.ENTER)
     wait_for(browser, "return document.body.dataset.state === 'rendered'")

@@ -1,4 +1,8 @@
-"""``tformer serve RUN_DIR``: the HTTP API and the attention page for a trained run (FastAPI + uvicorn).
+"""``tformer serve RUN_DIR``: the HTTP API and the page for a trained run of any task (FastAPI + uvicorn).
+
+A translation run (or a folder written by ``tformer average``) gets ``/translate`` and the attention page; a run
+of another task gets the route its predictor names (``/predict`` or ``/generate``) and a page for its task
+(:mod:`tformer.serving.app`). The page opens with the run's first validation input already answered.
 
 Binds 127.0.0.1 by default: the API has no authentication, so bind another address only on a network you
 trust. ``--port 0`` picks a free port; the first line on stderr says where the server listens.
@@ -25,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"most sentences a request (default {d.max_texts})")
     p.add_argument("--max-chars", type=int, default=d.max_chars,
                    help=f"most characters a sentence (default {d.max_chars})")
+    p.add_argument("--max-context-chars", type=int, default=d.max_context_chars,
+                   help=f"most characters a question's context (question answering; default {d.max_context_chars})")
     p.add_argument("--max-beam", type=int, default=d.max_beam, help=f"largest beam size (default {d.max_beam})")
     p.add_argument("--max-attention-tokens", type=int, default=d.max_attention_tokens,
                    help=f"most source tokens for /attention (default {d.max_attention_tokens})")
@@ -57,6 +63,21 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+TRANSLATION_TASKS = ("translation", "cmlm")  # served by a Translator; every other task by its predictor
+
+
+def served(run_dir: str, device: str) -> tuple:
+    """What to serve for ``run_dir``, and the sentence the page opens with: a Translator and the run's first
+    validation sentence for a translation run or a folder without a config (``tformer average``); the run's
+    predictor and None (it has its own example) for a run of another task."""
+    from tformer.tasks.predictor import CONFIG_FILE, first_validation_line, open_run, run_task
+    from tformer.translator import Translator
+
+    if (Path(run_dir) / CONFIG_FILE).is_file() and run_task(run_dir) not in TRANSLATION_TASKS:
+        return open_run(run_dir, device), None
+    return Translator.from_pretrained(run_dir, device=device), first_validation_line(run_dir)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -65,14 +86,12 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise TformerError(f"tformer serve needs FastAPI and uvicorn ({e.name} is missing): "
                            "pip install 'tformer[serve]'") from None
-    from tformer.translator import Translator
-
-    limits = Limits(max_texts=args.max_texts, max_chars=args.max_chars, max_beam=args.max_beam,
-                    max_attention_tokens=args.max_attention_tokens, max_batch_texts=args.max_batch_texts,
-                    batch_wait_ms=args.batch_wait_ms)
-    translator = Translator.from_pretrained(args.run_dir, device=args.device)
+    limits = Limits(max_texts=args.max_texts, max_chars=args.max_chars, max_context_chars=args.max_context_chars,
+                    max_beam=args.max_beam, max_attention_tokens=args.max_attention_tokens,
+                    max_batch_texts=args.max_batch_texts, batch_wait_ms=args.batch_wait_ms)
     name = Path(args.run_dir).resolve().name
-    app = create_app(translator, limits, name=name)  # refuses a model without what the API serves, in one line
+    model, example = served(args.run_dir, args.device)
+    app = create_app(model, limits, name=name, example=example)  # refuses a model it cannot serve, in one line
     sock = listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host

@@ -1,10 +1,17 @@
-"""The HTTP API and web page of ``tformer serve``: ``create_app(translator, limits)`` -> a FastAPI app.
+"""The HTTP API and web page of ``tformer serve``: ``create_app(served, limits)`` -> a FastAPI app.
 
-    POST /translate   {"texts": [...], "beam_size": 4, "alpha": 0.6, "max_len": null, "nbest": 0, "scores": false}
-    POST /attention   {"text": "...", "target": null, "beam_size": 4, "alpha": 0.6} -> tokens and weights
-    GET  /health      liveness and the batching counters
-    GET  /info        model config, parameter count, tokenizer, version, limits
-    GET  /openapi.json, and the page at /
+What is served decides the routes and the page:
+
+* a :class:`~tformer.translator.Translator` (a translation run): ``POST /translate`` and ``POST /attention``
+  (:mod:`tformer.serving.translation`), the attention page;
+* a run of any other task, through its predictor (:class:`tformer.tasks.predictor.Predictor`):
+  ``POST /predict`` (classifiers, vision, question answering, summarization) or ``POST /generate`` (language
+  models), and a text classifier's ``POST /attention`` (:mod:`tformer.serving.predictions`); a page that adapts
+  to the task.
+
+Every server also answers ``GET /health`` (liveness and the batching counters), ``GET /info`` (the task, the
+model, an example input, the limits), ``GET /openapi.json`` and the page at ``/``, which opens with the example
+already answered.
 
 A bad request (malformed JSON, a wrong type, an unknown field, a value over a limit) gets a 4xx whose body is
 ``{"detail": "<one line that says what was wrong>"}``, and the server goes on serving.
@@ -18,28 +25,32 @@ from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from tformer.errors import TformerError
-from tformer.generation import Feature, GenerationOptions
 from tformer.serving.batcher import RequestBatcher
 from tformer.serving.limits import Limits
-from tformer.serving.schemas import AttentionResponse, Health, Info, TranslateResponse, request_models
-from tformer.translator import SentenceAttention, Translator
+from tformer.serving.predictions import PredictionService, ServedPredictor
+from tformer.serving.schemas import Health, Info
+from tformer.serving.translation import TranslationService
+from tformer.translator import Translator
 from tformer.version import VERSION as __version__
 
 log = logging.getLogger("tformer.serving")
 
 
-def create_app(translator: Translator, limits: Limits | None = None, *, name: str = "") -> FastAPI:
-    """Build the app that serves ``translator``.
+def create_app(served: Translator | ServedPredictor, limits: Limits | None = None, *, name: str = "",
+               example: str | None = None) -> FastAPI:
+    """Build the app that serves ``served``.
 
     Args:
-        translator: The model and tokenizers; every model call runs in one worker thread.
+        served: A translator, or the predictor of a run of another task; every model call runs in one worker
+            thread.
         limits: Per-request limits and batching settings (default :class:`Limits`).
         name: What to call the model on the page and in ``/info`` (e.g. the run directory's name).
+        example: For a translator, a sentence the page opens with (a predictor has its own).
 
     Returns:
         A FastAPI app; run it with uvicorn. Its batcher starts and stops with the app's lifespan.
@@ -47,9 +58,14 @@ def create_app(translator: Translator, limits: Limits | None = None, *, name: st
     Raises:
         TformerError: the model lacks what the API serves (beam search, n-best lists, attention maps).
     """
-    translator.capabilities.require(Feature.BEAM, Feature.NBEST, Feature.ATTENTION_MAPS, what="tformer serve")
     limits = limits or Limits()
-    batcher = RequestBatcher(translator, max_batch_texts=limits.max_batch_texts, wait_ms=limits.batch_wait_ms)
+    if isinstance(served, Translator):
+        service = TranslationService(served, limits, name, example)
+        max_body = limits.max_body_bytes()
+    else:
+        service = PredictionService(served, limits, name)
+        max_body = service.max_body_bytes()
+    batcher = RequestBatcher(service.decode, max_batch_texts=limits.max_batch_texts, wait_ms=limits.batch_wait_ms)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -60,28 +76,13 @@ def create_app(translator: Translator, limits: Limits | None = None, *, name: st
             await batcher.stop()
 
     app = FastAPI(title="tformer", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Translate with a Transformer and look at its attention.")
+                  description="Use a trained Transformer over HTTP, and look inside it.")
     app.state.batcher = batcher
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes())
+    app.add_middleware(BodyLimit, max_bytes=max_body)
     _add_error_handlers(app)
-    _add_model_routes(app, translator, limits, batcher)
-    _add_status_routes(app, model_info(translator, limits, name), batcher)
+    service.add_routes(app, batcher)
+    _add_status_routes(app, service.info(), batcher, service.page)
     return app
-
-
-def model_info(translator: Translator, limits: Limits, name: str) -> Info:
-    """What ``GET /info`` answers: the model's config and size, the tokenizer, tformer's version, the limits."""
-    vocabs = translator.vocabs
-    return Info(
-        version=__version__,
-        name=name,
-        model=translator.model.cfg.to_dict(),
-        parameters=translator.model.num_parameters(),
-        device=str(translator.device),
-        tokenizer={"shared": vocabs.shared, "source": repr(vocabs.src), "target": repr(vocabs.tgt),
-                   "source_vocab_size": vocabs.src.vocab_size, "target_vocab_size": vocabs.tgt.vocab_size},
-        limits=asdict(limits),
-    )
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -97,46 +98,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
-def _add_model_routes(app: FastAPI, translator: Translator, limits: Limits, batcher: RequestBatcher) -> None:
-    """``POST /translate`` and ``POST /attention``: the routes that call the model."""
-    TranslateRequest, AttentionRequest = request_models(limits, translator.model.cfg.max_len)
-    vocabs = translator.vocabs
-
-    @app.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True)
-    async def translate(req: TranslateRequest) -> dict[str, Any]:
-        """Translate ``texts``; concurrent requests with equal settings share one model call."""
-        nbest = req.nbest or (1 if req.scores else 0)
-        options = GenerationOptions(beam_size=req.beam_size, length_penalty=req.alpha, max_len=req.max_len,
-                                    nbest=nbest or None)
-        results = await batcher.translate(req.texts, options)
-        if not nbest:
-            return {"translations": results}
-        out: dict[str, Any] = {"translations": [hyps[0][0] for hyps in results]}
-        if req.scores:
-            out["scores"] = [hyps[0][1] for hyps in results]
-        if req.nbest:
-            out["nbest"] = [[{"text": text, "score": score} for text, score in hyps] for hyps in results]
-        return out
-
-    @app.post("/attention", response_model=AttentionResponse)
-    async def attention(req: AttentionRequest) -> JSONResponse:
-        """Tokens and every attention weight of one sentence (its translation, or ``target`` teacher-forced)."""
-        if not req.text.strip():
-            raise HTTPException(422, "text: must not be blank")
-        n = len(vocabs.src.encode(req.text)) + 1
-        if n > limits.max_attention_tokens:
-            raise HTTPException(422, f"text: {n} tokens (with </s>) is more than /attention's limit of "
-                                     f"{limits.max_attention_tokens}")
-        def weights() -> dict[str, Any]:  # in the model thread, lists included: the event loop stays free
-            return attention_json(translator.attention(req.text, target=req.target, beam_size=req.beam_size,
-                                                       length_penalty=req.alpha, warn=log.warning))
-
-        return JSONResponse(await batcher.call(weights))  # not validated again: ~10^5 floats would be slow
-
-
-def _add_status_routes(app: FastAPI, info: Info, batcher: RequestBatcher) -> None:
+def _add_status_routes(app: FastAPI, info: Info, batcher: RequestBatcher, page_file: str) -> None:
     """``GET /health``, ``GET /info`` and the page at ``/``."""
-    page = resources.files("tformer.serving").joinpath("static/index.html").read_text(encoding="utf-8")
+    page = resources.files("tformer.serving").joinpath(f"static/{page_file}").read_text(encoding="utf-8")
     started = time.monotonic()
 
     @app.get("/health", response_model=Health)
@@ -153,23 +117,17 @@ def _add_status_routes(app: FastAPI, info: Info, batcher: RequestBatcher) -> Non
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
+    static = resources.files("tformer.serving").joinpath("static")
+    shared = {name: (static.joinpath(name).read_text(encoding="utf-8"), media)
+              for name, media in (("common.css", "text/css"), ("common.js", "text/javascript"))}
 
-def attention_json(a: SentenceAttention) -> dict[str, Any]:
-    """A :class:`SentenceAttention` as JSON-ready lists, weights rounded to 5 decimals."""
-
-    def weights(layers: list) -> list:
-        return [w.double().mul(1e5).round().div(1e5).tolist() for w in layers]  # per layer (H, rows, cols)
-
-    return {
-        "source": a.source,
-        "translation": a.translation,
-        "source_tokens": a.source_tokens,
-        "target_input_tokens": a.target_input_tokens,
-        "target_output_tokens": a.target_output_tokens,
-        "encoder": weights(a.encoder),
-        "decoder_self": weights(a.decoder_self),
-        "decoder_cross": weights(a.decoder_cross),
-    }
+    @app.get("/static/{name}", include_in_schema=False)
+    async def shared_file(name: str) -> Response:
+        """What both pages share (their look and their API calls)."""
+        if name not in shared:
+            return JSONResponse({"detail": f"no such file: {name}"}, status_code=404)
+        text, media = shared[name]
+        return Response(text, media_type=media)
 
 
 def describe_errors(errors: list[dict[str, Any]]) -> tuple[int, str]:

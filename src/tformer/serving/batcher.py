@@ -1,12 +1,12 @@
-"""Gather concurrent translation requests into one model call, off the event loop.
+"""Gather concurrent requests into one model call, off the event loop.
 
 Requests that arrive while the model is busy (or within ``wait_ms`` of each other) and ask for the same
-decoding settings (equal :class:`~tformer.generation.GenerationOptions`) are concatenated into one
-:meth:`Translator.translate` (or ``translate_nbest``) call, which batches them by length; the results are
-split back per request. Every model call, /attention's included, runs in one worker thread, so the model is
-never used by two threads at once and the event loop keeps answering (health checks, bad requests) while it
-works. A sentence's translation does not depend on the
-other sentences of its batch, so batching changes throughput, never results.
+settings (equal options: a :class:`~tformer.generation.GenerationOptions`, or a dict of them) are concatenated
+into one call of the served model's batch function (``Translator.translate``, ``Predictor.predict``), which
+batches them by length; the results are split back per request. Every model call, /attention's included, runs
+in one worker thread, so the model is never used by two threads at once and the event loop keeps answering
+(health checks, bad requests) while it works. An input's answer does not depend on the other inputs of its
+batch, so batching changes throughput, never results.
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-from tformer.generation import GenerationOptions
-from tformer.translator import Translator
 
 log = logging.getLogger("tformer.serving")
 R = TypeVar("R")
@@ -36,24 +33,28 @@ class BatchStats:
     largest_call: int = 0
 
 
+# The served model's batch function: (inputs, options) -> one result per input, in order (in the model thread).
+BatchFunction = Callable[[list[Any], Any], list[Any]]
+
+
 @dataclass
 class _Job:
-    texts: list[str]
-    options: GenerationOptions  # with nbest: (text, score) lists from translate_nbest
+    texts: list[Any]  # the request's inputs
+    options: Any  # equal options may share a call
     future: asyncio.Future = field(repr=False)
 
 
 class RequestBatcher:
-    """Translate requests, merging concurrent ones with equal :class:`GenerationOptions` into one model call.
+    """Answer requests, merging concurrent ones with equal options into one call of ``decode``.
 
     Args:
-        translator: The model and tokenizers.
-        max_batch_texts: most sentences per model call (a single larger request still runs, alone).
+        decode: The served model's batch function, ``decode(inputs, options) -> results`` (one per input).
+        max_batch_texts: most inputs per model call (a single larger request still runs, alone).
         wait_ms: how long to wait after the first request of a call for others to join it.
     """
 
-    def __init__(self, translator: Translator, max_batch_texts: int = 256, wait_ms: float = 2.0) -> None:
-        self.translator = translator
+    def __init__(self, decode: BatchFunction, max_batch_texts: int = 256, wait_ms: float = 2.0) -> None:
+        self.decode = decode
         self.max_batch_texts = max_batch_texts
         self.wait_s = wait_ms / 1000.0
         self.stats = BatchStats()
@@ -83,8 +84,8 @@ class RequestBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def translate(self, texts: list[str], options: GenerationOptions) -> list[Any]:
-        """Translations of ``texts``: strings, or (text, score) lists, best first, when ``options.nbest`` is set."""
+    async def submit(self, texts: list[Any], options: Any) -> list[Any]:
+        """The results of ``decode`` for ``texts`` under ``options``, computed with other requests' inputs."""
         if self._wakeup is None:
             raise RuntimeError("RequestBatcher.start() was not called")
         job = _Job(list(texts), options, asyncio.get_running_loop().create_future())
@@ -93,7 +94,7 @@ class RequestBatcher:
         return await job.future
 
     async def call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        """Run ``fn(*args, **kwargs)`` in the model thread, in turn with the translation calls."""
+        """Run ``fn(*args, **kwargs)`` in the model thread, in turn with the batched calls."""
         if self._executor is None:
             raise RuntimeError("RequestBatcher.start() was not called")
         return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(*args, **kwargs))
@@ -129,7 +130,7 @@ class RequestBatcher:
             return
         try:
             texts = [t for job in jobs for t in job.texts]
-            results = await self.call(self._decode, texts, jobs[0].options)
+            results = await self.call(self.decode, texts, jobs[0].options)
             start = 0
             for job in jobs:
                 if not job.future.done():
@@ -146,9 +147,3 @@ class RequestBatcher:
         s.model_calls += 1
         s.batched_requests += len(jobs) if len(jobs) > 1 else 0
         s.largest_call = max(s.largest_call, len(jobs))
-
-    def _decode(self, texts: list[str], options: GenerationOptions) -> list[Any]:
-        """One translator call (in the model thread)."""
-        if options.nbest is not None:
-            return self.translator.translate_nbest(texts, options, warn=log.warning)
-        return self.translator.translate(texts, options, warn=log.warning)

@@ -5,7 +5,7 @@ the server's :class:`~tformer.serving.limits.Limits` as field constraints, so th
 :func:`request_models`.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -114,8 +114,133 @@ class Info(BaseModel):
 
     version: str
     name: str = Field(description="the run directory's name")
-    model: dict = Field(description="the TransformerConfig")
+    task: str = Field(description="the run's task (translation, classify, vision, qa, summarization, lm, ...)")
+    endpoint: str = Field(description="the route that answers: translate, predict or generate")
+    input_kind: str = Field(description="what an input is: text, question ({question, context}) or image (pixels)")
+    example: Any = Field(None, description="an input the page opens with (from the run's validation data)")
+    model: dict = Field(description="the model's config")
     parameters: int
     device: str
-    tokenizer: dict
+    tokenizer: dict | None = Field(None, description="the tokenizers (translation runs)")
+    labels: list[str] | None = Field(None, description="the classes (classifier runs)")
     limits: dict
+
+
+class ErrorResponse(BaseModel):
+    """A refused request: one line that says what was wrong."""
+
+    detail: str
+
+
+# The 4xx answers every POST route may give, each a one-line ErrorResponse (documented in the OpenAPI schema).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "malformed JSON"},
+    413: {"model": ErrorResponse, "description": "the request body is over the server's limit"},
+    422: {"model": ErrorResponse, "description": "a wrong field, type or value, or input the model cannot take"},
+}
+
+
+# -- runs of the other tasks: POST /predict and POST /generate --------------------------------------------------
+
+MAX_IMAGE_SIDE = 64  # the largest image (pixels a side) /predict takes
+
+
+def input_types(limits: Limits) -> dict[str, Any]:
+    """The JSON type of one input of ``POST /predict``, by the predictor's ``input_kind``."""
+    Text = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_chars)]
+
+    class Question(BaseModel):
+        """A question about a context (extractive QA: the answer is a span of the context)."""
+
+        model_config = _STRICT
+        question: Text
+        context: str = Field(min_length=1, max_length=limits.max_context_chars,
+                             description="the passage the answer is taken from; longer than the model's window, "
+                                         "it is read in overlapping strides")
+
+    Row = Annotated[list[Annotated[float, Field(ge=0.0, le=255.0, allow_inf_nan=False)]],
+                    Field(min_length=1, max_length=MAX_IMAGE_SIDE)]
+
+    class Image(BaseModel):
+        """A grey image, row by row (for the digits: 8 x 8 values from 0 = white to 16 = black)."""
+
+        model_config = _STRICT
+        pixels: list[Row] = Field(min_length=1, max_length=MAX_IMAGE_SIDE)
+
+    return {"text": Text, "question": Question, "image": Image}
+
+
+def predict_request(limits: Limits, input_kind: str, decodes: bool, model_max_len: int) -> type[BaseModel]:
+    """The request model of ``POST /predict`` for inputs of ``input_kind``; with ``decodes`` (a summarizer), the
+    decoding settings too."""
+    Input = input_types(limits)[input_kind]
+
+    class PredictRequest(BaseModel):
+        """Inputs to answer, each on its own; concurrent requests with equal settings share one model call."""
+
+        model_config = _STRICT
+        inputs: list[Input] = Field(min_length=1, max_length=limits.max_texts)
+
+    if not decodes:
+        return PredictRequest
+
+    class DecodingPredictRequest(PredictRequest):
+        beam_size: int = Field(4, ge=1, le=limits.max_beam, description="beam size; 1 = greedy search")
+        alpha: float = Field(0.6, ge=0.0, le=10.0, description="length penalty alpha, ((5+|Y|)/6)^alpha")
+        min_len: int = Field(0, ge=0, le=model_max_len, description="EOS is forbidden before this many tokens")
+        max_len: int | None = Field(None, ge=1, le=model_max_len, description="most output tokens")
+        no_repeat_ngram_size: int = Field(0, ge=0, le=16, description="n > 0: no n-gram is produced twice")
+
+    DecodingPredictRequest.__name__ = "PredictRequest"
+    return DecodingPredictRequest
+
+
+def generate_request(limits: Limits, model_max_len: int) -> type[BaseModel]:
+    """The request model of ``POST /generate``: prompts and the decoding settings of a language model."""
+    Prompt = Annotated[str, StringConstraints(max_length=limits.max_chars)]
+
+    class GenerateRequest(BaseModel):
+        """Prompts to continue: greedy search by default, beam search with beam_size > 1, or sampling."""
+
+        model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"prompts": ["a dog"],
+                                                                              "max_new_tokens": 16}]})
+        prompts: list[Prompt] = Field(min_length=1, max_length=limits.max_texts,
+                                      description="the texts to continue (an empty one starts from <s> alone)")
+        max_new_tokens: int = Field(32, ge=1, le=model_max_len, description="most new tokens, EOS included")
+        min_new_tokens: int = Field(0, ge=0, le=model_max_len, description="EOS is forbidden before this many")
+        beam_size: int = Field(1, ge=1, le=limits.max_beam, description="1 = greedy search (or sampling)")
+        alpha: float = Field(0.0, ge=0.0, le=10.0, description="length penalty alpha of beam search")
+        no_repeat_ngram_size: int = Field(0, ge=0, le=16, description="n > 0: no n-gram is produced twice")
+        sample: bool = Field(False, description="draw each token instead of searching")
+        temperature: float | None = Field(None, gt=0.0, le=100.0, description="sampling only (default 1)")
+        top_k: int | None = Field(None, ge=0, le=1_000_000, description="sampling only: keep the k likeliest")
+        top_p: float | None = Field(None, gt=0.0, le=1.0, description="sampling only: nucleus of mass p")
+        seed: int | None = Field(None, ge=0, le=2**63 - 1, description="sampling only: for repeatable draws")
+
+        @model_validator(mode="after")
+        def _consistent(self) -> "GenerateRequest":
+            if self.min_new_tokens > self.max_new_tokens:
+                raise ValueError(f"min_new_tokens ({self.min_new_tokens}) must not exceed max_new_tokens "
+                                 f"({self.max_new_tokens})")
+            return self
+
+    return GenerateRequest
+
+
+def cls_attention_request(limits: Limits) -> type[BaseModel]:
+    """The request model of a text classifier's ``POST /attention``."""
+
+    class ClsAttentionRequest(BaseModel):
+        """One text whose [CLS] token's attention is wanted."""
+
+        model_config = _STRICT
+        text: str = Field(min_length=1, max_length=limits.max_chars, description="the text to classify")
+
+    return ClsAttentionRequest
+
+
+class Answers(BaseModel):
+    """One answer per input, in the order of the request (the fields depend on the task: ``label`` and
+    ``probabilities``; ``answer``, ``start``, ``end``, ``score``; ``summary``; ``prompt`` and ``continuation``)."""
+
+    outputs: list[dict[str, Any]]

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from tformer.data.corpus import read_lines
 from tformer.errors import TformerError
 from tformer.registry import Registry
 from tformer.training.config import read_run_config
@@ -96,6 +97,17 @@ def run_task(run_dir: str | os.PathLike) -> str:
     if not path.is_file():
         raise TformerError(f"{run_dir} is not a run directory (it has no {CONFIG_FILE})")
     return read_run_config(path).task
+
+
+def first_validation_line(run_dir: str | os.PathLike) -> str | None:
+    """The first non-empty line of the run's validation source (``data.valid_src`` of its config.yaml), or None
+    when the run names none or the file is gone (a run moved to another machine)."""
+    try:
+        cfg = read_run_config(Path(run_dir) / CONFIG_FILE)
+        path = cfg.data.path("valid_src")
+        return next((line for line in read_lines(path) if line), None) if path else None
+    except (TformerError, OSError):
+        return None
 
 
 def open_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Predictor:
