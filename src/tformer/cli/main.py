@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "demo": ("demo", "generate a translation task, train, evaluate (no data needed)"),
     "train": ("train", "train a model from a YAML config"),
     "translate": ("translate", "translate text with a trained run (stdin/stdout or files)"),
+    "generate": ("generate", "continue prompts with a language-model run (task lm): greedy, beam or sampled"),
     "transcribe": ("transcribe", "transcribe audio files with a speech-recognition run (task asr)"),
     "evaluate": ("evaluate", "translate and score with sacreBLEU (BLEU, chrF), or score a file"),
     "average": ("average", "average the parameters of several checkpoints (§6.1)"),

@@ -35,6 +35,7 @@ from tformer.tasks.run import load_run_config, parse_run_config, run_training
 from tformer.tasks import translation, cmlm, lm, classify, vision, audio, asr  # noqa: E402, F401
 # the predictors of trained runs (tformer predict, serve), beside their tasks
 from tformer.tasks import classify_run, vision_run  # noqa: E402, F401
+from tformer.tasks import lm_run  # noqa: E402, F401  (the lm run's predictor: tformer generate, serve)
 # isort: on
 
 __all__ = ["PREDICTORS", "TASKS", "Predictor", "Task", "TaskSettings", "check_run_config", "get_task",

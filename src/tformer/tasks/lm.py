@@ -35,6 +35,14 @@ from tformer.tasks.registry import register
 from tformer.training.config import RunConfig
 from tformer.training.label_smoothing import LossOutput, linear_label_smoothed_loss
 
+PROMPT_WORDS = 3  # validation continues the first validation sentence's first words (and so does a run's example)
+
+
+def example_prompt(sentence: str) -> str:
+    """The prompt validation continues: the first :data:`PROMPT_WORDS` words of ``sentence``."""
+    return " ".join(sentence.split()[:PROMPT_WORDS])
+
+
 PRESETS = {
     "tiny": {"d_model": 32, "num_heads": 4, "d_ff": 64, "num_layers": 2, "max_len": 128},
     "small": {"d_model": 256, "num_heads": 4, "d_ff": 1024, "num_layers": 4, "max_len": 128},
@@ -152,7 +160,7 @@ class LanguageModelTask(Task):
     def extra_validation(self, model: DecoderOnly, device: torch.device, max_tokens: int) -> dict[str, Any]:
         if not self.valid_text:
             return {}
-        prompt = " ".join(self.valid_text[0].split()[:3])
+        prompt = example_prompt(self.valid_text[0])
         ids = torch.tensor([[model.cfg.bos_id, *self.tokenizer.encode(prompt)]], device=device)
         out = model.generate(ids, max_new_tokens=24)[0].tolist()
         return {"sample": f"{prompt} ... {self.tokenizer.decode(out)}"}
