@@ -165,6 +165,9 @@ def test_low_temperature_sampling_approaches_greedy():
     src = torch.randint(4, 64, (3, 6))
     assert torch.equal(model.generate(src, do_sample=True, temperature=1e-4, max_len=8, seed=0),
                        model.generate(src, beam_size=1, max_len=8))
+    # a temperature whose 1/t overflows (found by fuzzing tformer serve) is greedy too, not a crash on nan
+    assert torch.equal(model.generate(src, do_sample=True, temperature=5e-324, top_p=5e-324, max_len=8, seed=0),
+                       model.generate(src, beam_size=1, max_len=8))
 
 
 def test_sampling_argument_errors():

@@ -28,6 +28,7 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
         probs = sorted_logits.softmax(dim=-1)
         # Drop a token when the mass before it already reaches top_p (the most probable one always stays).
         drop_sorted = probs.cumsum(dim=-1) - probs >= top_p
+        drop_sorted[:, 0] = False  # kept even when top_p rounds to 0 in the logits' precision
         drop = drop_sorted.scatter(1, order, drop_sorted)  # back to vocabulary order
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
@@ -51,7 +52,10 @@ def sample(
     gen.manual_seed(torch.seed() if seed is None else seed)
 
     def choose(logits: Tensor) -> Tensor:  # (B', V) -> (B',)
-        probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
+        # the best logit becomes 0 before dividing, in float64 (where a float32 temperature could round to 0): a
+        # tiny temperature sends the others to -inf, never to nan
+        scaled = ((logits - logits.amax(dim=-1, keepdim=True)).double() / temperature).to(logits.dtype)
+        probs = filter_logits(scaled, top_k, top_p).softmax(dim=-1)
         return torch.multinomial(probs, 1, generator=gen).squeeze(1)
 
     return decode_single_path(model, src, choose, max_len=max_len, min_len=min_len, start=start, window=window,
