@@ -29,6 +29,7 @@ from tformer.errors import ConfigError
 from tformer.io.pretrained import CONFIG_NAME, WEIGHTS_NAME, architecture_of, read_json, tensor_names
 from tformer.models.bert.heads import EncoderOnlyForClassification, EncoderOnlyForMaskedLM
 from tformer.models.bert.model import EncoderOnly
+from tformer.models.bert.span import EncoderOnlyForQuestionAnswering
 from tformer.models.cmlm.model import CMLM
 from tformer.models.conformer.asr import ConformerCTC, ConformerSeq2Seq
 from tformer.models.conformer.classifier import ConformerClassifier
@@ -40,9 +41,9 @@ from tformer.models.vit.model import VisionClassifier, VisionTransformer
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     cls.__name__: cls
-    for cls in (Transformer, CMLM, EncoderOnly, EncoderOnlyForMaskedLM, EncoderOnlyForClassification, DecoderOnly,
-                VisionTransformer, VisionClassifier, SwinTransformer, SwinClassifier, ConformerEncoder,
-                ConformerClassifier, ConformerCTC, ConformerSeq2Seq)
+    for cls in (Transformer, CMLM, EncoderOnly, EncoderOnlyForMaskedLM, EncoderOnlyForClassification,
+                EncoderOnlyForQuestionAnswering, DecoderOnly, VisionTransformer, VisionClassifier, SwinTransformer,
+                SwinClassifier, ConformerEncoder, ConformerClassifier, ConformerCTC, ConformerSeq2Seq)
 }
 """Model class name (config.json's ``"architecture"``) -> the class, which has ``from_pretrained``."""
 

@@ -129,7 +129,8 @@ class EncoderOnly(Pretrained, nn.Module):
     """
 
     config_class = EncoderOnlyConfig
-    parts = {"EncoderOnlyForMaskedLM": "encoder.", "EncoderOnlyForClassification": "encoder."}
+    parts = {"EncoderOnlyForMaskedLM": "encoder.", "EncoderOnlyForClassification": "encoder.",
+             "EncoderOnlyForQuestionAnswering": "encoder."}
     legacy_section = "encoder"  # tformer 0.1.0: {"architecture": ..., "encoder": {...}, ["classifier": {...}]}
 
     def __init__(self, cfg: EncoderOnlyConfig) -> None:
