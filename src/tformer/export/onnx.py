@@ -166,7 +166,7 @@ def check_supported(cfg: TransformerConfig) -> None:
                            f"{cfg.cross_attention.kind!r} (its decoding state is not in the graphs)")
 
 
-def _graph_io(path: Path) -> dict:
+def graph_io(path: Path) -> dict:
     """The inputs and outputs of an ONNX file as written: name, element type and shape (symbolic axes by name)."""
     graph = onnx.load(str(path), load_external_data=False).graph
 
@@ -178,19 +178,28 @@ def _graph_io(path: Path) -> dict:
     return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
 
 
-def _export_graph(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
-                  dynamic_shapes: tuple, external_data: bool) -> None:
+def export_graph(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
+                 dynamic_shapes: tuple, external_data: bool = False, *, dynamo: bool = True) -> None:
     """One ``torch.onnx.export`` with the exporter's progress lines and warnings kept out of the CLI's output
-    (its verdict is the parity check, not its log)."""
+    (its verdict is the parity check, not its log).
+
+    ``dynamic_shapes`` holds one ``{axis: torch.export.Dim}`` per input. ``dynamo=False`` takes the TorchScript
+    tracer instead (for a model whose torch.export graph ONNX cannot translate); the same axes are then dynamic,
+    named after their Dims.
+    """
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
+    if dynamo:
+        axes: dict = {"dynamic_shapes": dynamic_shapes, "external_data": external_data}
+    else:
+        axes = {"dynamic_axes": {name: {axis: dim.__name__ for axis, dim in shape.items()}
+                                 for name, shape in zip(input_names, dynamic_shapes, strict=True)}}
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(module.eval(), args, str(path), input_names=input_names, output_names=output_names,
-                              dynamic_shapes=dynamic_shapes, opset_version=OPSET, dynamo=True,
-                              external_data=external_data, verbose=False)
+                              opset_version=OPSET, dynamo=dynamo, verbose=False, **axes)
     finally:
         quiet.setLevel(level)
     onnx.checker.check_model(str(path))
@@ -231,17 +240,17 @@ def export(translator: Translator, out_dir: Path) -> dict:
 
     cross_names, past_names, present_names = _layer_names("cross", n), _layer_names("past", n), _layer_names(
         "present", n)
-    _export_graph(_Encoder(model), (src,), out_dir / ENCODER, ["src"], ["memory"],
+    export_graph(_Encoder(model), (src,), out_dir / ENCODER, ["src"], ["memory"],
                   ({0: batch, 1: src_len},), external)
-    _export_graph(_DecoderInit(model), (memory,), out_dir / DECODER_INIT, ["memory"], cross_names,
+    export_graph(_DecoderInit(model), (memory,), out_dir / DECODER_INIT, ["memory"], cross_names,
                   ({0: batch, 1: src_len},), external)
-    _export_graph(_DecoderStep(model), (tokens, src, past, cross), out_dir / DECODER_STEP,
+    export_graph(_DecoderStep(model), (tokens, src, past, cross), out_dir / DECODER_STEP,
                   ["tokens", "src", *past_names, *cross_names], ["logits", *present_names],
                   ({0: batch}, {0: batch, 1: src_len}, [{0: batch, 2: past_len}] * (2 * n),
                    [{0: batch, 2: src_len}] * (2 * n)), external)
 
     translator.vocabs.save(out_dir)
-    graphs = {name: _graph_io(out_dir / name) for name in (ENCODER, DECODER_INIT, DECODER_STEP)}
+    graphs = {name: graph_io(out_dir / name) for name in (ENCODER, DECODER_INIT, DECODER_STEP)}
     meta = {
         "format": "onnx",
         "opset": OPSET,

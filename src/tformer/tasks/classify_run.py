@@ -149,3 +149,18 @@ class ClassifyPredictor(Predictor):
     def info(self) -> dict[str, Any]:
         return {"labels": self.labels, "architecture": type(self.model).__name__, "model": self.model.cfg.to_dict(),
                 "classifier": self.model.head_cfg.to_dict(), "max_len": self.max_len}
+
+    # -- what tformer export writes beside the graph --
+    def export_files(self) -> list[Path]:
+        """The run's files an exported model needs: its tokenizer and labels."""
+        run = Path(self.run_dir) if self.run_dir is not None else None
+        if run is None:
+            raise TformerError("this predictor was not loaded from a run: its tokenizer cannot be exported")
+        return [run / TOKENIZER_FILE, run / LABELS_FILE]
+
+    def export_meta(self) -> dict[str, Any]:
+        """What export.json says about the graph's inputs and outputs."""
+        return {"labels": self.labels, "classifier": self.model.head_cfg.to_dict(), "max_len": self.max_len,
+                "inputs": f"{TOKENIZER_FILE} with its special tokens, cut to max_len; input_ids padded with pad_id "
+                          f"{self.pad_id}; attention_mask 1 = a token, 0 = padding",
+                "outputs": "logits over the labels, in order; softmax gives the probabilities"}

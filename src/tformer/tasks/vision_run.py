@@ -187,3 +187,16 @@ class VisionPredictor(Predictor):
     def info(self) -> dict[str, Any]:
         return {"labels": self.labels, "architecture": type(self.model).__name__, "model": self.model.cfg.to_dict(),
                 "image_side": IMAGE_SIDE, "pixel_range": [0, DIGITS_MAX]}
+
+    # -- what tformer export writes beside the graph --
+    def export_files(self) -> list[str]:
+        """None: the graph and export.json are all an exported vision model needs."""
+        return []
+
+    def export_meta(self) -> dict[str, Any]:
+        """What export.json says about the graph's inputs and outputs."""
+        return {"labels": self.labels, "image_side": IMAGE_SIDE, "scale": self.scale,
+                "inputs": f"pixel_values (B, 1, {self.model.cfg.image_size}, {self.model.cfg.image_size}): "
+                          f"{IMAGE_SIDE}x{IMAGE_SIDE} pixels in 0..{DIGITS_MAX:g} divided by {DIGITS_MAX:g}, each "
+                          f"repeated {self.scale} times along both axes",
+                "outputs": "logits over the digits 0-9; softmax gives the probabilities"}
