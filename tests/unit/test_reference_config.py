@@ -27,7 +27,7 @@ from tformer.models.conformer.config import ConformerConfig
 from tformer.models.gpt.config import DecoderOnlyConfig
 from tformer.models.transformer.config import TransformerConfig
 from tformer.models.vit.config import VisionConfig
-from tformer.tasks import TASKS, asr, audio, classify, lm, load_run_config, parse_run_config, vision
+from tformer.tasks import TASKS, asr, audio, classify, lm, load_run_config, parse_run_config, qa, vision
 from tformer.training.config import DEFAULT_TASK, MODEL_PRESETS, RunConfig
 
 REFERENCE = Path(__file__).resolve().parents[2] / "configs" / "reference.yaml"
@@ -75,6 +75,10 @@ def _asr(spec: dict) -> dict[str, Any]:
     return asr.model_config(RunConfig(task="asr", model=spec)).to_dict()
 
 
+def _qa(spec: dict) -> dict[str, Any]:
+    return qa.encoder_config(RunConfig(task="qa", model=spec), 64, 0).to_dict()
+
+
 def _classifier_head() -> dict[str, Any]:
     """The classify task's keys beyond the encoder's config, with the defaults the task applies."""
     return {"init_from": None,  # no folder: a fresh encoder
@@ -93,6 +97,8 @@ MODELS = {
     "vision": ModelSection(VisionConfig, _vision, ("digits",), frozenset({"num_classes"})),
     "audio_classify": ModelSection(ConformerConfig, _audio, tuple(audio.PRESETS), frozenset(audio.DATA_KEYS)),
     "asr": ModelSection(ConformerConfig, _asr, tuple(asr.PRESETS), frozenset(asr.DATA_KEYS)),
+    "qa": ModelSection(EncoderOnlyConfig, _qa, tuple(qa.PRESETS), frozenset({"vocab_size", "pad_id"}),
+                       head={"init_from": None}),
 }
 
 

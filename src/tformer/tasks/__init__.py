@@ -16,7 +16,9 @@ its task when imported:
 * ``audio_classify``: the Conformer (or a plain Transformer encoder) on utterances of feature frames, such as
   the Free Spoken Digit Dataset's MFCCs (:mod:`tformer.tasks.audio`);
 * ``asr``: speech recognition, the Conformer with a CTC head or the Transformer decoder, on spoken sentences
-  (:mod:`tformer.tasks.asr`).
+  (:mod:`tformer.tasks.asr`);
+* ``qa``: extractive question answering, the encoder-only model with a span head, long contexts read in
+  overlapping windows (:mod:`tformer.tasks.qa`).
 
 ``task`` names the task (``task: cmlm``); the task's settings are the section named after it
 (``cmlm: {iterations: 10, length_candidates: 3}``), typed by the task's ``Settings``.
@@ -32,7 +34,7 @@ from tformer.tasks.run import load_run_config, parse_run_config, run_training
 
 # Each module registers its task when imported, in this order (the order error messages list them in).
 # isort: off
-from tformer.tasks import translation, cmlm, lm, classify, vision, audio, asr  # noqa: E402, F401
+from tformer.tasks import translation, cmlm, lm, classify, vision, audio, asr, qa  # noqa: E402, F401
 # the predictors of trained runs (tformer predict, serve), beside their tasks
 from tformer.tasks import classify_run, vision_run  # noqa: E402, F401
 from tformer.tasks import lm_run  # noqa: E402, F401  (the lm run's predictor: tformer generate, serve)
