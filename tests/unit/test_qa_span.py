@@ -200,7 +200,7 @@ def test_the_answer_is_the_best_span_over_the_windows_taken_one_at_a_time(questi
     model = EncoderOnlyForQuestionAnswering(EncoderOnlyConfig.tiny(vocab_size=bpe.get_vocab_size())).eval()
     reader = Reader(bpe, ReaderSpec(1, 2, 0, max_len=48, doc_stride=16, max_question_len=16, max_answer_len=3))
     q = next(q for q in questions if len(q.story) >= 30)
-    [got] = reader.read(model, [(q.question, q.context)], batch_size=3)
+    [got] = reader.read(model, [(q.question, q.context)], max_tokens=150)  # 3 windows a batch
     enc = reader.encode(q.question, q.context)
     alone = []
     for w in reader.windows(enc):  # each window on its own, no padding

@@ -223,11 +223,11 @@ class QATask(Task):
         return LossOutput((losses[0][0] + losses[1][0]) / 2, (losses[0][1] + losses[1][1]) / 2, batch.num_tgt_tokens)
 
     # -- answers and scores --
-    def scores(self, model, split: str, device) -> dict[str, Any]:
+    def scores(self, model, split: str, device, max_tokens: int = 4096) -> dict[str, Any]:
         """EM and F1 of the model's answers to ``split``: overall ({"exact_match", "f1", "questions"}) and, when
         the data names tasks, "per_task": {task: the same}."""
         questions = self.questions[split]
-        found = self.reader.read(model, [(q.question, q.context) for q in questions], device)
+        found = self.reader.read(model, [(q.question, q.context) for q in questions], device, max_tokens)
         out: dict[str, Any] = qa_scores([a["answer"] for a in found], [[q.answer] for q in questions])
         groups: dict[str, list[int]] = defaultdict(list)
         for i, q in enumerate(questions):
@@ -241,7 +241,7 @@ class QATask(Task):
         if not self.questions.get("valid"):
             return {}
         t0 = time.perf_counter()
-        s = self.scores(model, "valid", device)
+        s = self.scores(model, "valid", device, max_tokens)
         tasks = " ".join(f"{t}:{v['exact_match']:.3f}" for t, v in s.get("per_task", {}).items())
         log(f"valid exact match {s['exact_match']:.4f} | f1 {s['f1']:.4f}{' | per task ' + tasks if tasks else ''}"
             f" ({time.perf_counter() - t0:.1f}s)")
@@ -255,7 +255,7 @@ class QATask(Task):
         for split in self.questions:
             if split in ("train", "valid"):
                 continue
-            s = self.scores(best, split, device)
+            s = self.scores(best, split, device, max_tokens)
             out.update({f"{split}_exact_match": s["exact_match"], f"{split}_f1": s["f1"],
                         f"{split}_questions": s["questions"]})
             if "per_task" in s:

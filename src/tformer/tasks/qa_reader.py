@@ -109,17 +109,24 @@ class Reader:
 
     @torch.no_grad()
     def read(self, model: EncoderOnlyForQuestionAnswering, items: Sequence[tuple[str, str]],
-             device: torch.device | str = "cpu", batch_size: int = 32) -> list[dict[str, Any]]:
+             device: torch.device | str = "cpu", max_tokens: int = 4096) -> list[dict[str, Any]]:
         """{"answer", "start", "end", "score"} per (question, context): the best span over all its windows, its
-        character offsets [start, end) in the context, and its score (start logit + end logit)."""
+        character offsets [start, end) in the context, and its score (start logit + end logit). Windows are
+        batched by length, at most ``max_tokens`` padded tokens a batch (one window at least)."""
+        if max_tokens < 1:
+            raise TformerError(f"max_tokens must be >= 1, got {max_tokens}")
         encoded = [self.encode(q, c) for q, c in items]
         flat = [(k, w) for k, enc in enumerate(encoded) for w in self.windows(enc)]
         flat.sort(key=lambda kw: len(kw[1].ids))  # similar lengths together: less padding
         best: list[tuple[float, int, int] | None] = [None] * len(items)
         was_training = model.training
         model.eval()
-        for at in range(0, len(flat), batch_size):
-            chunk = flat[at: at + batch_size]
+        at = 0
+        while at < len(flat):
+            n = 1
+            while at + n < len(flat) and (n + 1) * len(flat[at + n][1].ids) <= max_tokens:
+                n += 1  # (sorted: the newest window is the longest of the batch)
+            chunk, at = flat[at: at + n], at + n
             b = collate_windows([w for _, w in chunk], self.spec.pad_id, cls_answers=False).to(device)
             start_logits, end_logits = model(b.ids, b.mask, b.token_types, b.answer_mask)  # 2 x (B, S)
             starts, ends, scores = best_spans(start_logits.float(), end_logits.float(), b.answer_mask,
@@ -174,9 +181,8 @@ class QAPredictor(Predictor):
         model = EncoderOnlyForQuestionAnswering.from_pretrained(d / "model", map_location=device)
         return cls(model, Reader(Tokenizer.from_file(str(d / "tokenizer.json")), spec), example, device)
 
-    def predict(self, inputs: Sequence[Any], **options: Any) -> list[dict[str, Any]]:
-        if options:
-            raise TformerError(f"task qa takes no options, got {', '.join(sorted(options))}")
+    def predict(self, inputs: Sequence[Any], max_tokens: int = 4096) -> list[dict[str, Any]]:
+        """One answer per {"question", "context"}; windows batched by ``max_tokens`` padded tokens."""
         items = []
         for n, x in enumerate(inputs, 1):
             if not isinstance(x, dict) or any(not isinstance(x.get(f), str) for f in INPUT_FIELDS):
@@ -184,7 +190,7 @@ class QAPredictor(Predictor):
             if not x["question"].strip() or not x["context"].strip():
                 raise TformerError(f"input {n}: the question and the context must not be empty")
             items.append((x["question"], x["context"]))
-        return self.reader.read(self.model, items, self.device)
+        return self.reader.read(self.model, items, self.device, max_tokens)
 
     def parse_input(self, line: str) -> dict[str, Any]:
         return parse_json_input(line, INPUT_FIELDS)
