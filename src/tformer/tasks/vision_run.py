@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -64,7 +65,7 @@ def read_image(path: str | os.PathLike) -> Tensor:
             grey = img.convert("L").convert("F").resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.BOX)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise TformerError(f"cannot read the image {path}: {first_line(e)}") from None
-    g = torch.tensor(list(grey.getdata()), dtype=torch.float32).view(IMAGE_SIDE, IMAGE_SIDE)  # (S, S) in 0..255
+    g = torch.from_numpy(np.asarray(grey, dtype=np.float32).copy())  # (S, S) in 0..255
     if float(g.mean()) > GREY_MAX / 2:  # dark ink on light paper
         g = GREY_MAX - g
     return g * (DIGITS_MAX / GREY_MAX)
