@@ -11,6 +11,9 @@ run the best model's perplexity on ``data.test_src`` (when given) is computed on
 
 ``model`` holds :class:`tformer.models.gpt.model.DecoderOnlyConfig` fields, on top of the
 ``tiny`` preset or ``preset: gpt2`` shapes; the vocabulary and special ids come from the tokenizer.
+
+A trained run (``tokenizer.json``, the best model in ``model/``) continues prompts through its predictor,
+:class:`tformer.tasks.lm_run.LanguageModelPredictor` (``tformer generate``, ``tformer serve``).
 """
 
 from __future__ import annotations
