@@ -23,3 +23,58 @@ def trained_run(corpus):
     r = tformer_cli("train", str(write_recipe(corpus, run_dir)), "--no-progress")
     assert r.returncode == 0, r.stderr
     return run_dir
+
+
+# ---- tiny finished runs of the other tasks, shared by the tests of predict, generate and serve ----------------
+
+@pytest.fixture(scope="session")
+def langid_corpus(tmp_path_factory):
+    """Number words in English and German, one file per language and split (a two-class task, and text)."""
+    d = tmp_path_factory.mktemp("langid")
+    task = make_number_task(200, 30, 30, max_number=9999, seed=4)
+    for split in ("train", "valid", "test"):
+        (d / f"{split}.en").write_text("".join(en + "\n" for en, _ in task[split]))
+        (d / f"{split}.de").write_text("".join(de + "\n" for _, de in task[split]))
+    return d
+
+
+def _train(d, name: str, body: str):
+    from tformer.tasks import load_run_config, run_training
+
+    recipe = d / f"{name}.yaml"
+    recipe.write_text(f"run_dir: {d / name}\n{body}")
+    run_training(load_run_config(recipe), show_progress=False)
+    return d / name
+
+
+@pytest.fixture(scope="session")
+def classify_run(langid_corpus, tmp_path_factory):
+    """A finished tiny text classifier (en / de), trained from scratch in a few seconds."""
+    return _train(tmp_path_factory.mktemp("runs"), "classify", f"""task: classify
+classify: {{labels: [en, de]}}
+data: {{data_dir: {langid_corpus}, train_src: 'train.{{label}}', valid_src: 'valid.{{label}}', vocab_size: 120,
+        max_len: 40}}
+model: {{preset: tiny, pooling: mean}}
+train: {{max_steps: 40, max_tokens: 600, warmup_steps: 10, lr_scale: 0.3, eval_every: 40, device: cpu}}
+""")
+
+
+@pytest.fixture(scope="session")
+def lm_run(langid_corpus, tmp_path_factory):
+    """A finished tiny language model of English number words."""
+    return _train(tmp_path_factory.mktemp("runs"), "lm", f"""task: lm
+data: {{data_dir: {langid_corpus}, train_src: train.en, valid_src: valid.en, vocab_size: 100, max_len: 40}}
+model: {{preset: tiny, dropout: 0.0}}
+train: {{max_steps: 40, max_tokens: 800, warmup_steps: 20, eval_every: 40, label_smoothing: 0.0, device: cpu}}
+""")
+
+
+@pytest.fixture(scope="session")
+def vision_run(tmp_path_factory):
+    """A finished tiny Vision Transformer on scikit-learn's digits (barely trained: 30 updates)."""
+    pytest.importorskip("sklearn")
+    return _train(tmp_path_factory.mktemp("runs"), "vision", """task: vision
+data: {train_src: digits}
+model: {d_model: 32, num_layers: 2, d_ff: 64}
+train: {max_steps: 30, max_tokens: 1088, warmup_steps: 10, eval_every: 30, device: cpu}
+""")

@@ -197,7 +197,7 @@ def predict_request(limits: Limits, input_kind: str, decodes: bool, model_max_le
 
 def generate_request(limits: Limits, model_max_len: int) -> type[BaseModel]:
     """The request model of ``POST /generate``: prompts and the decoding settings of a language model."""
-    Prompt = Annotated[str, StringConstraints(max_length=limits.max_chars)]
+    Prompt = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_chars)]
 
     class GenerateRequest(BaseModel):
         """Prompts to continue: greedy search by default, beam search with beam_size > 1, or sampling."""
@@ -205,7 +205,7 @@ def generate_request(limits: Limits, model_max_len: int) -> type[BaseModel]:
         model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"prompts": ["a dog"],
                                                                               "max_new_tokens": 16}]})
         prompts: list[Prompt] = Field(min_length=1, max_length=limits.max_texts,
-                                      description="the texts to continue (an empty one starts from <s> alone)")
+                                      description="the texts to continue")
         max_new_tokens: int = Field(32, ge=1, le=model_max_len, description="most new tokens, EOS included")
         min_new_tokens: int = Field(0, ge=0, le=model_max_len, description="EOS is forbidden before this many")
         beam_size: int = Field(1, ge=1, le=limits.max_beam, description="1 = greedy search (or sampling)")
