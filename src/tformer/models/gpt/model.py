@@ -31,6 +31,7 @@ Shape legend: B batch, T length (new positions), L cached positions, D d_model, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -277,10 +278,7 @@ class DecoderOnly(Pretrained, nn.Module):
         opts = _new_token_limits(GenerationOptions.of(options, **settings), max_new_tokens, min_new_tokens)
         self.capabilities.check(opts, "generate()")
         limits = self._row_limits(input_ids, attention_mask, opts)  # (B,)
-
-        def start() -> tuple[DecoderOnlyCache, Tensor]:  # the engines' start: the prompts read into the cache
-            return self.prefill(input_ids, attention_mask)
-
+        start = partial(self.prefill, input_ids, attention_mask)  # the engines' start: the prompts read into the cache
         ban = opts.no_repeat_ngram_size
         with eval_mode(self):
             if opts.do_sample:
@@ -315,7 +313,7 @@ class DecoderOnly(Pretrained, nn.Module):
             return beam_search_nbest(
                 self, input_ids, beam_size=opts.beam_size, max_len=limits, min_len=opts.min_len,
                 length_penalty_alpha=opts.length_penalty, nbest=opts.nbest,
-                no_repeat_ngram_size=opts.no_repeat_ngram_size, start=lambda: self.prefill(input_ids, attention_mask))
+                no_repeat_ngram_size=opts.no_repeat_ngram_size, start=partial(self.prefill, input_ids, attention_mask))
 
     def _row_limits(self, input_ids: Tensor, attention_mask: Tensor | None, opts: GenerationOptions) -> Tensor:
         """The most new tokens per row (B,): ``opts.max_len``, fewer where the positions run out."""
