@@ -215,6 +215,7 @@ def test_a_32x32_bitmap_shrinks_to_its_ink_counts_as_the_digits_were_made(tmp_pa
     img.putdata([255 if x else 0 for x in bitmap.flatten().tolist()])
     img.save(tmp_path / "bitmap.png")
     assert torch.allclose(read_image(tmp_path / "bitmap.png"), v, atol=1e-4)
+    assert torch.allclose(pixels_from_json({"pixels": (bitmap * 16).tolist()}), v)  # the same drawing as pixels
     big = img.convert("L").resize((96, 64))  # any size: BOX averages the area each pixel covers
     big.save(tmp_path / "wide.png")
     assert read_image(tmp_path / "wide.png").shape == (8, 8)
@@ -229,6 +230,9 @@ def test_vision_errors_name_the_input(vision, tmp_path):
         ([str(tmp_path / "not.png")], "input 1: cannot read the image"),
         ([str(tmp_path / "missing.png")], "input 1: cannot read the image"),
         ([{"pixels": rows[:7]}], "8 rows of 8 numbers"),
+        ([{"pixels": [[0] * 8] * 7 + [[0] * 9]}], "8 rows of 8 numbers"),
+        ([{"pixels": [[0] * 12] * 16}], "whole multiples of 8"),
+        ([{"pixels": []}], "8 rows of 8 numbers"),
         ([{"pixels": [[17] * 8] * 8}], "must lie in 0..16"),
         ([{"pixels": [[float("nan")] * 8] * 8}], "finite numbers"),
         ([{"pixels": [[True] * 8] * 8}], "finite numbers"),

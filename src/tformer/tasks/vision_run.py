@@ -4,7 +4,8 @@ and probabilities out.
 An input is one of
 
 * ``{"pixels": [[...8 numbers...] x 8]}``: the image itself, 8 rows of 8 values in 0..16 (0 = background,
-  16 = full ink), the scale of scikit-learn's digits; what the HTTP API takes;
+  16 = full ink), the scale of scikit-learn's digits; what the HTTP API takes. A larger image with sides in whole
+  multiples of 8 (a 32 x 32 drawing) is shrunk by averaging blocks (:func:`pixels_from_json`);
 * ``"digits:N"``: image N of the digits' test split (the split the run never trained on);
 * any other string: the path of an image file, read with Pillow (``tformer predict`` and Python; the HTTP API
   reads no files, see :meth:`VisionPredictor.predict`'s ``files``).
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tformer.data.images import DIGITS_MAX, ImageSplit, load_digits_splits
@@ -72,18 +74,28 @@ def read_image(path: str | os.PathLike) -> Tensor:
 
 
 def pixels_from_json(value: Any) -> Tensor:
-    """``{"pixels": 8 rows of 8 numbers in 0..16}`` -> (S, S) float32 (TformerError in one line otherwise)."""
+    """``{"pixels": rows of numbers in 0..16}`` -> (S, S) float32 ink (TformerError in one line otherwise).
+
+    8 rows of 8 values is the image itself. A larger image whose sides are whole multiples of 8 (a 32 x 32 drawing)
+    is shrunk by averaging each block, as the digits were made from 32 x 32 bitmaps (and as :func:`read_image`
+    shrinks files).
+    """
     rows = value.get("pixels") if isinstance(value, dict) else None
-    shape_ok = (isinstance(rows, list) and len(rows) == IMAGE_SIDE
-                and all(isinstance(r, list) and len(r) == IMAGE_SIDE for r in rows))
+    shape_ok = (isinstance(rows, list) and rows and len(rows) % IMAGE_SIDE == 0
+                and all(isinstance(r, list) and len(r) == len(rows[0]) for r in rows)
+                and len(rows[0]) and len(rows[0]) % IMAGE_SIDE == 0)
     if not shape_ok or set(value) != {"pixels"}:
-        raise TformerError(f'an image must be {{"pixels": {IMAGE_SIDE} rows of {IMAGE_SIDE} numbers}}')
+        raise TformerError(f'an image must be {{"pixels": {IMAGE_SIDE} rows of {IMAGE_SIDE} numbers}} (or rows and '
+                           f'columns in whole multiples of {IMAGE_SIDE})')
     flat = [v for r in rows for v in r]
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in flat):
         raise TformerError("the pixels must be finite numbers")
     if any(not 0 <= v <= DIGITS_MAX for v in flat):
         raise TformerError(f"the pixels must lie in 0..{DIGITS_MAX:g}")
-    return torch.tensor(flat, dtype=torch.float32).view(IMAGE_SIDE, IMAGE_SIDE)  # (S, S)
+    h, w = len(rows), len(rows[0])
+    image = torch.tensor(flat, dtype=torch.float64).view(1, h, w)  # (1, H, W)
+    kernel = (h // IMAGE_SIDE, w // IMAGE_SIDE)
+    return F.avg_pool2d(image, kernel).view(IMAGE_SIDE, IMAGE_SIDE).float()  # (1, H, W) -> (S, S): block means
 
 
 @register_predictor
