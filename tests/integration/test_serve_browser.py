@@ -5,6 +5,7 @@ they are still missing this test fails and says how to install them.
 A screenshot of the page lands in test-artifacts/serve-page.png.
 """
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -21,12 +22,11 @@ INSTALL = "run ./dev setup as root, or: sudo apt-get install chromium chromium-d
 FILLS = "return [...document.querySelectorAll('#map rect.cell')].map(r => r.getAttribute('fill'))"  # row by row
 
 
-@pytest.fixture(scope="module")
-def served(trained_run, tmp_path_factory):
+@contextlib.contextmanager
+def serve_process(run_dir, log):
     """`tformer serve RUN --port 0` in a subprocess; yields its URL and stops it afterwards."""
-    log = tmp_path_factory.mktemp("serve") / "stderr.log"
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "tformer.cli.main", "serve", str(trained_run), "--port", "0",
+        proc = subprocess.Popen([sys.executable, "-m", "tformer.cli.main", "serve", str(run_dir), "--port", "0",
                                  "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline, url = time.monotonic() + 90, None
@@ -52,6 +52,12 @@ def served(trained_run, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def served(trained_run, tmp_path_factory):
+    with serve_process(trained_run, tmp_path_factory.mktemp("serve") / "stderr.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +169,43 @@ def test_the_page_translates_and_draws_the_attention_map(served, browser, corpus
     message = wait_for(browser, "return document.body.dataset.state === 'error' && $('error').textContent",
                        error_ok=True)
     assert "at most 1000 characters" in message
+
+
+# ---- the page of the other kinds of run: it adapts to the task and opens with the run's example answered ------
+
+@pytest.mark.parametrize("kind", ["classify", "vision", "lm"])
+def test_the_page_adapts_to_the_task_and_opens_answered(kind, browser, request):
+    from selenium.webdriver.common.by import By
+    from serve_helpers import served_app
+
+    from tformer.cli.serve import served as what_to_serve
+    from tformer.serving.app import create_app
+
+    run_dir = request.getfixturevalue(f"{kind}_run")
+    model, example = what_to_serve(str(run_dir), "cpu")  # as `tformer serve` builds it, in a thread here
+    with served_app(create_app(model, name=run_dir.name, example=example)) as url:
+        browser.get(url + "/")
+        wait_for(browser, "return document.body.dataset.state === 'rendered'")
+        info = json.loads(urllib.request.urlopen(url + "/info", timeout=30).read())
+        answer = browser.find_element(By.ID, "answer").text
+        if kind == "lm":
+            want = api(url, "/generate", {"prompts": [info["example"]], "max_new_tokens": 16})["outputs"][0]
+            assert answer == f"{want['prompt']} {want['continuation']}".strip()
+            return
+        example = info["example"]
+        want = api(url, "/predict", {"inputs": [example]})["outputs"][0]
+        assert answer == want["label"]
+        bars = browser.find_elements(By.CSS_SELECTOR, "#bars .bar")
+        assert len(bars) == len(info["labels"]) and "top" in bars[0].get_attribute("class")
+        if kind == "vision":  # the example image is drawn on the 8 x 8 grid, darker where the ink is
+            cells = browser.find_elements(By.CSS_SELECTOR, "#grid div")
+            flat = [v for row in example["pixels"] for v in row]
+            assert len(cells) == 64
+            assert cells[flat.index(max(flat))].value_of_css_property("background-color") == "rgba(0, 0, 0, 1)"
+            return
+        # a text classifier: one token chip per token, shaded by the [CLS] token's attention
+        att = api(url, "/attention", {"text": example})
+        chips = browser.find_elements(By.CSS_SELECTOR, "#tokens .tok")
+        assert [c.text for c in chips] == [t for t in att["tokens"]]
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert browser.save_screenshot(str(ARTIFACTS / f"serve-page-{kind}.png"))
