@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
+import torch
 import uvicorn
 
 from tformer import Translator, __version__
@@ -242,13 +243,26 @@ def test_cli_errors_are_one_line_and_exit_2(trained_run, tmp_path, capsys, monke
     assert err.count("\n") == 1 and "pip install 'tformer[serve]'" in err
 
 
-def test_create_app_refuses_a_model_without_what_the_api_serves(trained_run):
-    from tformer import TformerError
+def test_a_cmlm_is_served_by_mask_predict(trained_run, tmp_path):
+    from serve_helpers import fuzz, served_app
+    from serve_helpers import request as http
+
+    from tformer.generation import GenerationOptions
     from tformer.models.cmlm.config import CMLMConfig
     from tformer.models.cmlm.model import CMLM
 
     vocabs = Translator.from_pretrained(trained_run).vocabs
-    cmlm = Translator(CMLM(CMLMConfig.tiny(vocab_size=vocabs.src.vocab_size)), vocabs)
-    with pytest.raises(TformerError, match=r"^tformer serve needs beam search, but this model \(a non-autoregressive "
-                                           r"CMLM\) supports only mask-predict"):
-        create_app(cmlm)
+    torch.manual_seed(0)
+    cmlm = Translator(CMLM(CMLMConfig.tiny(vocab_size=vocabs.src.vocab_size)).eval(), vocabs)
+    with served_app(create_app(cmlm, Limits(max_texts=4))) as url:
+        status, got = http(url, "/translate", {"texts": SENTENCES[:3], "iterations": 4, "length_candidates": 2})
+        assert status == 200
+        options = GenerationOptions(iterations=4, length_candidates=2)
+        assert got["translations"] == cmlm.translate(SENTENCES[:3], options)
+        status, info = http(url, "/info")
+        assert info["task"] == "cmlm" and "mask_predict" in info["features"] and "beam" not in info["features"]
+        status, err = http(url, "/translate", {"texts": ["a"], "beam_size": 4})
+        assert status == 422 and err["detail"] == "unknown field 'beam_size'"
+        assert http(url, "/attention", {"text": "a"})[0] == 404  # no attention maps to show
+        fuzzed = fuzz(url, tmp_path, examples=3)
+        assert fuzzed.returncode == 0, fuzzed.stdout[-4000:]

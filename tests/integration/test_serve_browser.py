@@ -190,7 +190,7 @@ def test_the_page_adapts_to_the_task_and_opens_answered(kind, browser, request):
         answer = browser.find_element(By.ID, "answer").text
         if kind == "lm":
             want = api(url, "/generate", {"prompts": [info["example"]], "max_new_tokens": 16})["outputs"][0]
-            assert answer == f"{want['prompt']} {want['continuation']}".strip()
+            assert answer == (want["prompt"] + want["continuation"]).strip()
             return
         example = info["example"]
         want = api(url, "/predict", {"inputs": [example]})["outputs"][0]

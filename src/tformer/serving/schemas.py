@@ -59,6 +59,24 @@ def request_models(limits: Limits, model_max_len: int) -> tuple[type[BaseModel],
     return TranslateRequest, AttentionRequest
 
 
+def mask_predict_request(limits: Limits) -> type[BaseModel]:
+    """The request model of ``POST /translate`` for a non-autoregressive CMLM (mask-predict's settings)."""
+    Text = Annotated[str, StringConstraints(max_length=limits.max_chars)]
+
+    class MaskPredictRequest(BaseModel):
+        """Sentences to translate with mask-predict (Ghazvininejad et al., 2019)."""
+
+        model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"texts": ["three hundred twenty-one"],
+                                                                              "iterations": 10}]})
+        texts: list[Text] = Field(min_length=1, max_length=limits.max_texts,
+                                  description="the sentences; an empty one translates to an empty string")
+        iterations: int = Field(10, ge=1, le=100, description="decoder passes T")
+        length_candidates: int = Field(3, ge=1, le=limits.max_beam, description="most likely lengths decoded")
+
+    MaskPredictRequest.__name__ = "TranslateRequest"
+    return MaskPredictRequest
+
+
 class Hypothesis(BaseModel):
     """One entry of an n-best list."""
 
@@ -114,7 +132,7 @@ class Info(BaseModel):
 
     version: str
     name: str = Field(description="the run directory's name")
-    task: str = Field(description="the run's task (translation, classify, vision, qa, summarization, lm, ...)")
+    task: str = Field(description="the run's task (translation, cmlm, classify, vision, qa, summarization, lm, ...)")
     endpoint: str = Field(description="the route that answers: translate, predict or generate")
     input_kind: str = Field(description="what an input is: text, question ({question, context}) or image (pixels)")
     example: Any = Field(None, description="an input the page opens with (from the run's validation data)")
@@ -123,6 +141,7 @@ class Info(BaseModel):
     device: str
     tokenizer: dict | None = Field(None, description="the tokenizers (translation runs)")
     labels: list[str] | None = Field(None, description="the classes (classifier runs)")
+    features: list[str] = Field(default_factory=list, description="what the model decodes with (translation runs)")
     limits: dict
 
 

@@ -3,6 +3,9 @@
     POST /translate   {"texts": [...], "beam_size": 4, "alpha": 0.6, "max_len": null, "nbest": 0, "scores": false}
     POST /attention   {"text": "...", "target": null, "beam_size": 4, "alpha": 0.6} -> tokens and every weight
 
+A non-autoregressive CMLM (a ``task: cmlm`` run) translates by mask-predict: its ``/translate`` takes
+``{"texts": [...], "iterations": 10, "length_candidates": 3}``, and it has no ``/attention``.
+
 The page is ``static/index.html``: a sentence, its translation, and every attention map of the model.
 """
 
@@ -17,7 +20,14 @@ from fastapi.responses import JSONResponse
 from tformer.generation import Feature, GenerationOptions
 from tformer.serving.batcher import RequestBatcher
 from tformer.serving.limits import Limits
-from tformer.serving.schemas import ERROR_RESPONSES, AttentionResponse, Info, TranslateResponse, request_models
+from tformer.serving.schemas import (
+    ERROR_RESPONSES,
+    AttentionResponse,
+    Info,
+    TranslateResponse,
+    mask_predict_request,
+    request_models,
+)
 from tformer.translator import SentenceAttention, Translator
 from tformer.version import VERSION as __version__
 
@@ -34,7 +44,9 @@ class TranslationService:
     page = "index.html"
 
     def __init__(self, translator: Translator, limits: Limits, name: str = "", example: str | None = None) -> None:
-        translator.capabilities.require(Feature.BEAM, Feature.NBEST, Feature.ATTENTION_MAPS, what="tformer serve")
+        self.mask_predict = translator.capabilities.supports(Feature.MASK_PREDICT)
+        if not self.mask_predict:
+            translator.capabilities.require(Feature.BEAM, Feature.NBEST, Feature.ATTENTION_MAPS, what="tformer serve")
         self.translator, self.limits, self.name, self.example = translator, limits, name, example
 
     def decode(self, texts: list[str], options: GenerationOptions) -> list[Any]:
@@ -47,7 +59,9 @@ class TranslationService:
         """What ``GET /info`` answers: the model's config and size, the tokenizer, the version, the limits."""
         translator, vocabs = self.translator, self.translator.vocabs
         return Info(
-            version=__version__, name=self.name, task="translation", endpoint="translate", input_kind="text",
+            version=__version__, name=self.name, task="cmlm" if self.mask_predict else "translation",
+            endpoint="translate", input_kind="text",
+            features=sorted(f.name.lower() for f in translator.capabilities.features),
             example=self.example, model=translator.model.cfg.to_dict(), parameters=translator.model.num_parameters(),
             device=str(translator.device), limits=asdict(self.limits),
             tokenizer={"shared": vocabs.shared, "source": repr(vocabs.src), "target": repr(vocabs.tgt),
@@ -55,7 +69,10 @@ class TranslationService:
         )
 
     def add_routes(self, app: FastAPI, batcher: RequestBatcher) -> None:
-        """``POST /translate`` and ``POST /attention``: the routes that call the model."""
+        """``POST /translate`` and ``POST /attention`` (mask-predict: ``POST /translate`` alone)."""
+        if self.mask_predict:
+            self._add_mask_predict(app, batcher)
+            return
         translator, limits = self.translator, self.limits
         TranslateRequest, AttentionRequest = request_models(limits, translator.model.cfg.max_len)
         vocabs = translator.vocabs
@@ -92,6 +109,17 @@ class TranslationService:
                                                            length_penalty=req.alpha, warn=log.warning))
 
             return JSONResponse(await batcher.call(weights))  # not validated again: ~10^5 floats would be slow
+
+
+    def _add_mask_predict(self, app: FastAPI, batcher: RequestBatcher) -> None:
+        Request = mask_predict_request(self.limits)
+
+        @app.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True,
+                  responses=ERROR_RESPONSES)
+        async def translate(req: Request) -> dict[str, Any]:  # type: ignore[valid-type]
+            """Translate ``texts`` by mask-predict; concurrent requests with equal settings share one model call."""
+            options = GenerationOptions(iterations=req.iterations, length_candidates=req.length_candidates)
+            return {"translations": await batcher.submit(req.texts, options)}
 
 
 def rounded(layers: list) -> list:
