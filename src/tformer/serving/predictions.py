@@ -6,6 +6,7 @@ the route (its ``endpoint``) and the type of an input (its ``input_kind``):
     POST /predict    {"inputs": ["a text", ...]}                          classify, summarization (+ beam_size, ...)
                      {"inputs": [{"question": "...", "context": "..."}]}    qa
                      {"inputs": [{"pixels": [[0, 16, ...], ...]}]}          vision
+                     {"inputs": [{"frames": [[...13 MFCCs...], ...]}]}      audio_classify
                      -> {"outputs": [{"label": ..., "probabilities": {...}}, ...]}  (the task's answer per input)
     POST /generate   {"prompts": ["..."], "max_new_tokens": 32, "beam_size": 1, "sample": false, ...}    lm
                      -> {"outputs": [{"prompt": ..., "continuation": ...}, ...]}
@@ -28,6 +29,8 @@ from tformer.serving.batcher import RequestBatcher
 from tformer.serving.limits import Limits
 from tformer.serving.schemas import (
     ERROR_RESPONSES,
+    MAX_FEATURES,
+    MAX_FRAMES,
     MAX_IMAGE_SIDE,
     Answers,
     Info,
@@ -69,10 +72,13 @@ class PredictionService:
         return self.predictor.predict(inputs, **options)
 
     def max_body_bytes(self) -> int:
-        """The largest request body worth reading for this kind of input."""
-        chars = {"question": self.limits.max_chars + self.limits.max_context_chars,
-                 "image": MAX_IMAGE_SIDE**2 * 3}.get(self.predictor.input_kind)
-        return self.limits.max_body_bytes(chars)
+        """The largest request body worth reading for this kind of input: texts at their limits, JSON-escaped
+        (:meth:`Limits.max_body_bytes`); numbers (pixels, frames) at 24 bytes each, up to 8 MiB."""
+        numbers = {"image": MAX_IMAGE_SIDE**2, "frames": MAX_FRAMES * MAX_FEATURES}.get(self.predictor.input_kind)
+        if numbers:
+            return min(self.limits.max_texts * numbers * 24, 8 * 2**20) + 64 * 1024
+        question = self.predictor.input_kind == "question"
+        return self.limits.max_body_bytes(self.limits.max_chars + self.limits.max_context_chars if question else None)
 
     def info(self) -> Info:
         """What ``GET /info`` answers: the task, the route, an example input, the model and the limits."""

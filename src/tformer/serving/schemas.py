@@ -162,6 +162,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 # -- runs of the other tasks: POST /predict and POST /generate --------------------------------------------------
 
 MAX_IMAGE_SIDE = 64  # the largest image (pixels a side) /predict takes
+MAX_FRAMES, MAX_FEATURES = 2000, 128  # the longest utterance (feature frames) and the most features a frame
 
 
 def input_types(limits: Limits) -> dict[str, Any]:
@@ -177,16 +178,25 @@ def input_types(limits: Limits) -> dict[str, Any]:
                              description="the passage the answer is taken from; longer than the model's window, "
                                          "it is read in overlapping strides")
 
-    Row = Annotated[list[Annotated[float, Field(ge=0.0, le=255.0, allow_inf_nan=False)]],
+    Row = Annotated[list[Annotated[float, Field(ge=0.0, le=16.0, allow_inf_nan=False)]],
                     Field(min_length=1, max_length=MAX_IMAGE_SIDE)]
 
     class Image(BaseModel):
-        """A grey image, row by row (for the digits: 8 x 8 values from 0 = white to 16 = black)."""
+        """A grey image, row by row, in the digits' scale: 0 = background to 16 = full ink; 8 x 8, or sides that
+        are whole multiples of 8 (shrunk by block means, as the digits were made)."""
 
         model_config = _STRICT
         pixels: list[Row] = Field(min_length=1, max_length=MAX_IMAGE_SIDE)
 
-    return {"text": Text, "question": Question, "image": Image}
+    Frame = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=1, max_length=MAX_FEATURES)]
+
+    class Frames(BaseModel):
+        """An utterance as feature frames (T, F), the features the run was trained on (e.g. 13 MFCCs a frame)."""
+
+        model_config = _STRICT
+        frames: list[Frame] = Field(min_length=1, max_length=MAX_FRAMES)
+
+    return {"text": Text, "question": Question, "image": Image, "frames": Frames}
 
 
 def predict_request(limits: Limits, input_kind: str, decodes: bool, model_max_len: int) -> type[BaseModel]:
