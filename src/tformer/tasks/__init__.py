@@ -34,7 +34,7 @@ from tformer.tasks.run import load_run_config, parse_run_config, run_training
 
 # Each module registers its task when imported, in this order (the order error messages list them in).
 # isort: off
-from tformer.tasks import translation, cmlm, lm, classify, vision, audio, asr, qa  # noqa: E402, F401
+from tformer.tasks import translation, cmlm, lm, classify, vision, audio, asr, qa, summarization  # noqa: E402, F401
 # the predictors of trained runs (tformer predict, serve), beside their tasks
 from tformer.tasks import classify_run, vision_run, audio_run  # noqa: E402, F401
 from tformer.tasks import lm_run  # noqa: E402, F401  (the lm run's predictor: tformer generate, serve)

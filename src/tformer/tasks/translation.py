@@ -66,8 +66,12 @@ def read_pairs(cfg: RunConfig, split: str) -> list[tuple[str, str]]:
     return read_parallel(src, tgt)
 
 
-def prepare_data(cfg: RunConfig, vocabs: Vocabularies | None = None) -> ParallelData:
-    """Read the corpus, train the tokenizer (unless given), tokenize and filter. Reports counts."""
+def prepare_data(cfg: RunConfig, vocabs: Vocabularies | None = None, max_source_len: int | None = None
+                 ) -> ParallelData:
+    """Read the corpus, train the tokenizer (unless given), tokenize and filter. Reports counts.
+
+    With ``max_source_len``, tokenized sources are cut to that many tokens before filtering (summarization reads
+    the start of a long text instead of dropping it)."""
     train_text = read_pairs(cfg, "train")
     if not train_text:
         raise TformerError("no training data: set data.train_src and data.train_tgt")
@@ -83,6 +87,8 @@ def prepare_data(cfg: RunConfig, vocabs: Vocabularies | None = None) -> Parallel
 
     def tokenize(pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
         src = vocabs.src.encode_batch([s for s, _ in pairs])
+        if max_source_len is not None:
+            src = [ids[:max_source_len] for ids in src]
         tgt = vocabs.tgt.encode_batch([t for _, t in pairs])
         return list(zip(src, tgt, strict=True))
 
@@ -187,9 +193,14 @@ class TranslationTask(Task):
         return cfg.model_config(vocab_size=64, config_class=cls.config_class).d_model
 
     @classmethod
+    def prepare_data(cls, cfg: RunConfig, vocabs: Vocabularies | None) -> ParallelData:
+        """The task's data: :func:`prepare_data` (a subclass may read it otherwise, e.g. cut long sources)."""
+        return prepare_data(cfg, vocabs)
+
+    @classmethod
     def build(cls, cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[TranslationTask, Transformer]:
         vocabs = Vocabularies.load(run_dir) if resume else None
-        data = prepare_data(cfg, vocabs)
+        data = cls.prepare_data(cfg, vocabs)
         run_dir.mkdir(parents=True, exist_ok=True)
         if vocabs is None:
             data.vocabs.save(run_dir)
