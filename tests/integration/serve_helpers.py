@@ -36,6 +36,7 @@ def served_app(app):
         srv.should_exit = True
         thread.join(timeout=15)
         sock.close()
+    assert not thread.is_alive(), "the server did not stop"
 
 
 def request(url: str, path: str, body=None, *, raw: bytes | None = None, content_type: str = "application/json",

@@ -18,11 +18,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import uvicorn
+from serve_helpers import request, served_app
 
 from tformer import Translator, __version__
 from tformer.cli.main import main as tformer_main
-from tformer.cli.serve import listen
 from tformer.serving.app import create_app
 from tformer.serving.limits import Limits
 
@@ -30,36 +29,12 @@ SENTENCES = ["three hundred twenty-one", "five", "nine hundred ninety-nine", "fo
              "eight hundred", "sixty-six", "two hundred thirteen"]
 
 
-def request(url: str, path: str, body=None, *, raw: bytes | None = None, content_type: str = "application/json",
-            timeout: float = 60) -> tuple[int, dict]:
-    """(status, JSON answer) of a GET (no body) or a POST of ``body`` as JSON (or of ``raw`` bytes)."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(url + path, data=data, headers={"Content-Type": content_type},
-                                 method="GET" if data is None else "POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
-
-
 @pytest.fixture(scope="module")
 def server(trained_run):
     translator = Translator.from_pretrained(trained_run)
     limits = Limits(max_texts=8, max_chars=200, max_beam=8, max_attention_tokens=64, batch_wait_ms=25)
-    sock = listen("127.0.0.1", 0)
-    srv = uvicorn.Server(uvicorn.Config(create_app(translator, limits, name=trained_run.name), log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    yield SimpleNamespace(url=f"http://127.0.0.1:{sock.getsockname()[1]}", translator=translator, limits=limits)
-    srv.should_exit = True
-    thread.join(timeout=15)
-    sock.close()
-    assert not thread.is_alive(), "the server did not stop"
+    with served_app(create_app(translator, limits, name=trained_run.name)) as url:
+        yield SimpleNamespace(url=url, translator=translator, limits=limits)
 
 
 def assert_serving(server) -> None:
@@ -245,7 +220,6 @@ def test_cli_errors_are_one_line_and_exit_2(trained_run, tmp_path, capsys, monke
 
 def test_a_cmlm_is_served_by_mask_predict(trained_run, tmp_path):
     from serve_helpers import fuzz, served_app
-    from serve_helpers import request as http
 
     from tformer.generation import GenerationOptions
     from tformer.models.cmlm.config import CMLMConfig
@@ -255,14 +229,14 @@ def test_a_cmlm_is_served_by_mask_predict(trained_run, tmp_path):
     torch.manual_seed(0)
     cmlm = Translator(CMLM(CMLMConfig.tiny(vocab_size=vocabs.src.vocab_size)).eval(), vocabs)
     with served_app(create_app(cmlm, Limits(max_texts=4))) as url:
-        status, got = http(url, "/translate", {"texts": SENTENCES[:3], "iterations": 4, "length_candidates": 2})
+        status, got = request(url, "/translate", {"texts": SENTENCES[:3], "iterations": 4, "length_candidates": 2})
         assert status == 200
         options = GenerationOptions(iterations=4, length_candidates=2)
         assert got["translations"] == cmlm.translate(SENTENCES[:3], options)
-        status, info = http(url, "/info")
+        status, info = request(url, "/info")
         assert info["task"] == "cmlm" and "mask_predict" in info["features"] and "beam" not in info["features"]
-        status, err = http(url, "/translate", {"texts": ["a"], "beam_size": 4})
+        status, err = request(url, "/translate", {"texts": ["a"], "beam_size": 4})
         assert status == 422 and err["detail"] == "unknown field 'beam_size'"
-        assert http(url, "/attention", {"text": "a"})[0] == 404  # no attention maps to show
+        assert request(url, "/attention", {"text": "a"})[0] == 404  # no attention maps to show
         fuzzed = fuzz(url, tmp_path, examples=3)
         assert fuzzed.returncode == 0, fuzzed.stdout[-4000:]

@@ -17,6 +17,7 @@ import argparse
 import json
 import re
 
+from tformer.cli.translate import add_sampling_arguments
 from tformer.errors import TformerError
 
 LENGTH_FLAGS = {"max_len": "--max-new-tokens", "min_len": "--min-new-tokens"}
@@ -34,12 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam", type=int, default=1, help="beam size (default 1: greedy search)")
     p.add_argument("--alpha", type=float, default=None, help="beam search's length penalty alpha (default 0.6)")
     p.add_argument("--nbest", type=int, default=0, help="the N best continuations a prompt (beam search)")
-    p.add_argument("--sample", action="store_true", help="sample instead of searching (with --temperature etc.)")
-    p.add_argument("--temperature", type=float, default=None, help="with --sample: divide the logits by it (default 1)")
-    p.add_argument("--top-k", type=int, default=None, help="with --sample: draw among the k likeliest (default 0: all)")
-    p.add_argument("--top-p", type=float, default=None,
-                   help="with --sample: draw among the likeliest whose probabilities sum to p (default 1: all)")
-    p.add_argument("--seed", type=int, default=None, help="with --sample: the generator's seed")
+    add_sampling_arguments(p)
     p.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
                    help="no continuation repeats an N-gram of its own new tokens (default 0: off)")
     p.add_argument("--max-tokens", type=int, default=4096, help="padded prompt tokens per batch")

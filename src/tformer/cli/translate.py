@@ -34,12 +34,7 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=None, help="beam search's length penalty alpha (default 0.6)")
     p.add_argument("--max-len", type=int, default=None, help="most output tokens (default: source length + 50)")
     p.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch")
-    p.add_argument("--sample", action="store_true", help="sample instead of searching (with --temperature etc.)")
-    p.add_argument("--temperature", type=float, default=None, help="with --sample: divide the logits by it (default 1)")
-    p.add_argument("--top-k", type=int, default=None, help="with --sample: draw among the k likeliest (default 0: all)")
-    p.add_argument("--top-p", type=float, default=None,
-                   help="with --sample: draw among the likeliest whose probabilities sum to p (default 1: all)")
-    p.add_argument("--seed", type=int, default=None, help="with --sample: the generator's seed")
+    add_sampling_arguments(p)
     p.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
                    help="no output repeats an N-gram of its own tokens (default 0: off)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
@@ -54,6 +49,16 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --monotonic-window: how far behind the peak the window reaches (default 1)")
     p.add_argument("--int8", action="store_true",
                    help="CPU only: run the linear layers in int8 (dynamic quantization; faster, slightly different)")
+
+
+def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    """--sample and the settings only sampling reads (refused without it by :func:`decoding_options`)."""
+    p.add_argument("--sample", action="store_true", help="sample instead of searching (with --temperature etc.)")
+    p.add_argument("--temperature", type=float, default=None, help="with --sample: divide the logits by it (default 1)")
+    p.add_argument("--top-k", type=int, default=None, help="with --sample: draw among the k likeliest (default 0: all)")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="with --sample: draw among the likeliest whose probabilities sum to p (default 1: all)")
+    p.add_argument("--seed", type=int, default=None, help="with --sample: the generator's seed")
 
 
 def load_translator(args: argparse.Namespace):
