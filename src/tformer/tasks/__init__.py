@@ -38,6 +38,7 @@ from tformer.tasks import translation, cmlm, lm, classify, vision, audio, asr, q
 # the predictors of trained runs (tformer predict, serve), beside their tasks
 from tformer.tasks import classify_run, vision_run, audio_run  # noqa: E402, F401
 from tformer.tasks import lm_run  # noqa: E402, F401  (the lm run's predictor: tformer generate, serve)
+from tformer.tasks import summarization_run  # noqa: E402, F401  (the summarization run's predictor)
 # isort: on
 
 __all__ = ["PREDICTORS", "TASKS", "Predictor", "Task", "TaskSettings", "check_run_config", "get_task",

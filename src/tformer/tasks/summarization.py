@@ -21,12 +21,11 @@ e.g. Debian's package descriptions (:mod:`tformer.data.debian`, long description
   ``no_repeat_ngram_size``), and the lead baseline (each text's first sentence) is scored on the same texts.
 
 The config: ``task: summarization`` and its section (:class:`SummarizationSettings`); ``model`` as for translation.
+A trained run summarizes through its predictor (:mod:`tformer.tasks.summarization_run`): ``tformer predict``, serve.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 
 import torch
 
-from tformer.config import check, from_dict
+from tformer.config import check
 from tformer.data.vocabularies import Vocabularies
 from tformer.errors import TformerError
 from tformer.evaluation.rouge import lead_baseline, rouge
@@ -42,10 +41,9 @@ from tformer.generation import GenerationOptions
 from tformer.models.transformer.model import Transformer
 from tformer.nn.coverage import coverage_loss
 from tformer.tasks.base import TaskSettings
-from tformer.tasks.predictor import CONFIG_FILE, Predictor, register_predictor
 from tformer.tasks.registry import register
 from tformer.tasks.translation import ParallelData, TranslationTask, prepare_data, read_pairs, sequence_loss
-from tformer.training.config import RunConfig, read_run_config
+from tformer.training.config import RunConfig
 from tformer.training.label_smoothing import LossOutput, label_smoothed_loss
 from tformer.translator import Translator
 
@@ -186,43 +184,3 @@ class SummarizationTask(TranslationTask):
         report = {f"test_{k}": v for k, v in rouge(hyps, refs).items()}
         report.update({f"lead_{k}": v for k, v in lead_baseline(texts, refs).items()})
         return {**report, "test_texts": len(pairs)}
-
-
-@register_predictor
-class SummarizationPredictor(Predictor):
-    """A trained summarization run: a text in, ``{"summary": ...}`` out (beam search with the run's settings)."""
-
-    task = "summarization"
-    decodes = True
-
-    def __init__(self, summarizer: Summarizer, cfg: RunConfig, settings: SummarizationSettings) -> None:
-        self.summarizer, self.cfg, self.settings = summarizer, cfg, settings
-        self.model, self.device = summarizer.model, summarizer.device
-
-    @classmethod
-    def from_run(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> SummarizationPredictor:
-        cfg = read_run_config(Path(run_dir) / CONFIG_FILE)
-        settings = from_dict(SummarizationSettings, cfg.task_settings, where="summarization")
-        t = Translator.from_pretrained(run_dir, device)
-        summarizer = Summarizer(t.model, t.vocabs, device, settings.source_len(cfg))
-        return cls(summarizer, cfg, settings)
-
-    def predict(self, inputs: Sequence[Any], **options: Any) -> list[dict[str, Any]]:
-        """The summary of each text; ``options`` (GenerationOptions fields) override the run's beam settings."""
-        for n, text in enumerate(inputs, start=1):
-            if not isinstance(text, str) or not text.strip():
-                raise TformerError(f"input {n} is empty or not text: a summary needs a text")
-        try:
-            opts = GenerationOptions.of(self.settings.options(self.cfg), **options)
-        except TypeError as e:
-            raise TformerError(f"summarization: unknown decoding option ({e})") from None
-        return [{"summary": s} for s in self.summarizer.translate(list(inputs), opts)]
-
-    def example(self) -> str | None:
-        """The run's first validation text (None when its file is gone)."""
-        path = self.cfg.data.path("valid_src")
-        pairs = read_pairs(self.cfg, "valid") if path and os.path.isfile(path) else []
-        return pairs[0][0] if pairs else None
-
-    def info(self) -> dict[str, Any]:
-        return {"max_source_len": self.summarizer.max_source_len, **dataclasses.asdict(self.settings)}
