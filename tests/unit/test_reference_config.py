@@ -99,6 +99,8 @@ MODELS = {
     "asr": ModelSection(ConformerConfig, _asr, tuple(asr.PRESETS), frozenset(asr.DATA_KEYS)),
     "qa": ModelSection(EncoderOnlyConfig, _qa, tuple(qa.PRESETS), frozenset({"vocab_size", "pad_id"}),
                        head={"init_from": None}),
+    "summarization": ModelSection(TransformerConfig, _seq2seq("summarization"), MODEL_PRESETS,
+                                  frozenset(TOKENIZER_IDS), extends=TransformerConfig),
 }
 
 
