@@ -80,6 +80,37 @@ def test_the_predictor_summarizes(summarization_run):
         p.predict(["a text", "  "])
 
 
+def test_beam_settings_reach_the_copy_model_and_sources_are_cut():
+    """min_len, no_repeat_ngram_size and the beam reach a pointer-generator model through the Summarizer (an untrained
+    model, so the checks are of the constraints); a source is cut to max_source_len tokens, as in training."""
+    import torch
+
+    from tformer import Transformer, TransformerConfig
+    from tformer.data.vocabularies import Vocabularies
+    from tformer.generation import GenerationOptions
+    from tformer.tasks.summarization import Summarizer
+
+    rng = random.Random(3)
+    pairs = [description(rng) for _ in range(60)]
+    vocabs = Vocabularies.train([s for s, _ in pairs], [t for _, t in pairs], 80)
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig.tiny(vocab_size=vocabs.src.vocab_size, pointer_generator=True,
+                                               max_len=40, pad_id=vocabs.src.pad_id, bos_id=vocabs.src.bos_id,
+                                               eos_id=vocabs.src.eos_id, unk_id=vocabs.src.unk_id))
+    s = Summarizer(model, vocabs, "cpu", max_source_len=6)
+    texts = [t for t, _ in pairs[:6]]
+    opts = GenerationOptions(beam_size=3, min_len=5, max_len=12, no_repeat_ngram_size=1, length_penalty=1.0)
+    eos = model.cfg.eos_id
+    for ids in s.translate_ids(texts, opts):
+        body = ids[:-1] if ids and ids[-1] == eos else ids
+        assert eos not in body and len(body) >= 5 and len(ids) <= 12
+        assert len(set(body)) == len(body)  # no unigram repeated
+    # cut at 6 tokens: a text and its first 6 tokens + anything else summarize alike
+    head = vocabs.src.decode(vocabs.src.encode(texts[0])[:6])
+    assert vocabs.src.encode(head) == vocabs.src.encode(texts[0])[:6]
+    assert s.translate_ids([texts[0]], opts) == s.translate_ids([head + " zzz qqq yyy www"], opts)
+
+
 @pytest.mark.slow
 def test_the_debian_corpus_splits_every_source_into_one_split(tmp_path):
     """The real corpus (apt's lists on this machine): every source package in exactly one split."""
