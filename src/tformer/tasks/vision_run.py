@@ -4,20 +4,15 @@ and probabilities out.
 An input is one of
 
 * ``{"pixels": [[...8 numbers...] x 8]}``: the image itself, 8 rows of 8 values in 0..16 (0 = background,
-  16 = full ink), the scale of scikit-learn's digits; what the HTTP API takes. A larger image with sides in whole
-  multiples of 8 (a 32 x 32 drawing) is shrunk by averaging blocks (:func:`pixels_from_json`);
+  16 = full ink), the scale of scikit-learn's digits; what the HTTP API takes. Rows of another size are a drawing,
+  brought to the digits' frame as a file is;
 * ``"digits:N"``: image N of the digits' test split (the split the run never trained on);
 * any other string: the path of an image file, read with Pillow (``tformer predict`` and Python; the HTTP API
   reads no files, see :meth:`VisionPredictor.predict`'s ``files``).
 
-Reading a file (:func:`read_image`): transparent pixels are put on white, the image becomes grey (Pillow's ``L``:
-0.299 R + 0.587 G + 0.114 B), is shrunk to 8x8 with ``Image.Resampling.BOX`` (each pixel the mean of the area it
-covers: how the digits were made, each value counting the ink pixels of a 4x4 block of a 32x32 bitmap), and the
-grey levels g are mapped to ink in 0..16. Ink is the minority of a digit's pixels: an image whose mean grey level
-is above the middle (dark strokes on light paper) is read as 16 (255 - g) / 255, a darker one (light strokes on
-black, as the digits are drawn) as 16 g / 255. Then, as in training, the pixels are divided by 16
-(:data:`tformer.data.images.DIGITS_MAX`) and each is repeated to the model's ``image_size``
-(:class:`~tformer.tasks.vision.VisionTask`).
+How files and drawings become the digits' 8 x 8 ink: :mod:`tformer.tasks.digit_images`. Then, as in training,
+the pixels are divided by 16 (:data:`tformer.data.images.DIGITS_MAX`) and each is repeated to the model's
+``image_size`` (:class:`~tformer.tasks.vision.VisionTask`).
 
 Labels are the digits as strings, ``"0"`` to ``"9"``.
 
@@ -27,75 +22,22 @@ Shape legend: B images, C channels (1), S = 8 pixels a side, S' the model's imag
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tformer.data.images import DIGITS_MAX, ImageSplit, load_digits_splits
-from tformer.errors import TformerError, first_line
+from tformer.errors import TformerError
 from tformer.tasks.classifier_runs import answers, check_device, input_error, run_model, token_batches
+from tformer.tasks.digit_images import pixels_from_json, read_image
 from tformer.tasks.predictor import Predictor, register_predictor
 from tformer.tasks.vision import IMAGE_SIDE, PRESETS, VisionTask
 
 DIGITS_PREFIX = "digits:"
-GREY_MAX = 255.0
-
-
-def read_image(path: str | os.PathLike) -> Tensor:
-    """The image file at ``path`` as (S, S) float32 ink in 0..16 (see the module docstring).
-
-    Raises:
-        TformerError: Pillow is missing, or the file is missing or not an image Pillow reads, in one line.
-    """
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise TformerError("reading image files needs the package Pillow: pip install pillow") from None
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if "A" in img.getbands() or "transparency" in img.info:  # transparent pixels count as white paper
-                rgba = img.convert("RGBA")
-                img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-            grey = img.convert("L").convert("F").resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.BOX)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-        raise TformerError(f"cannot read the image {path}: {first_line(e)}") from None
-    g = torch.from_numpy(np.asarray(grey, dtype=np.float32).copy())  # (S, S) in 0..255
-    if float(g.mean()) > GREY_MAX / 2:  # dark ink on light paper
-        g = GREY_MAX - g
-    return g * (DIGITS_MAX / GREY_MAX)
-
-
-def pixels_from_json(value: Any) -> Tensor:
-    """``{"pixels": rows of numbers in 0..16}`` -> (S, S) float32 ink (TformerError in one line otherwise).
-
-    8 rows of 8 values is the image itself. A larger image whose sides are whole multiples of 8 (a 32 x 32 drawing)
-    is shrunk by averaging each block, as the digits were made from 32 x 32 bitmaps (and as :func:`read_image`
-    shrinks files).
-    """
-    rows = value.get("pixels") if isinstance(value, dict) else None
-    shape_ok = (isinstance(rows, list) and rows and len(rows) % IMAGE_SIDE == 0
-                and all(isinstance(r, list) and len(r) == len(rows[0]) for r in rows)
-                and len(rows[0]) and len(rows[0]) % IMAGE_SIDE == 0)
-    if not shape_ok or set(value) != {"pixels"}:
-        raise TformerError(f'an image must be {{"pixels": {IMAGE_SIDE} rows of {IMAGE_SIDE} numbers}} (or rows and '
-                           f'columns in whole multiples of {IMAGE_SIDE})')
-    flat = [v for r in rows for v in r]
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in flat):
-        raise TformerError("the pixels must be finite numbers")
-    if any(not 0 <= v <= DIGITS_MAX for v in flat):
-        raise TformerError(f"the pixels must lie in 0..{DIGITS_MAX:g}")
-    h, w = len(rows), len(rows[0])
-    image = torch.tensor(flat, dtype=torch.float64).view(1, h, w)  # (1, H, W)
-    kernel = (h // IMAGE_SIDE, w // IMAGE_SIDE)
-    return F.avg_pool2d(image, kernel).view(IMAGE_SIDE, IMAGE_SIDE).float()  # (1, H, W) -> (S, S): block means
 
 
 @register_predictor
