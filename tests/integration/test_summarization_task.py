@@ -80,6 +80,21 @@ def test_the_predictor_summarizes(summarization_run):
         p.predict(["a text", "  "])
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("summarization.coverage=-1", "coverage must be >= 0"),
+    ("data.shared_vocab=false", "needs data.shared_vocab: true"),
+    ("summarization.max_source_len=100", "exceeds data.max_len"),
+    ("summarization.beam_sise=4", "beam_sise"),
+])
+def test_bad_settings_are_one_line_errors(override, message):
+    from tformer.config import ConfigError
+    from tformer.tasks import load_run_config
+
+    with pytest.raises(ConfigError, match=message) as e:
+        load_run_config(RECIPE, [override])
+    assert "\n" not in str(e.value)
+
+
 def test_beam_settings_reach_the_copy_model_and_sources_are_cut():
     """min_len, no_repeat_ngram_size and the beam reach a pointer-generator model through the Summarizer (an untrained
     model, so the checks are of the constraints); a source is cut to max_source_len tokens, as in training."""
