@@ -146,3 +146,11 @@ def test_classifier_export_errors_are_one_line(classify_export, tmp_path):
     assert code == 2 and "holds a DecoderOnly" in err
     with pytest.raises(TformerError, match="no exported classifier"):
         ClassifierRuntime(tmp_path)
+
+
+def test_a_bad_check_line_is_named(classify_export, tmp_path):
+    run, _, _ = classify_export
+    (tmp_path / "check.txt").write_text("".join(f"sentence {n}\n" for n in range(40)) + "\n")  # line 41 empty
+    code, _, err = _export(run, "--format", "onnx", "-o", tmp_path / "x", "--check", tmp_path / "check.txt")
+    assert code == 2 and err == f"tformer: error: {tmp_path / 'check.txt'}:41: empty text\n"
+    assert not (tmp_path / "x").exists()

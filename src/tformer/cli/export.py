@@ -22,6 +22,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -106,7 +107,7 @@ def export_translation(args: argparse.Namespace, out: Path) -> dict:
 
 def export_classifier(args: argparse.Namespace, out: Path) -> dict:
     """A classify or vision run as ONNX, and the parity check on real inputs."""
-    from tformer.cli.translate import read_input_lines
+    from tformer.cli.predict import located, read_inputs
     from tformer.tasks import open_run
 
     if args.format != "onnx":
@@ -114,18 +115,21 @@ def export_classifier(args: argparse.Namespace, out: Path) -> dict:
                            "--format onnx")
     onnx_classifiers = load_format("onnx_classifiers")
     predictor = open_run(args.run_dir)
-    if args.check:
-        inputs = [predictor.parse_input(line) for line in read_input_lines(args.check)]
-    else:
-        inputs = predictor.validation_inputs()
+    inputs = read_inputs(predictor, args.check) if args.check else predictor.validation_inputs()
     inputs = inputs[: args.limit] if args.limit else inputs
     if not inputs:
         raise TformerError(f"no inputs to check the export on: {args.run_dir}'s data cannot be read; give --check SRC")
     meta = {"task": predictor.task, **predictor.export_meta()}
+    batches = []
+    for i in range(0, len(inputs), CHECK_BATCH):
+        try:
+            batches.append(predictor.model_inputs(inputs[i : i + CHECK_BATCH]))
+        except TformerError as e:  # "input N" of this batch is input i + N of the check
+            message = re.sub(r"^input (\d+)", lambda m, i=i: f"input {int(m.group(1)) + i}", str(e))
+            raise TformerError(located(message, args.check or args.run_dir)) from None
     info = write_atomically(out, lambda tmp: onnx_classifiers.export_classifier(predictor.model, tmp, meta,
                                                                                predictor.export_files()))
     runtime = onnx_classifiers.ClassifierRuntime(out)
-    batches = (predictor.model_inputs(inputs[i : i + CHECK_BATCH]) for i in range(0, len(inputs), CHECK_BATCH))
     return {"format": "onnx", "task": predictor.task, "output": str(out), **info,
             **onnx_classifiers.parity(predictor.model, runtime, batches)}
 

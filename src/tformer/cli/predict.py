@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tformer.cli.translate import read_input_lines, write_output
+    from tformer.cli.translate import write_output
     from tformer.tasks import open_run
 
     if args.max_tokens is not None and args.max_tokens < 1:
@@ -41,18 +41,26 @@ def run(args: argparse.Namespace) -> int:
             raise TformerError(f"a {predictor.task} run does not batch by --max-tokens: leave it out")
         options["max_tokens"] = args.max_tokens
     source = args.input or "<stdin>"
-    inputs = []
-    for n, line in enumerate(read_input_lines(args.input), start=1):
-        try:
-            inputs.append(predictor.parse_input(line))
-        except TformerError as e:
-            raise TformerError(f"{source}:{n}: {e}") from None
+    inputs = read_inputs(predictor, args.input)
     try:
         answers = predictor.predict(inputs, **options) if inputs else []
     except TformerError as e:
         raise TformerError(located(str(e), source)) from None
     write_output(args.output, [json.dumps(a, ensure_ascii=False) for a in answers])
     return 0
+
+
+def read_inputs(predictor, path: str | None) -> list:
+    """The inputs of ``path`` (stdin when None), one a line, parsed by the predictor (a bad line: "FILE:N: ...")."""
+    from tformer.cli.translate import read_input_lines
+
+    inputs = []
+    for n, line in enumerate(read_input_lines(path), start=1):
+        try:
+            inputs.append(predictor.parse_input(line))
+        except TformerError as e:
+            raise TformerError(f"{path or '<stdin>'}:{n}: {e}") from None
+    return inputs
 
 
 def located(message: str, source: str) -> str:
