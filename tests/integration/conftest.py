@@ -78,3 +78,20 @@ data: {train_src: digits}
 model: {d_model: 32, num_layers: 2, d_ff: 64}
 train: {max_steps: 30, max_tokens: 1088, warmup_steps: 10, eval_every: 30, device: cpu}
 """)
+
+
+@pytest.fixture(scope="session")
+def asr_run(tmp_path_factory):
+    """A finished tiny CTC speech recognizer of tone sentences (barely trained: 30 updates), and its data."""
+    pytest.importorskip("soundfile")
+    from speech_helpers import write_tone_sentences
+
+    root = tmp_path_factory.mktemp("tones") / "speech"
+    write_tone_sentences(root)
+    return _train(tmp_path_factory.mktemp("runs"), "asr", f"""task: asr
+asr: {{model: ctc, n_mels: 32, wer_samples: 2}}
+data: {{train_src: {root}}}
+model: {{preset: tiny, d_model: 32, num_heads: 2, d_ff: 64, num_layers: 1, conv_kernel_size: 5, dropout: 0.0,
+         subsampling_channels: 16}}
+train: {{max_steps: 30, max_tokens: 400, warmup_steps: 10, schedule: cosine, lr: 0.005, eval_every: 30, device: cpu}}
+""")

@@ -14,59 +14,17 @@ from __future__ import annotations
 
 import json
 import math
-import random
 
-import numpy as np
 import pytest
 import torch
 import yaml
 from cli_helpers import tformer_cli
+from speech_helpers import LETTERS, write_tone_sentences
 
+from tformer.errors import TformerError
 from tformer.tasks import load_run_config, run_training
 
-sf = pytest.importorskip("soundfile")
-
-RATE, LETTERS, TONE_SECONDS = 8000, "abcde", 0.07
-SPLITS = (("train", 48, 2, 7), ("valid", 8, 2, 7), ("test", 8, 2, 7), ("test_long", 4, 9, 12))  # count, characters
-
-
-def tone_text(rng: random.Random, low: int, high: int) -> str:
-    """A text of low..high characters of LETTERS and single spaces, no character twice in a row."""
-    n, out = rng.randint(low, high), []
-    while len(out) < n:
-        space_ok = out and out[-1] != " " and len(out) < n - 1
-        c = rng.choice(LETTERS + " ") if space_ok else rng.choice(LETTERS)
-        if not out or c != out[-1]:
-            out.append(c)
-    return "".join(out)
-
-
-def speak(text: str, rng: random.Random) -> np.ndarray:
-    t = np.arange(int(RATE * TONE_SECONDS)) / RATE
-    parts = [np.zeros(int(RATE * 0.05))]
-    for c in text:
-        if c == " ":
-            parts.append(np.zeros_like(t))
-        else:
-            f = (300 + 350 * LETTERS.index(c)) * rng.uniform(0.97, 1.03)
-            parts.append(0.5 * np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) * np.hanning(len(t)))
-    x = np.concatenate([*parts, np.zeros(int(RATE * 0.05))])
-    return (x + 0.01 * np.random.default_rng(rng.randint(0, 10**6)).standard_normal(len(x))).astype(np.float32)
-
-
-def write_tone_sentences(root, seed: int = 0) -> None:
-    from tformer.data.audio.speech_sentences import SpokenSentence, write_manifest
-
-    rng, rows = random.Random(seed), []
-    (root / "wav").mkdir(parents=True)
-    for split, count, low, high in SPLITS:
-        for i in range(count):
-            uid, text = f"{split}-{i:03d}", tone_text(rng, low, high)
-            x = speak(text, rng)
-            sf.write(root / "wav" / f"{uid}.wav", x, RATE, subtype="PCM_16")
-            rows.append(SpokenSentence(f"wav/{uid}.wav", text, "tone", 100, 50, split, len(x) / RATE, uid))
-    write_manifest(root / "manifest.tsv", rows)
-
+pytest.importorskip("soundfile")  # the tone sentences are written as WAV files
 
 RECIPE = """
 run_dir: {run_dir}
@@ -242,6 +200,27 @@ def test_transcribe_reads_the_run_alone(ctc_run, tones, tmp_path):
     out = tmp_path / "out.txt"
     greedy = tformer_cli("transcribe", run, *wavs(tones, *ids), "--beam", "1", "--output", out)
     assert greedy.returncode == 0 and greedy.stdout == "" and len(out.read_text().splitlines()) == 3
+
+
+def test_predict_reads_audio_files_and_waveforms_as_transcribe_does(ctc_run, tones, tmp_path):
+    from tformer.data.audio import read_wav
+    from tformer.tasks import open_run
+
+    run, _ = ctc_run
+    files = wavs(tones, "test-000", "test_long-001")
+    (tmp_path / "in.txt").write_text("".join(f + "\n" for f in files))
+    r = tformer_cli("predict", run, "--input", tmp_path / "in.txt")
+    assert r.returncode == 0, r.stderr
+    want = tformer_cli("transcribe", run, *files).stdout.splitlines()
+    assert [json.loads(line)["transcript"] for line in r.stdout.splitlines()] == want
+    wave, rate = read_wav(files[0])  # the waveform itself, as the HTTP API takes it
+    p = open_run(run)
+    assert p.predict([{"samples": wave.tolist(), "sample_rate": rate}], files=False) == [{"transcript": want[0]}]
+    with pytest.raises(TformerError, match=r"^input 1: expected \{\"samples\""):
+        p.predict(files[:1], files=False)  # a server opens no file a request names
+    (tmp_path / "bad.txt").write_text(files[0] + "\nnot-a-file.wav\n")
+    r = tformer_cli("predict", run, "--input", tmp_path / "bad.txt")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "bad.txt:2: no such audio file" in r.stderr
 
 
 def test_transcribe_an_attention_run_matches_the_task_decoding(attention_run, tones):

@@ -173,7 +173,7 @@ def test_the_page_translates_and_draws_the_attention_map(served, browser, corpus
 
 # ---- the page of the other kinds of run: it adapts to the task and opens with the run's example answered ------
 
-@pytest.mark.parametrize("kind", ["classify", "vision", "lm"])
+@pytest.mark.parametrize("kind", ["classify", "vision", "lm", "asr"])
 def test_the_page_adapts_to_the_task_and_opens_answered(kind, browser, request):
     from selenium.webdriver.common.by import By
     from serve_helpers import served_app
@@ -194,6 +194,9 @@ def test_the_page_adapts_to_the_task_and_opens_answered(kind, browser, request):
             return
         example = info["example"]
         want = api(url, "/predict", {"inputs": [example]})["outputs"][0]
+        if kind == "asr":  # the example utterance, its length named, transcribed
+            assert answer == want["transcript"] and " s at 8000 Hz" in browser.find_element(By.ID, "audio-about").text
+            return
         assert answer == want["label"]
         bars = browser.find_elements(By.CSS_SELECTOR, "#bars .bar")
         assert len(bars) == len(info["labels"]) and "top" in bars[0].get_attribute("class")

@@ -17,9 +17,11 @@ from tformer.serving.app import create_app
 from tformer.serving.limits import Limits
 from tformer.tasks import open_run
 
-KINDS = ["translation", "classify", "vision", "lm"]
-RUNS = {"translation": "trained_run", "classify": "classify_run", "vision": "vision_run", "lm": "lm_run"}
-ROUTES = {"translation": "/translate", "classify": "/predict", "vision": "/predict", "lm": "/generate"}
+KINDS = ["translation", "classify", "vision", "lm", "asr"]
+RUNS = {"translation": "trained_run", "classify": "classify_run", "vision": "vision_run", "lm": "lm_run",
+        "asr": "asr_run"}
+ROUTES = {"translation": "/translate", "classify": "/predict", "vision": "/predict", "lm": "/generate",
+          "asr": "/predict"}
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -61,6 +63,12 @@ def test_the_answers_are_the_run_predictors(server):
         status, err = http(server.url, "/generate", {"prompts": ["a"], "temperature": 0.5})
         assert status == 422 and "only applies when sampling" in err["detail"] and "\n" not in err["detail"]
         return
+    if server.kind == "asr":  # the example utterance, and a second one: the first half of it
+        half = {**info["example"], "samples": info["example"]["samples"][: len(info["example"]["samples"]) // 2]}
+        status, got = http(server.url, "/predict", {"inputs": [info["example"], half]})
+        assert status == 200 and got["outputs"] == predictor.predict([info["example"], half], files=False)
+        assert all(isinstance(out["transcript"], str) for out in got["outputs"])
+        return
     inputs = [info["example"], info["example"]] if server.kind == "vision" else [info["example"], "sieben", "five"]
     status, got = http(server.url, "/predict", {"inputs": inputs})
     assert status == 200 and got["outputs"] == predictor.predict(inputs)
@@ -82,6 +90,9 @@ def test_bad_inputs_get_one_line_4xx(server):
     if server.kind == "vision":
         got, answer = http(server.url, route, {"inputs": [{"pixels": [[1, 2], [3]]}]})
         assert got == 422 and "\n" not in answer["detail"], answer
+    if server.kind in ("vision", "asr"):  # a server opens no file a request names
+        got, answer = http(server.url, route, {"inputs": [str(server.run_dir / "config.yaml")]})
+        assert got == 422, answer
 
 
 def test_a_text_classifier_shows_its_cls_attention(server):

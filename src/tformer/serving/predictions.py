@@ -7,6 +7,7 @@ the route (its ``endpoint``) and the type of an input (its ``input_kind``):
                      {"inputs": [{"question": "...", "context": "..."}]}    qa
                      {"inputs": [{"pixels": [[0, 16, ...], ...]}]}          vision
                      {"inputs": [{"frames": [[...13 MFCCs...], ...]}]}      audio_classify
+                     {"inputs": [{"samples": [...], "sample_rate": 22050}]} asr
                      -> {"outputs": [{"label": ..., "probabilities": {...}}, ...]}  (the task's answer per input)
     POST /generate   {"prompts": ["..."], "max_new_tokens": 32, "beam_size": 1, "sample": false, ...}    lm
                      -> {"outputs": [{"prompt": ..., "continuation": ...}, ...]}
@@ -18,6 +19,7 @@ task from ``GET /info``.
 """
 
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, ClassVar, Protocol
@@ -32,6 +34,7 @@ from tformer.serving.schemas import (
     MAX_FEATURES,
     MAX_FRAMES,
     MAX_IMAGE_SIDE,
+    MAX_SAMPLES,
     Answers,
     Info,
     cls_attention_request,
@@ -65,18 +68,21 @@ class PredictionService:
 
     def __init__(self, predictor: ServedPredictor, limits: Limits, name: str = "") -> None:
         self.predictor, self.limits, self.name = predictor, limits, name
+        # a server opens no file a request names: predictors that could read paths (images, audio) are told not to
+        self.no_files = {"files": False} if "files" in inspect.signature(predictor.predict).parameters else {}
         self.model_max_len = int(getattr(getattr(predictor.model, "cfg", None), "max_len", 0) or 512)
 
     def decode(self, inputs: list[Any], options: dict[str, Any]) -> list[dict[str, Any]]:
         """The predictor's answers (in the model thread)."""
-        return self.predictor.predict(inputs, **options)
+        return self.predictor.predict(inputs, **options, **self.no_files)
 
     def max_body_bytes(self) -> int:
         """The largest request body worth reading for this kind of input: texts at their limits, JSON-escaped
-        (:meth:`Limits.max_body_bytes`); numbers (pixels, frames) at 24 bytes each, up to 8 MiB."""
-        numbers = {"image": MAX_IMAGE_SIDE**2, "frames": MAX_FRAMES * MAX_FEATURES}.get(self.predictor.input_kind)
+        (:meth:`Limits.max_body_bytes`); numbers (pixels, frames, samples) at 24 bytes each, up to 15 MiB."""
+        numbers = {"image": MAX_IMAGE_SIDE**2, "frames": MAX_FRAMES * MAX_FEATURES,
+                   "audio": MAX_SAMPLES}.get(self.predictor.input_kind)
         if numbers:
-            return min(self.limits.max_texts * numbers * 24, 8 * 2**20) + 64 * 1024
+            return min(self.limits.max_texts * numbers * 24, 15 * 2**20) + 64 * 1024
         question = self.predictor.input_kind == "question"
         return self.limits.max_body_bytes(self.limits.max_chars + self.limits.max_context_chars if question else None)
 

@@ -163,6 +163,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 MAX_IMAGE_SIDE = 64  # the largest image (pixels a side) /predict takes
 MAX_FRAMES, MAX_FEATURES = 2000, 128  # the longest utterance (feature frames) and the most features a frame
+MAX_SAMPLES = 30 * 16_000  # the longest waveform: 30 s at 16 kHz (20 s at 24 kHz)
 
 
 def input_types(limits: Limits) -> dict[str, Any]:
@@ -196,7 +197,15 @@ def input_types(limits: Limits) -> dict[str, Any]:
         model_config = _STRICT
         frames: list[Frame] = Field(min_length=1, max_length=MAX_FRAMES)
 
-    return {"text": Text, "question": Question, "image": Image, "frames": Frames}
+    class Audio(BaseModel):
+        """A mono waveform: samples in [-1, 1] at ``sample_rate`` Hz (the page decodes an audio file to this)."""
+
+        model_config = _STRICT
+        samples: list[Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]] = Field(
+            min_length=1, max_length=MAX_SAMPLES)
+        sample_rate: int = Field(ge=1000, le=192_000, description="samples a second")
+
+    return {"text": Text, "question": Question, "image": Image, "frames": Frames, "audio": Audio}
 
 
 def predict_request(limits: Limits, input_kind: str, decodes: bool, model_max_len: int) -> type[BaseModel]:

@@ -35,10 +35,8 @@ from tformer.tasks.run import load_run_config, parse_run_config, run_training
 # Each module registers its task when imported, in this order (the order error messages list them in).
 # isort: off
 from tformer.tasks import translation, cmlm, lm, classify, vision, audio, asr, qa, summarization  # noqa: E402, F401
-# the predictors of trained runs (tformer predict, serve), beside their tasks
-from tformer.tasks import classify_run, vision_run, audio_run  # noqa: E402, F401
-from tformer.tasks import lm_run  # noqa: E402, F401  (the lm run's predictor: tformer generate, serve)
-from tformer.tasks import summarization_run  # noqa: E402, F401  (the summarization run's predictor)
+# the predictors of trained runs (tformer predict, generate, serve), beside their tasks (qa's: qa imports qa_reader)
+from tformer.tasks import classify_run, vision_run, audio_run, asr_run, lm_run, summarization_run  # noqa: E402, F401
 # isort: on
 
 __all__ = ["PREDICTORS", "TASKS", "Predictor", "Task", "TaskSettings", "check_run_config", "get_task",
