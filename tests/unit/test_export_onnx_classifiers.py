@@ -3,7 +3,8 @@ the graph's logits against the PyTorch model's on real inputs, at batch sizes an
 ones, and the command's JSON and one-line errors.
 
 Exporting with torch.export takes several seconds a model, so the default suite exports the text classifier once
-(through the CLI), a tiny ViT once and a Swin (TorchScript tracer, fast) once.
+(through the CLI) and a Swin (TorchScript tracer, fast) once; a tiny ViT (torch.export, as the text classifier) is
+exported by the slow tests (``pytest -m slow``).
 """
 
 from __future__ import annotations
@@ -102,7 +103,10 @@ def test_classify_graph_takes_any_batch_and_length(classify_export):
     assert result["check_inputs"] == 10 and result["max_abs_logit_diff"] < 1e-4 and result["argmax_agreement"] == 1
 
 
+@pytest.mark.slow
 def test_vit_export_agrees_with_pytorch_at_other_batch_sizes(tmp_path):
+    """The same exporter as the text classifier's (torch.export), 4 s more: slow (the README's ViT run is checked
+    on its 360 test images by ``tformer export``)."""
     torch.manual_seed(0)
     model = VisionClassifier(VisionConfig.digits(d_model=32, num_layers=1, d_ff=64, image_size=16, patch_size=4))
     with torch.no_grad():
