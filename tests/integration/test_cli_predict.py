@@ -60,7 +60,9 @@ def test_vision_reads_digits_pixels_and_image_files(vision_run, tmp_path):
     r = tformer_cli("predict", vision_run, "-i", tmp_path / "in.txt", "-o", tmp_path / "out.jsonl")
     assert r.returncode == 0, r.stderr
     a, b, c = _answers((tmp_path / "out.jsonl").read_text())
-    assert a == b  # digits:N is that image's pixels
+    # digits:N is that image's pixels (two rows of one batch: equal up to the matmul's blocking on this CPU)
+    assert a["label"] == b["label"]
+    assert all(abs(b["probabilities"][k] - p) < 1e-6 for k, p in a["probabilities"].items())
     assert c["label"] == a["label"]  # the PNG holds the pixels to the nearest of 256 grey levels
     assert all(abs(c["probabilities"][k] - p) < 1e-2 for k, p in a["probabilities"].items())
     assert set(a["probabilities"]) == {str(k) for k in range(10)}
