@@ -18,7 +18,12 @@ its task when imported:
 * ``asr``: speech recognition, the Conformer with a CTC head or the Transformer decoder, on spoken sentences
   (:mod:`tformer.tasks.asr`);
 * ``qa``: extractive question answering, the encoder-only model with a span head, long contexts read in
-  overlapping windows (:mod:`tformer.tasks.qa`).
+  overlapping windows (:mod:`tformer.tasks.qa`);
+* ``summarization``: the encoder-decoder with the copy mechanism and an optional coverage loss, long sources cut
+  (:mod:`tformer.tasks.summarization`).
+
+A trained run of any task but translation is opened by :func:`open_run`, which returns its
+:class:`~tformer.tasks.predictor.Predictor` (``tformer predict``, ``tformer generate``, ``tformer serve``).
 
 ``task`` names the task (``task: cmlm``); the task's settings are the section named after it
 (``cmlm: {iterations: 10, length_candidates: 3}``), typed by the task's ``Settings``.
