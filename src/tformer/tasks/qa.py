@@ -41,7 +41,7 @@ from tformer.errors import TformerError
 from tformer.evaluation.qa import qa_scores
 from tformer.models.bert import EncoderOnlyConfig, EncoderOnlyForQuestionAnswering
 from tformer.tasks.base import Task, TaskSettings
-from tformer.tasks.classify import minilm_folder
+from tformer.tasks.classify import init_folder, pretrained_width
 from tformer.tasks.qa_reader import QAPredictor, Reader, ReaderSpec, WindowBatch, collate_windows, write_reader
 from tformer.tasks.registry import register
 from tformer.training.config import RunConfig
@@ -135,11 +135,6 @@ def encoder_config(cfg: RunConfig, vocab_size: int, pad_id: int) -> EncoderOnlyC
                      where="model")
 
 
-def _init_folder(cfg: RunConfig) -> str | None:
-    name = cfg.model.get("init_from")
-    return None if not name else minilm_folder() if name == "minilm" else str(name)
-
-
 @register
 class QATask(Task):
     """Questions over contexts -> :class:`EncoderOnlyForQuestionAnswering` (see the module docstring)."""
@@ -172,12 +167,7 @@ class QATask(Task):
 
     @classmethod
     def model_width(cls, cfg: RunConfig) -> int:
-        folder = _init_folder(cfg)
-        if folder:
-            from tformer.interop.bert import config_from_bert
-
-            return config_from_bert(json.loads((Path(folder) / "config.json").read_text())).d_model
-        return encoder_config(cfg, 64, 0).d_model
+        return pretrained_width(cfg) or encoder_config(cfg, 64, 0).d_model
 
     @classmethod
     def build(cls, cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[QATask, EncoderOnlyForQuestionAnswering]:
@@ -279,7 +269,7 @@ def _model_and_tokenizer(cfg: RunConfig, run_dir: Path, resume: bool, train: lis
     run's saved tokenizer when resuming, else the pretrained folder's, else one trained on the training text."""
     from tokenizers import Tokenizer as HFTokenizer
 
-    folder = _init_folder(cfg)
+    folder = init_folder(cfg)
     if folder:
         from tformer.interop.bert import load_bert_folder
 
