@@ -1,4 +1,7 @@
-"""A tiny corpus and a tiny trained run, made once per test session with tformer's own code."""
+"""Tiny corpora and tiny trained runs of every task, made once per test session with tformer's own code."""
+
+import json
+from pathlib import Path
 
 import pytest
 from cli_helpers import tformer_cli, write_recipe
@@ -95,3 +98,62 @@ model: {{preset: tiny, d_model: 32, num_heads: 2, d_ff: 64, num_layers: 1, conv_
          subsampling_channels: 16}}
 train: {{max_steps: 30, max_tokens: 400, warmup_steps: 10, schedule: cosine, lr: 0.005, eval_every: 30, device: cpu}}
 """)
+
+
+# ---- tiny runs of task qa and summarization (their tests, and tformer serve's) ----------------------------------
+
+QA_RECIPE = """
+run_dir: {run_dir}
+task: qa
+qa: {{doc_stride: 16, max_answer_len: 3, test_sets: [test_long.jsonl]}}
+seed: 3
+data: {{data_dir: {data}, train_src: train.jsonl, valid_src: valid.jsonl, test_src: test.jsonl, vocab_size: 120,
+        max_len: 48}}
+model: {{preset: tiny}}
+train: {{max_steps: 8, max_tokens: 1536, warmup_steps: 4, eval_every: 4, log_every: 4, device: cpu,
+         keep_checkpoints: 1}}
+"""
+
+
+@pytest.fixture(scope="session")
+def babi(tmp_path_factory):
+    """Tiny bAbI-style data from tformer.data.babi's generator."""
+    from tformer.data.babi import BabiConfig, build
+
+    d = tmp_path_factory.mktemp("babi") / "babi"
+    build(d, BabiConfig(train_questions=30, eval_questions=4, test_questions=5, long_questions=2))
+    return d
+
+
+@pytest.fixture(scope="session")
+def qa_run(babi):
+    """A finished tiny extractive-QA run on ``babi`` (its directory, and its summary)."""
+    run_dir = babi.parent / "run"
+    cfg = babi.parent / "qa.yaml"
+    cfg.write_text(QA_RECIPE.format(run_dir=run_dir, data=babi))
+    r = tformer_cli("train", str(cfg), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    return run_dir, json.loads(r.stdout)
+
+
+@pytest.fixture(scope="session")
+def summarization_run(tmp_path_factory):
+    """A finished tiny summarization run with copy and coverage (its data folder, and its summary)."""
+    import random
+
+    from summary_helpers import write_split
+
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "summarization.yaml"
+    tmp = tmp_path_factory.mktemp("summarization")
+    rng = random.Random(7)
+    for split, n in (("train", 300), ("valid", 20), ("test", 20)):
+        write_split(tmp, split, n, rng)
+    r = tformer_cli("train", str(recipe), f"run_dir={tmp / 'run'}", f"data.data_dir={tmp}", "data.vocab_size=120",
+                    "data.max_len=32", "summarization.max_source_len=24", "summarization.coverage=1.0",
+                    "summarization.rouge_samples=8", "summarization.test_samples=10", "summarization.beam_size=2",
+                    "model.preset=tiny", "model.d_model=32", "model.d_ff=64", "model.num_heads=2",
+                    "model.num_encoder_layers=1", "model.num_decoder_layers=1", "model.max_len=40",
+                    "model.dropout=0.0", "train.max_tokens=800", "train.max_steps=40", "train.warmup_steps=10",
+                    "train.eval_every=20", "train.max_minutes=0", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    return tmp, json.loads(r.stdout.strip().splitlines()[-1])

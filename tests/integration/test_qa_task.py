@@ -15,35 +15,6 @@ from tformer.models.bert import EncoderOnlyForQuestionAnswering
 from tformer.models.registry import load_pretrained
 from tformer.tasks import load_run_config, open_run, run_training
 
-RECIPE = """
-run_dir: {run_dir}
-task: qa
-qa: {{doc_stride: 16, max_answer_len: 3, test_sets: [test_long.jsonl]}}
-seed: 3
-data: {{data_dir: {data}, train_src: train.jsonl, valid_src: valid.jsonl, test_src: test.jsonl, vocab_size: 120,
-        max_len: 48}}
-model: {{preset: tiny}}
-train: {{max_steps: 8, max_tokens: 1536, warmup_steps: 4, eval_every: 4, log_every: 4, device: cpu,
-         keep_checkpoints: 1}}
-"""
-
-
-@pytest.fixture(scope="module")
-def babi(tmp_path_factory):
-    d = tmp_path_factory.mktemp("babi") / "babi"
-    build(d, BabiConfig(train_questions=30, eval_questions=4, test_questions=5, long_questions=2))
-    return d
-
-
-@pytest.fixture(scope="module")
-def qa_run(babi):
-    run_dir = babi.parent / "run"
-    cfg = babi.parent / "qa.yaml"
-    cfg.write_text(RECIPE.format(run_dir=run_dir, data=babi))
-    r = tformer_cli("train", str(cfg), "--no-progress")
-    assert r.returncode == 0, r.stderr
-    return run_dir, json.loads(r.stdout)
-
 
 def test_a_qa_run_reports_exact_match_and_f1_per_task_on_each_test_set(qa_run):
     _, summary = qa_run

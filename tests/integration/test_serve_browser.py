@@ -173,7 +173,7 @@ def test_the_page_translates_and_draws_the_attention_map(served, browser, corpus
 
 # ---- the page of the other kinds of run: it adapts to the task and opens with the run's example answered ------
 
-@pytest.mark.parametrize("kind", ["classify", "vision", "lm", "asr"])
+@pytest.mark.parametrize("kind", ["classify", "vision", "lm", "asr", "qa", "summarization"])
 def test_the_page_adapts_to_the_task_and_opens_answered(kind, browser, request):
     from selenium.webdriver.common.by import By
     from serve_helpers import served_app
@@ -182,6 +182,8 @@ def test_the_page_adapts_to_the_task_and_opens_answered(kind, browser, request):
     from tformer.serving.app import create_app
 
     run_dir = request.getfixturevalue(f"{kind}_run")
+    if isinstance(run_dir, tuple):  # (the run or its data folder, the run's summary)
+        run_dir = run_dir[0] if kind == "qa" else run_dir[0] / "run"
     model, example = what_to_serve(str(run_dir), "cpu")  # as `tformer serve` builds it, in a thread here
     with served_app(create_app(model, name=run_dir.name, example=example)) as url:
         browser.get(url + "/")
@@ -193,7 +195,16 @@ def test_the_page_adapts_to_the_task_and_opens_answered(kind, browser, request):
             assert answer == (want["prompt"] + want["continuation"]).strip()
             return
         example = info["example"]
-        want = api(url, "/predict", {"inputs": [example]})["outputs"][0]
+        body = {"inputs": [example], **({"beam_size": 4} if kind == "summarization" else {})}
+        want = api(url, "/predict", body)["outputs"][0]
+        if kind == "summarization":
+            assert answer == want["summary"].strip()
+            return
+        if kind == "qa":  # the answer, and the passage with the answer's characters marked
+            assert answer == (want["answer"] or "(no answer)")
+            if want["end"] > want["start"]:
+                assert browser.find_element(By.CSS_SELECTOR, "#passage mark").text == want["answer"]
+            return
         if kind == "asr":  # the example utterance, its length named, transcribed
             assert answer == want["transcript"] and " s at 8000 Hz" in browser.find_element(By.ID, "audio-about").text
             return

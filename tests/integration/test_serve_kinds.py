@@ -17,16 +17,18 @@ from tformer.serving.app import create_app
 from tformer.serving.limits import Limits
 from tformer.tasks import open_run
 
-KINDS = ["translation", "classify", "vision", "lm", "asr"]
+KINDS = ["translation", "classify", "vision", "lm", "asr", "qa", "summarization"]
 RUNS = {"translation": "trained_run", "classify": "classify_run", "vision": "vision_run", "lm": "lm_run",
-        "asr": "asr_run"}
+        "asr": "asr_run", "qa": "qa_run", "summarization": "summarization_run"}
 ROUTES = {"translation": "/translate", "classify": "/predict", "vision": "/predict", "lm": "/generate",
-          "asr": "/predict"}
+          "asr": "/predict", "qa": "/predict", "summarization": "/predict"}
 
 
 @pytest.fixture(scope="module", params=KINDS)
 def server(request):
     run_dir = request.getfixturevalue(RUNS[request.param])
+    if isinstance(run_dir, tuple):  # (the run or its data folder, the run's summary)
+        run_dir = run_dir[0] if request.param == "qa" else run_dir[0] / "run"
     model, example = served(str(run_dir), "cpu")
     limits = Limits(max_texts=8, max_chars=200, max_beam=4, max_context_chars=2000, batch_wait_ms=5)
     with served_app(create_app(model, limits, name=run_dir.name, example=example)) as url:
@@ -69,6 +71,15 @@ def test_the_answers_are_the_run_predictors(server):
         assert status == 200 and got["outputs"] == predictor.predict([info["example"], half], files=False)
         assert all(isinstance(out["transcript"], str) for out in got["outputs"])
         return
+    if server.kind in ("qa", "summarization"):
+        other = ({**info["example"], "question": "Where is Mary?"} if server.kind == "qa" else
+                 "zorpblix is a small editor for maps written with care. It also reads logs.")
+        options = {"beam_size": 2, "length_penalty": 0.6, "min_len": 0, "max_len": None, "no_repeat_ngram_size": 0}
+        body = {"inputs": [info["example"], other], **({"beam_size": 2} if server.kind == "summarization" else {})}
+        status, got = http(server.url, "/predict", body)
+        want = predictor.predict([info["example"], other], **(options if server.kind == "summarization" else {}))
+        assert status == 200 and got["outputs"] == want
+        return
     inputs = [info["example"], info["example"]] if server.kind == "vision" else [info["example"], "sieben", "five"]
     status, got = http(server.url, "/predict", {"inputs": inputs})
     assert status == 200 and got["outputs"] == predictor.predict(inputs)
@@ -81,7 +92,8 @@ def test_the_answers_are_the_run_predictors(server):
 def test_bad_inputs_get_one_line_4xx(server):
     route = ROUTES[server.kind]
     field = {"/translate": "texts", "/predict": "inputs", "/generate": "prompts"}[route]
-    for body, status in [({field: []}, 422), ({field: ["x"] * 9}, 422), ({field: ["a"], "colour": 1}, 422),
+    item = {"question": "q", "context": "c"} if server.kind == "qa" else "x"
+    for body, status in [({field: []}, 422), ({field: [item] * 9}, 422), ({field: [item], "colour": 1}, 422),
                          ({field: "not a list"}, 422)]:
         got, answer = http(server.url, route, body)
         assert got == status and isinstance(answer["detail"], str) and "\n" not in answer["detail"], (body, answer)

@@ -7,52 +7,13 @@ import random
 from pathlib import Path
 
 import pytest
-from cli_helpers import tformer_cli
+from summary_helpers import description
 
 from tformer.errors import TformerError
 from tformer.evaluation.rouge import lead, lead_baseline
 from tformer.tasks import open_run
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "summarization.yaml"
-NAMES = ["zorp", "blix", "quanto", "fremd", "mulk", "tarvo", "gesh", "plinth", "vomo", "krell", "daxi", "unto"]
-ADJECTIVES = ["fast", "small", "secure", "simple", "graphical", "portable"]
-NOUNS = ["editor", "library", "server", "parser", "viewer", "compiler"]
-THINGS = ["images", "music", "mail", "fonts", "maps", "logs", "games", "notes"]
-
-
-def description(rng: random.Random) -> tuple[str, str]:
-    """A long description and its synopsis: the synopsis is words of the first sentence, which says more."""
-    name = rng.choice(NAMES) + rng.choice(NAMES)
-    adj, noun, thing = rng.choice(ADJECTIVES), rng.choice(NOUNS), rng.choice(THINGS)
-    other = rng.choice(THINGS)
-    text = (f"{name} is a {adj} {noun} for {thing} written with care. It also reads {other} and more. "
-            f"This package contains the {noun}.")
-    return text, f"{adj} {noun} for {thing}"
-
-
-def write_split(d: Path, split: str, n: int, rng: random.Random) -> None:
-    pairs = [description(rng) for _ in range(n)]
-    (d / f"{split}.src").write_text("".join(f"{s}\n" for s, _ in pairs))
-    (d / f"{split}.tgt").write_text("".join(f"{t}\n" for _, t in pairs))
-
-
-@pytest.fixture(scope="module")
-def summarization_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("summarization")
-    rng = random.Random(7)
-    for split, n in (("train", 300), ("valid", 20), ("test", 20)):
-        write_split(tmp, split, n, rng)
-    r = tformer_cli("train", str(RECIPE), f"run_dir={tmp / 'run'}", f"data.data_dir={tmp}", "data.vocab_size=120",
-                    "data.max_len=32", "summarization.max_source_len=24", "summarization.coverage=1.0",
-                    "summarization.rouge_samples=8", "summarization.test_samples=10", "summarization.beam_size=2",
-                    "model.preset=tiny", "model.d_model=32", "model.d_ff=64", "model.num_heads=2",
-                    "model.num_encoder_layers=1", "model.num_decoder_layers=1", "model.max_len=40",
-                    "model.dropout=0.0", "train.max_tokens=800", "train.max_steps=40", "train.warmup_steps=10",
-                    "train.eval_every=20", "train.max_minutes=0", "--no-progress")
-    assert r.returncode == 0, r.stderr
-    return tmp, json.loads(r.stdout.strip().splitlines()[-1])
-
-
 def test_training_reports_rouge_at_validation_and_on_test_with_the_lead_baseline(summarization_run):
     tmp, summary = summarization_run
     records = [json.loads(line) for line in (tmp / "run" / "metrics.jsonl").read_text().splitlines()]
