@@ -78,13 +78,14 @@ class PredictionService:
 
     def max_body_bytes(self) -> int:
         """The largest request body worth reading for this kind of input: texts at their limits, JSON-escaped
-        (:meth:`Limits.max_body_bytes`); numbers (pixels, frames, samples) at 24 bytes each, up to 15 MiB."""
+        (:meth:`Limits.max_body_bytes`); numbers (pixels, frames, samples) at 24 bytes each; at most 15 MiB."""
         numbers = {"image": MAX_IMAGE_SIDE**2, "frames": MAX_FRAMES * MAX_FEATURES,
                    "audio": MAX_SAMPLES}.get(self.predictor.input_kind)
         if numbers:
             return min(self.limits.max_texts * numbers * 24, 15 * 2**20) + 64 * 1024
         question = self.predictor.input_kind == "question"
-        return self.limits.max_body_bytes(self.limits.max_chars + self.limits.max_context_chars if question else None)
+        texts = self.limits.max_body_bytes(self.limits.max_chars + self.limits.max_context_chars if question else None)
+        return min(texts, 15 * 2**20 + 64 * 1024)  # under BodyLimit's 16 MiB, above which nothing is read
 
     def info(self) -> Info:
         """What ``GET /info`` answers: the task, the route, an example input, the model and the limits."""
