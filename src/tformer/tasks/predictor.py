@@ -5,7 +5,7 @@ task from the run's ``config.yaml`` and returns that task's :class:`Predictor`:
 
     >>> p = open_run("runs/babi-qa")               # task qa -> the extractive QA predictor
     >>> p.predict([{"question": "Where is Mary?", "context": "Mary went to the kitchen."}])
-    [{'answer': 'kitchen', 'start': 18, 'end': 25, 'score': 0.97}]
+    [{'answer': 'kitchen', 'start': 18, 'end': 25, 'score': 11.3}]   # score: start logit + end logit
 
 A task's module registers its predictor with :func:`register_predictor` (beside ``@register`` for the task).
 Translation runs keep their own richer interface (:class:`tformer.translator.Translator`: n-best lists,
