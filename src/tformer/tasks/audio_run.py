@@ -21,7 +21,6 @@ Shape legend: B utterances, T frames (padded), M features a frame, K classes.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -36,7 +35,7 @@ from tformer.errors import TformerError
 from tformer.models.conformer import ConformerClassifier
 from tformer.tasks.audio import AudioClassifyTask
 from tformer.tasks.classifier_runs import answers, check_device, input_error, run_config, run_model, token_batches
-from tformer.tasks.predictor import Predictor, register_predictor
+from tformer.tasks.predictor import Predictor, register_predictor, text_or_json_input
 
 TEST_PREFIX = "test:"
 
@@ -75,13 +74,7 @@ class AudioClassifyPredictor(Predictor):
     # -- inputs --
     def parse_input(self, line: str) -> str | dict[str, Any]:
         """A JSON object (``{"frames": ...}``) when the line starts with ``{``, else the string (``test:N``)."""
-        text = line.strip()
-        if not text.startswith("{"):
-            return text
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise TformerError(f'an utterance line must be test:N or {{"frames": ...}}: {e.msg}') from None
+        return text_or_json_input(line, 'an utterance line must be test:N or {"frames": ...}')
 
     def frames_of(self, value: Any) -> Tensor:
         """One input as its raw frames (T, M) float32."""

@@ -79,12 +79,15 @@ def pretrained_width(cfg: RunConfig) -> int | None:
     return config_from_bert(json.loads((Path(folder) / "config.json").read_text())).d_model
 
 
-def encoder_config(cfg: RunConfig, vocab_size: int, pad_id: int) -> EncoderOnlyConfig:
-    spec = {k: v for k, v in cfg.model.items() if k not in HEAD_KEYS}
+def encoder_config(cfg: RunConfig, vocab_size: int, pad_id: int, presets: dict[str, dict] = PRESETS,
+                   head_keys: tuple[str, ...] = HEAD_KEYS) -> EncoderOnlyConfig:
+    """A fresh encoder's config: the ``model.preset`` of ``presets``, then the model section's fields but the
+    ``head_keys`` (a task with other presets or head settings passes its own)."""
+    spec = {k: v for k, v in cfg.model.items() if k not in head_keys}
     preset = cfg.model.get("preset", "small")
-    check(preset in PRESETS, f"model.preset must be one of {tuple(PRESETS)} for task classify, got {preset!r}")
+    check(preset in presets, f"model.preset must be one of {tuple(presets)} for task {cfg.task}, got {preset!r}")
     check("vocab_size" not in spec and "pad_id" not in spec, "model: vocab_size and pad_id come from the tokenizer")
-    return from_dict(EncoderOnlyConfig, {"vocab_size": vocab_size, "pad_id": pad_id, **PRESETS[preset], **spec},
+    return from_dict(EncoderOnlyConfig, {"vocab_size": vocab_size, "pad_id": pad_id, **presets[preset], **spec},
                      where="model")
 
 

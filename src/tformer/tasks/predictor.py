@@ -129,3 +129,15 @@ def parse_json_input(line: str, fields: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(value, dict) or any(not isinstance(value.get(f), str) for f in fields):
         raise TformerError(f"an input line must be a JSON object with string fields {', '.join(fields)}")
     return value
+
+
+def text_or_json_input(line: str, expected: str) -> str | dict[str, Any]:
+    """One input line that is either a name (a path, ``digits:N``) or, when it starts with ``{``, a JSON object;
+    ``expected`` says what a line may be, for the one-line error of bad JSON."""
+    text = line.strip()
+    if not text.startswith("{"):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TformerError(f"{expected}: {e.msg}") from None

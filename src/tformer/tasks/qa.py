@@ -34,12 +34,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tformer.config import check, check_choice, from_dict
+from tformer.config import check, check_choice
 from tformer.console import log
 from tformer.data.qa_windows import Window
 from tformer.errors import TformerError
 from tformer.evaluation.qa import qa_scores
 from tformer.models.bert import EncoderOnlyConfig, EncoderOnlyForQuestionAnswering
+from tformer.tasks import classify
 from tformer.tasks.base import Task, TaskSettings
 from tformer.tasks.classify import init_folder, pretrained_width
 from tformer.tasks.qa_reader import QAPredictor, Reader, ReaderSpec, WindowBatch, collate_windows, write_reader
@@ -127,12 +128,7 @@ def read_questions(path: str | Path) -> list[Question]:
 
 def encoder_config(cfg: RunConfig, vocab_size: int, pad_id: int) -> EncoderOnlyConfig:
     """The fresh encoder's config: the preset, then the model section's fields."""
-    spec = {k: v for k, v in cfg.model.items() if k not in HEAD_KEYS}
-    preset = cfg.model.get("preset", "small")
-    check(preset in PRESETS, f"model.preset must be one of {tuple(PRESETS)} for task qa, got {preset!r}")
-    check("vocab_size" not in spec and "pad_id" not in spec, "model: vocab_size and pad_id come from the tokenizer")
-    return from_dict(EncoderOnlyConfig, {"vocab_size": vocab_size, "pad_id": pad_id, **PRESETS[preset], **spec},
-                     where="model")
+    return classify.encoder_config(cfg, vocab_size, pad_id, PRESETS, HEAD_KEYS)
 
 
 @register

@@ -21,7 +21,6 @@ Shape legend: B images, C channels (1), S = 8 pixels a side, S' the model's imag
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from functools import cached_property
@@ -34,7 +33,7 @@ from tformer.data.images import DIGITS_MAX, ImageSplit, load_digits_splits
 from tformer.errors import TformerError
 from tformer.tasks.classifier_runs import answers, check_device, input_error, run_model, token_batches
 from tformer.tasks.digit_images import pixels_from_json, read_image
-from tformer.tasks.predictor import Predictor, register_predictor
+from tformer.tasks.predictor import Predictor, register_predictor, text_or_json_input
 from tformer.tasks.vision import IMAGE_SIDE, PRESETS, VisionTask
 
 DIGITS_PREFIX = "digits:"
@@ -68,13 +67,7 @@ class VisionPredictor(Predictor):
     def parse_input(self, line: str) -> str | dict[str, Any]:
         """A JSON object (``{"pixels": ...}``) when the line starts with ``{``, else the string (a path or
         ``digits:N``)."""
-        text = line.strip()
-        if not text.startswith("{"):
-            return text
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise TformerError(f'an image line must be a path, digits:N or {{"pixels": ...}}: {e.msg}') from None
+        return text_or_json_input(line, 'an image line must be a path, digits:N or {"pixels": ...}')
 
     def pixels_of(self, value: Any, files: bool = True) -> Tensor:
         """One input as (S, S) float32 ink in 0..16 (see the module docstring)."""
