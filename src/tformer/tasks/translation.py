@@ -26,7 +26,7 @@ from tformer.data.batching import Batch, collate
 from tformer.data.corpus import filter_pairs, read_jsonl, read_parallel, read_tsv
 from tformer.data.vocabularies import Vocabularies
 from tformer.errors import TformerError
-from tformer.evaluation.bleu import check_tokenizer, score
+from tformer.evaluation.bleu import check_tokenizer, corpus_bleu
 from tformer.models.transformer.config import TransformerConfig
 from tformer.models.transformer.model import Transformer
 from tformer.tasks.base import Task, TaskSettings
@@ -236,7 +236,7 @@ class TranslationTask(Task):
             return {}
         sample = self.data.valid_text[:n]
         hyps = self.translate(model, [s for s, _ in sample], device, max_tokens)
-        return {"bleu": score(hyps, [t for _, t in sample], tokenize=self.settings.bleu_tokenize)["bleu"],
+        return {"bleu": corpus_bleu(hyps, [t for _, t in sample], tokenize=self.settings.bleu_tokenize)["bleu"],
                 "bleu_sentences": n}
 
     def translate(self, model: Transformer, sources: list[str], device: torch.device, max_tokens: int) -> list[str]:
