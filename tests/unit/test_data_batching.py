@@ -210,3 +210,55 @@ def test_sampler_and_collate_in_a_dataloader():
     assert sum(len(b) for b in batches) == 100
     assert all(len(b) * max(b.src.shape[1], b.tgt_in.shape[1]) <= 64 for b in batches)
     assert sum(b.num_tgt_tokens for b in batches) == sum(len(t) + 1 for _, t in data)
+
+
+def greedy_by_hand(src, tgt, max_tokens, bucket_of, order):
+    """The packing written out pair by pair: sort by (bucket, padded length, src, tgt) from ``order`` (stable),
+    then extend each batch while it stays in its bucket and (pairs + 1) * longest <= max_tokens."""
+    key = {i: (bucket_of[i], max(src[i], tgt[i]) + 1, src[i], tgt[i]) for i in order}
+    batches, batch, longest = [], [], 0
+    for i in sorted(order, key=lambda i: key[i]):
+        new = max(longest, key[i][1])
+        if batch and (key[i][0] != key[batch[0]][0] or (len(batch) + 1) * new > max_tokens):
+            batches.append(batch)
+            batch, new = [], key[i][1]
+        batch.append(i)
+        longest = new
+    return batches + [batch] if batch else batches
+
+
+@pytest.mark.parametrize("bucket_size", [None, 1, 7, 250])
+@pytest.mark.parametrize("max_tokens", [1, 30, 300, 5000])
+def test_packing_equals_the_pair_by_pair_loop(bucket_size, max_tokens):
+    src, tgt = random_lengths(1000, seed=max_tokens)
+    sampler = TokenBatchSampler(src, tgt, max_tokens=max_tokens, shuffle=False, bucket_size=bucket_size)
+    order = list(range(1000))
+    bucket_of = [i // bucket_size if bucket_size else 0 for i in order]
+    assert sampler.batches_for_epoch(0) == greedy_by_hand(src, tgt, max_tokens, bucket_of, order)
+    shuffled = TokenBatchSampler(src, tgt, max_tokens=max_tokens, seed=3, bucket_size=bucket_size)
+    got = shuffled.batches_for_epoch(0)  # the same batches, served in a random order
+    perm = torch.randperm(1000, generator=torch.Generator().manual_seed(3)).tolist()
+    bucket_of = [0] * 1000
+    for position, i in enumerate(perm):
+        bucket_of[i] = position // bucket_size if bucket_size else 0
+    assert sorted(got) == sorted(greedy_by_hand(src, tgt, max_tokens, bucket_of, perm))
+
+
+def test_padding_ratio_equals_the_padded_tensors():
+    src, tgt = random_lengths(500, seed=4)
+    sampler = TokenBatchSampler(src, tgt, max_tokens=200, seed=1, bucket_size=64)
+    data = [([5] * s, [6] * t) for s, t in zip(src, tgt, strict=True)]
+    pad = total = 0
+    for batch in sampler.batches_for_epoch(0):
+        b = collate([data[i] for i in batch])
+        for tensor in (b.src, b.tgt_out):
+            total, pad = total + tensor.numel(), pad + int((tensor == PAD_ID).sum())
+    assert sampler.padding_ratio(0) == pytest.approx(pad / total)
+
+
+def test_packing_of_lengths_too_large_to_pack_into_one_sort_key():
+    src, tgt = random_lengths(300, seed=8)
+    src[5], tgt[7] = 3_000_000, 2_500_000  # (padded x src x tgt) sizes pass 2**62: one sort per key instead
+    sampler = TokenBatchSampler(src, tgt, max_tokens=400, shuffle=False, bucket_size=50)
+    bucket_of = [i // 50 for i in range(300)]
+    assert sampler.batches_for_epoch(0) == greedy_by_hand(src, tgt, 400, bucket_of, list(range(300)))

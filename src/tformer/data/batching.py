@@ -17,15 +17,18 @@ model really sees.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
+import numpy as np
 import torch
 
 from tformer.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tformer.errors import TformerError
 
-__all__ = ["Batch", "TokenBatchSampler", "collate", "rank_share"]
+__all__ = ["Batch", "Batches", "TokenBatchSampler", "collate", "rank_share"]
 
 
 class TokenBatchSampler:
@@ -96,7 +99,8 @@ class TokenBatchSampler:
         self.bucket_size = bucket_size
         self.epoch = 0
         self._consumed = 0  # batches of self.epoch already handed out by __iter__
-        self._cache: tuple[int, list[list[int]]] | None = None
+        self._cache: tuple[int, Batches] | None = None
+        self._packed: torch.Tensor | None = None  # the sort keys of the pairs, packed (see _sorted)
 
     @property
     def num_pairs(self) -> int:
@@ -105,45 +109,47 @@ class TokenBatchSampler:
 
     # -------------------------------------------------------------------------- building batches
 
-    def batches_for_epoch(self, epoch: int) -> list[list[int]]:
+    def batches_for_epoch(self, epoch: int) -> Batches:
         """Returns all batches (lists of pair indices) of ``epoch``, in the order they are served."""
         if self._cache is None or self._cache[0] != epoch:
             self._cache = (epoch, self._build_batches(epoch))
         return self._cache[1]
 
-    def _build_batches(self, epoch: int) -> list[list[int]]:
+    def _build_batches(self, epoch: int) -> Batches:
         n = self.num_pairs
         generator = torch.Generator().manual_seed(self.seed + epoch)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
-        bucket_of = torch.zeros(n, dtype=torch.long)  # bucket of each pair: its shuffled position // size
+        bucket_at = None  # the bucket of the pair at each shuffled position: position // size
         if self.bucket_size is not None:
-            bucket_of[order] = torch.arange(n) // self.bucket_size
+            bucket_at = torch.arange(n) // self.bucket_size
+        order, buckets, padded = self._sorted(order, bucket_at)
+        starts = _greedy_starts(padded.numpy(), buckets.numpy(), self.max_tokens)
+        served = torch.randperm(len(starts), generator=generator) if self.shuffle else torch.arange(len(starts))
+        return Batches(order.numpy(), np.append(starts, n), served.numpy())
 
-        # Sort by (bucket, padded length, source length, target length): stable sorts, last key first.
-        for key in (self.tgt_lengths, self.src_lengths, self.padded_lengths, bucket_of):
+    def _sorted(self, order: torch.Tensor, bucket_at: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``order`` stably sorted by (bucket, padded length, source length, target length), and the bucket and
+        padded length of each pair in that order. The keys are packed into one int64 per pair where they fit
+        (always, for sentence lengths: one sort), else sorted one at a time (a stable sort per key, last key
+        first)."""
+        buckets = torch.zeros_like(order) if bucket_at is None else bucket_at
+        lengths = (self.padded_lengths, self.src_lengths, self.tgt_lengths)
+        sizes = [int(key.max()) + 1 if len(key) else 1 for key in lengths]
+        per_bucket = math.prod(sizes)
+        if per_bucket * (int(buckets.max()) + 1 if len(buckets) else 1) < 2**62:
+            if self._packed is None:  # (N,) (padded, src, tgt) as one number, in pair order
+                self._packed = (lengths[0] * sizes[1] + lengths[1]) * sizes[2] + lengths[2]
+            keys = self._packed[order]
+            if bucket_at is not None:
+                keys += bucket_at * per_bucket
+            values, indices = torch.sort(keys, stable=True)
+            return order[indices], values // per_bucket, values % per_bucket // (sizes[1] * sizes[2])
+        bucket_of = torch.empty_like(order)  # (N,) in pair order
+        bucket_of[order] = buckets
+        for key in (*reversed(lengths), bucket_of):  # last key first
             order = order[torch.sort(key[order], stable=True).indices]
-
-        # Greedy packing: extend the batch while its cost stays within budget and its bucket.
-        batches: list[list[int]] = []
-        batch: list[int] = []
-        batch_len = 0  # the padded length of the current batch
-        batch_bucket = -1
-        sorted_lengths = self.padded_lengths[order].tolist()
-        sorted_buckets = bucket_of[order].tolist()
-        for i, length, bucket in zip(order.tolist(), sorted_lengths, sorted_buckets, strict=True):
-            new_len = max(batch_len, length)
-            if batch and (bucket != batch_bucket or (len(batch) + 1) * new_len > self.max_tokens):
-                batches.append(batch)
-                batch, new_len = [], length
-            batch.append(i)
-            batch_len, batch_bucket = new_len, bucket
-        if batch:
-            batches.append(batch)
-
-        if self.shuffle:
-            batch_order = torch.randperm(len(batches), generator=generator).tolist()
-            batches = [batches[j] for j in batch_order]
-        return batches
+        return order, bucket_of[order], self.padded_lengths[order]
 
     # -------------------------------------------------------------------------------- iterating
 
@@ -206,13 +212,82 @@ class TokenBatchSampler:
         Returns:
             ``pad tokens / all tokens`` over the ``src`` and ``tgt_out`` tensors of every batch.
         """
+        batches = self.batches_for_epoch(self.epoch if epoch is None else epoch)
         pad = total = 0
-        for batch in self.batches_for_epoch(self.epoch if epoch is None else epoch):
-            for lengths in (self.src_lengths[batch] + 1, self.tgt_lengths[batch] + 1):
-                slots = len(batch) * int(lengths.max())
-                total += slots
-                pad += slots - int(lengths.sum())
+        for lengths in (self.src_lengths, self.tgt_lengths):
+            slots, tokens = batches.padded_slots(lengths.numpy() + 1)
+            total, pad = total + slots, pad + slots - tokens
         return pad / total if total else 0.0
+
+
+class Batches(Sequence[list[int]]):
+    """The batches of one epoch, as :meth:`TokenBatchSampler.batches_for_epoch` serves them: a sequence of lists of
+    pair indices, stored as three arrays instead of a list per batch (at WMT scale, 4.5 million pairs: 36 MB
+    instead of ~200 MB of Python lists, and built in a fraction of the time).
+
+    Batch ``j`` of the sorted order is ``order[bounds[j]:bounds[j + 1]]``; the epoch serves them in the order
+    ``served``. Indexing gives a list of ints, slicing a list of such lists; equal to any sequence of the same
+    lists.
+    """
+
+    def __init__(self, order: np.ndarray, bounds: np.ndarray, served: np.ndarray) -> None:
+        self.order = order  # (N,) pair indices, sorted by (bucket, length)
+        self.bounds = bounds  # (num_batches + 1,) where each batch starts in ``order``, then N
+        self.served = served  # (num_batches,) the serving order of the batches
+
+    def __len__(self) -> int:
+        return len(self.served)
+
+    @overload
+    def __getitem__(self, i: int) -> list[int]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[list[int]]: ...
+
+    def __getitem__(self, i: int | slice) -> list[int] | list[list[int]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        j = int(self.served[i])
+        return self.order[self.bounds[j] : self.bounds[j + 1]].tolist()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # a sequence compared by value
+
+    def padded_slots(self, lengths: np.ndarray) -> tuple[int, int]:
+        """For per-pair ``lengths`` (N,): (the slots of every batch padded to its longest, the lengths' sum)."""
+        if not len(self):
+            return 0, 0
+        starts = self.bounds[:-1]
+        sorted_lengths = lengths[self.order].astype(np.int64)  # (N,) in batch order
+        longest = np.maximum.reduceat(sorted_lengths, starts)  # (num_batches,)
+        return int((np.diff(self.bounds) * longest).sum()), int(sorted_lengths.sum())
+
+
+def _greedy_starts(padded: np.ndarray, bucket: np.ndarray, max_tokens: int) -> np.ndarray:
+    """Where each batch starts when pairs sorted by (bucket, padded length) are packed greedily: a batch takes the
+    next pair while it stays in its bucket and ``(pairs + 1) * padded length <= max_tokens``.
+
+    Within a bucket the lengths ``L`` never decrease, so the pair at sorted position ``k`` joins the batch that
+    starts at ``p`` exactly when ``k - p + 1 <= max_tokens // L[k]``, i.e. ``g[k] = k + 1 - max_tokens // L[k]
+    <= p``; ``g`` increases strictly within a bucket, and shifting each bucket by a multiple of ``n + max_tokens
+    + 2`` keeps it increasing over the whole order. One binary search per batch then finds its end (the
+    pair-by-pair loop gives the same batches, tested; it is ~20x slower at 4.5 million pairs).
+    """
+    n = len(padded)
+    k = np.arange(n, dtype=np.int64)
+    shift = (n + max_tokens + 2) * bucket.astype(np.int64)
+    g = k + 1 - max_tokens // padded.astype(np.int64) + shift  # (N,) increasing
+    starts: list[int] = []
+    p = 0
+    while p < n:
+        starts.append(p)
+        end = int(g.searchsorted(p + shift[p], side="right"))
+        p = max(end, p + 1)  # a pair over the budget alone still forms a batch
+    return np.asarray(starts, dtype=np.int64)
 
 
 def rank_share(group: Sequence[list[int]], rank: int, world_size: int) -> list[list[int]]:
