@@ -5,7 +5,17 @@ import json
 
 import pytest
 
-from tformer.data.corpus import CorpusError, FilterReport, filter_pairs, read_jsonl, read_parallel, read_tsv
+from tformer.data.corpus import (
+    CorpusError,
+    FilterReport,
+    filter_pairs,
+    iter_jsonl,
+    iter_parallel,
+    iter_tsv,
+    read_jsonl,
+    read_parallel,
+    read_tsv,
+)
 from tformer.errors import TformerError
 
 
@@ -57,6 +67,27 @@ def test_misaligned_corpus_names_both_files_and_counts(tmp_path):
         read_parallel(de, en)
     assert one_line_error(excinfo) == f"misaligned corpus: {de} has 3 lines but {en} has 2"
     assert isinstance(excinfo.value, TformerError)  # the CLI prints it as one line, exit status 2
+
+
+@pytest.mark.parametrize(("de_lines", "en_lines"), [(3, 2), (2, 3), (0, 1), (5, 5)])
+def test_streaming_parallel_reader_gives_the_same_pairs_and_counts(tmp_path, de_lines, en_lines):
+    de = write(tmp_path / "s.de", "".join(f"d{i}\n" for i in range(de_lines)))
+    en = write(tmp_path / "s.en.gz", "".join(f"e{i}\n" for i in range(en_lines)), gz=True)
+    stream = iter_parallel(de, en)
+    if de_lines == en_lines:
+        assert list(stream) == read_parallel(de, en) == [(f"d{i}", f"e{i}") for i in range(5)]
+        return
+    with pytest.raises(CorpusError) as excinfo:
+        list(stream)
+    assert one_line_error(excinfo) == f"misaligned corpus: {de} has {de_lines} lines but {en} has {en_lines}"
+
+
+def test_streaming_tsv_and_jsonl_readers_give_the_same_pairs(tmp_path):
+    tsv = write(tmp_path / "a.tsv", "Hund\tdog\n\n Katze \tcat\textra\n")
+    lines = '{"src": "Hund", "tgt": "dog"}\n\n{"tgt": "cat", "src": " Katze"}\n'
+    jsonl = write(tmp_path / "a.jsonl.gz", lines, gz=True)
+    assert list(iter_tsv(tsv)) == read_tsv(tsv) == [("Hund", "dog"), ("Katze", "cat")]
+    assert list(iter_jsonl(jsonl)) == read_jsonl(jsonl) == [("Hund", "dog"), ("Katze", "cat")]
 
 
 def test_invalid_utf8_names_file_and_line(tmp_path):

@@ -6,6 +6,9 @@ Three on-disk layouts are read, each giving a list of ``(source, target)`` strin
 * one tab-separated file with a column per language: :func:`read_tsv`;
 * one JSON object a line (``{"src": ..., "tgt": ...}``): :func:`read_jsonl`.
 
+Each reader has a streaming twin (:func:`iter_parallel`, :func:`iter_tsv`, :func:`iter_jsonl`) that yields the
+same pairs one at a time, for corpora too large to hold as Python strings (WMT's millions of pairs).
+
 Any file may be gzip-compressed (name ending in ``.gz``). Text must be UTF-8 (a leading byte-order
 mark is ignored); each line loses its newline and surrounding whitespace (in a TSV file, each cell). Lines
 split only at ``\\n`` (and ``\\r\\n``), never at a lone ``\\r`` or the other characters Python's
@@ -41,6 +44,9 @@ __all__ = [
     "CorpusError",
     "FilterReport",
     "filter_pairs",
+    "iter_jsonl",
+    "iter_parallel",
+    "iter_tsv",
     "read_jsonl",
     "read_lines",
     "read_parallel",
@@ -101,11 +107,25 @@ def read_parallel(src_path: PathLike, tgt_path: PathLike) -> list[tuple[str, str
     Raises:
         CorpusError: If a file is missing, unreadable or not UTF-8, or the line counts differ.
     """
-    src = read_lines(src_path)
-    tgt = read_lines(tgt_path)
-    if len(src) != len(tgt):
-        raise CorpusError(f"misaligned corpus: {src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}")
-    return list(zip(src, tgt, strict=True))
+    return list(iter_parallel(src_path, tgt_path))
+
+
+def iter_parallel(src_path: PathLike, tgt_path: PathLike) -> Iterator[tuple[str, str]]:
+    """:func:`read_parallel` one pair at a time, reading both files as it goes (a corpus of any size in little
+    memory). A misaligned corpus raises the same error, once the shorter file ends."""
+    src, tgt = _numbered_lines(src_path), _numbered_lines(tgt_path)
+    count = 0
+    while True:
+        s, t = next(src, None), next(tgt, None)
+        if s is None or t is None:
+            break
+        count += 1
+        yield s[1].strip(), t[1].strip()
+    src_rest = (s is not None) + sum(1 for _ in src)  # the lines left in the longer file (none if aligned)
+    tgt_rest = (t is not None) + sum(1 for _ in tgt)
+    if src_rest or tgt_rest:
+        raise CorpusError(f"misaligned corpus: {src_path} has {count + src_rest} lines but {tgt_path} has "
+                          f"{count + tgt_rest}")
 
 
 def read_tsv(path: PathLike, src_col: int = 0, tgt_col: int = 1) -> list[tuple[str, str]]:
@@ -126,8 +146,12 @@ def read_tsv(path: PathLike, src_col: int = 0, tgt_col: int = 1) -> list[tuple[s
     Raises:
         CorpusError: If the file is missing, unreadable or not UTF-8, or a line has too few columns.
     """
+    return list(iter_tsv(path, src_col, tgt_col))
+
+
+def iter_tsv(path: PathLike, src_col: int = 0, tgt_col: int = 1) -> Iterator[tuple[str, str]]:
+    """:func:`read_tsv` one pair at a time, reading the file as it goes."""
     needed = max(src_col, tgt_col) + 1
-    pairs: list[tuple[str, str]] = []
     for number, line in _numbered_lines(path):
         if not line.strip():
             continue
@@ -136,8 +160,7 @@ def read_tsv(path: PathLike, src_col: int = 0, tgt_col: int = 1) -> list[tuple[s
             raise CorpusError(
                 f"{path}:{number}: expected at least {needed} tab-separated columns, found {len(columns)}"
             )
-        pairs.append((columns[src_col].strip(), columns[tgt_col].strip()))
-    return pairs
+        yield columns[src_col].strip(), columns[tgt_col].strip()
 
 
 def read_jsonl(path: PathLike, src_key: str = "src", tgt_key: str = "tgt") -> list[tuple[str, str]]:
@@ -159,7 +182,11 @@ def read_jsonl(path: PathLike, src_key: str = "src", tgt_key: str = "tgt") -> li
         CorpusError: If the file is missing, unreadable or not UTF-8, or a line is not valid JSON,
             not an object, lacks a key, or holds a non-string value or a lone surrogate.
     """
-    pairs: list[tuple[str, str]] = []
+    return list(iter_jsonl(path, src_key, tgt_key))
+
+
+def iter_jsonl(path: PathLike, src_key: str = "src", tgt_key: str = "tgt") -> Iterator[tuple[str, str]]:
+    """:func:`read_jsonl` one pair at a time, reading the file as it goes."""
     for number, line in _numbered_lines(path):
         line = line.strip()
         if not line:
@@ -182,8 +209,7 @@ def read_jsonl(path: PathLike, src_key: str = "src", tgt_key: str = "tgt") -> li
                 bad = record[key][err.start]
                 raise CorpusError(f"{path}:{number}: key {key!r} holds a lone surrogate ({bad!r}), not text") from None
             sentences.append(record[key].strip())
-        pairs.append((sentences[0], sentences[1]))
-    return pairs
+        yield sentences[0], sentences[1]
 
 
 # -------------------------------------------------------------------------------------- filtering
