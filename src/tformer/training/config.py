@@ -148,6 +148,8 @@ class TrainConfig:
         nonfinite_limit: an update whose loss or gradient is NaN or infinite is skipped (never applied to
             the weights) and counted; this many such updates in a row stop the run (0 = never stop).
         log_every: steps between progress lines in metrics.jsonl.
+        tensorboard: also write the metrics as TensorBoard events to ``RUN/tensorboard`` (needs the
+            tensorboard extra; see :mod:`tformer.training.metrics`).
         device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps".
         precision: "auto" (bf16 autocast on a CUDA GPU that has it, else fp16 there; fp32 elsewhere), "fp32",
             "bf16", "fp16" (autocast, with a gradient scaler for fp16; the CPU has both, slowly).
@@ -186,6 +188,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     nonfinite_limit: int = 5
     log_every: int = 50
+    tensorboard: bool = False
     device: str = "auto"
     precision: str = "auto"
     threads: int = 0

@@ -1,5 +1,5 @@
-"""What a run reports as it trains: ``metrics.jsonl`` (one JSON object per line), TensorBoard when installed,
-and the log window that sums the updates between two ``train`` lines.
+"""What a run reports as it trains: ``metrics.jsonl`` (one JSON object per line), TensorBoard events when
+``train.tensorboard`` is true, and the log window that sums the updates between two ``train`` lines.
 
 Records have a ``kind``: ``train`` (the window's loss, perplexity, learning rate and speed, and each auxiliary
 loss inside the loss by name, e.g. ``guided_attention``, per target token; under fp16 also the gradient scaler's
@@ -7,6 +7,12 @@ loss inside the loss by name, e.g. ``guided_attention``, per target token; under
 (an update skipped for a non-finite loss or gradient; under fp16 an overflow, with the ``loss_scale`` it
 overflowed at). Only rank 0 writes. A resumed run first drops the lines written after its checkpoint, which it
 writes again, so the file of a resumed run equals that of a run never stopped.
+
+TensorBoard (``pip install 'tformer[tensorboard]'``; ``tensorboard --logdir RUN/tensorboard``) gets every number
+of every record as the scalar ``KIND/NAME`` at the record's step: ``train/loss``, ``train/ppl``, ``train/lr``,
+``train/tokens_per_s``, ``train/tgt_tokens_per_s``, ``valid/loss``, ``valid/ppl``, ``valid/bleu`` (translation),
+``valid/accuracy``, ... A resumed run starts a new event file that hides the events after its checkpoint
+(``purge_step``), so TensorBoard shows each step once, as written by the resumed run.
 """
 
 from __future__ import annotations
@@ -20,9 +26,22 @@ from typing import Any
 
 from torch import Tensor
 
+from tformer.errors import ConfigError
 from tformer.io.files import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+COUNTERS = ("step", "epoch", "batch_in_epoch")  # where a record is, not what it measures: no TensorBoard scalar
+
+
+def check_tensorboard() -> None:
+    """Raise a one-line error unless TensorBoard can be written (``train.tensorboard: true`` asks for it). An
+    error, not a warning: the run stops before any work, rather than ending without the curves asked for."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        raise ConfigError("train.tensorboard is true but tensorboard is not installed: pip install "
+                          "'tformer[tensorboard]', or set train.tensorboard: false") from None
 
 
 @dataclass
@@ -59,23 +78,26 @@ class LogWindow:
 
 
 class MetricsLog:
-    """``metrics.jsonl`` and the TensorBoard events of a run directory; does nothing where ``enabled`` is False
-    (the ranks other than 0)."""
+    """``metrics.jsonl`` and (with ``tensorboard``) the TensorBoard events of a run directory; does nothing where
+    ``enabled`` is False (the ranks other than 0)."""
 
-    def __init__(self, run_dir: Path, enabled: bool = True) -> None:
+    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = False) -> None:
         self.path, self.run_dir, self.enabled = run_dir / METRICS_FILE, run_dir, enabled
+        self.use_tensorboard = tensorboard
         self.tensorboard = None
 
     def open_tensorboard(self, step: int) -> None:
-        """Start TensorBoard events (when tensorboard is installed) for a run at ``step``."""
+        """Start TensorBoard events in ``RUN/tensorboard`` for a run at ``step`` (if asked for)."""
+        if not self.use_tensorboard:
+            return
+        check_tensorboard()  # on every rank: all stop alike
         if not self.enabled:
             return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
-            return
-        # a resumed run first discards events after its checkpoint (a killed run may have written some)
-        self.tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=step + 1 if step else None)
+        from torch.utils.tensorboard import SummaryWriter
+
+        # a resumed run hides the events after its checkpoint (a killed run may have written some): it writes
+        # them again
+        self.tensorboard = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), purge_step=step + 1 if step else None)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -84,7 +106,7 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:
             for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in COUNTERS:
                     self.tensorboard.add_scalar(f"{record['kind']}/{k}", v, record["step"])
 
     def truncate(self, step: int, position: tuple[int, int] | None = None) -> int:

@@ -20,6 +20,7 @@ from tformer.io.files import atomic_write_text
 from tformer.training.config import RunConfig, dump_run_config, read_run_config
 from tformer.training.devices import pick_device
 from tformer.training.distributed import Distributed, rank_seed
+from tformer.training.metrics import check_tensorboard
 from tformer.training.saving import CHECKPOINT_DIR, MODEL_DIR
 from tformer.training.seed import set_seed
 from tformer.training.task_protocol import TrainingTask
@@ -50,6 +51,8 @@ def _run(cfg: RunConfig, build: Build, dist: Distributed, resume: bool, show_pro
          ) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     check_writable(run_dir)
+    if cfg.train.tensorboard:
+        check_tensorboard()  # before any work
     ckpt_dir = run_dir / CHECKPOINT_DIR
     has_run = dist.broadcast(ckpt_dir.is_dir() and any(ckpt_dir.glob("*.pt")))
     if has_run and not resume:

@@ -76,7 +76,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.has_valid = len(task.lengths("valid")[0]) > 0
         self.window = LogWindow()
-        self.metrics = MetricsLog(self.run_dir, enabled=self.dist.is_main)
+        self.metrics = MetricsLog(self.run_dir, enabled=self.dist.is_main, tensorboard=tc.tensorboard)
         self.checkpoints = RunCheckpoints(self.run_dir, tc.keep_checkpoints, self.dist)
         self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
         self._stop_reason: str | None = None  # set by request_stop (SIGINT/SIGTERM): stop after this update
