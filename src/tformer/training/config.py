@@ -44,6 +44,8 @@ class DataConfig:
             vocabulary for both languages (needed to tie all three matrices).
         max_len: examples with more subwords than this (on either side) are dropped (and counted).
         max_len_ratio: pairs whose length ratio exceeds this are dropped; 0 = no limit.
+        cache_dir: where a translation run's tokenizer and tokenized training corpus are cached, memory-mapped
+            (:mod:`tformer.data.binarized`); "" = ``<run_dir>/cache``. Name one folder to share them between runs.
     """
 
     train_src: str = ""
@@ -59,6 +61,7 @@ class DataConfig:
     max_len_ratio: float = 0.0
     test_src: str = ""
     test_tgt: str = ""
+    cache_dir: str = ""
 
     def __post_init__(self) -> None:
         check(self.format in DATA_FORMATS, f"data.format must be one of {DATA_FORMATS}, got {self.format!r}")
