@@ -1,8 +1,10 @@
-"""``tformer export RUN_DIR --format onnx|ctranslate2 -o DIR``: a trained model for deployment.
+"""``tformer export RUN_DIR --format onnx|ctranslate2|hf -o DIR``: a trained model for deployment or for
+``transformers`` (``hf``: a MarianMTModel folder, :mod:`tformer.export.hf`).
 
 What is written depends on the run's model (its ``model/config.json`` architecture, :data:`RUN_KINDS`):
 
-* a translation model (Transformer, CMLM): ONNX graphs of the encoder and a decoder step, or CTranslate2's format.
+* a translation model (Transformer, CMLM): ONNX graphs of the encoder and a decoder step, CTranslate2's format,
+  or a Hugging Face Marian folder (a Transformer only).
   ``--check SRC`` then translates SRC greedily with the PyTorch model and with the exported one and prints JSON:
   how many outputs are identical, and both decoding times. Each format is a module of :mod:`tformer.export` with
   ``export(translator, out_dir)`` and a ``Runtime(out_dir)`` whose ``translate(texts, beam_size=1,
@@ -30,7 +32,8 @@ from pathlib import Path
 
 from tformer.errors import TformerError
 
-FORMATS = {"onnx": "onnx", "ctranslate2": "ctranslate2"}  # --format -> module of tformer.export
+FORMATS = {"onnx": "onnx", "ctranslate2": "ctranslate2", "hf": "hf"}  # --format -> module of tformer.export
+EXTRAS = {"hf": "hf"}  # --format -> the extra that installs its packages (default: export)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,7 +55,8 @@ def load_format(name: str):
     try:
         return importlib.import_module(f"tformer.export.{FORMATS.get(name, name)}")
     except ImportError as e:
-        raise TformerError(f"--format {name} needs the package {e.name!r}: pip install 'tformer[export]'") from None
+        extra = EXTRAS.get(name, "export")
+        raise TformerError(f"--format {name} needs the package {e.name!r}: pip install 'tformer[{extra}]'") from None
 
 
 RUN_KINDS = {"Transformer": "translation", "CMLM": "translation", "EncoderOnlyForClassification": "classifier",

@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "serve": ("serve", "serve the HTTP API and the attention page for a trained run"),
     "distill": ("distill", "translate a training set with a teacher run, then train a student on it"),
     "export": ("export", "write a trained model as ONNX or CTranslate2, with a parity check"),
+    "import": ("import_hf", "turn a Hugging Face model folder (Marian, ...) into a tformer run directory"),
     "predict": ("predict", "answer inputs with a trained run of a task with a predictor (classify, vision, ...)"),
 }
 

@@ -7,6 +7,12 @@ special ids every other module relies on:
 
     ``<pad>`` = 0 (PAD_ID), ``<s>`` = 1 (BOS_ID), ``</s>`` = 2 (EOS_ID), ``<unk>`` = 3 (UNK_ID)
 
+A tokenizer made elsewhere (a Hugging Face ``tokenizer.json``: BERT's WordPiece, GPT-2's byte-level BPE, T5's
+unigram) keeps its own ids: a :class:`Tokenizer` finds its special tokens by name (:data:`SPECIAL_TOKEN_NAMES`,
+first name present wins) and carries their ids (``pad_id``, ``bos_id``, ``eos_id``, ``unk_id``), so nothing
+downstream assumes 0-3. A vocabulary without a start token (T5, Marian) starts the decoder from padding, as those
+models do: its ``bos_id`` is its ``pad_id``.
+
 What happens to a text, in order:
 
 1. Normalization: Unicode NFC; every run of Unicode whitespace (spaces, tabs, newlines, a lone ``\\r``,
@@ -50,7 +56,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import tokenizers
 import torch
@@ -65,6 +71,7 @@ __all__ = [
     "EOS_ID",
     "PAD_ID",
     "SPECIAL_TOKENS",
+    "SPECIAL_TOKEN_NAMES",
     "TOKENIZER_KINDS",
     "UNK_ID",
     "Tokenizer",
@@ -80,6 +87,33 @@ SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # index in this tuple == id
 WORD_MARKER = "▁"  # U+2581, marks the start of a word (sentencepiece convention)
 
 SubwordModel = Literal["bpe", "unigram", "symbols"]  # the names in TOKENIZER_KINDS
+
+SPECIAL_TOKEN_NAMES: dict[str, tuple[str, ...]] = {
+    "pad": ("<pad>", "[PAD]", "<|endoftext|>"),
+    "bos": ("<s>", "[CLS]", "<|endoftext|>"),
+    "eos": ("</s>", "[SEP]", "<|endoftext|>"),
+    "unk": ("<unk>", "[UNK]", "<|endoftext|>"),
+}
+"""How a tokenizer's special tokens are found: role -> the names that may play it, in order (tformer and
+sentencepiece/Marian/T5, then BERT's WordPiece, then GPT-2's one ``<|endoftext|>``). Roles ``pad``, ``eos`` and
+``unk`` must be found; a vocabulary with no ``bos`` starts the decoder from ``pad`` (T5, Marian)."""
+
+
+def find_special_ids(token_to_id: Callable[[str], int | None], where: str) -> dict[str, int]:
+    """The id of each role of :data:`SPECIAL_TOKEN_NAMES` in a vocabulary (``token_to_id``: None when absent).
+
+    Raises:
+        TokenizerError: naming ``where`` when pad, eos or unk is missing.
+    """
+    ids: dict[str, int] = {}
+    for role, names in SPECIAL_TOKEN_NAMES.items():
+        found = [i for i in map(token_to_id, names) if i is not None]
+        if found:
+            ids[role] = found[0]
+        elif role != "bos":
+            raise TokenizerError(f"{where} has no {role} token (looked for {', '.join(names)})")
+    ids.setdefault("bos", ids["pad"])
+    return ids
 
 
 class TokenizerError(TformerError):
@@ -154,24 +188,22 @@ TOKENIZER_KINDS.add("symbols", TokenizerKind(
 
 
 class Tokenizer:
-    """A trained subword tokenizer with the fixed special ids PAD_ID, BOS_ID, EOS_ID, UNK_ID.
+    """A subword tokenizer (``tokenizers`` library) and the ids of its special tokens.
 
-    Build one with :meth:`train` or :meth:`load`; the constructor wraps an existing
-    ``tokenizers.Tokenizer`` and checks that its special tokens sit at the expected ids.
+    Build one with :meth:`train` (ids 0-3 are ``<pad> <s> </s> <unk>``) or :meth:`load`; the constructor wraps an
+    existing ``tokenizers.Tokenizer``, such as a Hugging Face ``tokenizer.json``, and finds its special tokens by
+    name (:data:`SPECIAL_TOKEN_NAMES`).
 
     Args:
-        backend: A trained ``tokenizers.Tokenizer`` whose ids 0-3 are ``<pad> <s> </s> <unk>``.
+        backend: A trained ``tokenizers.Tokenizer``.
 
     Raises:
-        TokenizerError: If the special tokens are not at their fixed ids.
+        TokenizerError: If it has no padding, end-of-sentence or unknown token.
     """
 
     def __init__(self, backend: tokenizers.Tokenizer) -> None:
-        for expected_id, token in enumerate(SPECIAL_TOKENS):
-            if backend.token_to_id(token) != expected_id:
-                raise TokenizerError(
-                    f"tokenizer has {token!r} at id {backend.token_to_id(token)}, expected {expected_id}"
-                )
+        ids = find_special_ids(backend.token_to_id, "the tokenizer")
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids["pad"], ids["bos"], ids["eos"], ids["unk"]
         backend.encode_special_tokens = True  # "<s>" typed in the text is text; not stored in the json
         self._backend = backend
 
@@ -301,9 +333,9 @@ class Tokenizer:
             ids = ids.tolist()
         kept: list[int] = []
         for i in ids:
-            if i == EOS_ID:
+            if i == self.eos_id:
                 break
-            if i in (PAD_ID, BOS_ID):
+            if i in (self.pad_id, self.bos_id):
                 continue
             if not 0 <= i < self.vocab_size:
                 raise ValueError(f"token id {i} is outside the vocabulary of size {self.vocab_size}")
@@ -317,11 +349,8 @@ class Tokenizer:
         """The number of ids, special tokens included (the model's embedding size)."""
         return self._backend.get_vocab_size(with_added_tokens=True)
 
-    # The special ids, the same for every tokenizer (class constants, read as ``tok.pad_id``).
-    pad_id: ClassVar[int] = PAD_ID  #: The id of ``<pad>`` (0).
-    bos_id: ClassVar[int] = BOS_ID  #: The id of ``<s>``, the beginning-of-sentence token (1).
-    eos_id: ClassVar[int] = EOS_ID  #: The id of ``</s>``, the end-of-sentence token (2).
-    unk_id: ClassVar[int] = UNK_ID  #: The id of ``<unk>`` (3).
+    # The special ids (instance attributes set by the constructor): pad_id, bos_id (the decoder's start token),
+    # eos_id, unk_id; 0-3 for a tokenizer tformer trained.
 
     def __repr__(self) -> str:
         kind = type(self._backend.model).__name__
@@ -343,7 +372,7 @@ class Tokenizer:
         """Rebuilds a tokenizer from the text of :meth:`to_json` (e.g. one stored in a checkpoint).
 
         Raises:
-            TokenizerError: If the text is not a valid tokenizer or breaks the special-id convention.
+            TokenizerError: If the text is not a valid tokenizer or lacks a padding, end or unknown token.
         """
         try:
             backend = tokenizers.Tokenizer.from_str(text)
@@ -357,8 +386,8 @@ class Tokenizer:
         """Reads a tokenizer written by :meth:`save`.
 
         Raises:
-            TokenizerError: If the file is missing, is not a valid tokenizer file, or breaks the
-                special-id convention; the message is one line naming the file.
+            TokenizerError: If the file is missing, is not a valid tokenizer file, or lacks a special token; the
+                message is one line naming the file.
         """
         path = Path(path)
         if not path.is_file():

@@ -1,4 +1,4 @@
-"""Hugging Face Marian -> tformer: the same weights give the same logits.
+"""Hugging Face Marian <-> tformer: the same weights give the same logits, both ways.
 
 Marian (Junczys-Dowmunt et al., 2018; ``transformers.MarianMTModel``) is the paper's post-norm
 encoder-decoder. The details a faithful copy must honour:
@@ -9,6 +9,10 @@ encoder-decoder. The details a faithful copy must honour:
 * the decoder starts from ``decoder_start_token_id``, which for Marian is the pad id (``bos_id``);
 * embeddings are scaled by sqrt(d_model) only when ``scale_embedding`` is set;
 * the FFN activation is configurable ("swish" is SiLU).
+
+Out (:func:`marian_config_fields`, :func:`to_marian_state_dict`): a tformer encoder-decoder that Marian can hold
+(post-norm, LayerNorm, sinusoidal positions, biases) becomes a MarianConfig's fields and a state dict; the paper's
+interleaved sinusoidal table is handled by permuting the d_model axis (:func:`halves_order`).
 
 ``transformers`` is imported by the caller, never by this module.
 """
@@ -126,3 +130,92 @@ def from_hf_marian(hf_model) -> Transformer:
             raise ValueError(f"shape mismatch for {name}: {tuple(tensor.shape)} vs {tuple(ours[dst_name].shape)}")
         ours[dst_name].copy_(tensor)
     return model
+
+
+# ----------------------------------------------------------------------------------------- tformer -> Marian
+
+# What a Marian model is fixed to, as (our field, the value Marian has, what to say when it differs).
+_MARIAN_FIXED = (
+    ("norm", "post", "Marian is post-norm"),
+    ("norm_type", "layer", "Marian uses LayerNorm"),
+    ("layer_norm_eps", 1e-5, "Marian's LayerNorm epsilon is 1e-5"),
+    ("bias", True, "Marian's linear layers have biases"),
+    ("scale_attention", True, "Marian scales attention scores by 1/sqrt(d_k)"),
+    ("positional", "sinusoidal", "Marian has sinusoidal positions"),
+    ("scale_output", False, "Marian does not rescale the decoder output"),
+    ("pointer_generator", False, "Marian has no copy mechanism"),
+)
+
+
+def marian_config_fields(cfg: TransformerConfig) -> dict:
+    """The ``transformers.MarianConfig`` keyword arguments of an encoder-decoder :class:`TransformerConfig`.
+
+    Raises:
+        ValueError: one line naming the first setting a Marian model cannot hold.
+    """
+    for field, value, why in _MARIAN_FIXED:
+        if getattr(cfg, field) != value:
+            raise ValueError(f"model.{field} is {getattr(cfg, field)!r}: {why}")
+    if cfg.d_kv not in (None, cfg.d_model // cfg.num_heads):
+        raise ValueError(f"model.d_kv is {cfg.d_kv}: Marian's heads have d_model / num_heads dimensions")
+    if cfg.attention.kind not in ("full", "reference", "chunked") or cfg.cross_attention.kind != "dot":
+        raise ValueError("Marian computes exact dot-product attention (attention.kind full, cross_attention dot)")
+    fields = {theirs: getattr(cfg, ours) for ours, theirs in _FIELDS.items()}
+    act = {"relu": "relu", "gelu": "gelu", "silu": "swish"}
+    if cfg.activation not in act:
+        raise ValueError(f"model.activation is {cfg.activation!r}: Marian takes {', '.join(act)}")
+    return {**fields, "decoder_attention_heads": cfg.num_heads, "decoder_ffn_dim": cfg.d_ff,
+            "decoder_vocab_size": cfg.target_vocab_size, "activation_function": act[cfg.activation],
+            "scale_embedding": cfg.scale_embedding, "share_encoder_decoder_embeddings": cfg.share_embeddings,
+            "tie_word_embeddings": cfg.tie_output and cfg.share_embeddings, "forced_eos_token_id": None,
+            "unk_token_id": cfg.unk_id}
+
+
+def halves_order(d_model: int) -> torch.Tensor:
+    """The permutation of the d_model axis that turns the paper's interleaved sinusoidal table into Marian's halves
+    (sines of every frequency, then cosines): Marian's dimension j is our dimension ``order[j]``."""
+    return torch.cat([torch.arange(0, d_model, 2), torch.arange(1, d_model, 2)])
+
+
+# Which axis of each of our parameters is the d_model (residual stream) axis: 1 = inputs, 0 = outputs.
+_HIDDEN_AXIS = {"q_proj.weight": 1, "k_proj.weight": 1, "v_proj.weight": 1, "out_proj.weight": 0,
+                "out_proj.bias": 0, "w_1.weight": 1, "w_2.weight": 0, "w_2.bias": 0, "norm.weight": 0,
+                "norm.bias": 0, "tokens.weight": 1, "output_projection.weight": 1}
+
+
+@torch.no_grad()
+def to_marian_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
+    """Our weights under ``transformers.MarianMTModel``'s names, for a model :func:`marian_config_fields` accepts.
+
+    A model with the paper's interleaved sinusoidal table is permuted along d_model (:func:`halves_order`):
+    every operation of the residual stream (embeddings, projections, LayerNorm) is the same on permuted
+    coordinates, so the Marian model computes exactly the same function. Marian's own position table is not
+    included (it builds it). A shared matrix appears under each of Marian's names.
+    """
+    cfg = model.cfg
+    order = halves_order(cfg.d_model) if cfg.sinusoidal_layout == "interleaved" else None
+
+    def hidden(name: str, t: torch.Tensor) -> torch.Tensor:
+        axis = next((a for suffix, a in _HIDDEN_AXIS.items() if name.endswith(suffix)), None)
+        t = t.detach().clone()
+        return t if order is None or axis is None else t.index_select(axis, order).contiguous()
+
+    ours = model.state_dict()
+    out = {"model.encoder.embed_tokens.weight": hidden("tokens.weight", ours["encoder.embed.tokens.weight"])}
+    dec = "encoder" if cfg.share_embeddings else "decoder"
+    out["model.decoder.embed_tokens.weight"] = hidden("tokens.weight", ours[f"{dec}.embed.tokens.weight"])
+    if cfg.share_embeddings:
+        out["model.shared.weight"] = out["model.encoder.embed_tokens.weight"]
+    head = "output_projection.weight" if not cfg.tie_output else f"{dec}.embed.tokens.weight"
+    out["lm_head.weight"] = hidden("output_projection.weight", ours[head])
+    bias = ours.get("output_projection.bias")
+    out["final_logits_bias"] = (bias.detach().clone() if bias is not None
+                                else torch.zeros(cfg.target_vocab_size)).view(1, -1)
+    for stack, n, table in (("encoder", cfg.num_encoder_layers, _ENCODER_LAYER),
+                            ("decoder", cfg.num_decoder_layers, _DECODER_LAYER)):
+        for i in range(n):
+            for hf_name, our_name in table.items():
+                for p in ("weight", "bias"):
+                    name = f"{stack}.layers.{i}.{our_name}.{p}"
+                    out[f"model.{stack}.layers.{i}.{hf_name}.{p}"] = hidden(name, ours[name])
+    return out

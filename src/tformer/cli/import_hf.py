@@ -1,0 +1,23 @@
+"""``tformer import FOLDER --out RUN``: a Hugging Face model folder (as ``save_pretrained`` writes it) becomes a tformer
+run directory that ``translate``, ``evaluate``, ``serve``, ``plot``, ``export`` and ``train`` (``model.init_from``)
+take. Prints JSON: what was imported (also written to ``RUN/imported.json``). See :mod:`tformer.interop.folders`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", help="a Hugging Face model folder: config.json, model.safetensors or pytorch_model.bin, "
+                                  "tokenizer files (Marian: source.spm, target.spm, vocab.json)")
+    p.add_argument("--out", "-o", required=True, help="the run directory to create (must not exist, or use --force)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tformer.interop.folders import import_folder
+
+    print(json.dumps(import_folder(args.folder, args.out, force=args.force)))
+    return 0
