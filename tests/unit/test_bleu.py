@@ -125,3 +125,12 @@ def test_the_moses_language_matters_and_is_checked():
     assert "\n" not in str(e.value)
     with pytest.raises(TformerError, match="2 hypotheses but 1 references"):
         score(fr * 2, fr)
+
+
+def test_the_tokenized_bleu_does_not_warn_that_its_text_is_tokenized(caplog):
+    lines = ["A dog runs."] * 101  # Moses makes them end in " .": sacreBLEU warns of more than 100 such lines
+    score(lines, lines)
+    assert not [r for r in caplog.records if "tokenized period" in r.getMessage()]
+    tokenized = moses_tokenize(lines)
+    sacrebleu.metrics.BLEU(tokenize="none").corpus_score(tokenized, [tokenized])  # the warning this test would see
+    assert [r for r in caplog.records if "tokenized period" in r.getMessage()]

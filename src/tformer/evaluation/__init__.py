@@ -1,4 +1,5 @@
-"""Evaluation: BLEU and chrF with sacreBLEU (with their signatures); word, character and sequence error rates;
+"""Evaluation: BLEU, chrF and TER with sacreBLEU (with their signatures) and the tokenized BLEU of Multi30k papers;
+word, character and sequence error rates;
 extractive question answering's exact match and F1 (SQuAD v1.1's)."""
 
 from tformer.evaluation.bleu import score

@@ -64,7 +64,7 @@ def tokenized_bleu(hypotheses: Sequence[str], references: Sequence[str], lang: s
 
     from sacrebleu.metrics import BLEU
 
-    bleu = BLEU(tokenize="none", lowercase=True)
+    bleu = BLEU(tokenize="none", lowercase=True, force=True)  # tokenized on purpose: no warning that it is
     b = bleu.corpus_score(moses_tokenize(hypotheses, lang), [moses_tokenize(references, lang)])
     return b.score, f"moses:{lang}+lc+norm|sacremoses:{version('sacremoses')}|{bleu.get_signature()}"
 
