@@ -77,7 +77,9 @@ def test_each_model_kind_declares_what_it_supports():
     transformer, cmlm, gpt = _models()
     assert capabilities_of(transformer).features == {Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.SAMPLING,
                                                      Feature.MIN_LENGTH, Feature.ATTENTION_MAPS,
-                                                     Feature.MONOTONIC_WINDOW, Feature.NO_REPEAT_NGRAM}
+                                                     Feature.MONOTONIC_WINDOW, Feature.NO_REPEAT_NGRAM,
+                                                     Feature.REPETITION_PENALTY, Feature.FORCED_PREFIX,
+                                                     Feature.ENSEMBLE}
     assert capabilities_of(cmlm).features == {Feature.MASK_PREDICT}
     assert capabilities_of(gpt).features == {Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.SAMPLING,
                                               Feature.MIN_LENGTH, Feature.NO_REPEAT_NGRAM}

@@ -2,6 +2,7 @@
 
 :func:`forced_alignment` reads it from one teacher-forced pass over BOS and the output (a translation the model
 produced, or a reference): cached decoding equals full recomputation, so these are the weights decoding saw.
+:func:`hard_alignment` turns one sentence's weights into word alignment pairs (fairseq's ``--print-alignment``).
 :func:`step_alignment` feeds the output through the cached decoder one position at a time, as decoding does: under
 a monotonic window (:class:`~tformer.nn.cache.MonotonicWindow`) the window moves as it moved in decoding, so the
 alignment of a windowed translation is the one it was made with (one pass cannot know where the window was).
@@ -12,6 +13,7 @@ Shape legend: B sentences, S source length, T output positions (BOS + output wit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
@@ -60,3 +62,15 @@ def step_alignment(model: AttendingDecoder, src: Tensor, tgt_in: Tensor, *, laye
         _, (weights,) = model.decode_step(tgt_in[:, t : t + 1], cache, cross_attention=probe)  # (B, H, 1, S)
         steps.append(weights.float().mean(dim=1))  # (B, 1, S)
     return torch.cat(steps, dim=1)  # (B, T, S)
+
+
+def hard_alignment(weights: Tensor, output: Sequence[int], eos_id: int) -> list[tuple[int, int]]:
+    """One sentence's word alignment from its attention ``weights`` (T, S), T >= the output's tokens, S its source
+    tokens ending in EOS: for each output token but a final EOS, the source position (EOS left out) with the most
+    weight, as (source index, target index) pairs, 0-based (fairseq's ``extract_hard_alignment``, the Pharaoh
+    format's ``i-j``). Row t is the step that produced output token t."""
+    t = len(output) - (1 if output and output[-1] == eos_id else 0)
+    s = weights.shape[1] - 1  # the source's EOS left out
+    if t <= 0 or s <= 0:
+        return []
+    return [(j, i) for i, j in enumerate(weights[:t, :s].argmax(dim=1).tolist())]

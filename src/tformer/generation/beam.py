@@ -31,6 +31,13 @@ from torch import Tensor
 
 from tformer.errors import TformerError
 from tformer.generation.options import GenerationOptions
+from tformer.generation.processors import (  # noqa: F401 (forbid_*: still importable from here, their first home)
+    Step,
+    forbid_repeats,
+    forbid_special,
+    process,
+    processors,
+)
 from tformer.generation.protocols import BeamStart, StepDecoder, TokenIds, encoder_decoder_start
 from tformer.nn.cache import MonotonicWindow
 
@@ -83,35 +90,12 @@ def fill_id(cfg: TokenIds) -> int:
     return cfg.eos_id if cfg.pad_id is None else cfg.pad_id
 
 
-def forbid_special(scores: Tensor, cfg: TokenIds, t: int, min_len: int) -> None:
-    """Tokens a hypothesis may never contain (pad, BOS) and EOS before ``min_len``: -inf in place. scores (N, V).
-
-    BOS is allowed where it is also EOS (GPT-2's one ``<|endoftext|>``); a vocabulary may have no padding token."""
-    if cfg.pad_id is not None:
-        scores[:, cfg.pad_id] = float("-inf")
-    if cfg.bos_id != cfg.eos_id:
-        scores[:, cfg.bos_id] = float("-inf")
-    if t < min_len:
-        scores[:, cfg.eos_id] = float("-inf")
-
-
-def forbid_repeats(scores: Tensor, seqs: Tensor, n: int) -> None:
-    """No n-gram twice: each row's tokens that would complete an n-gram already in its output ``seqs`` (N, t)
-    get -inf in ``scores`` (N, V), in place (n = 1: every token already produced). Nothing for n = 0."""
-    t = seqs.shape[1]
-    if n <= 0 or t < n:  # no complete n-gram yet
-        return
-    grams = seqs.unfold(1, n, 1)  # (N, t - n + 1, n): every n-gram so far
-    match = (grams[:, :, :-1] == seqs[:, t - n + 1 :][:, None, :]).all(dim=-1)  # (N, t - n + 1) same first n-1
-    hits = scores.new_zeros(scores.shape).scatter_add_(1, grams[:, :, -1], match.to(scores.dtype))  # (N, V)
-    scores.masked_fill_(hits > 0, float("-inf"))
-
-
 @torch.no_grad()
 def beam_search_nbest(
     model: StepDecoder, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
     length_penalty_alpha: float = 0.6, nbest: int = 1, trace: list[BeamStep] | None = None,
     window: MonotonicWindow | None = None, no_repeat_ngram_size: int = 0, start: BeamStart | None = None,
+    repetition_penalty: float = 1.0, prefix: Tensor | None = None,
 ) -> list[list[Hypothesis]]:
     """The ``nbest`` best hypotheses per sentence, best first.
 
@@ -128,9 +112,15 @@ def beam_search_nbest(
             a prompt's tokens are not counted); 0 = off.
         start: () -> (cache, first input (B, t)) (:data:`~tformer.generation.protocols.BeamStart`); default:
             encode ``src`` and start from BOS (:func:`~tformer.generation.protocols.encoder_decoder_start`).
+        repetition_penalty: p != 1: the log-probability of a token the beam already produced is multiplied by p
+            (:func:`~tformer.generation.processors.penalize_repeats`); the scores then sum the penalised values.
+        prefix: (B, P) the first tokens of every hypothesis of each sentence, forced (-1 where a row's prefix has
+            ended; :func:`~tformer.generation.processors.prefix_tensor`), or None. They count in the scores.
     """
     GenerationOptions(beam_size=beam_size, nbest=nbest)  # a direct caller's settings, checked once
     cfg, k, alpha = model.cfg, beam_size, length_penalty_alpha
+    procs = processors(cfg, min_len=min_len, repetition_penalty=repetition_penalty,
+                       no_repeat_ngram_size=no_repeat_ngram_size)
     b, device = src.shape[0], src.device
     limits = row_limits(max_len, b)
     cache, first = encoder_decoder_start(model, src) if start is None else start()  # first (B, t)
@@ -145,8 +135,7 @@ def beam_search_nbest(
     finished: list[list[Hypothesis]] = [[] for _ in range(b)]
     for t in range(max(limits)):
         logp = model.decode_step(tokens, cache)[:, -1].float().log_softmax(dim=-1)  # (n*K, V)
-        forbid_special(logp, cfg, t, min_len)
-        forbid_repeats(logp, seqs, no_repeat_ngram_size)
+        process(logp, Step(t, seqs, sent.repeat_interleave(k)), procs, prefix)
         top_s, top_beam, top_tok = _best_candidates(scores, logp, k)  # (n, 2K) each, best first
         is_eos = top_tok == cfg.eos_id
         _complete(finished, sent, seqs, top_s, top_beam, is_eos, k, cfg.eos_id, length_penalty(t + 1, alpha))
@@ -229,13 +218,14 @@ def _stopped(finished: list[list[Hypothesis]], sent: Tensor, limits: list[int], 
 def beam_search(
     model: StepDecoder, src: Tensor, *, beam_size: int, max_len: int | Tensor, min_len: int = 0,
     length_penalty_alpha: float = 0.6, window: MonotonicWindow | None = None, no_repeat_ngram_size: int = 0,
-    start: BeamStart | None = None,
+    start: BeamStart | None = None, repetition_penalty: float = 1.0, prefix: Tensor | None = None,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) best hypothesis per sentence, without BOS, padded with pad_id (``eos_id`` for a
-    vocabulary without padding). ``start``: see :func:`beam_search_nbest`."""
+    vocabulary without padding). The settings: see :func:`beam_search_nbest`."""
     best = [h[0].tokens for h in beam_search_nbest(
         model, src, beam_size=beam_size, max_len=max_len, min_len=min_len, length_penalty_alpha=length_penalty_alpha,
-        window=window, no_repeat_ngram_size=no_repeat_ngram_size, start=start,
+        window=window, no_repeat_ngram_size=no_repeat_ngram_size, start=start, repetition_penalty=repetition_penalty,
+        prefix=prefix,
     )]
     out = src.new_full((len(best), max(len(t) for t in best)), fill_id(model.cfg))  # (B, L)
     for i, toks in enumerate(best):

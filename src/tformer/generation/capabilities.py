@@ -29,6 +29,9 @@ class Feature(enum.Enum):
     MASK_PREDICT = "mask-predict (non-autoregressive decoding)"
     MONOTONIC_WINDOW = "a monotonic attention window (monotonic_window)"
     NO_REPEAT_NGRAM = "a ban on repeated n-grams (no_repeat_ngram_size)"
+    REPETITION_PENALTY = "a repetition penalty (repetition_penalty)"
+    FORCED_PREFIX = "a forced target prefix"
+    ENSEMBLE = "ensembles of models"
 
 
 class AsksFeatures(Protocol):

@@ -18,7 +18,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from tformer.generation.beam import fill_id, forbid_repeats, forbid_special, row_limits
+from tformer.generation.beam import fill_id, row_limits
+from tformer.generation.processors import Step, process, processors
 from tformer.generation.protocols import Start, StepDecoder, encoder_decoder_start
 from tformer.nn.cache import MonotonicWindow
 
@@ -27,7 +28,7 @@ from tformer.nn.cache import MonotonicWindow
 def decode_single_path(
     model: StepDecoder, src: Tensor, choose: Callable[[Tensor], Tensor], *, max_len: int | Tensor,
     min_len: int = 0, start: Start | None = None, window: MonotonicWindow | None = None,
-    no_repeat_ngram_size: int = 0,
+    no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0, prefix: Tensor | None = None,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) output ids without BOS, ending in EOS when produced, pad-filled.
 
@@ -45,8 +46,14 @@ def decode_single_path(
         window: decode under this monotonic window (the cache's ``constrain``), or None.
         no_repeat_ngram_size: n > 0: no output repeats an n-gram of the tokens it produced (a prompt's are not
             counted); 0 = off.
+        repetition_penalty: p != 1: the logit of a token the row already produced is divided by p where positive,
+            multiplied where negative (:func:`~tformer.generation.processors.penalize_repeats`).
+        prefix: (B, P) the first tokens of each output, forced (-1 where a row's prefix has ended; see
+            :func:`~tformer.generation.processors.prefix_tensor`), or None.
     """
     cfg = model.cfg
+    procs = processors(cfg, min_len=min_len, repetition_penalty=repetition_penalty,
+                       no_repeat_ngram_size=no_repeat_ngram_size)
     b = src.shape[0]
     limit = torch.tensor(row_limits(max_len, b), device=src.device)  # (B,)
     cache, tokens = encoder_decoder_start(model, src) if start is None else start()  # tokens (B, t): the first input
@@ -57,9 +64,7 @@ def decode_single_path(
     length = 0
     for t in range(int(limit.max())):
         logits = model.decode_step(tokens, cache)[:, -1].float()  # (B', V)
-        forbid_special(logits, cfg, t, min_len)
-        if no_repeat_ngram_size:
-            forbid_repeats(logits, out[rows, :t], no_repeat_ngram_size)
+        process(logits, Step(t, out[rows, :t], rows), procs, prefix)
         next_tok = choose(logits)  # (B',)
         out[rows, t] = next_tok
         length = t + 1
@@ -76,8 +81,10 @@ def decode_single_path(
 
 def greedy_search(
     model: StepDecoder, src: Tensor, *, max_len: int | Tensor, min_len: int = 0, start: Start | None = None,
-    window: MonotonicWindow | None = None, no_repeat_ngram_size: int = 0,
+    window: MonotonicWindow | None = None, no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0,
+    prefix: Tensor | None = None,
 ) -> Tensor:
     """The argmax path; see :func:`decode_single_path`."""
     return decode_single_path(model, src, lambda logits: logits.argmax(dim=-1), max_len=max_len, min_len=min_len,
-                              start=start, window=window, no_repeat_ngram_size=no_repeat_ngram_size)
+                              start=start, window=window, no_repeat_ngram_size=no_repeat_ngram_size,
+                              repetition_penalty=repetition_penalty, prefix=prefix)

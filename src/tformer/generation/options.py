@@ -52,6 +52,10 @@ class GenerationOptions:
         monotonic_window_back: how far behind the focus the window reaches (with ``monotonic_window``).
         no_repeat_ngram_size: n > 0: no output repeats an n-gram of its own tokens (a token that would complete
             one already produced is forbidden; Paulus et al., 2018, for summaries); 0 = off.
+        repetition_penalty: p > 0; p != 1: the score of each token the output already holds is divided by p where
+            positive and multiplied by p where negative (CTRL, Keskar et al., 2019, as Hugging Face's
+            RepetitionPenaltyLogitsProcessor; p > 1 discourages repeats); only the output's own tokens count, never
+            the source (:mod:`tformer.generation.processors`); 1 = off.
     """
 
     beam_size: int | None = None
@@ -69,6 +73,7 @@ class GenerationOptions:
     monotonic_window: int | None = None
     monotonic_window_back: int = 1
     no_repeat_ngram_size: int = 0
+    repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("beam_size", "nbest", "max_len", "iterations", "length_candidates"):
@@ -84,6 +89,8 @@ class GenerationOptions:
             raise TformerError(f"monotonic_window_back must be >= 0, got {self.monotonic_window_back}")
         if self.no_repeat_ngram_size < 0:
             raise TformerError(f"no_repeat_ngram_size must be >= 0 (0 = off), got {self.no_repeat_ngram_size}")
+        if not 0 < self.repetition_penalty < float("inf"):
+            raise TformerError(f"repetition_penalty must be a positive number (1 = off), got {self.repetition_penalty}")
         if self.min_len < 0:
             raise TformerError(f"min_len must be >= 0, got {self.min_len}")
         if self.max_len is not None and self.min_len > self.max_len:
@@ -166,6 +173,8 @@ class GenerationOptions:
             asked.append((Feature.MONOTONIC_WINDOW, f"monotonic_window={self.monotonic_window}"))
         if self.no_repeat_ngram_size:
             asked.append((Feature.NO_REPEAT_NGRAM, f"no_repeat_ngram_size={self.no_repeat_ngram_size}"))
+        if self.repetition_penalty != 1.0:
+            asked.append((Feature.REPETITION_PENALTY, f"repetition_penalty={self.repetition_penalty}"))
         return asked
 
     def window(self) -> MonotonicWindow | None:

@@ -37,15 +37,16 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
 def sample(
     model: StepDecoder, src: Tensor, *, max_len: int | Tensor, min_len: int = 0, temperature: float = 1.0,
     top_k: int = 0, top_p: float = 1.0, seed: int | None = None, start: Start | None = None,
-    window: MonotonicWindow | None = None, no_repeat_ngram_size: int = 0,
+    window: MonotonicWindow | None = None, no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0,
+    prefix: Tensor | None = None,
 ) -> Tensor:
     """(B, S) source ids -> (B, L) sampled ids without BOS, ending in EOS when drawn, pad-filled.
 
     The same seed and batch give the same samples; a sentence's sample depends on its batch
-    (the rows share one random stream). ``start``, ``window``, ``no_repeat_ngram_size``: see
-    :func:`decode_single_path`. The settings are
-    those of :class:`~tformer.generation.GenerationOptions`, which checks them (temperature > 0,
-    0 < top_p <= 1, top_k >= 0).
+    (the rows share one random stream). ``start``, ``window``, ``no_repeat_ngram_size``, ``repetition_penalty``
+    (applied to the logits before the temperature, as Hugging Face does), ``prefix``: see
+    :func:`decode_single_path`. The settings are those of :class:`~tformer.generation.GenerationOptions`, which
+    checks them (temperature > 0, 0 < top_p <= 1, top_k >= 0).
     """
     GenerationOptions(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p)  # checked once
     gen = torch.Generator(device=src.device)
@@ -59,4 +60,5 @@ def sample(
         return torch.multinomial(probs, 1, generator=gen).squeeze(1)
 
     return decode_single_path(model, src, choose, max_len=max_len, min_len=min_len, start=start, window=window,
-                              no_repeat_ngram_size=no_repeat_ngram_size)
+                              no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=repetition_penalty,
+                              prefix=prefix)

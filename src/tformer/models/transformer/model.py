@@ -22,16 +22,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from tformer.generation import (
-    PAPER_BEAM_SIZE,
-    Capabilities,
-    Feature,
-    GenerationOptions,
-    beam_search,
-    beam_search_nbest,
-    greedy_search,
-    sample,
-)
+from tformer.generation import PAPER_BEAM_SIZE, Capabilities, Feature, GenerationOptions
+from tformer.generation.search import length_limits, search, search_nbest
 from tformer.io.pretrained import Pretrained
 from tformer.models.transformer import builders
 from tformer.models.transformer.config import TransformerConfig
@@ -163,15 +155,12 @@ class Transformer(Pretrained, nn.Module):
         """Per-sentence output limits (B,): ``max_len``, or the sentence's own length + 50 (§6.1),
         never more than the decoder's positions (BOS plus max_len - 1 fed-back tokens). The settings are
         checked by :class:`GenerationOptions` (``min_len`` is theirs to check, unused here)."""
-        if max_len is None:
-            limits = (src != self.cfg.pad_id).sum(dim=1) + 50  # (B,) per sentence, not the padded width
-        else:
-            limits = torch.full((src.shape[0],), max_len, device=src.device)
-        return limits.clamp(max=self.cfg.max_len)
+        return length_limits(src, self.cfg.pad_id, max_len, self.cfg.max_len)
 
     capabilities = Capabilities("an autoregressive Transformer", (
         Feature.GREEDY, Feature.BEAM, Feature.NBEST, Feature.SAMPLING, Feature.MIN_LENGTH, Feature.ATTENTION_MAPS,
-        Feature.MONOTONIC_WINDOW, Feature.NO_REPEAT_NGRAM))
+        Feature.MONOTONIC_WINDOW, Feature.NO_REPEAT_NGRAM, Feature.REPETITION_PENALTY, Feature.FORCED_PREFIX,
+        Feature.ENSEMBLE))
     """What this kind decodes with (asked by the Translator, the CLI, the server, plot and export)."""
 
     @torch.no_grad()
@@ -194,22 +183,14 @@ class Transformer(Pretrained, nn.Module):
                 ``length_penalty`` (alpha of ((5 + |Y|) / 6)^alpha; §6.1: 0.6), ``do_sample`` with
                 ``temperature``, ``top_k`` (0 = off), ``top_p`` (1 = off) and ``seed``; ``monotonic_window``
                 (with ``monotonic_window_back``): attend only within a window that moves forward;
-                ``no_repeat_ngram_size`` (n > 0: no output repeats an n-gram).
+                ``no_repeat_ngram_size`` (n > 0: no output repeats an n-gram); ``repetition_penalty`` (p != 1:
+                the scores of tokens already in the output divided by p where positive, multiplied where negative).
         """
         opts = GenerationOptions.of(options, *values, names=GENERATE_POSITIONAL, **settings)
         self.capabilities.check(opts, "generate()")
         limits = self._length_limits(src, opts.max_len, opts.min_len)  # (B,)
         with eval_mode(self):
-            ban = opts.no_repeat_ngram_size
-            if opts.do_sample:
-                return sample(self, src, max_len=limits, min_len=opts.min_len, temperature=opts.temperature,
-                              top_k=opts.top_k, top_p=opts.top_p, seed=opts.seed, window=opts.window(),
-                              no_repeat_ngram_size=ban)
-            if opts.beam_size in (None, 1):
-                return greedy_search(self, src, max_len=limits, min_len=opts.min_len, window=opts.window(),
-                                     no_repeat_ngram_size=ban)
-            return beam_search(self, src, beam_size=opts.beam_size, max_len=limits, min_len=opts.min_len,
-                               length_penalty_alpha=opts.length_penalty, window=opts.window(), no_repeat_ngram_size=ban)
+            return search(self, src, opts, max_len=limits)  # sampling, greedy or beam search, as opts ask
 
     @torch.no_grad()
     def generate_nbest(self, src: Tensor, options: GenerationOptions | None = None, *values, **settings) -> list:
@@ -221,6 +202,4 @@ class Transformer(Pretrained, nn.Module):
         self.capabilities.check(opts, "generate_nbest()")
         limits = self._length_limits(src, opts.max_len, opts.min_len)
         with eval_mode(self):
-            return beam_search_nbest(self, src, beam_size=opts.beam_size, max_len=limits, min_len=opts.min_len,
-                                     length_penalty_alpha=opts.length_penalty, nbest=opts.nbest,
-                                     window=opts.window(), no_repeat_ngram_size=opts.no_repeat_ngram_size)
+            return search_nbest(self, src, opts, max_len=limits)
