@@ -29,7 +29,7 @@ from tformer.registry import Registry
 from tformer.translator import Translator
 from tformer.version import VERSION
 
-__all__ = ["IMPORTERS", "IMPORT_RECORD", "Importer", "import_folder"]
+__all__ = ["IMPORTERS", "IMPORT_RECORD", "Importer", "import_folder", "load_folder"]
 
 IMPORT_RECORD = "imported.json"
 
@@ -83,6 +83,22 @@ IMPORTERS: Registry[Importer] = Registry("Hugging Face model_type", {
 """``config.json``'s ``model_type`` -> its :class:`Importer`."""
 
 
+def load_folder(folder: str | os.PathLike) -> Translator:
+    """The run a Hugging Face folder becomes (a :class:`Translator` for Marian), in memory, not written.
+
+    Raises:
+        TformerError: a folder without config.json or whose model_type has no importer (one line).
+    """
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise TformerError(f"{folder} is not a Hugging Face model folder (no config.json)")
+    model_type = read_json(folder / "config.json").get("model_type")
+    if model_type not in IMPORTERS:
+        raise TformerError(f"{folder}: model_type {model_type!r} cannot be imported; tformer imports "
+                           f"{', '.join(sorted(IMPORTERS))}")
+    return IMPORTERS[model_type].load(folder)
+
+
 def import_folder(folder: str | os.PathLike, out: str | os.PathLike, *, force: bool = False) -> dict:
     """Write the run directory ``out`` from the Hugging Face folder ``folder``; returns what :data:`IMPORT_RECORD`
     holds. ``out`` appears complete or not at all (written beside it, then renamed).
@@ -99,12 +115,8 @@ def import_folder(folder: str | os.PathLike, out: str | os.PathLike, *, force: b
     if out.exists() and folder.resolve().is_relative_to(out.resolve()):
         raise TformerError(f"--out {out} holds the folder {folder}: choose another folder")
     config = read_json(folder / "config.json")
-    model_type = config.get("model_type")
-    if model_type not in IMPORTERS:
-        raise TformerError(f"{folder}: model_type {model_type!r} cannot be imported; tformer imports "
-                           f"{', '.join(sorted(IMPORTERS))}")
+    model_type, run = config.get("model_type"), load_folder(folder)
     importer = IMPORTERS[model_type]
-    run = importer.load(folder)
     generation = folder / "generation_config.json"
     record = {"task": importer.task, "model_type": model_type, "source": str(folder.resolve()),
               "architectures": config.get("architectures"), "tformer_version": VERSION,
