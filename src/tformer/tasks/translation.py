@@ -13,6 +13,7 @@ The config: ``task: translation`` (the default) and its section ``translation: {
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,12 +24,14 @@ from torch import Tensor
 from tformer.config import ConfigError, check
 from tformer.console import log
 from tformer.data.batching import Batch, collate
-from tformer.data.corpus import filter_pairs, read_jsonl, read_parallel, read_tsv
+from tformer.data.binarized import BinarizedPairs, cached_pairs, cached_vocabularies, data_source
+from tformer.data.corpus import iter_jsonl, iter_parallel, iter_tsv
 from tformer.data.vocabularies import Vocabularies
 from tformer.errors import TformerError
 from tformer.evaluation.bleu import check_tokenizer, corpus_bleu
 from tformer.models.transformer.config import TransformerConfig
 from tformer.models.transformer.model import Transformer
+from tformer.tasks import fine_tune
 from tformer.tasks.base import Task, TaskSettings
 from tformer.tasks.registry import register
 from tformer.training import guided_attention
@@ -39,69 +42,107 @@ from tformer.translator import Translator
 
 @dataclass
 class ParallelData:
-    """Tokenized training and validation pairs, and the validation text for BLEU."""
+    """Tokenized training and validation pairs, and the validation text for BLEU.
+
+    ``train`` is a sequence of (source ids, target ids): the memory-mapped corpus of the cache
+    (:class:`tformer.data.binarized.BinarizedPairs`) in a run, or a list.
+    """
 
     vocabs: Vocabularies
-    train: list[tuple[list[int], list[int]]]
+    train: Sequence[tuple[Sequence[int], Sequence[int]]]
     valid: list[tuple[list[int], list[int]]] = field(default_factory=list)
     valid_text: list[tuple[str, str]] = field(default_factory=list)
 
 
-def read_pairs(cfg: RunConfig, split: str) -> list[tuple[str, str]]:
-    """Read the ``train`` or ``valid`` pairs named in the data config."""
+PAIR_READERS: dict[str, Callable[..., Iterator[tuple[str, str]]]] = {
+    "text": iter_parallel, "tsv": iter_tsv, "jsonl": iter_jsonl}
+"""How each ``data.format`` is read, from the files :func:`corpus_files` names (two for text, else one)."""
+
+
+def corpus_files(cfg: RunConfig, split: str) -> tuple[list[str], str]:
+    """The files of the ``train`` or ``valid`` pairs named in the data config (none if unset), and their format."""
     d = cfg.data
     src, tgt = d.path(f"{split}_src"), d.path(f"{split}_tgt")
     if not src:
-        return []
+        return [], d.format
     fmt = d.format
     if fmt == "auto":
         name = src[:-3] if src.endswith(".gz") else src
         fmt = "tsv" if name.endswith(".tsv") else "jsonl" if name.endswith((".jsonl", ".json")) else "text"
-    if fmt == "tsv":
-        return read_tsv(src)
-    if fmt == "jsonl":
-        return read_jsonl(src)
+    if fmt != "text":
+        return [src], fmt
     if not tgt:
         raise TformerError(f"data.{split}_tgt is not set (plain-text corpora need a source and a target file)")
-    return read_parallel(src, tgt)
+    return [src, tgt], fmt
+
+
+def iter_pairs(cfg: RunConfig, split: str) -> Iterator[tuple[str, str]]:
+    """The ``train`` or ``valid`` pairs named in the data config, read as they are used."""
+    files, fmt = corpus_files(cfg, split)
+    return PAIR_READERS[fmt](*files) if files else iter(())
+
+
+def read_pairs(cfg: RunConfig, split: str) -> list[tuple[str, str]]:
+    """Read the ``train`` or ``valid`` pairs named in the data config."""
+    return list(iter_pairs(cfg, split))
+
+
+def data_cache_dir(cfg: RunConfig) -> Path:
+    """Where the tokenizer and the tokenized training corpus are cached: ``data.cache_dir``, else the run's
+    ``cache/``."""
+    return Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run_dir) / "cache"
 
 
 def prepare_data(cfg: RunConfig, vocabs: Vocabularies | None = None, max_source_len: int | None = None
                  ) -> ParallelData:
-    """Read the corpus, train the tokenizer (unless given), tokenize and filter. Reports counts.
+    """The tokenizer (trained unless given) and the training pairs, tokenized and filtered, each cached under
+    :func:`data_cache_dir` by fingerprint (:mod:`tformer.data.binarized`: tokenized once, memory-mapped after);
+    the validation pairs, tokenized in memory. Reports counts.
 
     With ``max_source_len``, tokenized sources are cut to that many tokens before filtering (summarization reads
     the start of a long text instead of dropping it)."""
-    train_text = read_pairs(cfg, "train")
-    if not train_text:
+    files, fmt = corpus_files(cfg, "train")
+    if not files:
         raise TformerError("no training data: set data.train_src and data.train_tgt")
-    valid_text = read_pairs(cfg, "valid")
+    source, cache = data_source(files, fmt), data_cache_dir(cfg)
+    held: list[list[tuple[str, str]]] = []  # the training text, if read to train the tokenizer: tokenized from here
     if vocabs is None:
-        t0 = time.perf_counter()
-        vocabs = Vocabularies.train(
-            [s for s, _ in train_text], [t for _, t in train_text], vocab_size=cfg.data.vocab_size,
-            shared=cfg.data.shared_vocab, model=cfg.data.tokenizer,
-        )
-        log(f"tokenizer: {cfg.data.tokenizer}, vocabulary {vocabs.src.vocab_size}"
-            f"{'' if vocabs.shared else f' + {vocabs.tgt.vocab_size}'} ({time.perf_counter() - t0:.1f}s)")
+        settings = {"tokenizer": cfg.data.tokenizer, "vocab_size": cfg.data.vocab_size, "shared": cfg.data.shared_vocab}
+        vocabs = cached_vocabularies(cache, source, settings, lambda: _train_vocabularies(cfg, held))
+    train = cached_pairs(cache, source, vocabs, lambda: held.pop() if held else iter_pairs(cfg, "train"),
+                         max_len=cfg.data.max_len, max_ratio=cfg.data.max_len_ratio or None,
+                         max_source_len=max_source_len)
+    held.clear()
+    if not train.report.total:
+        raise TformerError("no training data: set data.train_src and data.train_tgt")
+    if not len(train):
+        raise TformerError("every training pair was filtered out (check data.max_len and the files)")
 
-    def tokenize(pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-        src = vocabs.src.encode_batch([s for s, _ in pairs])
+    valid_text = read_pairs(cfg, "valid")
+    valid_ids = []
+    if valid_text:
+        src = vocabs.src.encode_batch([s for s, _ in valid_text])
         if max_source_len is not None:
             src = [ids[:max_source_len] for ids in src]
-        tgt = vocabs.tgt.encode_batch([t for _, t in pairs])
-        return list(zip(src, tgt, strict=True))
-
-    ratio = cfg.data.max_len_ratio or None
-    train, report = filter_pairs(tokenize(train_text), max_len=cfg.data.max_len, max_ratio=ratio)
-    log(f"train: {report}")
-    if not train:
-        raise TformerError("every training pair was filtered out (check data.max_len and the files)")
-    valid_ids = tokenize(valid_text) if valid_text else []
+        valid_ids = list(zip(src, vocabs.tgt.encode_batch([t for _, t in valid_text]), strict=True))
     keep = [i for i, (s, t) in enumerate(valid_ids) if s and t and max(len(s), len(t)) <= cfg.data.max_len]
     if valid_text:
         log(f"valid: kept {len(keep)} of {len(valid_text)} pairs")
     return ParallelData(vocabs, train, [valid_ids[i] for i in keep], [valid_text[i] for i in keep])
+
+
+def _train_vocabularies(cfg: RunConfig, held: list[list[tuple[str, str]]]) -> Vocabularies:
+    """Train the tokenizer on the training text (kept in ``held`` for tokenizing)."""
+    text = read_pairs(cfg, "train")
+    if not text:
+        raise TformerError("no training data: set data.train_src and data.train_tgt")
+    t0 = time.perf_counter()
+    vocabs = Vocabularies.train([s for s, _ in text], [t for _, t in text], vocab_size=cfg.data.vocab_size,
+                                shared=cfg.data.shared_vocab, model=cfg.data.tokenizer)
+    log(f"tokenizer: {cfg.data.tokenizer}, vocabulary {vocabs.src.vocab_size}"
+        f"{'' if vocabs.shared else f' + {vocabs.tgt.vocab_size}'} ({time.perf_counter() - t0:.1f}s)")
+    held.append(text)
+    return vocabs
 
 
 def sequence_loss(model: Transformer, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, eps: float,
@@ -171,8 +212,14 @@ class TranslationTask(Task):
     @classmethod
     def checked_model_config(cls, cfg: RunConfig) -> TransformerConfig:
         """Validate the model and data sections (one-line ConfigError); returns the model config (for a tiny
-        vocabulary)."""
-        m = cfg.model_config(vocab_size=64, config_class=cls.config_class)
+        vocabulary; with ``model.init_from``, the pretrained model's)."""
+        if fine_tune.init_from(cfg):
+            fine_tune.check_fine_tune_config(cfg)
+            m = fine_tune.pretrained_translator(cfg).model.cfg
+            check(isinstance(m, cls.config_class), f"model.init_from holds a {type(m).__name__} model; task "
+                                                   f"{cfg.task} trains a {cls.config_class.__name__}")
+        else:
+            m = cfg.model_config(vocab_size=64, config_class=cls.config_class)
         check(
             cfg.data.shared_vocab or not cfg.model.get("share_embeddings", False),
             "model.share_embeddings needs data.shared_vocab: true (one vocabulary for both languages)",
@@ -190,6 +237,8 @@ class TranslationTask(Task):
 
     @classmethod
     def model_width(cls, cfg: RunConfig) -> int:
+        if fine_tune.init_from(cfg):
+            return fine_tune.pretrained_translator(cfg).model.cfg.d_model
         return cfg.model_config(vocab_size=64, config_class=cls.config_class).d_model
 
     @classmethod
@@ -199,24 +248,34 @@ class TranslationTask(Task):
 
     @classmethod
     def build(cls, cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[TranslationTask, Transformer]:
-        vocabs = Vocabularies.load(run_dir) if resume else None
+        pretrained = fine_tune.pretrained_translator(cfg) if fine_tune.init_from(cfg) else None
+        vocabs = Vocabularies.load(run_dir) if resume else pretrained.vocabs if pretrained else None
+        if resume and pretrained:
+            fine_tune.check_same_vocabularies(vocabs, pretrained.vocabs, run_dir)
         data = cls.prepare_data(cfg, vocabs)
         run_dir.mkdir(parents=True, exist_ok=True)
-        if vocabs is None:
+        if not resume:
             data.vocabs.save(run_dir)
+        settings = cls.settings_from(cfg)
+        if pretrained:  # the architecture, weights and tokenizer of model.init_from; a new optimizer and schedule
+            return cls(data, settings, cfg.train.guided_attention), fine_tune.start_model(pretrained, cfg,
+                                                                                          cls.model_class)
         src_v, tgt_v = data.vocabs.src, data.vocabs.tgt
         model_cfg = cfg.model_config(
             src_v.vocab_size, None if data.vocabs.shared else tgt_v.vocab_size, config_class=cls.config_class,
             pad_id=src_v.pad_id, bos_id=tgt_v.bos_id, eos_id=tgt_v.eos_id, unk_id=src_v.unk_id,
         )
-        return cls(data, cls.settings_from(cfg), cfg.train.guided_attention), cls.model_class(model_cfg)
+        return cls(data, settings, cfg.train.guided_attention), cls.model_class(model_cfg)
 
     # -- training --
-    def _pairs(self, split: str) -> list[tuple[list[int], list[int]]]:
+    def _pairs(self, split: str) -> Sequence[tuple[Sequence[int], Sequence[int]]]:
         return self.data.train if split == "train" else self.data.valid
 
-    def lengths(self, split: str) -> tuple[list[int], list[int]]:
+    def lengths(self, split: str) -> tuple[Sequence[int], Sequence[int]]:
+        """Source and target lengths; of a memory-mapped corpus, its arrays (no pass over the pairs)."""
         pairs = self._pairs(split)
+        if isinstance(pairs, BinarizedPairs):
+            return pairs.lengths()  # type: ignore[return-value]  # (N,) int64 arrays
         return [len(s) for s, _ in pairs], [len(t) for _, t in pairs]
 
     def collate(self, split: str, indices: list[int], model: Transformer) -> Batch:
