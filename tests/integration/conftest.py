@@ -157,3 +157,14 @@ def summarization_run(tmp_path_factory):
                     "train.eval_every=20", "train.max_minutes=0", "--no-progress")
     assert r.returncode == 0, r.stderr
     return tmp, json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def marian(tmp_path_factory):
+    """A real Hugging Face Marian folder (MarianMTModel + MarianTokenizer, SentencePiece models trained here),
+    briefly trained on word-by-word English -> German (hf_helpers.marian_folder)."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("sentencepiece")
+    from hf_helpers import marian_folder
+
+    return marian_folder(tmp_path_factory.mktemp("hf") / "opus-mt-tiny")

@@ -16,17 +16,12 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 import torch  # noqa: E402
 from cli_helpers import tformer_cli  # noqa: E402
-from hf_helpers import WORDS_EN, marian_folder, sentences  # noqa: E402
+from hf_helpers import WORDS_EN, sentences  # noqa: E402
 
 from tformer import Translator  # noqa: E402
 from tformer.data.vocabularies import Vocabularies  # noqa: E402
 
 TEXTS = [*sentences(WORDS_EN, 7, seed=99), "Ünïcode wörds ¿", ">>de<< the dog", "A"]  # lengths 2..14 tokens
-
-
-@pytest.fixture(scope="module")
-def marian(tmp_path_factory):
-    return marian_folder(tmp_path_factory.mktemp("hf") / "opus-mt-tiny")
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ tokenizer. Needs the ``sentencepiece`` package (``pip install 'tformer[hf]'``).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -130,6 +131,22 @@ class SentencePieceTokenizer:
         return f"SentencePieceTokenizer(vocab_size={self.vocab_size})"
 
     # ------------------------------------------------------------------------------ persistence
+
+    def to_json(self) -> str:
+        """The complete tokenizer as JSON text (the models base64-encoded): :meth:`from_json` reads it back, and
+        its hash fingerprints the tokenizer (e.g. of a cached tokenized corpus)."""
+        return json.dumps({"sentencepiece": base64.b64encode(self.model_bytes).decode("ascii"),
+                           "decoder": base64.b64encode(self.decoder_bytes).decode("ascii"), "vocab": self.vocab},
+                          ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SentencePieceTokenizer:
+        """The tokenizer of :meth:`to_json`'s text (one-line TokenizerError if it is not one)."""
+        try:
+            doc = json.loads(text)
+            return cls(base64.b64decode(doc["sentencepiece"]), doc["vocab"], base64.b64decode(doc["decoder"]))
+        except (ValueError, KeyError, TypeError) as err:
+            raise TokenizerError(f"not a SentencePiece tokenizer: {err}") from None
 
     def save(self, model_path: str | os.PathLike, vocab_path: str | os.PathLike) -> None:
         """Write the SentencePiece model and the vocabulary (JSON), each atomically."""

@@ -153,6 +153,9 @@ class TrainConfig:
         log_every: steps between progress lines in metrics.jsonl.
         tensorboard: also write the metrics as TensorBoard events to ``RUN/tensorboard`` (needs the
             tensorboard extra; see :mod:`tformer.training.metrics`).
+        reset_optimizer: at each ``--resume`` with this set, the weights and the position in the data come from the
+            checkpoint, but Adam's moments and the learning-rate schedule start afresh (warm-up again, counted from
+            the resume step; fine-tuning on a run's own checkpoint, or after changing the optimizer settings).
         device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps".
         precision: "auto" (bf16 autocast on a CUDA GPU that has it, else fp16 there; fp32 elsewhere), "fp32",
             "bf16", "fp16" (autocast, with a gradient scaler for fp16; the CPU has both, slowly).
@@ -192,6 +195,7 @@ class TrainConfig:
     nonfinite_limit: int = 5
     log_every: int = 50
     tensorboard: bool = False
+    reset_optimizer: bool = False
     device: str = "auto"
     precision: str = "auto"
     threads: int = 0

@@ -119,11 +119,12 @@ def load_checkpoint_state(trainer: Any, path: Path, ckpt: dict[str, Any]) -> Non
     optimizer = trainer.optimizer
     chosen_impl = [{k: g.get(k) for k in ("fused", "foreach")} for g in optimizer.param_groups]
     trainer.parallel.load_model_state(trainer.model, ckpt["model"])
-    trainer.parallel.load_optimizer_state(optimizer, ckpt["optimizer"])
-    for g, impl in zip(optimizer.param_groups, chosen_impl, strict=True):
-        g.update(impl)  # the Adam implementation this run chose (fused or not), not the saving run's
-    trainer.scheduler.load_state_dict(ckpt["scheduler"])
-    trainer.scaler.load_state_dict(ckpt["scaler"])
+    if not trainer.tc.reset_optimizer:  # else the trainer's fresh optimizer, schedule and gradient scaler stay
+        trainer.parallel.load_optimizer_state(optimizer, ckpt["optimizer"])
+        for g, impl in zip(optimizer.param_groups, chosen_impl, strict=True):
+            g.update(impl)  # the Adam implementation this run chose (fused or not), not the saving run's
+        trainer.scheduler.load_state_dict(ckpt["scheduler"])
+        trainer.scaler.load_state_dict(ckpt["scaler"])
     trainer.state = TrainState(**ckpt["train_state"])
     trainer.window = LogWindow(**ckpt.get("log_window", {}))
     restore_rng(ckpt, trainer.dist, trainer.cfg.seed, trainer.state.step)

@@ -88,10 +88,12 @@ class Trainer:
         n = len(self.sampler.batches_for_epoch(0)) if self.tc.max_epochs else 0
         return planned_steps(self.tc, self.state, n, self.per_update)
 
-    def _build_scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
+    def _build_scheduler(self, steps: int | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+        """The schedule over ``steps`` updates (default: the run's)."""
         tc = self.tc
         return build_scheduler(tc.schedule, self.optimizer, d_model=self.model.cfg.d_model, lr=tc.lr,
-                               warmup_steps=tc.warmup_steps, lr_scale=tc.lr_scale, total_steps=self.total_steps)
+                               warmup_steps=tc.warmup_steps, lr_scale=tc.lr_scale,
+                               total_steps=self.total_steps if steps is None else steps)
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Finish the current update, write a checkpoint and return from :meth:`train` (resumable); SIGINT and
@@ -114,7 +116,11 @@ class Trainer:
             return False
         load_checkpoint_state(self, *found)
         planned = self._planned_steps()  # train.max_epochs counted from the position, whatever the batches per update
-        if planned != self.total_steps:
+        if self.tc.reset_optimizer:  # a fresh schedule over the updates left (the optimizer was not loaded)
+            self.total_steps = planned
+            self.scheduler = self._build_scheduler(max(planned - self.state.step, 1))
+            log(f"train.reset_optimizer: a fresh optimizer and schedule from step {self.state.step}")
+        elif planned != self.total_steps:
             self.total_steps = planned
             if self.tc.schedule == "cosine":  # its horizon is the run's last update
                 saved = self.scheduler.state_dict()
