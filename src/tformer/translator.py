@@ -3,6 +3,8 @@
     >>> translator = Translator.from_pretrained("runs/demo")
     >>> translator.translate(["three hundred twenty-one"], beam_size=4)
     ['dreihunderteinundzwanzig']
+    >>> translator.translate(["three hundred twenty-one"], prefixes=["drei"])     # the output starts so
+    >>> Translator.ensemble([translator, other]).translate([...])                  # the mean of two models
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from tformer.generation import (
     GenerationOptions,
     capabilities_of,
 )
-from tformer.generation.alignment import forced_alignment, step_alignment
+from tformer.generation.alignment import hard_alignment, output_alignment
+from tformer.generation.ensemble import Ensemble
 from tformer.generation.options import MASK_PREDICT_ITERATIONS, MASK_PREDICT_LENGTHS
+from tformer.generation.processors import prefix_tensor
+from tformer.generation.search import length_limits, search, search_nbest
 from tformer.models.cmlm.model import CMLM
 from tformer.models.registry import load_pretrained
 from tformer.models.transformer.model import Transformer
@@ -62,14 +67,46 @@ def _max_tokens_by_position(options, values: tuple, names: tuple[str, ...], max_
     return values, max_tokens
 
 
+def same_vocabularies(a: Vocabularies, b: Vocabularies) -> bool:
+    """Whether two runs tokenize alike on both sides (their tokenizer files hold the same tokenizers)."""
+    return a.src.to_json() == b.src.to_json() and a.tgt.to_json() == b.tgt.to_json()
+
+
 class Translator:
     """Translate sentences with a trained :class:`Transformer` (or non-autoregressive :class:`CMLM`) and its
-    :class:`Vocabularies`."""
+    :class:`Vocabularies`; or with several models as one (:meth:`ensemble`)."""
 
     def __init__(self, model: Transformer | CMLM, vocabs: Vocabularies, device: str | torch.device = "cpu") -> None:
         self.model = model.to(device).eval()
         self.vocabs = vocabs
         self.device = torch.device(device)
+        self.members: list[Transformer | CMLM] = [self.model]  # the models that decode together; the first: model
+
+    @classmethod
+    def ensemble(cls, translators: Sequence[Translator]) -> Translator:
+        """One Translator whose models decode together: each step's distribution the mean of theirs (fairseq's
+        ensembles, :class:`~tformer.generation.ensemble.Ensemble`), with greedy or beam search; each model keeps its
+        own KV cache. ``model`` is the first one (its capabilities and limits speak for the ensemble; the length
+        limit is the smallest of the models').
+
+        Raises:
+            TformerError: a model that cannot decode in an ensemble (a CMLM), models on different devices, or runs
+                whose tokenizers differ (they must share the source and target vocabularies), in one line.
+        """
+        if not translators:
+            raise TformerError("an ensemble needs at least one translator")
+        first = translators[0]
+        for n, t in enumerate(translators, start=1):
+            t.capabilities.require(Feature.ENSEMBLE, what="decoding several models together")
+            if not same_vocabularies(first.vocabs, t.vocabs):
+                raise TformerError(f"ensemble model {n} has other tokenizers than model 1: the models of an ensemble "
+                                   "must share the source and target vocabularies (the same tokenizer files)")
+            if t.device != first.device:
+                raise TformerError(f"ensemble model {n} is on {t.device}, model 1 on {first.device}: use one device")
+        out = cls(first.model, first.vocabs, first.device)
+        out.members = [m for t in translators for m in t.members]
+        Ensemble(out.members)  # the special ids and output sizes agree (one-line error otherwise)
+        return out
 
     @property
     def capabilities(self) -> Capabilities:
@@ -117,10 +154,13 @@ class Translator:
         :mod:`tformer.nn.quantize`): faster decoding, slightly different outputs. This one is unchanged."""
         from tformer.nn.quantize import quantize_dynamic_int8
 
-        return Translator(quantize_dynamic_int8(self.model), self.vocabs, "cpu")
+        quantized = [Translator(quantize_dynamic_int8(m), self.vocabs, "cpu") for m in self.members]
+        return quantized[0] if len(quantized) == 1 else Translator.ensemble(quantized)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write model (``directory/model``) and tokenizer files so that :meth:`from_pretrained` reads them."""
+        if len(self.members) > 1:
+            raise TformerError("an ensemble has no one folder to save: save the Translator of each model")
         d = Path(directory)
         self.model.save_pretrained(d / MODEL_SUBDIR)
         self.vocabs.save(d)
@@ -129,17 +169,17 @@ class Translator:
         """Source ids + EOS per sentence (None for an empty one), cut to the model's maximum length."""
         if isinstance(texts, str):
             raise TformerError("translate() takes a list of sentences, not one string")
-        cfg = self.model.cfg
+        eos, limit = self.model.cfg.eos_id, min(m.cfg.max_len for m in self.members)
         out: list[list[int] | None] = []
         for n, ids in enumerate(self.vocabs.src.encode_batch(list(texts)), start=1):
             if not ids:
                 out.append(None)
                 continue
-            if len(ids) + 1 > cfg.max_len:
+            if len(ids) + 1 > limit:
                 warn(f"warning: sentence {n} has {len(ids)} tokens; truncated to the model's maximum of "
-                     f"{cfg.max_len - 1}")
-                ids = ids[: cfg.max_len - 1]
-            out.append(ids + [cfg.eos_id])
+                     f"{limit - 1}")
+                ids = ids[: limit - 1]
+            out.append(ids + [eos])
         return out
 
     def _batches(self, ids: list[list[int] | None], max_tokens: int):
@@ -160,7 +200,8 @@ class Translator:
 
     @torch.no_grad()
     def translate(self, texts: Sequence[str], options: GenerationOptions | None = None, *values, max_tokens: int = 4096,
-                  progress: bool = False, warn=None, **settings) -> list[str]:
+                  progress: bool = False, warn=None, prefixes: Sequence[str | None] | None = None,
+                  **settings) -> list[str]:
         """Translate ``texts``, batched by length under ``max_tokens`` padded source tokens.
 
         Empty sentences translate to empty strings; over-long ones are truncated with a warning.
@@ -175,14 +216,17 @@ class Translator:
                 (``iterations`` 10, ``length_candidates`` 3). Settings the model does not support are refused.
             **settings: fields of :class:`GenerationOptions` as keywords (``beam_size=4``, ``max_len``,
                 ``min_len``, ``length_penalty``, ``do_sample`` with ``temperature``, ``top_k``, ``top_p``,
-                ``seed``; ``iterations``, ``length_candidates``; ``monotonic_window``, ``monotonic_window_back``),
-                applied over ``options``.
+                ``seed``; ``iterations``, ``length_candidates``; ``monotonic_window``, ``monotonic_window_back``;
+                ``no_repeat_ngram_size``, ``repetition_penalty``), applied over ``options``.
             max_tokens: padded source tokens per batch.
             progress: show a progress bar (stderr).
             warn: where warnings go (default: stderr).
+            prefixes: one per sentence (None or "" = none): target-language text each translation starts with. It
+                is tokenized alone and its tokens are forced as the first outputs (with the model's own scores),
+                then decoding goes on freely. An empty sentence still translates to "".
         """
         return self.texts(self.translate_ids(texts, options, *values, max_tokens=max_tokens, progress=progress,
-                                             warn=warn, **settings))
+                                             warn=warn, prefixes=prefixes, **settings))
 
     def texts(self, outputs: Sequence[Sequence[int]]) -> list[str]:
         """The texts of output ids such as :meth:`translate_ids` gives ([] -> "")."""
@@ -190,47 +234,86 @@ class Translator:
 
     @torch.no_grad()
     def translate_ids(self, texts: Sequence[str], options: GenerationOptions | None = None, *values,
-                      max_tokens: int = 4096, progress: bool = False, warn=None, **settings) -> list[list[int]]:
+                      max_tokens: int = 4096, progress: bool = False, warn=None,
+                      prefixes: Sequence[str | None] | None = None, **settings) -> list[list[int]]:
         """What :meth:`translate` decodes, as target ids: each sentence's output up to and including its EOS (or
         cut at the length limit), [] for an empty sentence. The settings are :meth:`translate`'s; its texts are
         ``vocabs.tgt.decode`` of these. :meth:`alignment_rates` reads these ids as they were decoded."""
         values, max_tokens = _max_tokens_by_position(options, values, TRANSLATE_POSITIONAL, max_tokens)
         opts = self.decoding_options(options, *values, names=TRANSLATE_POSITIONAL, **settings)
-        ids = self._encode(texts, warn or log)
         pad = self.model.cfg.pad_id
-        out: list[list[int]] = [[] for _ in ids]
-        for chunk, src in progress_bar(list(self._batches(ids, max_tokens)), enabled=progress, unit="batch"):
-            hyps = self.model.generate(src, opts)  # (B, L), padded with pad_id
-            for row, i in enumerate(chunk):
-                out[i] = [t for t in hyps[row].tolist() if t != pad]
-        return out
+        rows = self._decode(texts, opts, prefixes, "translate()", max_tokens, progress, warn)  # (L,) padded
+        return [[t for t in row.tolist() if t != pad] if row is not None else [] for row in rows]
 
     @torch.no_grad()
     def translate_nbest(self, texts: Sequence[str], options: GenerationOptions | None = None, *values,
                         max_tokens: int = 4096, progress: bool = False, warn=None,
-                        **settings) -> list[list[tuple[str, float]]]:
+                        prefixes: Sequence[str | None] | None = None, **settings) -> list[list[tuple[str, float]]]:
         """The ``nbest`` best translations of each sentence with their scores (log-probability / lp), best first.
 
-        Settings as for :meth:`translate`; ``nbest`` defaults to the beam size (4). An empty sentence gets
-        ``[("", 0.0)]``.
+        Settings and ``prefixes`` as for :meth:`translate`; ``nbest`` defaults to the beam size (4). An empty
+        sentence gets ``[("", 0.0)]``. With a repetition penalty a score sums the penalised log-probabilities.
         """
+        nbest = self.translate_nbest_ids(texts, options, *values, max_tokens=max_tokens, progress=progress,
+                                         warn=warn, prefixes=prefixes, **settings)
+        return [[(self.texts([ids])[0], s) for ids, s in hyps] for hyps in nbest]
+
+    @torch.no_grad()
+    def translate_nbest_ids(self, texts: Sequence[str], options: GenerationOptions | None = None, *values,
+                            max_tokens: int = 4096, progress: bool = False, warn=None,
+                            prefixes: Sequence[str | None] | None = None,
+                            **settings) -> list[list[tuple[list[int], float]]]:
+        """What :meth:`translate_nbest` decodes, as target ids (each up to and including its EOS, or cut at the
+        length limit) with their scores; ``[([], 0.0)]`` for an empty sentence."""
         self.capabilities.require(Feature.NBEST, what="translate_nbest()")
         values, max_tokens = _max_tokens_by_position(options, values, NBEST_POSITIONAL, max_tokens)
         opts = self.decoding_options(options, *values, what="translate_nbest()", names=NBEST_POSITIONAL, **settings)
         opts = opts.with_defaults(nbest=opts.beam_size)
+        rows = self._decode(texts, opts, prefixes, "translate_nbest()", max_tokens, progress, warn, nbest=True)
+        return [[(list(h.tokens), h.score) for h in row] if row is not None else [([], 0.0)] for row in rows]
+
+    def _decode(self, texts: Sequence[str], opts: GenerationOptions, prefixes: Sequence[str | None] | None,
+                what: str, max_tokens: int, progress: bool, warn, nbest: bool = False) -> list:
+        """Each sentence's output row (L,) padded with pad_id, or its n-best list; None for an empty one."""
         ids = self._encode(texts, warn or log)
-        out: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in ids]
+        forced = self._prefix_ids(prefixes, len(ids), what)
+        out: list = [None] * len(ids)
         for chunk, src in progress_bar(list(self._batches(ids, max_tokens)), enabled=progress, unit="batch"):
-            hyps = self.model.generate_nbest(src, opts)
-            for row, i in enumerate(chunk):
-                out[i] = [(self.vocabs.tgt.decode(list(h.tokens)), h.score) for h in hyps[row]]
+            for i, row in zip(chunk, self._search(src, opts, forced, chunk, nbest), strict=True):
+                out[i] = row
         return out
+
+    def _prefix_ids(self, prefixes: Sequence[str | None] | None, n: int, what: str) -> list[list[int]] | None:
+        """Each sentence's prefix as target ids ([] for none), or None when no sentence has one."""
+        if prefixes is None:
+            return None
+        if isinstance(prefixes, str) or len(prefixes) != n:
+            raise TformerError(f"{what} got {n} sentences but " + ("one string" if isinstance(prefixes, str) else
+                               f"{len(prefixes)} prefixes") + ": give one prefix per sentence (None or '' for none)")
+        ids = [self.vocabs.tgt.encode(p)[: self.model.cfg.max_len - 1] if p else [] for p in prefixes]
+        if not any(ids):
+            return None
+        self.capabilities.require(Feature.FORCED_PREFIX, what=f"{what} with prefixes")
+        return ids
+
+    def _search(self, src: Tensor, opts: GenerationOptions, prefixes: list[list[int]] | None, chunk: list[int],
+                nbest: bool = False):
+        """Decode a batch (B, S) of sentences ``chunk``: (B, L) ids, or with ``nbest`` the n-best lists. One model
+        without prefixes decodes as its ``generate`` does; an ensemble or prefixes go to the engines here."""
+        prefix = None if prefixes is None else prefix_tensor([prefixes[i] for i in chunk], self.device)  # (B, P)
+        if len(self.members) == 1 and prefix is None:
+            return self.model.generate_nbest(src, opts) if nbest else self.model.generate(src, opts)
+        decoder = self.model if len(self.members) == 1 else Ensemble(self.members)
+        positions = min(m.cfg.max_len for m in self.members)
+        limits = length_limits(src, self.model.cfg.pad_id, opts.max_len, positions)  # (B,)
+        return (search_nbest if nbest else search)(decoder, src, opts, max_len=limits, prefix=prefix)
 
     def check_alignment_layer(self, layer: int) -> None:
         """A one-line :class:`TformerError` unless the decoder has a layer ``layer`` (negative: from the last)."""
-        n = self.model.cfg.num_decoder_layers
-        if not -n <= layer < n:
-            raise TformerError(f"alignment layer {layer} is out of range for {n} decoder layers")
+        for model in self.members:
+            n = model.cfg.num_decoder_layers
+            if not -n <= layer < n:
+                raise TformerError(f"alignment layer {layer} is out of range for {n} decoder layers")
 
     @torch.no_grad()
     def alignment_rates(self, texts: Sequence[str], translations: Sequence[str | Sequence[int]],
@@ -245,27 +328,45 @@ class Translator:
         pass (cached decoding equals full recomputation, so they are those decoding saw); under a window the outputs
         are fed step by step, the window moving as it moved in decoding. Empty sentences are left out.
         """
-        self.capabilities.require(Feature.ATTENTION_MAPS, what="alignment_rates()")
+        weights = self._cross_attention(texts, translations, options, "alignment_rates()", layer, max_tokens, warn)
+        return alignment_rates(list(weights.values()), band)
+
+    @torch.no_grad()
+    def alignments(self, texts: Sequence[str], translations: Sequence[str | Sequence[int]],
+                   options: GenerationOptions | None = None, *, layer: int = -1, max_tokens: int = 4096,
+                   warn=None) -> list[list[tuple[int, int]]]:
+        """Each translation's word alignment as fairseq's ``--print-alignment`` makes it: for every output token
+        (EOS left out) the source token (EOS left out) with the most encoder-decoder attention in decoder layer
+        ``layer`` (default the last, as fairseq's ``alignment_layer``), mean over its heads (and over the models of
+        an ensemble): pairs (source index, target index), 0-based token positions, [] for an empty sentence.
+
+        ``translations`` and ``options`` as for :meth:`alignment_rates`: the weights are those decoding saw.
+        """
+        weights = self._cross_attention(texts, translations, options, "alignments()", layer, max_tokens, warn)
+        eos = self.model.cfg.eos_id
+        return [hard_alignment(weights[i], self._output_ids(translations[i]), eos) if i in weights else []
+                for i in range(len(texts))]
+
+    def _cross_attention(self, texts: Sequence[str], translations: Sequence[str | Sequence[int]],
+                         options: GenerationOptions | None, what: str, layer: int, max_tokens: int,
+                         warn) -> dict[int, Tensor]:
+        """Sentence index -> the attention while producing its translation (T, S) on the CPU (T its output tokens,
+        S its source tokens with EOS), for the non-empty sentences (:func:`output_alignment`)."""
+        self.capabilities.require(Feature.ATTENTION_MAPS, what=what)
         if len(texts) != len(translations):
-            raise TformerError(f"alignment_rates() got {len(texts)} sentences but {len(translations)} translations")
+            raise TformerError(f"{what} got {len(texts)} sentences but {len(translations)} translations")
         window = GenerationOptions.of(options).window()
         self.check_alignment_layer(layer)
         cfg = self.model.cfg
-        # the copy mechanism's model has no decoder_states(); its stepped pass gives the same weights
-        stepped = window is not None or self.model.copies
         ids = self._encode(texts, warn or log)
-        alignments = []
+        found: dict[int, Tensor] = {}
         for chunk, src in self._batches(ids, max_tokens):
             outs = [self._output_ids(translations[i]) for i in chunk]
-            tgt_in = torch.full((len(chunk), max(map(len, outs))), cfg.pad_id, dtype=torch.long)  # (B, T)
-            for row, out in enumerate(outs):
-                tgt_in[row, : len(out)] = torch.tensor([cfg.bos_id] + out[:-1])  # BOS + y_<t
-            tgt_in = tgt_in.to(self.device)
-            weights = (step_alignment(self.model, src, tgt_in, layer=layer, window=window) if stepped
-                       else forced_alignment(self.model, src, tgt_in, layer=layer))  # (B, T, S)
-            alignments += [weights[row, : len(out), : len(ids[i])].cpu()
-                           for row, (i, out) in enumerate(zip(chunk, outs, strict=True))]
-        return alignment_rates(alignments, band)
+            weights = output_alignment(self.members, src, outs, bos_id=cfg.bos_id, pad_id=cfg.pad_id, layer=layer,
+                                       window=window)  # (B, T, S)
+            found.update({i: weights[row, : len(out), : len(ids[i])].cpu()
+                          for row, (i, out) in enumerate(zip(chunk, outs, strict=True))})
+        return found
 
     def _output_ids(self, translation: str | Sequence[int]) -> list[int]:
         """A translation's output ids: decoded ids as they are (at least EOS), or a text tokenized + EOS."""
@@ -299,9 +400,8 @@ class Translator:
             raise TformerError("attention() needs a sentence with at least one token")
         cfg = self.model.cfg
         src = torch.tensor([src_ids], device=self.device)  # (1, S)
-        if target is None:
-            out = self.model.generate(src, opts)[0].tolist()
-            out = [t for t in out if t != cfg.pad_id]
+        if target is None:  # as translate() decodes it (an ensemble's translation; the first model's weights)
+            out = self.translate_ids([text], opts, warn=warn)[0]
         else:
             out = self.vocabs.tgt.encode(target)[: cfg.max_len - 1] + [cfg.eos_id]
         out = out or [cfg.eos_id]  # without EOS within the length limit, what was produced is shown

@@ -1,6 +1,7 @@
 """``tformer evaluate RUN_DIR --src F --ref F``: translate and score with sacreBLEU; prints JSON.
 
-``--hyp F`` scores an existing translation file instead of decoding (RUN_DIR is then optional).
+``--hyp F`` scores an existing translation file instead of decoding (RUN_DIR is then optional); more run
+directories after the first decode as an ensemble (the mean of their probabilities, ``tformer translate``'s).
 Scores (``--metric``, repeatable, from :data:`METRICS`): ``bleu`` (the default) is BLEU and chrF on detokenized,
 cased text, with sacreBLEU's signatures; ``per`` is for outputs that are space-separated symbols, such as the
 phonemes of grapheme-to-phoneme conversion: the phoneme error rate (edit distance over symbols / reference
@@ -17,7 +18,7 @@ import json
 import time
 from collections.abc import Callable
 
-from tformer.cli.translate import add_decoding_arguments, decoding_options, load_translator
+from tformer.cli.translate import add_decoding_arguments, add_ensemble_argument, decoding_options, load_translator
 from tformer.errors import TformerError
 from tformer.registry import Registry
 
@@ -44,6 +45,7 @@ METRICS: Registry[Scorer] = Registry("--metric", {"bleu": bleu_scores, "per": sy
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", nargs="?", help="run directory (not needed with --hyp)")
+    add_ensemble_argument(p)
     p.add_argument("--src", help="source file (one sentence a line, .gz allowed)")
     p.add_argument("--ref", required=True, help="reference translations, aligned with --src")
     p.add_argument("--hyp", help="score this file of translations instead of decoding")
@@ -100,6 +102,12 @@ def translate(args: argparse.Namespace, translator, srcs: list[str]) -> tuple[li
         result.update(iterations=options.iterations, length_beam=options.length_candidates)
     else:
         result.update(beam=options.beam_size, alpha=options.length_penalty)
+    if options.no_repeat_ngram_size:
+        result.update(no_repeat_ngram=options.no_repeat_ngram_size)
+    if options.repetition_penalty != 1.0:
+        result.update(repetition_penalty=options.repetition_penalty)
+    if len(translator.members) > 1:
+        result.update(ensemble=len(translator.members))
     if options.monotonic_window is not None:
         result.update(monotonic_window=options.monotonic_window, monotonic_window_back=options.monotonic_window_back)
     if translator.capabilities.supports(Feature.ATTENTION_MAPS):

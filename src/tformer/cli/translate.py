@@ -5,6 +5,19 @@ atomically: a failed run never leaves a half-written file. ``--nbest N`` prints 
 ``index ||| translation ||| score`` (Moses n-best style); ``--scores`` appends a tab and the score.
 ``--monotonic-window N`` decodes under a monotonic window: each step attends only to the source positions from
 ``--monotonic-window-back`` behind to N ahead of the previous step's attention peak, which never moves back.
+
+Translators' options:
+
+* ``tformer translate RUN1 RUN2 ...``: the runs decode as an ensemble (each step the mean of their probabilities);
+  they must share their tokenizer files. The run directories come together, before or after the options.
+* ``--prefix-file F``: line i of F (target-language text; empty = none) is what translation i starts with.
+* ``--no-repeat-ngram N``, ``--repetition-penalty P``: against repeats (:mod:`tformer.generation.processors`).
+* ``--print-alignment``: after a tab, each output token's source token as ``j-i`` pairs (source index - target
+  index, 0-based subword tokens, EOS left out on both sides; fairseq's hard alignment, in the Pharaoh format) from
+  the attention of decoder layer ``--alignment-layer`` (default -1, the last, fairseq's default), mean over heads.
+  The line is ``translation<TAB>alignment`` (``translation<TAB>score<TAB>alignment`` with ``--scores``).
+* ``--interactive`` (the default when stdin is a terminal and there is no --input or --output): each line is
+  answered, and the answer flushed, as soon as it is read, instead of after the end of the input.
 """
 
 from __future__ import annotations
@@ -22,11 +35,30 @@ if TYPE_CHECKING:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory (or a folder written by `tformer average`)")
+    add_ensemble_argument(p)
     p.add_argument("--input", "-i", help="source file (default: stdin)")
     p.add_argument("--output", "-o", help="output file (default: stdout)")
     add_decoding_arguments(p)
     p.add_argument("--nbest", type=int, default=0, help="print the N best translations per sentence (beam search)")
     p.add_argument("--scores", action="store_true", help="append the score (log-probability / length penalty)")
+    p.add_argument("--prefix-file", metavar="F",
+                   help="one target-language prefix per input line (empty line: none): each translation starts "
+                        "with its prefix's tokens, then decodes freely")
+    p.add_argument("--print-alignment", action="store_true",
+                   help="append a tab and the alignment: for each output token, the source token with the most "
+                        "attention, as 'source-target' index pairs (0-based tokens, EOS left out)")
+    p.add_argument("--alignment-layer", type=int, default=-1,
+                   help="with --print-alignment: the decoder layer whose attention (mean over heads) aligns "
+                        "(default -1: the last, as fairseq)")
+    p.add_argument("--interactive", action="store_true",
+                   help="answer each line as soon as it is read (the default when stdin is a terminal)")
+
+
+def add_ensemble_argument(p: argparse.ArgumentParser) -> None:
+    """More run directories after the first: decode with all of them as an ensemble."""
+    p.add_argument("ensemble", nargs="*", metavar="RUN_DIR",
+                   help="more runs with the same tokenizer files: decode with the mean of all the runs' "
+                        "probabilities (an ensemble)")
 
 
 def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,6 +69,9 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     add_sampling_arguments(p)
     p.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
                    help="no output repeats an N-gram of its own tokens (default 0: off)")
+    p.add_argument("--repetition-penalty", type=float, default=None, metavar="P",
+                   help="scores of tokens already in the output divided by P where positive, multiplied where "
+                        "negative (CTRL, Hugging Face's repetition_penalty; default 1: off)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     p.add_argument("--iterations", type=int, default=None,
                    help="non-autoregressive (CMLM) runs: mask-predict rounds (default 10)")
@@ -62,7 +97,7 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_translator(args: argparse.Namespace):
-    """The run's Translator, int8-quantized when --int8 is given."""
+    """The run's Translator (the runs' ensemble when more are given), int8-quantized when --int8 is given."""
     import torch
 
     from tformer.translator import Translator
@@ -73,7 +108,12 @@ def load_translator(args: argparse.Namespace):
         raise TformerError(f"unknown device {args.device!r} (cpu, cuda, cuda:1, mps, ...)") from None
     if args.int8 and device_type != "cpu":
         raise TformerError("--int8 runs on the CPU: do not combine it with --device")
-    translator = Translator.from_pretrained(args.run_dir, device=args.device)
+    runs = [args.run_dir, *getattr(args, "ensemble", [])]
+    translators = [Translator.from_pretrained(run, device=args.device) for run in runs]
+    try:
+        translator = translators[0] if len(runs) == 1 else Translator.ensemble(translators)
+    except TformerError as e:  # "ensemble model 2 ...": say which run
+        raise TformerError(re.sub(r"\bmodel (\d+)", lambda m: runs[int(m.group(1)) - 1], str(e))) from None
     return translator.quantized() if args.int8 else translator
 
 
@@ -101,6 +141,8 @@ def decoding_options(args: argparse.Namespace) -> GenerationOptions:
             iterations=args.iterations, length_candidates=args.length_beam,
             monotonic_window=args.monotonic_window, monotonic_window_back=args.monotonic_window_back,
             no_repeat_ngram_size=args.no_repeat_ngram,
+            repetition_penalty=GenerationOptions.repetition_penalty if getattr(args, "repetition_penalty", None) is None
+            else args.repetition_penalty,
         )
     except TformerError as e:  # the message names the options' fields: say the flags the user typed
         raise TformerError(re.sub(FLAG_PATTERN, lambda m: FLAGS[m.group(0)], str(e))) from None
@@ -110,7 +152,7 @@ FLAGS = {"beam_size": "--beam", "length_penalty": "--alpha", "max_len": "--max-l
          "temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p", "seed": "--seed",
          "iterations": "--iterations", "length_candidates": "--length-beam", "nbest": "--nbest",
          "monotonic_window_back": "--monotonic-window-back", "monotonic_window": "--monotonic-window",
-         "no_repeat_ngram_size": "--no-repeat-ngram"}
+         "no_repeat_ngram_size": "--no-repeat-ngram", "repetition_penalty": "--repetition-penalty"}
 FLAG_PATTERN = r"\b(" + "|".join(FLAGS) + r")\b"
 
 
@@ -153,23 +195,84 @@ def write_output(path: str | None, lines: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    translator = load_translator(args)
+    options = translator.decoding_options(decoding_options(args), what="tformer translate")
+    check_output_flags(args, translator)
+    if interactive(args):
+        for n, line in enumerate(stdin_lines()):
+            sys.stdout.write("".join(out + "\n" for out in answer(translator, [line], None, options, args, n)))
+            sys.stdout.flush()
+        return 0
+    lines = read_input_lines(args.input)
+    prefixes = read_prefixes(args.prefix_file, len(lines))
+    write_output(args.output, answer(translator, lines, prefixes, options, args, 0,
+                                     progress=len(lines) > 200 and sys.stderr.isatty()))
+    return 0
+
+
+def check_output_flags(args: argparse.Namespace, translator) -> None:
+    """Flags that cannot go together, or that this model cannot honour: refused in one line before decoding."""
     from tformer.generation import Feature
 
-    translator = load_translator(args)
-    lines = read_input_lines(args.input)
-    options = decoding_options(args)
     if args.nbest or args.scores:  # (text, score) lists from beam search
         flag = "--nbest" if args.nbest else "--scores"
         translator.capabilities.require(Feature.NBEST, what=f"tformer translate {flag}")
-    options = translator.decoding_options(options, what="tformer translate")
-    progress = len(lines) > 200 and sys.stderr.isatty()
+    if args.print_alignment:
+        if args.nbest:
+            raise TformerError("--print-alignment prints one line per sentence: leave out --nbest")
+        translator.capabilities.require(Feature.ATTENTION_MAPS, what="tformer translate --print-alignment")
+        translator.check_alignment_layer(args.alignment_layer)
+    if args.prefix_file:
+        translator.capabilities.require(Feature.FORCED_PREFIX, what="tformer translate --prefix-file")
+    if args.interactive and (args.input or args.output or args.prefix_file):
+        raise TformerError("--interactive reads stdin and answers on stdout: leave out --input, --output and "
+                           "--prefix-file")
+
+
+def interactive(args: argparse.Namespace) -> bool:
+    """Answer line by line: --interactive, or a terminal on stdin with nothing read or written to files."""
+    return args.interactive or (not (args.input or args.output or args.prefix_file) and sys.stdin.isatty())
+
+
+def stdin_lines():
+    """The lines of stdin one at a time, as soon as each is complete (read_input_lines' rules, line by line)."""
+    for n, raw in enumerate(iter(sys.stdin.buffer.readline, b""), start=1):
+        try:
+            text = raw.removesuffix(b"\n").decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            raise TformerError(f"<stdin>:{n}: invalid UTF-8") from None
+        yield text.removeprefix("\ufeff") if n == 1 else text
+
+
+def read_prefixes(path: str | None, n: int) -> list[str] | None:
+    """The lines of the prefix file, which must have one line per input line; None without one."""
+    if path is None:
+        return None
+    from tformer.data.corpus import read_lines
+
+    prefixes = read_lines(path)
+    if len(prefixes) != n:
+        raise TformerError(f"{path} has {len(prefixes)} lines but the input has {n}: give one prefix per line "
+                           "(an empty line for none)")
+    return prefixes
+
+
+def answer(translator, lines: list[str], prefixes: list[str] | None, options, args: argparse.Namespace, first: int,
+           progress: bool = False) -> list[str]:
+    """The output lines for ``lines`` (sentence numbers from ``first``): translations, n-best lists or scores,
+    with alignments when asked."""
+    kw = {"max_tokens": args.max_tokens, "progress": progress, "prefixes": prefixes}
     if args.nbest:
-        nbest = translator.translate_nbest(lines, options, max_tokens=args.max_tokens, progress=progress)
-        out = [f"{i} ||| {text} ||| {s:.4f}" for i, hyps in enumerate(nbest) for text, s in hyps]
-    elif args.scores:
-        best = translator.translate_nbest(lines, options, max_tokens=args.max_tokens, progress=progress)
-        out = [f"{hyps[0][0]}\t{hyps[0][1]:.4f}" for hyps in best]
+        nbest = translator.translate_nbest(lines, options, **kw)
+        return [f"{first + i} ||| {text} ||| {s:.4f}" for i, hyps in enumerate(nbest) for text, s in hyps]
+    if args.scores:
+        best = [hyps[0] for hyps in translator.translate_nbest_ids(lines, options, **kw)]
+        ids = [toks for toks, _ in best]
+        out = [f"{text}\t{s:.4f}" for text, (_, s) in zip(translator.texts(ids), best, strict=True)]
     else:
-        out = translator.translate(lines, options, max_tokens=args.max_tokens, progress=progress)
-    write_output(args.output, out)
-    return 0
+        ids = translator.translate_ids(lines, options, **kw)
+        out = translator.texts(ids)
+    if not args.print_alignment:
+        return out
+    pairs = translator.alignments(lines, ids, options, layer=args.alignment_layer, max_tokens=args.max_tokens)
+    return [f"{line}\t{' '.join(f'{j}-{i}' for j, i in p)}" for line, p in zip(out, pairs, strict=True)]

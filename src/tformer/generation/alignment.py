@@ -74,3 +74,17 @@ def hard_alignment(weights: Tensor, output: Sequence[int], eos_id: int) -> list[
     if t <= 0 or s <= 0:
         return []
     return [(j, i) for i, j in enumerate(weights[:t, :s].argmax(dim=1).tolist())]
+
+
+def output_alignment(models: Sequence[AttendingDecoder], src: Tensor, outputs: Sequence[Sequence[int]], *,
+                     bos_id: int, pad_id: int, layer: int = -1, window: MonotonicWindow | None = None) -> Tensor:
+    """Decoder layer ``layer``'s cross-attention, mean over heads and over ``models`` (an ensemble's members),
+    (B, T, S), while producing ``outputs`` (each ending in EOS, or cut) from ``src`` (B, S): one teacher-forced
+    pass (:func:`forced_alignment`), or fed step by step under ``window`` or for a model with the copy mechanism
+    (whose cached pass gives the weights; :func:`step_alignment`). Row t of a sentence produced its token t."""
+    tgt_in = src.new_full((len(outputs), max(map(len, outputs))), pad_id)  # (B, T)
+    for row, out in enumerate(outputs):
+        tgt_in[row, : len(out)] = torch.tensor([bos_id, *out[:-1]])  # BOS + y_<t
+    return torch.stack([
+        step_alignment(m, src, tgt_in, layer=layer, window=window) if window is not None or getattr(m, "copies", False)
+        else forced_alignment(m, src, tgt_in, layer=layer) for m in models]).mean(dim=0)  # (B, T, S)
