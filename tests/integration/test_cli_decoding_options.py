@@ -98,3 +98,18 @@ def test_runs_given_together_decode_as_an_ensemble(trained_run, other_run, corpu
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         f"tformer: error: ensemble {foreign} has other tokenizers than {trained_run}: the models of an ensemble "
         "must share the source and target vocabularies (the same tokenizer files)"]
+
+
+def test_evaluate_lang_is_the_language_of_the_tokenized_bleu(corpus, tmp_path):
+    from tformer.evaluation.bleu import score
+
+    refs = (corpus / "test.de").read_text().splitlines()[:6]
+    hyps = refs[:3] + [ref.replace("und", "oder") for ref in refs[3:]]
+    (tmp_path / "ref.de").write_text("".join(r + "\n" for r in refs))
+    (tmp_path / "hyp.de").write_text("".join(h + "\n" for h in hyps))
+    r = tformer_cli("evaluate", "--hyp", str(tmp_path / "hyp.de"), "--ref", str(tmp_path / "ref.de"), "--lang", "de")
+    assert r.returncode == 0, r.stderr
+    result, expected = json.loads(r.stdout), score(hyps, refs, lang="de")
+    assert result["bleu_tok"] == expected["bleu_tok"] and "moses:de" in result["bleu_tok_signature"]
+    r = tformer_cli("evaluate", "--hyp", str(tmp_path / "hyp.de"), "--ref", str(tmp_path / "ref.de"), "--lang", "xx")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no language 'xx'" in r.stderr

@@ -2,8 +2,9 @@
 
 ``--hyp F`` scores an existing translation file instead of decoding (RUN_DIR is then optional); more run
 directories after the first decode as an ensemble (the mean of their probabilities, ``tformer translate``'s).
-Scores (``--metric``, repeatable, from :data:`METRICS`): ``bleu`` (the default) is BLEU and chrF on detokenized,
-cased text, with sacreBLEU's signatures; ``per`` is for outputs that are space-separated symbols, such as the
+Scores (``--metric``, repeatable, from :data:`METRICS`): ``bleu`` (the default) is BLEU, chrF and TER on
+detokenized, cased text, with sacreBLEU's signatures, and the tokenized, lowercased BLEU of Multi30k papers
+(``bleu_tok``, Moses-tokenized for ``--lang``); ``per`` is for outputs that are space-separated symbols, such as the
 phonemes of grapheme-to-phoneme conversion: the phoneme error rate (edit distance over symbols / reference
 symbols, corpus level) and the word error rate of that field (the share of lines with any symbol wrong).
 For a model with encoder-decoder attention, also how closely that attention followed the source in order while
@@ -24,10 +25,11 @@ from tformer.registry import Registry
 
 
 def bleu_scores(hyps: list[str], refs: list[str], args: argparse.Namespace) -> dict:
-    """BLEU and chrF with their signatures (``--tokenize`` is BLEU's tokenizer)."""
+    """BLEU, chrF, TER and tokenized BLEU with their signatures (``--tokenize`` is BLEU's tokenizer, ``--lang``
+    the language of the Moses tokenizer of the tokenized BLEU)."""
     from tformer.evaluation.bleu import score
 
-    return score(hyps, refs, tokenize=args.tokenize)
+    return score(hyps, refs, tokenize=args.tokenize, lang=args.lang)
 
 
 def symbol_error_scores(hyps: list[str], refs: list[str], args: argparse.Namespace) -> dict:
@@ -51,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hyp", help="score this file of translations instead of decoding")
     p.add_argument("--output", "-o", help="also write the translations here (atomically)")
     p.add_argument("--tokenize", default="13a", help="sacreBLEU tokenizer for BLEU (default 13a)")
+    p.add_argument("--lang", default="en",
+                   help="language of the translations, for the Moses tokenizer of the tokenized BLEU (bleu_tok; "
+                        "default en)")
     p.add_argument("--metric", action="append", choices=tuple(METRICS),
                    help="what to score, repeatable: bleu (BLEU and chrF, the default) or per (phoneme error rate "
                         "and word error rate over space-separated symbols, e.g. grapheme-to-phoneme)")
@@ -66,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from tformer.data.corpus import read_lines
 
     refs = read_lines(args.ref)
+    if "bleu" in (args.metric or ["bleu"]):  # a language the Moses tokenizer lacks fails now, not after decoding
+        from tformer.evaluation.bleu import check_moses_language
+
+        check_moses_language(args.lang)
     result: dict = {}
     if args.hyp:
         hyps = read_lines(args.hyp)
