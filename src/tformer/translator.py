@@ -86,12 +86,12 @@ class Translator:
     def ensemble(cls, translators: Sequence[Translator]) -> Translator:
         """One Translator whose models decode together: each step's distribution the mean of theirs (fairseq's
         ensembles, :class:`~tformer.generation.ensemble.Ensemble`), with greedy or beam search; each model keeps its
-        own KV cache. ``model`` is the first one (its capabilities and limits speak for the ensemble; the length
-        limit is the smallest of the models').
+        own KV cache. ``model`` is the first one (its capabilities and limits speak for the ensemble).
 
         Raises:
-            TformerError: a model that cannot decode in an ensemble (a CMLM), models on different devices, or runs
-                whose tokenizers differ (they must share the source and target vocabularies), in one line.
+            TformerError: a model that cannot decode in an ensemble (a CMLM), models on different devices or with
+                different max_len, or runs whose tokenizers differ (they must share the source and target
+                vocabularies), in one line.
         """
         if not translators:
             raise TformerError("an ensemble needs at least one translator")
@@ -103,6 +103,9 @@ class Translator:
                                    "must share the source and target vocabularies (the same tokenizer files)")
             if t.device != first.device:
                 raise TformerError(f"ensemble model {n} is on {t.device}, model 1 on {first.device}: use one device")
+            if t.model.cfg.max_len != first.model.cfg.max_len:
+                raise TformerError(f"ensemble model {n} has max_len {t.model.cfg.max_len}, model 1 "
+                                   f"{first.model.cfg.max_len}: the models of an ensemble must have the same")
         out = cls(first.model, first.vocabs, first.device)
         out.members = [m for t in translators for m in t.members]
         Ensemble(out.members)  # the special ids and output sizes agree (one-line error otherwise)
@@ -169,7 +172,7 @@ class Translator:
         """Source ids + EOS per sentence (None for an empty one), cut to the model's maximum length."""
         if isinstance(texts, str):
             raise TformerError("translate() takes a list of sentences, not one string")
-        eos, limit = self.model.cfg.eos_id, min(m.cfg.max_len for m in self.members)
+        eos, limit = self.model.cfg.eos_id, self.model.cfg.max_len
         out: list[list[int] | None] = []
         for n, ids in enumerate(self.vocabs.src.encode_batch(list(texts)), start=1):
             if not ids:
@@ -304,8 +307,7 @@ class Translator:
         if len(self.members) == 1 and prefix is None:
             return self.model.generate_nbest(src, opts) if nbest else self.model.generate(src, opts)
         decoder = self.model if len(self.members) == 1 else Ensemble(self.members)
-        positions = min(m.cfg.max_len for m in self.members)
-        limits = length_limits(src, self.model.cfg.pad_id, opts.max_len, positions)  # (B,)
+        limits = length_limits(src, self.model.cfg.pad_id, opts.max_len, self.model.cfg.max_len)  # (B,)
         return (search_nbest if nbest else search)(decoder, src, opts, max_len=limits, prefix=prefix)
 
     def check_alignment_layer(self, layer: int) -> None:

@@ -21,10 +21,10 @@ def _vocabs() -> tuple[Vocabularies, list[str]]:
     return Vocabularies.train([s for s, _ in pairs], [t for _, t in pairs], 60), [s for s, _ in pairs[:8]]
 
 
-def _translator(seed: int = 0, cls=Transformer, config=TransformerConfig, vocabs=None) -> Translator:
+def _translator(seed: int = 0, cls=Transformer, config=TransformerConfig, vocabs=None, **kw) -> Translator:
     vocabs = vocabs or _vocabs()[0]
     torch.manual_seed(seed)
-    model = cls(config.tiny(vocab_size=vocabs.src.vocab_size))
+    model = cls(config.tiny(vocab_size=vocabs.src.vocab_size, **kw))
     return Translator(model, vocabs)
 
 
@@ -71,6 +71,8 @@ def test_an_ensemble_needs_the_same_tokenizers_and_models_that_can_ensemble():
     other = Vocabularies.train([s for s, _ in pairs], [t for _, t in pairs], 40)
     with pytest.raises(TformerError, match="^ensemble model 2 has other tokenizers than model 1"):
         Translator.ensemble([_translator(0), _translator(1, vocabs=other)])
+    with pytest.raises(TformerError, match="^ensemble model 2 has max_len 40, model 1 "):
+        Translator.ensemble([_translator(0), _translator(1, max_len=40)])
     cmlm = _translator(0, CMLM, CMLMConfig)
     with pytest.raises(TformerError, match="^decoding several models together needs ensembles of models, but this "
                                            "model \\(a non-autoregressive CMLM\\)"):
