@@ -1,0 +1,101 @@
+"""Hugging Face folders of the families ``tformer import`` takes besides Marian (:mod:`hf_helpers`), built here: real
+``transformers`` models with random weights trained for a few dozen steps (so that outputs vary with the input and
+end, as a real model's do), saved with real fast tokenizers trained here on the sentences of :mod:`hf_helpers`
+(no download)."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import torch
+from hf_helpers import WORDS_DE, WORDS_EN, sentences
+
+
+def short_pairs(n: int, seed: int, max_words: int = 5) -> list[tuple[str, str]]:
+    """``n`` lower-case English phrases of 1..``max_words`` words and their word-by-word "German"."""
+    table = dict(zip(WORDS_EN, WORDS_DE, strict=True))
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        words = [rng.choice(WORDS_EN) for _ in range(rng.randint(1, max_words))]
+        out.append((" ".join(words), " ".join(table[w] for w in words)))
+    return out
+
+
+def adam_steps(model, batches, lr: float) -> None:
+    """One Adam step per batch of model inputs (each a dict with ``labels``); the model is left in eval mode."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for batch in batches:
+        loss = model(**batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
+def t5_folder(path: Path, *, seed: int = 0, steps: int = 60) -> Path:
+    """A ``T5ForConditionalGeneration`` (v1.0: ReLU FFN, tied embeddings) saved with its ``T5Tokenizer``'s
+    ``tokenizer.json``: a SentencePiece unigram model trained here (T5's ids: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2;
+    10 sentinels) converted by ``transformers`` as it converts a real ``spiece.model``. The model's vocabulary is 6
+    ids larger than the tokenizer's, as t5-small's 32128 rows hold 32100 tokens. Trained ``steps`` steps on
+    :func:`short_pairs`."""
+    import sentencepiece
+    from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
+
+    path.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    texts = sentences(WORDS_EN, 300, seed) + sentences(WORDS_DE, 300, seed + 1)
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=model, vocab_size=90,
+                                             model_type="unigram", character_coverage=1.0, minloglevel=2,
+                                             pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+    (path / "spiece.model").write_bytes(model.getvalue())
+    tok = T5Tokenizer.from_pretrained(path, extra_ids=10)
+    tok.save_pretrained(path)
+    torch.manual_seed(seed)
+    cfg = T5Config(vocab_size=len(tok) + 6, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                   feed_forward_proj="relu", dropout_rate=0.0, relative_attention_num_buckets=8,
+                   relative_attention_max_distance=20, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    t5 = T5ForConditionalGeneration(cfg)
+    pairs = short_pairs(32 * steps, seed + 2)
+
+    def batch(chunk):
+        b = tok([s for s, _ in chunk], text_target=[t for _, t in chunk], return_tensors="pt", padding=True)
+        b["labels"][b["labels"] == tok.pad_token_id] = -100
+        return b
+
+    adam_steps(t5, (batch(pairs[i:i + 32]) for i in range(0, len(pairs), 32)), lr=1e-2)
+    t5.generation_config.bad_words_ids = [[tok.pad_token_id]]  # tformer never emits the decoder start either
+    t5.save_pretrained(path)
+    return path
+
+
+def hf_generate(folder: Path, texts: list[str], beam: int, max_new: int = 40) -> list[str]:
+    """What ``transformers`` translates: the folder's tokenizer on a padded batch, ``generate`` (greedy, or beam
+    search with length_penalty 0: a hypothesis' score is its log-probability, as tformer's with ``--alpha 0``),
+    ``batch_decode(skip_special_tokens=True)``."""
+    import transformers
+
+    model = transformers.AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(folder)
+    enc = tok(texts, return_tensors="pt", padding=True)
+    assert (enc["attention_mask"] == 0).any()  # the batch is padded
+    with torch.no_grad():
+        lp = {"length_penalty": 0.0} if beam > 1 else {}
+        out = model.generate(**enc, num_beams=beam, do_sample=False, max_new_tokens=max_new, **lp)
+    return tok.batch_decode(out, skip_special_tokens=True)
+
+
+def edited_copy(folder: Path, dest: Path, *, drop: tuple[str, ...] = (), **config) -> Path:
+    """A copy of ``folder`` without the files ``drop`` and with ``config.json``'s keys ``config`` changed."""
+    import json
+    import shutil
+
+    shutil.copytree(folder, dest)
+    for name in drop:
+        (dest / name).unlink()
+    doc = json.loads((dest / "config.json").read_text())
+    (dest / "config.json").write_text(json.dumps({**doc, **config}))
+    return dest
