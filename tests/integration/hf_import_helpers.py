@@ -99,3 +99,78 @@ def edited_copy(folder: Path, dest: Path, *, drop: tuple[str, ...] = (), **confi
     doc = json.loads((dest / "config.json").read_text())
     (dest / "config.json").write_text(json.dumps({**doc, **config}))
     return dest
+
+
+def chains(n: int, seed: int) -> list[str]:
+    """``n`` texts of 2..8 words of WORDS_EN, each word followed by its successor in one fixed shuffled cycle, and a
+    full stop: a language a tiny model learns in a few dozen steps, whose continuations depend on the prompt."""
+    rng = random.Random(seed)
+    order = list(WORDS_EN)
+    random.Random(0).shuffle(order)
+    successor = dict(zip(order, order[1:] + order[:1], strict=True))
+    out = []
+    for _ in range(n):
+        words = [rng.choice(order)]
+        for _ in range(rng.randint(1, 7)):
+            words.append(successor[words[-1]])
+        out.append(" ".join(words) + ".")
+    return out
+
+
+def gpt2_folder(path: Path, *, seed: int = 0, steps: int = 60) -> Path:
+    """A ``GPT2LMHeadModel`` saved with a ``GPT2Tokenizer``: byte-level BPE trained here with ``tokenizers``, its one
+    ``<|endoftext|>`` numbered last (as GPT-2's 50256 is). Trained ``steps`` steps on ``<|endoftext|>`` + a text of
+    :func:`chains` + ``<|endoftext|>``, so that a prompt's continuation is its own, and ends."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+
+    path.mkdir(parents=True, exist_ok=True)
+    eot = "<|endoftext|>"
+    texts = chains(32 * steps, seed)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts[:600], trainers.BpeTrainer(
+        vocab_size=400, special_tokens=[eot], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    vocab = {t: i for t, i in sorted(bpe.get_vocab().items(), key=lambda kv: kv[1]) if t != eot}
+    vocab = {t: n for n, t in enumerate(vocab)} | {eot: len(vocab)}
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+              for m in __import__("json").loads(bpe.to_str())["model"]["merges"]]
+    tok = GPT2Tokenizer(vocab=vocab, merges=merges)
+    tok.save_pretrained(path)
+    torch.manual_seed(seed)
+    end = vocab[eot]
+    cfg = GPT2Config(vocab_size=len(vocab), n_positions=64, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0.0,
+                     embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=end, eos_token_id=end)
+    gpt2 = GPT2LMHeadModel(cfg)
+
+    def batch(chunk):
+        ids = [[end, *tok(t)["input_ids"], end] for t in chunk]
+        width = max(map(len, ids))
+        input_ids = torch.tensor([x + [end] * (width - len(x)) for x in ids])
+        labels = torch.tensor([x + [-100] * (width - len(x)) for x in ids])
+        return {"input_ids": input_ids, "labels": labels}
+
+    adam_steps(gpt2, (batch(texts[i:i + 32]) for i in range(0, len(texts), 32)), lr=1e-2)
+    gpt2.save_pretrained(path)
+    return path
+
+
+def hf_continue(folder: Path, prompts: list[str], beam: int, max_new: int = 24) -> list[str]:
+    """What ``transformers`` continues, prompt by prompt (no padding): ``generate`` on ``<|endoftext|>`` + the
+    prompt's ids (greedy, or beam search with length_penalty 0), the new tokens decoded with
+    ``skip_special_tokens=True``."""
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(folder)
+    out = []
+    for prompt in prompts:
+        ids = torch.tensor([[tok.bos_token_id, *tok(prompt)["input_ids"]]])
+        lp = {"length_penalty": 0.0} if beam > 1 else {}
+        with torch.no_grad():
+            new = model.generate(ids, attention_mask=torch.ones_like(ids), num_beams=beam, do_sample=False,
+                                 max_new_tokens=max_new, pad_token_id=tok.eos_token_id, **lp)[0, ids.shape[1]:]
+        out.append(tok.decode(new, skip_special_tokens=True))
+    return out

@@ -124,8 +124,11 @@ class LanguageModelPredictor(Predictor):
         new = new[: new.index(cfg.eos_id)] if cfg.eos_id in new else new
         if cfg.pad_id is not None:
             new = [t for t in new if t != cfg.pad_id]
-        before = self.tokenizer.decode(list(prompt_ids))
-        after = self.tokenizer.decode(list(prompt_ids) + new)
+        prompt = list(prompt_ids)
+        if prompt[:1] == [cfg.bos_id]:  # the BOS encode() adds is no text (GPT-2's is its EOS too: decoding stops)
+            prompt = prompt[1:]
+        before = self.tokenizer.decode(prompt)
+        after = self.tokenizer.decode(prompt + new)
         return (after[len(before):] if after.startswith(before) else self.tokenizer.decode(new)), len(new)
 
     def _answer(self, prompt: str, prompt_ids: list[int], new_ids: Sequence[int], hyps: list[Hypothesis] | None,

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from tformer.errors import TformerError
 from tformer.interop.folders.base import ImportedRun, Importer, TaskRun, transformers_module
+from tformer.interop.folders.lm import load_gpt2
 from tformer.interop.folders.translation import load_marian, load_t5
 from tformer.io.files import atomic_directory, read_json, write_json
 from tformer.registry import Registry
@@ -44,6 +45,7 @@ IMPORT_RECORD = "imported.json"
 IMPORTERS: Registry[Importer] = Registry("Hugging Face model_type", {
     "marian": Importer("translation", load_marian),
     "t5": Importer("translation", load_t5),
+    "gpt2": Importer("lm", load_gpt2),
 })
 """``config.json``'s ``model_type`` -> its :class:`Importer`."""
 
