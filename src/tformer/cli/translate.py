@@ -196,8 +196,8 @@ def write_output(path: str | None, lines: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     translator = load_translator(args)
+    check_output_flags(args, translator)  # first: a refusal names the flag (--nbest), not the setting it makes
     options = translator.decoding_options(decoding_options(args), what="tformer translate")
-    check_output_flags(args, translator)
     if interactive(args):
         for n, line in enumerate(stdin_lines()):
             sys.stdout.write("".join(out + "\n" for out in answer(translator, [line], None, options, args, n)))

@@ -44,7 +44,10 @@ from tformer.nn.cache import MonotonicWindow
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """A finished hypothesis: its tokens (ending in EOS unless cut at the length limit), log-probability and score."""
+    """A finished hypothesis: its tokens (ending in EOS unless cut at the length limit), log-probability and score.
+
+    The log-probability sums the step scores the processors left (:mod:`tformer.generation.processors`): with a
+    repetition penalty, the penalised ones."""
 
     tokens: tuple[int, ...]
     logprob: float
