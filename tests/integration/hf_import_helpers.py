@@ -174,3 +174,40 @@ def hf_continue(folder: Path, prompts: list[str], beam: int, max_new: int = 24) 
                                  max_new_tokens=max_new, pad_token_id=tok.eos_token_id, **lp)[0, ids.shape[1]:]
         out.append(tok.decode(new, skip_special_tokens=True))
     return out
+
+
+LANGUAGES = ("en", "de")
+
+
+def bert_folder(path: Path, *, seed: int = 0, steps: int = 40) -> Path:
+    """A ``BertForSequenceClassification`` (labels ``en`` and ``de``, in ``id2label``) saved with a ``BertTokenizer``:
+    lower-casing WordPiece trained here with ``tokenizers`` (``[PAD]`` 0, ``[UNK]`` 1, ``[CLS]`` 2, ``[SEP]`` 3,
+    ``[MASK]`` 4). Trained ``steps`` steps to tell the sentences of :mod:`hf_helpers`' two word lists apart."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    path.mkdir(parents=True, exist_ok=True)
+    en, de = sentences(WORDS_EN, 16 * steps, seed), sentences(WORDS_DE, 16 * steps, seed + 1)
+    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.train_from_iterator(en[:300] + de[:300], trainers.WordPieceTrainer(
+        vocab_size=120, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False))
+    tok = BertTokenizer(vocab=wordpiece.get_vocab())
+    tok.save_pretrained(path)
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0, id2label=dict(enumerate(LANGUAGES)),
+                     label2id={y: i for i, y in enumerate(LANGUAGES)})
+    bert = BertForSequenceClassification(cfg)
+    examples = [(text, 0) for text in en] + [(text, 1) for text in de]
+    random.Random(seed).shuffle(examples)
+
+    def batch(chunk):
+        b = tok([t for t, _ in chunk], return_tensors="pt", padding=True)
+        return {**b, "labels": torch.tensor([y for _, y in chunk])}
+
+    adam_steps(bert, (batch(examples[i:i + 32]) for i in range(0, len(examples), 32)), lr=3e-3)
+    bert.save_pretrained(path)
+    return path

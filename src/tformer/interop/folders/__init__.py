@@ -32,6 +32,7 @@ from pathlib import Path
 
 from tformer.errors import TformerError
 from tformer.interop.folders.base import ImportedRun, Importer, TaskRun, transformers_module
+from tformer.interop.folders.classifiers import load_bert, refuse_vit
 from tformer.interop.folders.lm import load_gpt2
 from tformer.interop.folders.translation import load_marian, load_t5
 from tformer.io.files import atomic_directory, read_json, write_json
@@ -46,6 +47,8 @@ IMPORTERS: Registry[Importer] = Registry("Hugging Face model_type", {
     "marian": Importer("translation", load_marian),
     "t5": Importer("translation", load_t5),
     "gpt2": Importer("lm", load_gpt2),
+    "bert": Importer("classify", load_bert),
+    "vit": Importer(None, refuse_vit),  # refused in one line that says why
 })
 """``config.json``'s ``model_type`` -> its :class:`Importer`."""
 
@@ -56,8 +59,9 @@ def _config(folder: Path) -> dict:
         raise TformerError(f"{folder} is not a Hugging Face model folder (no config.json)")
     config = read_json(folder / "config.json")
     if config.get("model_type") not in IMPORTERS:
+        taken = sorted(name for name, importer in IMPORTERS.items() if importer.task is not None)
         raise TformerError(f"{folder}: model_type {config.get('model_type')!r} cannot be imported; tformer imports "
-                           f"{', '.join(sorted(IMPORTERS))}")
+                           f"{', '.join(taken)}")
     return config
 
 

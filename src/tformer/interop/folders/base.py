@@ -61,6 +61,7 @@ class TaskRun:
         files: file name -> text, written beside it.
         model_section: the ``model`` section of ``config.yaml`` (a record of the architecture).
         max_len: ``data.max_len`` of ``config.yaml`` (the longest input the run's predictor reads).
+        settings: the task's section of ``config.yaml`` (``classify: {labels: [...]}``).
     """
 
     task: str
@@ -68,11 +69,12 @@ class TaskRun:
     files: dict[str, str]
     model_section: dict[str, Any] = field(default_factory=dict)
     max_len: int = 100
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def config(self, run_dir: str | os.PathLike) -> RunConfig:
         """The run's ``config.yaml`` as a :class:`RunConfig` (``run_dir`` recorded where it will live)."""
         return RunConfig(run_dir=str(run_dir), task=self.task, model=dict(self.model_section),
-                         data=DataConfig(max_len=self.max_len))
+                         data=DataConfig(max_len=self.max_len), task_settings=dict(self.settings))
 
     def save_pretrained(self, directory: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> None:
         """Write the run into ``directory``; ``config.yaml`` names ``run_dir`` (default: ``directory``)."""
