@@ -2,6 +2,8 @@
 invalidated by any change of data or tokenizer, the same batches as the in-memory pairs, exact resume, and one
 valid entry when two processes build at once."""
 
+import dataclasses
+import hashlib
 import json
 import multiprocessing
 import os
@@ -20,7 +22,9 @@ from tformer.data.corpus import filter_pairs, read_parallel
 from tformer.data.synthetic import make_number_task, write_parallel
 from tformer.data.tokenizer import Tokenizer
 from tformer.data.vocabularies import Vocabularies
+from tformer.errors import TformerError
 from tformer.tasks.translation import ParallelData, TranslationTask, prepare_data
+from tformer.training import saving
 from tformer.training.config import DataConfig, RunConfig, TrainConfig
 from tformer.training.trainer import Trainer
 
@@ -217,3 +221,29 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path):
     with pytest.raises(ValueError, match="broken corpus"):
         cache.cached_entry(tmp_path / "run" / "cache", "corpus", {"corpus": 3}, build)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_batches_fingerprint_is_fast_alike_for_lists_and_arrays_and_old_checkpoints_still_resume(corpus):
+    lengths = ([3, 1, 4], [1, 5, 9])
+    assert saving.data_fingerprint(lengths, 7, 100) == saving.data_fingerprint(tuple(map(np.array, lengths)), 7, 100)
+    assert saving.data_fingerprint(lengths, 7, 100) != saving.data_fingerprint(([3, 1, 4], [1, 5, 8]), 7, 100)
+    old = hashlib.sha256(f"7|100|3{[(3, 1), (1, 5), (4, 9)]!r}".encode()).hexdigest()[:16]  # before "v2:"
+    assert saving.legacy_data_fingerprint(tuple(map(np.array, lengths)), 7, 100) == old
+
+    data = prepare_data(config(corpus))
+    cfg = RunConfig(run_dir=str(corpus / "old"), seed=3, model={"preset": "tiny"},
+                    train=TrainConfig(max_steps=2, warmup_steps=2, device="cpu", max_tokens=80))
+    model = Transformer(TransformerConfig.tiny(vocab_size=data.vocabs.src.vocab_size))
+    Trainer(cfg, model, TranslationTask(ParallelData(data.vocabs, data.train)), show_progress=False).train()
+    files = sorted((corpus / "old" / "checkpoints").glob("*.pt"))
+    ckpt = torch.load(files[0], weights_only=False)
+    for fingerprint, resumes in ((saving.legacy_data_fingerprint(data.train.lengths(), 3, 80), True), (old, False)):
+        for f in files:  # as checkpoints written before "v2:"
+            torch.save({**ckpt, "data_fingerprint": fingerprint}, f)
+        again = Trainer(dataclasses.replace(cfg, train=TrainConfig(max_steps=3, device="cpu", max_tokens=80)), model,
+                        TranslationTask(ParallelData(data.vocabs, data.train)), show_progress=False)
+        if resumes:
+            assert again.resume() and again.state.step == 2
+        else:
+            with pytest.raises(TformerError, match="other batches"):
+                again.resume()

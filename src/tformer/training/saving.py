@@ -13,10 +13,11 @@ import functools
 import hashlib
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from tformer.console import log
@@ -113,7 +114,8 @@ def load_checkpoint_state(trainer: Any, path: Path, ckpt: dict[str, Any]) -> Non
     stream), after checking that the checkpoint belongs to this model and these batches."""
     if ckpt["model_config"] != trainer.model.cfg.to_dict():
         raise TformerError(f"{path} was trained with another model config; start a new run_dir")
-    if ckpt.get("data_fingerprint") != _fingerprint(trainer):
+    saved = ckpt.get("data_fingerprint")
+    if saved != _fingerprint(trainer, legacy=not str(saved).startswith(FINGERPRINT_PREFIX)):
         raise TformerError(f"{path} was trained on other batches (seed, train.max_tokens "
                            f"or the data changed): resuming would skip or repeat pairs; start a new run_dir")
     optimizer = trainer.optimizer
@@ -130,19 +132,37 @@ def load_checkpoint_state(trainer: Any, path: Path, ckpt: dict[str, Any]) -> Non
     restore_rng(ckpt, trainer.dist, trainer.cfg.seed, trainer.state.step)
 
 
-def _fingerprint(trainer: Any) -> str:
-    return data_fingerprint(trainer.task.lengths("train"), trainer.cfg.seed, trainer.tc.max_tokens)
+FINGERPRINT_PREFIX = "v2:"  # checkpoints written before it hold the legacy form (:func:`legacy_data_fingerprint`)
 
 
-def data_fingerprint(lengths: tuple[list[int], list[int]], seed: int | None, max_tokens: int) -> str:
+def _fingerprint(trainer: Any, legacy: bool = False) -> str:
+    how = legacy_data_fingerprint if legacy else data_fingerprint
+    return how(trainer.task.lengths("train"), trainer.cfg.seed, trainer.tc.max_tokens)
+
+
+def data_fingerprint(lengths: tuple[Sequence[int], Sequence[int]], seed: int | None, max_tokens: int) -> str:
     """What fixes the batches of every epoch: seed, token budget and the examples' lengths.
 
     Resuming continues at a position in the epoch's batch list; if any of these changed, that
     position would point into different batches, so resume refuses. The number of batches per
     update (``train.accumulate`` times the number of processes) may change: the position counts
-    batches, not updates.
+    batches, not updates. The lengths (lists or arrays) are hashed as int64 arrays: a fraction of a second for
+    WMT's 4.5 million pairs.
     """
-    src, tgt = lengths
+    src, tgt = (np.asarray(side, dtype="<i8") for side in lengths)
+    if len(src) != len(tgt):
+        raise ValueError(f"{len(src)} source lengths but {len(tgt)} target lengths")
+    h = hashlib.sha256(f"{seed}|{max_tokens}|{len(src)}".encode())
+    h.update(src.tobytes())
+    h.update(tgt.tobytes())
+    return FINGERPRINT_PREFIX + h.hexdigest()[:16]
+
+
+def legacy_data_fingerprint(lengths: tuple[Sequence[int], Sequence[int]], seed: int | None, max_tokens: int
+                            ) -> str:
+    """The fingerprint of checkpoints written before :data:`FINGERPRINT_PREFIX` (the pairs' repr, hashed):
+    computed only to resume such a checkpoint."""
+    src, tgt = (np.asarray(side, dtype=np.int64).tolist() for side in lengths)
     h = hashlib.sha256()
     h.update(f"{seed}|{max_tokens}|{len(src)}".encode())
     h.update(repr(list(zip(src, tgt, strict=True))).encode())
