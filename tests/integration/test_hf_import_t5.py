@@ -96,6 +96,16 @@ def test_a_folder_that_does_not_fit_is_one_line(t5, tmp_path, change, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_folder_with_pytorch_model_bin_imports_the_same_weights(t5, imported, tmp_path):
+    from safetensors.torch import load_file
+
+    folder = edited_copy(t5, tmp_path / "bin", drop=("model.safetensors",))
+    torch.save(load_file(t5 / "model.safetensors"), folder / "pytorch_model.bin")
+    import_folder(folder, tmp_path / "run")
+    ours, theirs = (load_file(run / "model" / "model.safetensors") for run in (imported, tmp_path / "run"))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 def test_a_tokenizer_larger_than_the_model_is_one_line(t5, tmp_path):
     folder = edited_copy(t5, tmp_path / "bad")
     doc = json.loads((folder / "tokenizer.json").read_text())

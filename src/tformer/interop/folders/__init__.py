@@ -5,17 +5,22 @@ A folder holds ``config.json`` (whose ``model_type`` picks the importer in :data
 (``model.safetensors`` or ``pytorch_model.bin``) and the tokenizer's files. The run directory written is the one
 ``tformer train`` writes for the importer's task, so the commands that take such a run take it:
 
-=============  ==============================  ============  ==================================================
-model_type     architecture                    run (task)    commands
-=============  ==============================  ============  ==================================================
-``marian``     MarianMTModel                   translation   translate, evaluate, serve, plot, export, train
-``t5``         T5ForConditionalGeneration      translation   translate, evaluate, serve, plot, export, train
-``gpt2``       GPT2LMHeadModel                 lm            generate, serve
-``bert``       BertForSequenceClassification   classify      predict, serve, export
-=============  ==============================  ============  ==================================================
+==========  =============================  ===========  =========================================================
+model_type  architecture                   run (task)   commands that take the run
+==========  =============================  ===========  =========================================================
+marian      MarianMTModel                  translation  translate, evaluate, serve, plot, export (onnx, ctranslate2,
+                                                        hf), train (``model.init_from``)
+t5          T5ForConditionalGeneration     translation  translate, evaluate, serve, plot, export (onnx), train
+                                                        (``model.init_from``)
+gpt2        GPT2LMHeadModel                lm           generate, predict, serve
+bert        BertForSequenceClassification  classify     predict, serve, export (onnx)
+vit         ViTForImageClassification      (refused)    tformer's vision runs read the 8 x 8 digits only
+==========  =============================  ===========  =========================================================
 
-(``train`` takes a translation run as ``model.init_from``; a plain BERT is refused with the way to fine-tune it,
-``task: classify`` with ``model.init_from: FOLDER``; ViT is refused: tformer's vision runs read the 8 x 8 digits.)
+A plain BERT (``BertModel``, ``BertForMaskedLM``) is refused with the way to fine-tune it: ``task: classify`` with
+``model.init_from: FOLDER``. A special token a model emits is written as its text (``<unk>``, T5's sentinels
+``<extra_id_N>``), where ``transformers``' ``skip_special_tokens`` drops it; a special token's text typed in the input
+(``</s>``, ``<|endoftext|>``) is read as text, where a ``transformers`` tokenizer reads the special id.
 
 Every run gets ``imported.json``, which records where it came from and the folder's own generation settings (a
 Marian checkpoint's beam size, for instance), to be passed explicitly where wanted. The tokenizer keeps the
