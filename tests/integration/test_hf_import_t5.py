@@ -21,7 +21,8 @@ from hf_import_helpers import edited_copy, hf_generate, short_pairs, t5_folder  
 
 from tformer.data.vocabularies import Vocabularies  # noqa: E402
 from tformer.errors import TformerError  # noqa: E402
-from tformer.interop.folders import import_folder  # noqa: E402
+from tformer.interop.folders import import_folder, load_folder  # noqa: E402
+from tformer.translator import Translator  # noqa: E402
 
 TEXTS = [*(s for s, _ in short_pairs(6, seed=99)), *sentences(WORDS_EN, 3, seed=99), "Ünïcode wörds ¿", "a",
          "the  dog\tsees  ﬁsh Ａ"]  # spaces, a ligature and a full-width letter for T5's normalizer
@@ -76,6 +77,13 @@ def test_translate_gives_what_transformers_generate_gives(t5, imported, beam):
     expected = hf_generate(t5, TEXTS, beam)
     assert len(set(expected)) > 3  # a model whose outputs depend on the input
     assert cli_translate(imported, TEXTS, beam) == expected
+
+
+def test_the_folder_read_in_memory_is_the_imported_run(t5, imported):
+    translator = load_folder(t5)  # what model.init_from reads
+    assert isinstance(translator, Translator)
+    assert translator.translate(TEXTS, beam_size=1, max_len=40) == Translator.from_pretrained(imported).translate(
+        TEXTS, beam_size=1, max_len=40)
 
 
 @pytest.mark.parametrize(("change", "message"), [

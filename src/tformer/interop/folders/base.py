@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from torch import nn
 
-from tformer.data.tokenizer import Tokenizer, TokenizerError
+from tformer.data.tokenizer import Tokenizer
 from tformer.errors import TformerError, first_line
 from tformer.io.files import atomic_write_text
 from tformer.training.config import DataConfig, RunConfig, dump_run_config
@@ -140,7 +140,9 @@ def load_hf_model(folder: Path, class_name: str):
                 folder, output_loading_info=True, ignore_mismatched_sizes=True)  # reported below, in one line
         except (OSError, ValueError, RuntimeError, KeyError) as e:
             raise TformerError(f"cannot load {folder} as a {class_name}: {first_line(e)}") from None
-    for name, theirs, ours in sorted(info.get("mismatched_keys") or ()):
+    mismatched = sorted(info.get("mismatched_keys") or ())  # (name, the folder's shape, the config's shape)
+    if mismatched:
+        name, theirs, ours = mismatched[0]
         raise TformerError(f"{folder}: the weights' {name} has shape {tuple(theirs)}; its config.json describes "
                            f"{tuple(ours)}")
     missing = sorted(info.get("missing_keys") or ())
@@ -161,10 +163,7 @@ def folder_tokenizer(folder: Path) -> Tokenizer:
     if not path.is_file():
         raise TformerError(f"{folder} has no {TOKENIZER_FILE}: tformer reads the fast tokenizer's file; "
                            f"write it with transformers.AutoTokenizer.from_pretrained(FOLDER).save_pretrained(FOLDER)")
-    try:
-        return Tokenizer.load(path)
-    except TokenizerError as e:
-        raise TformerError(str(e)) from None
+    return Tokenizer.load(path)  # a TokenizerError (a TformerError) names the file
 
 
 def check_ids(folder: Path, tokenizer: Tokenizer, vocab_size: int, ids: dict[str, int | None],

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tformer.config import ConfigError
 from tformer.errors import TformerError
@@ -68,7 +68,7 @@ def _labels(folder: Path, config: dict[str, Any]) -> list[str]:
     return [str(id2label[str(i)] if str(i) in id2label else id2label[i]) for i in ids]
 
 
-def refuse_vit(folder: Path, config: dict[str, Any]) -> TaskRun:
+def refuse_vit(folder: Path, config: dict[str, Any]) -> NoReturn:
     """Refuses a ViT folder, saying why (see the module docstring)."""
     size, channels = config.get("image_size", 224), config.get("num_channels", 3)
     raise TformerError(f"{folder}: a ViT ({size}x{size} pixels, {channels} channel(s)) cannot become a tformer "
