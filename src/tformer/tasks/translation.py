@@ -1,9 +1,11 @@
 """Translation: the paper's encoder-decoder trained on parallel text (§5).
 
 Data: two aligned files (or one TSV/JSONL file), a BPE or unigram tokenizer trained on the training
-text (shared between the languages by default), pairs filtered by length. Loss: teacher-forced,
-label-smoothed cross-entropy over target tokens (§5.4), with the pre-softmax layer fused into the
-loss. Validation: loss, perplexity, and the BLEU of greedy translations of the first
+text (shared between the languages by default), pairs filtered by length; the tokenizer and the tokenized training
+pairs are cached under ``data.cache_dir`` (memory-mapped: a corpus of WMT's size is tokenized once, and a new run on
+the same data, ``--resume`` and every DDP rank read it without tokenizing; :mod:`tformer.data.binarized`).
+Loss: teacher-forced, label-smoothed cross-entropy over target tokens (§5.4), with the pre-softmax layer fused into
+the loss. Validation: loss, perplexity, and the BLEU of greedy translations of the first
 ``translation.bleu_samples`` validation sentences (sacreBLEU's ``translation.bleu_tokenize``).
 
 The config: ``task: translation`` (the default) and its section ``translation: {bleu_samples: 200, bleu_tokenize:
