@@ -29,10 +29,10 @@ the last run of the same ``--tag`` and size). ``--src`` runs another source tree
 ``git archive <commit> src | tar -x -C DIR``; a tree without the cache gets no ``data.cache_dir``.
 
 ``all`` generates the corpus if needed and runs, one after another: the machine's matmul rate; this code at 4.5M pairs
-(cold, warm, resume) and 1M (cold, warm) with the word-level tokenizer (half the CPU of BPE: the whole set fits in
-~25 CPU-minutes of a 2-core machine); a 2,000-pair run (the ranks' memory without a corpus); BPE at 0.25M (the subword
-tokenizer's preprocessing rate); and, with ``--old-src``, that tree at 0.25M (fresh and resumed) and 1M pairs. It
-prints every record, then one summary line.
+(cold, warm, resume) with the word-level tokenizer (half the CPU of BPE, so that the whole set fits in ~25
+CPU-minutes of a 2-core machine); a 2,000-pair run (the ranks' memory without a corpus); with ``--bpe-sizes``, this
+code with BPE at those sizes (cold); with ``--old-src``, that tree at ``--sizes`` (0.25M and 1M pairs, fresh runs).
+It prints every record, then one summary line.
 """
 
 from __future__ import annotations
@@ -191,8 +191,19 @@ def measure(data: Path, pairs: int, mode: str, work: Path, src: Path | None, tot
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--no-python",
            sys.executable, "-m", "tformer.cli.main", "train", str(cfg), *extra, "--no-progress"]
     t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group: killed whole if this driver stops
+    try:
+        return _watch(proc, t0, pairs, mode, tag, tokenizer, cache if has_cache else None)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _watch(proc: subprocess.Popen, t0: float, pairs: int, mode: str, tag: str, tokenizer: str, cache: Path | None
+           ) -> dict:
+    """Follow one run: its log lines, its ranks' memory; stop it after UPDATES updates; the record."""
     cpu0 = os.times()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[tuple[float, str]] = []
     first, enough = threading.Event(), threading.Event()
 
@@ -246,7 +257,7 @@ def measure(data: Path, pairs: int, mode: str, work: Path, src: Path | None, tot
                          "training_starts": at("training ")},
             "train_report": next((line for _, line in lines if line.startswith("train: kept")), None),
             "ranks": [{"rank": r, **peak[r]} for r in sorted(peak)],
-            "cache_mb": _size_mb(cache) if has_cache and cache.exists() else None,
+            "cache_mb": _size_mb(cache) if cache is not None and cache.exists() else None,
             "cpu_s": round(cpu1.children_user + cpu1.children_system - cpu0.children_user - cpu0.children_system, 1),
             "load_avg": os.getloadavg()[0], "summary": json.loads(stdout.strip().splitlines()[-1]) if stdout else None}
 
@@ -268,7 +279,8 @@ def matmul_rate() -> dict:
     return json.loads(line.removeprefix("BENCH_RESULT "))
 
 
-def run_all(root: Path, total: int, sizes: list[int], old_src: Path | None, new_src: Path | None) -> None:
+def run_all(root: Path, total: int, sizes: list[int], old_src: Path | None, new_src: Path | None,
+            bpe_sizes: list[int]) -> None:
     data, work = root / "data", root / "work"
     if not (data / "train.en").is_file():
         t0 = time.perf_counter()
@@ -276,13 +288,11 @@ def run_all(root: Path, total: int, sizes: list[int], old_src: Path | None, new_
         emit({"part": "generate", "pairs": total, "seconds": round(time.perf_counter() - t0, 1)})
     records = [matmul_rate()]
     emit(records[-1])
-    plan = [(new_src, "cache", n, mode, "symbols") for n in (total, *sizes[1:]) for mode in ("cold", "warm", "resume")
-            if n == total or mode != "resume"]
+    plan = [(new_src, "cache", total, mode, "symbols") for mode in ("cold", "warm", "resume")]
     plan += [(new_src, "cache", 2000, "cold", "symbols")]  # the ranks' memory without a corpus to speak of
-    plan += [(new_src, "cache-bpe", sizes[0], "cold", "bpe")]  # the subword tokenizer's preprocessing rate
+    plan += [(new_src, "cache-bpe", n, "cold", "bpe") for n in bpe_sizes]  # the subword tokenizer's rate
     if old_src is not None:
-        plan += [(old_src, "before", sizes[0], "cold", "symbols"), (old_src, "before", sizes[0], "resume", "symbols"),
-                 *[(old_src, "before", n, "cold", "symbols") for n in sizes[1:]]]
+        plan += [(old_src, "before", n, "cold", "symbols") for n in sizes]
     for src, tag, n, mode, tokenizer in plan:
         if n == 2000 and not (data / "train-2000.en").is_file():
             _head(data, 2000)
@@ -304,6 +314,7 @@ def _head(data: Path, n: int) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: a run in progress is killed with its ranks
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate")
@@ -322,7 +333,8 @@ def main() -> None:
     a = sub.add_parser("all")
     a.add_argument("--root", type=Path, default=Path("/tmp/tformer-scale"))
     a.add_argument("--pairs", type=int, default=4_500_000)
-    a.add_argument("--sizes", default="250000,1000000")
+    a.add_argument("--sizes", default="250000,1000000", help="the sizes --old-src runs at")
+    a.add_argument("--bpe-sizes", default="", help="sizes this code also runs at with BPE, cold (e.g. 250000)")
     a.add_argument("--old-src", type=Path)
     a.add_argument("--new-src", type=Path)
     args = ap.parse_args()
@@ -331,7 +343,8 @@ def main() -> None:
     elif args.cmd == "measure":
         emit(measure(args.data, args.pairs, args.mode, args.work, args.src, args.total, args.tag, args.tokenizer))
     else:
-        run_all(args.root, args.pairs, [int(x) for x in args.sizes.split(",") if x], args.old_src, args.new_src)
+        run_all(args.root, args.pairs, [int(x) for x in args.sizes.split(",") if x], args.old_src, args.new_src,
+                [int(x) for x in args.bpe_sizes.split(",") if x])
 
 
 if __name__ == "__main__":
