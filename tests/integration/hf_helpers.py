@@ -85,18 +85,37 @@ def word_pairs(n: int, seed: int) -> list[tuple[str, str]]:
     return out
 
 
-def train_briefly(model, tok, seed: int, steps: int) -> None:
-    """A few Adam steps on :func:`word_pairs`: enough that outputs vary with the input and end with EOS, as a real
-    model's do (a random Marian repeats one token forever)."""
-    pairs = word_pairs(256, seed + 2)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+def adam_steps(model, batches, lr: float) -> None:
+    """One Adam step per batch of model inputs (each a dict with ``labels``); the model is left in eval mode."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    for step in range(steps):
-        chunk = pairs[(step * 32) % len(pairs):][:32]
-        batch = tok([s for s, _ in chunk], text_target=[t for _, t in chunk], return_tensors="pt", padding=True)
-        batch["labels"][batch["labels"] == model.config.pad_token_id] = -100
+    for batch in batches:
         loss = model(**batch).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
+
+
+def train_briefly(model, tok, seed: int, steps: int) -> None:
+    """``steps`` Adam steps on :func:`word_pairs`: enough that outputs vary with the input and end with EOS, as a
+    real model's do (a random Marian repeats one token forever)."""
+    pairs = word_pairs(256, seed + 2)
+
+    def batch(step: int):
+        chunk = pairs[(step * 32) % len(pairs):][:32]
+        b = tok([s for s, _ in chunk], text_target=[t for _, t in chunk], return_tensors="pt", padding=True)
+        b["labels"][b["labels"] == model.config.pad_token_id] = -100
+        return b
+
+    adam_steps(model, (batch(step) for step in range(steps)), lr=3e-3)
+
+
+def cli_translate(run, texts: list[str], beam: int) -> list[str]:
+    """``tformer translate RUN --beam B`` of ``texts`` (length penalty 0 for beam search, at most 40 tokens)."""
+    from cli_helpers import tformer_cli
+
+    alpha = ["--alpha", 0] if beam > 1 else []
+    r = tformer_cli("translate", run, "--beam", beam, *alpha, "--max-len", 40, input="\n".join(texts) + "\n")
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()

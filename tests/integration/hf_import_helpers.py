@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 import torch
-from hf_helpers import WORDS_DE, WORDS_EN, sentences
+from hf_helpers import WORDS_DE, WORDS_EN, adam_steps, sentences
 
 
 def short_pairs(n: int, seed: int, max_words: int = 5) -> list[tuple[str, str]]:
@@ -22,18 +22,6 @@ def short_pairs(n: int, seed: int, max_words: int = 5) -> list[tuple[str, str]]:
         words = [rng.choice(WORDS_EN) for _ in range(rng.randint(1, max_words))]
         out.append((" ".join(words), " ".join(table[w] for w in words)))
     return out
-
-
-def adam_steps(model, batches, lr: float) -> None:
-    """One Adam step per batch of model inputs (each a dict with ``labels``); the model is left in eval mode."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for batch in batches:
-        loss = model(**batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
 
 
 def t5_folder(path: Path, *, seed: int = 0, steps: int = 60) -> Path:

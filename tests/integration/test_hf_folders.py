@@ -16,7 +16,8 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 import torch  # noqa: E402
 from cli_helpers import tformer_cli  # noqa: E402
-from hf_helpers import WORDS_EN, sentences  # noqa: E402
+from hf_helpers import WORDS_EN, cli_translate, sentences  # noqa: E402
+from hf_import_helpers import hf_generate  # noqa: E402
 
 from tformer import Translator  # noqa: E402
 from tformer.data.vocabularies import Vocabularies  # noqa: E402
@@ -34,24 +35,6 @@ def imported(marian, tmp_path_factory):
     return run
 
 
-def hf_translate(folder, texts, beam: int, max_new: int = 40) -> list[str]:
-    model = transformers.AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
-    tok = transformers.AutoTokenizer.from_pretrained(folder)
-    enc = tok(texts, return_tensors="pt", padding=True)
-    assert (enc["attention_mask"] == 0).any()  # the batch is padded
-    with torch.no_grad():
-        lp = {"length_penalty": 0.0} if beam > 1 else {}  # HF: score / length ** alpha; tformer: GNMT's lp
-        out = model.generate(**enc, num_beams=beam, do_sample=False, max_new_tokens=max_new, **lp)
-    return tok.batch_decode(out, skip_special_tokens=True)
-
-
-def cli_translate(run, texts, beam: int) -> list[str]:
-    alpha = ["--alpha", 0] if beam > 1 else []
-    r = tformer_cli("translate", run, "--beam", beam, *alpha, "--max-len", 40, input="\n".join(texts) + "\n")
-    assert r.returncode == 0, r.stderr
-    return r.stdout.splitlines()
-
-
 def test_the_tokenizer_gives_marian_tokenizers_ids_and_texts(marian, imported):
     ref = transformers.MarianTokenizer.from_pretrained(marian)
     vocabs = Vocabularies.load(imported)
@@ -67,7 +50,7 @@ def test_the_tokenizer_gives_marian_tokenizers_ids_and_texts(marian, imported):
 
 @pytest.mark.parametrize("beam", [1, 4])
 def test_translate_gives_what_transformers_generate_gives(marian, imported, beam):
-    expected = hf_translate(marian, TEXTS, beam)
+    expected = hf_generate(marian, TEXTS, beam)
     assert len(set(expected)) > 3  # a model whose outputs depend on the input
     assert cli_translate(imported, TEXTS, beam) == expected
 
@@ -82,7 +65,7 @@ def test_the_imported_run_exports_back_to_a_marian_folder(imported, tmp_path):
     assert result["tokenizer"] == "MarianTokenizer" and result["agreement"] == 1.0
     assert type(transformers.AutoTokenizer.from_pretrained(out)).__name__ == "MarianTokenizer"
     for beam in (1, 4):
-        assert hf_translate(out, TEXTS, beam) == cli_translate(imported, TEXTS, beam)
+        assert hf_generate(out, TEXTS, beam) == cli_translate(imported, TEXTS, beam)
 
 
 def test_a_tformer_run_exports_to_a_folder_transformers_runs(trained_run, tmp_path, corpus):
@@ -95,7 +78,7 @@ def test_a_tformer_run_exports_to_a_folder_transformers_runs(trained_run, tmp_pa
     assert ours.model.cfg.sinusoidal_layout == "interleaved"  # permuted into Marian's halves on the way out
     for beam in (1, 4):
         alpha = {"length_penalty": 0.0} if beam > 1 else {}
-        assert hf_translate(out, texts, beam) == ours.translate(texts, beam_size=beam, max_len=40, **alpha)
+        assert hf_generate(out, texts, beam) == ours.translate(texts, beam_size=beam, max_len=40, **alpha)
 
 
 def test_bad_folders_and_runs_are_one_line_errors(tmp_path, marian, imported):

@@ -16,7 +16,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 import torch  # noqa: E402
 from cli_helpers import tformer_cli  # noqa: E402
-from hf_helpers import WORDS_EN, sentences  # noqa: E402
+from hf_helpers import WORDS_EN, cli_translate, sentences  # noqa: E402
 from hf_import_helpers import edited_copy, hf_generate, short_pairs, t5_folder  # noqa: E402
 
 from tformer.data.vocabularies import Vocabularies  # noqa: E402
@@ -41,13 +41,6 @@ def imported(t5, tmp_path_factory):
     record = json.loads(r.stdout)
     assert record["model_type"] == "t5" and record["task"] == "translation"
     return run
-
-
-def cli_translate(run, texts, beam: int) -> list[str]:
-    alpha = ["--alpha", 0] if beam > 1 else []
-    r = tformer_cli("translate", run, "--beam", beam, *alpha, "--max-len", 40, input="\n".join(texts) + "\n")
-    assert r.returncode == 0, r.stderr
-    return r.stdout.splitlines()
 
 
 def test_the_tokenizer_gives_t5_tokenizers_ids_and_texts(t5, imported):
