@@ -6,6 +6,7 @@ the route (its ``endpoint``) and the type of an input (its ``input_kind``):
     POST /predict    {"inputs": ["a text", ...]}                          classify, summarization (+ beam_size, ...)
                      {"inputs": [{"question": "...", "context": "..."}]}    qa
                      {"inputs": [{"pixels": [[0, 16, ...], ...]}]}          vision
+                     {"inputs": [{"pixels": [[[r, g, b], ...], ...]}]}      image_classify (0..255)
                      {"inputs": [{"frames": [[...13 MFCCs...], ...]}]}      audio_classify
                      {"inputs": [{"samples": [...], "sample_rate": 22050}]} asr
                      -> {"outputs": [{"label": ..., "probabilities": {...}}, ...]}  (the task's answer per input)
@@ -34,6 +35,7 @@ from tformer.serving.schemas import (
     MAX_FEATURES,
     MAX_FRAMES,
     MAX_IMAGE_SIDE,
+    MAX_RGB_SIDE,
     MAX_SAMPLES,
     Answers,
     Info,
@@ -79,7 +81,7 @@ class PredictionService:
     def max_body_bytes(self) -> int:
         """The largest request body worth reading for this kind of input: texts at their limits, JSON-escaped
         (:meth:`Limits.max_body_bytes`); numbers (pixels, frames, samples) at 24 bytes each; at most 15 MiB."""
-        numbers = {"image": MAX_IMAGE_SIDE**2, "frames": MAX_FRAMES * MAX_FEATURES,
+        numbers = {"image": MAX_IMAGE_SIDE**2, "rgb_image": 3 * MAX_RGB_SIDE**2, "frames": MAX_FRAMES * MAX_FEATURES,
                    "audio": MAX_SAMPLES}.get(self.predictor.input_kind)
         if numbers:
             return min(self.limits.max_texts * numbers * 24, 15 * 2**20) + 64 * 1024

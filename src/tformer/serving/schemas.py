@@ -134,7 +134,8 @@ class Info(BaseModel):
     name: str = Field(description="the run directory's name")
     task: str = Field(description="the run's task (translation, cmlm, classify, vision, qa, summarization, lm, ...)")
     endpoint: str = Field(description="the route that answers: translate, predict or generate")
-    input_kind: str = Field(description="what an input is: text, question ({question, context}) or image (pixels)")
+    input_kind: str = Field(description="what an input is: text, question ({question, context}), image (digits' "
+                                        "pixels), rgb_image (pixels [r, g, b]), frames or audio")
     example: Any = Field(None, description="an input the page opens with (from the run's validation data)")
     model: dict = Field(description="the model's config")
     parameters: int
@@ -162,6 +163,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 # -- runs of the other tasks: POST /predict and POST /generate --------------------------------------------------
 
 MAX_IMAGE_SIDE = 64  # the largest image (pixels a side) /predict takes
+MAX_RGB_SIDE = 512  # the largest RGB image (pixels a side) /predict takes; the run's processor resizes it
 MAX_FRAMES, MAX_FEATURES = 2000, 128  # the longest utterance (feature frames) and the most features a frame
 MAX_SAMPLES = 30 * 16_000  # the longest waveform: 30 s at 16 kHz (20 s at 24 kHz)
 
@@ -189,6 +191,16 @@ def input_types(limits: Limits) -> dict[str, Any]:
         model_config = _STRICT
         pixels: list[Row] = Field(min_length=1, max_length=MAX_IMAGE_SIDE)
 
+    Pixel = Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=3, max_length=3)]
+
+    class RGBImage(BaseModel):
+        """An RGB image, row by row, each pixel [r, g, b] in 0..255, of any size: the run's image processor resizes
+        and normalizes it as the model was trained (an imported ViT)."""
+
+        model_config = _STRICT
+        pixels: list[Annotated[list[Pixel], Field(min_length=1, max_length=MAX_RGB_SIDE)]] = Field(
+            min_length=1, max_length=MAX_RGB_SIDE)
+
     Frame = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=1, max_length=MAX_FEATURES)]
 
     class Frames(BaseModel):
@@ -205,7 +217,8 @@ def input_types(limits: Limits) -> dict[str, Any]:
             min_length=1, max_length=MAX_SAMPLES)
         sample_rate: int = Field(ge=1000, le=192_000, description="samples a second")
 
-    return {"text": Text, "question": Question, "image": Image, "frames": Frames, "audio": Audio}
+    return {"text": Text, "question": Question, "image": Image, "rgb_image": RGBImage, "frames": Frames,
+            "audio": Audio}
 
 
 def predict_request(limits: Limits, input_kind: str, decodes: bool, model_max_len: int) -> type[BaseModel]:

@@ -22,6 +22,9 @@ its task when imported:
 * ``summarization``: the encoder-decoder with the copy mechanism and an optional coverage loss, long sources cut
   (:mod:`tformer.tasks.summarization`).
 
+``image_classify`` runs (a ViT with its own image processor, :mod:`tformer.tasks.image_run`) have a predictor but no
+task: only ``tformer import`` of a Hugging Face ViT writes them.
+
 A trained run of any task but translation is opened by :func:`open_run`, which returns its
 :class:`~tformer.tasks.predictor.Predictor` (``tformer predict``, ``tformer generate``, ``tformer serve``).
 
@@ -42,6 +45,8 @@ from tformer.tasks.run import load_run_config, parse_run_config, run_training
 from tformer.tasks import translation, cmlm, lm, classify, vision, audio, asr, qa, summarization  # noqa: E402, F401
 # the predictors of trained runs (tformer predict, generate, serve), beside their tasks (qa's: qa imports qa_reader)
 from tformer.tasks import classify_run, vision_run, audio_run, asr_run, lm_run, summarization_run  # noqa: E402, F401
+# runs of a task only tformer import writes (no training here): image_classify (an imported ViT)
+from tformer.tasks import image_run  # noqa: E402, F401
 # isort: on
 
 __all__ = ["PREDICTORS", "TASKS", "Predictor", "Task", "TaskSettings", "check_run_config", "get_task",
