@@ -2,20 +2,22 @@
 tformer run directory.
 
 A folder holds ``config.json`` (whose ``model_type`` picks the importer in :data:`IMPORTERS`), the weights
-(``model.safetensors`` or ``pytorch_model.bin``) and the tokenizer's files. The run directory written is the one
-``tformer train`` writes for the importer's task, so the commands that take such a run take it:
+(``model.safetensors`` or ``pytorch_model.bin``) and the tokenizer's files (a ViT: its image processor's,
+``preprocessor_config.json``). The run directory written is the one ``tformer train`` writes for the importer's task
+(``image_classify``, a ViT with its own image processor, is a task only ``tformer import`` writes), so the commands
+that take such a run take it:
 
-==========  =============================  ===========  =========================================================
-model_type  architecture                   run (task)   commands that take the run
-==========  =============================  ===========  =========================================================
-marian      MarianMTModel                  translation  translate, evaluate, serve, plot, export (onnx, ctranslate2,
-                                                        hf), train (``model.init_from``)
-t5          T5ForConditionalGeneration     translation  translate, evaluate, serve, plot, export (onnx), train
-                                                        (``model.init_from``)
-gpt2        GPT2LMHeadModel                lm           generate, predict, serve
-bert        BertForSequenceClassification  classify     predict, serve, export (onnx)
-vit         ViTForImageClassification      (refused)    tformer's vision runs read the 8 x 8 digits only
-==========  =============================  ===========  =========================================================
+==========  =============================  ==============  ======================================================
+model_type  architecture                   run (task)      commands that take the run
+==========  =============================  ==============  ======================================================
+marian      MarianMTModel                  translation     translate, evaluate, serve, plot, export (onnx,
+                                                           ctranslate2, hf), train (``model.init_from``)
+t5          T5ForConditionalGeneration     translation     translate, evaluate, serve, plot, export (onnx), train
+                                                           (``model.init_from``)
+gpt2        GPT2LMHeadModel                lm              generate, predict, serve
+bert        BertForSequenceClassification  classify        predict, serve, export (onnx)
+vit         ViTForImageClassification      image_classify  predict, serve, export (onnx)
+==========  =============================  ==============  ======================================================
 
 A plain BERT (``BertModel``, ``BertForMaskedLM``) is refused with the way to fine-tune it: ``task: classify`` with
 ``model.init_from: FOLDER``. A special token a model emits is written as its text (``<unk>``, T5's sentinels
@@ -37,7 +39,7 @@ from pathlib import Path
 
 from tformer.errors import TformerError
 from tformer.interop.folders.base import ImportedRun, Importer, TaskRun, transformers_module
-from tformer.interop.folders.classifiers import load_bert, refuse_vit
+from tformer.interop.folders.classifiers import load_bert, load_vit
 from tformer.interop.folders.lm import load_gpt2
 from tformer.interop.folders.translation import load_marian, load_t5
 from tformer.io.files import atomic_directory, read_json, write_json
@@ -53,7 +55,7 @@ IMPORTERS: Registry[Importer] = Registry("Hugging Face model_type", {
     "t5": Importer("translation", load_t5),
     "gpt2": Importer("lm", load_gpt2),
     "bert": Importer("classify", load_bert),
-    "vit": Importer(None, refuse_vit),  # refused in one line that says why
+    "vit": Importer("image_classify", load_vit),
 })
 """``config.json``'s ``model_type`` -> its :class:`Importer`."""
 

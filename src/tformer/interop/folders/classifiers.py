@@ -6,25 +6,40 @@
   answer is the label of the largest logit (single-label classification; a multi-label or regression head is
   refused). A BERT without a classification head (``BertModel``, ``BertForMaskedLM``) is refused with the way to
   fine-tune it: ``task: classify`` with ``model.init_from: FOLDER``.
-* ``vit`` (``ViTForImageClassification``): refused. tformer's vision runs classify scikit-learn's 8 x 8 digits: an
-  image is 8 x 8 ink in 0..16 on one channel, repeated up to the model's size, with labels ``0``..``9``. A ViT's
-  inputs are its own size, channels and normalization (its image processor's), which such a run cannot hold.
+* ``vit`` (``ViTForImageClassification``): a ``task: image_classify`` run (``tformer predict``, ``serve``,
+  ``export``, :mod:`tformer.tasks.image_run`): the ViT with its classifier, ``labels.json`` (``id2label`` in id
+  order) and ``image_processor.json``, the folder's ``preprocessor_config.json`` (its size, resampling, rescaling and
+  normalization: :class:`~tformer.models.vit.image_processor.ImageProcessor`), whose size must be the model's
+  ``image_size``. A ViT without a classification head (``ViTModel``, ``ViTForMaskedImageModeling``) is refused, as
+  are a processor that crops or pads and a model of other than 3 (RGB) channels. (tformer's own ``vision`` runs are
+  another task: they classify scikit-learn's 8 x 8 digits.)
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from tformer.config import ConfigError
 from tformer.errors import TformerError
 from tformer.interop.bert import from_hf_bert
-from tformer.interop.folders.base import TOKENIZER_FILE, TaskRun, check_ids, folder_tokenizer, load_hf_model
+from tformer.interop.folders.base import (
+    TOKENIZER_FILE,
+    TaskRun,
+    check_architecture,
+    check_ids,
+    folder_tokenizer,
+    load_hf_model,
+)
+from tformer.interop.vit import from_hf_vit
+from tformer.io.files import read_json
+from tformer.models.vit.image_processor import PROCESSOR_FILE, ImageProcessor
 
-__all__ = ["LABELS_FILE", "load_bert", "refuse_vit"]
+__all__ = ["LABELS_FILE", "load_bert", "load_vit"]
 
 LABELS_FILE = "labels.json"  # a classify run's labels, in id order, and its pad id (tformer train's)
+PROCESSOR_FILE_HF = "preprocessor_config.json"  # what save_pretrained writes for an image processor
 _HEADLESS = ("BertModel", "BertForMaskedLM", "BertForPreTraining")
 
 
@@ -37,11 +52,7 @@ def load_bert(folder: Path, config: dict[str, Any]) -> TaskRun:
                                                     "not a text classifier"))
         raise TformerError(f"{what}: tformer imports BertForSequenceClassification; fine-tune this one with task: "
                            f"classify and model.init_from: {folder}")
-    problem = config.get("problem_type")
-    labels = _labels(folder, config)
-    if problem not in (None, "single_label_classification") or len(labels) < 2:
-        raise TformerError(f"{folder}: a {problem or 'regression'} head with {len(labels)} output(s); a classify run "
-                           "answers the one label of the largest logit (single_label_classification)")
+    labels = _single_labels(folder, config, "a classify run")
     tokenizer = folder_tokenizer(folder)
     try:
         model = from_hf_bert(load_hf_model(folder, "BertForSequenceClassification")).eval()
@@ -68,9 +79,47 @@ def _labels(folder: Path, config: dict[str, Any]) -> list[str]:
     return [str(id2label[str(i)] if str(i) in id2label else id2label[i]) for i in ids]
 
 
-def refuse_vit(folder: Path, config: dict[str, Any]) -> NoReturn:
-    """Refuses a ViT folder, saying why (see the module docstring)."""
-    size, channels = config.get("image_size", 224), config.get("num_channels", 3)
-    raise TformerError(f"{folder}: a ViT ({size}x{size} pixels, {channels} channel(s)) cannot become a tformer "
-                       "vision run: those classify scikit-learn's 8x8 digits (one channel of ink 0..16, labels 0-9) "
-                       "and hold no image processor (size, normalization) of another model")
+def _single_labels(folder: Path, config: dict[str, Any], run: str) -> list[str]:
+    """The labels of a single-label classification head (one line for a multi-label or regression head)."""
+    problem = config.get("problem_type")
+    labels = _labels(folder, config)
+    if problem not in (None, "single_label_classification") or len(labels) < 2:
+        raise TformerError(f"{folder}: a {problem or 'regression'} head with {len(labels)} output(s); {run} "
+                           "answers the one label of the largest logit (single_label_classification)")
+    return labels
+
+
+def load_vit(folder: Path, config: dict[str, Any]) -> TaskRun:
+    """A ViTForImageClassification (single-label, RGB) and its ``preprocessor_config.json``, as an image_classify
+    run."""
+    check_architecture(folder, config, ("ViTForImageClassification",),
+                       ": a ViT without a classification head has no labels to answer")
+    labels = _single_labels(folder, config, "an image_classify run")
+    if config.get("num_channels", 3) != 3:
+        raise TformerError(f"{folder}: a ViT of {config['num_channels']} channel(s); tformer reads images as RGB (3)")
+    processor = _processor(folder)
+    hf_model = load_hf_model(folder, "ViTForImageClassification")
+    try:
+        model = from_hf_vit(hf_model).eval()
+    except TformerError as e:  # a setting tformer's ViT does not build (an activation, a non-square image or patch)
+        raise TformerError(f"{folder}: {e}") from None
+    size = model.cfg.image_size
+    if (processor.height, processor.width) != (size, size):
+        raise TformerError(f"{folder}/{PROCESSOR_FILE_HF}: images are resized to {processor.height}x"
+                           f"{processor.width} but the model reads {size}x{size} (config.json's image_size)")
+    files = {PROCESSOR_FILE: json.dumps(processor.to_dict(), indent=2) + "\n",
+             LABELS_FILE: json.dumps({"labels": labels}) + "\n"}
+    return TaskRun("image_classify", model, files, model.cfg.to_dict(), max_len=model.cfg.num_patches + 1,
+                   settings={"labels": labels})
+
+
+def _processor(folder: Path) -> ImageProcessor:
+    """The folder's image processor (one line when it has none or tformer cannot follow it)."""
+    path = folder / PROCESSOR_FILE_HF
+    if not path.is_file():
+        raise TformerError(f"{folder} has no {PROCESSOR_FILE_HF}: an image classifier needs its image processor; "
+                           "write it with transformers.AutoImageProcessor.from_pretrained(...).save_pretrained(FOLDER)")
+    try:
+        return ImageProcessor.from_hf(read_json(path))
+    except ConfigError as e:
+        raise TformerError(f"{path}: {e}") from None
