@@ -34,8 +34,15 @@ def test_repetition_flags_decode_as_the_python_api_and_are_checked(trained_run):
 
 def test_a_prefix_file_starts_each_translation_and_its_own_start_changes_nothing(trained_run, tmp_path):
     free = _translate(trained_run, "--beam", "1")
-    words = [line.split(" ")[0] if line else "" for line in free]  # the first word of each free translation
-    (tmp_path / "own.txt").write_text("".join(w + "\n" for w in words))
+    translator = Translator.from_pretrained(trained_run)
+    tgt, eos = translator.vocabs.tgt, translator.model.cfg.eos_id
+    own = []  # the first word of each free translation, where it is tokenized as the model produced it (the
+    for text, ids in zip(free, translator.translate_ids(LINES, beam_size=1), strict=True):  # output ended with EOS)
+        word = text.split(" ")[0]
+        start = tgt.encode(word)
+        own.append(word if ids and ids[-1] == eos and ids[: len(start)] == start else "")
+    assert any(own)
+    (tmp_path / "own.txt").write_text("".join(w + "\n" for w in own))
     assert _translate(trained_run, "--beam", "1", "--prefix-file", tmp_path / "own.txt") == free
     prefixes = ["sieben und", "", "acht", "vier", "neun hundert neun"]
     (tmp_path / "p.txt").write_text("".join(p + "\n" for p in prefixes))

@@ -9,7 +9,7 @@ import yaml
 
 from tformer.config import ConfigError
 from tformer.tasks import get_task, load_run_config, parse_run_config
-from tformer.training.config import TrainConfig, dump_run_config, read_run_config
+from tformer.training.config import DataConfig, TrainConfig, dump_run_config, read_run_config
 from tformer.training.config_migration import MOVED, migrate_run_config
 
 LEGACY_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "legacy" / "translation_run" / "config.yaml"
@@ -45,7 +45,10 @@ def test_a_run_directory_saved_by_the_old_code_loads_with_the_same_meaning():
     cfg = load_run_config(LEGACY_RUN)
     assert cfg.task == "translation" and cfg.task_settings == {"bleu_samples": 0, "bleu_tokenize": "13a"}
     moved = {key for section, key in MOVED}
-    assert dataclasses.asdict(cfg.data) == {k: v for k, v in old["data"].items() if k not in moved}
+    data, expected = dataclasses.asdict(cfg.data), {k: v for k, v in old["data"].items() if k not in moved}
+    newer = {k: data.pop(k) for k in set(data) - set(expected)}  # data settings newer than the run: their defaults
+    assert data == expected
+    assert newer == {k: v for k, v in dataclasses.asdict(DataConfig()).items() if k in newer}
     train, expected = dataclasses.asdict(cfg.train), {k: v for k, v in old["train"].items() if k not in moved}
     added = {k: train.pop(k) for k in set(train) - set(expected)}  # settings newer than the run: their defaults
     assert train == expected

@@ -27,6 +27,7 @@ def dry_run(tmp_path_factory):
     return p, out, json.loads((out / "summary.json").read_text())
 
 
+@pytest.mark.slow  # 17 s of subprocesses: ./dev slow runs it; the driver's own tests below stay in the default suite
 def test_the_dry_run_passes_every_step(dry_run):
     p, out, summary = dry_run
     assert p.returncode == 0, p.stderr[-3000:]
@@ -43,6 +44,7 @@ def test_the_dry_run_passes_every_step(dry_run):
     assert all(f"===== {name}: " in (out / "log.txt").read_text() for name in DRY_STEPS)
 
 
+@pytest.mark.slow
 def test_the_dry_run_writes_the_numbers_of_a_gpu_run(dry_run):
     _, out, summary = dry_run
     steps = summary["steps"]

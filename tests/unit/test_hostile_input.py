@@ -215,7 +215,9 @@ def test_read_parallel_gives_the_documented_pairs_or_one_line(workdir, src, tgt)
     want_src, want_tgt = expected_lines(src[0]), expected_lines(tgt[0])
     hazards(src[0])
     if isinstance(want_src, int) or isinstance(want_tgt, int):
-        path, n = (src_path, want_src) if isinstance(want_src, int) else (tgt_path, want_tgt)
+        # the files are read side by side: the first bad line in line order, the source's on the same line
+        sides = ((want_src, 0, src_path), (want_tgt, 1, tgt_path))
+        n, _, path = min(side for side in sides if isinstance(side[0], int))
         with pytest.raises(CorpusError) as e:
             read_parallel(src_path, tgt_path)
         assert one_line(e.value).startswith(f"{path}:{n}: invalid UTF-8")

@@ -112,7 +112,9 @@ def read_parallel(src_path: PathLike, tgt_path: PathLike) -> list[tuple[str, str
 
 def iter_parallel(src_path: PathLike, tgt_path: PathLike) -> Iterator[tuple[str, str]]:
     """:func:`read_parallel` one pair at a time, reading both files as it goes (a corpus of any size in little
-    memory). A misaligned corpus raises the same error, once the shorter file ends."""
+    memory). A misaligned corpus raises the same error, once the shorter file ends. A line that is not UTF-8 is
+    reported where the side-by-side reading meets it: the first bad line in line order (the source's, if both files
+    are bad on the same line)."""
     src, tgt = _numbered_lines(src_path), _numbered_lines(tgt_path)
     count = 0
     while True:
