@@ -40,7 +40,9 @@ def test_fine_tuning_a_run_trains_and_translates(corpus, trained_run, tmp_path):
     assert r.returncode == 0, r.stderr
     valid = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"valid"' in x]
     start = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines() if '"valid"' in x]
-    assert valid[0]["loss"] < 2 * start[-1]["loss"]  # it starts where the pretrained run ended, not from scratch
+    # it goes on from where the pretrained run ended (1.72 here; 1.49 after 30 more updates), which a fresh model
+    # is far from at its first validation (the pretrained run's own: 2.30)
+    assert valid[0]["loss"] < min(x["loss"] for x in start)
     r = tformer_cli("translate", run, input="three hundred\n")
     assert r.returncode == 0 and r.stdout.strip(), r.stderr
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from tformer.data.tokenizer import TokenizerError, find_special_ids
+from tformer.data.special_tokens import TokenizerError, find_special_ids
 from tformer.io.files import atomic_write_bytes, atomic_write_text
 
 __all__ = ["SentencePieceTokenizer", "load_sentencepiece"]

@@ -62,7 +62,7 @@ import tokenizers
 import torch
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 
-from tformer.errors import TformerError
+from tformer.data.special_tokens import SPECIAL_TOKEN_NAMES, TokenizerError, find_special_ids
 from tformer.io.files import atomic_write_text
 from tformer.registry import Registry
 
@@ -87,37 +87,6 @@ SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # index in this tuple == id
 WORD_MARKER = "▁"  # U+2581, marks the start of a word (sentencepiece convention)
 
 SubwordModel = Literal["bpe", "unigram", "symbols"]  # the names in TOKENIZER_KINDS
-
-SPECIAL_TOKEN_NAMES: dict[str, tuple[str, ...]] = {
-    "pad": ("<pad>", "[PAD]", "<|endoftext|>"),
-    "bos": ("<s>", "[CLS]", "<|endoftext|>"),
-    "eos": ("</s>", "[SEP]", "<|endoftext|>"),
-    "unk": ("<unk>", "[UNK]", "<|endoftext|>"),
-}
-"""How a tokenizer's special tokens are found: role -> the names that may play it, in order (tformer and
-sentencepiece/Marian/T5, then BERT's WordPiece, then GPT-2's one ``<|endoftext|>``). Roles ``pad``, ``eos`` and
-``unk`` must be found; a vocabulary with no ``bos`` starts the decoder from ``pad`` (T5, Marian)."""
-
-
-def find_special_ids(token_to_id: Callable[[str], int | None], where: str) -> dict[str, int]:
-    """The id of each role of :data:`SPECIAL_TOKEN_NAMES` in a vocabulary (``token_to_id``: None when absent).
-
-    Raises:
-        TokenizerError: naming ``where`` when pad, eos or unk is missing.
-    """
-    ids: dict[str, int] = {}
-    for role, names in SPECIAL_TOKEN_NAMES.items():
-        found = [i for i in map(token_to_id, names) if i is not None]
-        if found:
-            ids[role] = found[0]
-        elif role != "bos":
-            raise TokenizerError(f"{where} has no {role} token (looked for {', '.join(names)})")
-    ids.setdefault("bos", ids["pad"])
-    return ids
-
-
-class TokenizerError(TformerError):
-    """A tokenizer file is missing or unreadable, or a tokenizer cannot be trained as asked."""
 
 
 def _normalizer() -> normalizers.Normalizer:

@@ -13,6 +13,7 @@ one: a vocabulary mismatch is one line, never a silent reshuffle of the embeddin
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import torch
@@ -59,8 +60,16 @@ def _is_hf_folder(path: Path) -> bool:
 
 
 def pretrained_translator(cfg: RunConfig) -> Translator:
-    """The model and tokenizer ``model.init_from`` names (a Hugging Face folder is imported in memory)."""
-    path = Path(init_from(cfg))
+    """The model and tokenizer ``model.init_from`` names (a Hugging Face folder is imported in memory), read once
+    per folder and version of its files (the config check and the build of one ``tformer train`` share it;
+    :func:`start_model` copies the weights and lets it go)."""
+    path = Path(init_from(cfg)).resolve()
+    files = [f for d in (path, path / MODEL_SUBDIR) if d.is_dir() for f in d.iterdir() if f.is_file()]
+    return _read_pretrained(path, max((f.stat().st_mtime_ns for f in files), default=0))
+
+
+@functools.lru_cache(maxsize=2)
+def _read_pretrained(path: Path, stamp: int) -> Translator:
     if _is_hf_folder(path):
         from tformer.interop.folders import IMPORTERS, load_folder
 
@@ -82,6 +91,7 @@ def start_model(pretrained: Translator, cfg: RunConfig, model_class: type[torch.
     changes = {k: float(v) for k, v in cfg.model.items() if k in FINE_TUNE_KEYS[1:]}
     fresh = model_class(dataclasses.replace(model.cfg, **changes))
     fresh.load_state_dict(model.state_dict())
+    _read_pretrained.cache_clear()  # the copy is the run's; the pretrained weights need not stay in memory
     log(f"init_from {init_from(cfg)}: {sum(p.numel() for p in fresh.parameters()):,} parameters, tokenizer "
         f"vocabulary {pretrained.vocabs.src.vocab_size}" + (f"; {changes}" if changes else ""))
     return fresh
