@@ -2,6 +2,7 @@
 overflow skips, counted; exact resume with its state), and the fused output layer + loss under autocast."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -21,6 +22,23 @@ def test_bf16_and_fp16_autocast_on_the_cpu_and_a_clear_error_where_torch_lacks_i
     monkeypatch.setattr(devices, "_cpu_autocasts_to", lambda dtype: False)  # an older torch
     with pytest.raises(TformerError, match="train.precision fp16 needs a GPU .* use fp32 on the CPU"):
         pick_precision("fp16", CPU)
+
+
+def test_fast_is_bf16_exactly_on_a_cpu_that_multiplies_bf16_natively(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert pick_precision("fast", CPU) is torch.bfloat16
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)  # AVX2-only: bf16 would be emulated
+    assert pick_precision("fast", CPU) is None
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(devices, "_cpu_autocasts_to", lambda dtype: False)  # a torch whose CPU autocast lacks it
+    assert pick_precision("fast", CPU) is None
+
+
+def test_the_native_bf16_probe_agrees_with_the_cpu_flags():
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else None
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo to read the CPU's flags from")
+    assert devices.cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_tile" in flags)
 
 
 def _copy_pairs(n=32, length=5):

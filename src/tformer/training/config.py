@@ -23,7 +23,7 @@ from tformer.training.config_migration import is_moved, migrate_override, migrat
 MODEL_PRESETS = ("tiny", "small", "base", "big")
 DATA_FORMATS = ("auto", "text", "tsv", "jsonl")
 TOKENIZER_MODELS = tuple(TOKENIZER_KINDS)  # ("bpe", "unigram", "symbols"): the data layer's registry
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fast", "fp32", "bf16", "fp16")
 DEFAULT_TASK = "translation"
 
 
@@ -157,8 +157,9 @@ class TrainConfig:
             checkpoint, but Adam's moments and the learning-rate schedule start afresh (warm-up again, counted from
             the resume step; fine-tuning on a run's own checkpoint, or after changing the optimizer settings).
         device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps".
-        precision: "auto" (bf16 autocast on a CUDA GPU that has it, else fp16 there; fp32 elsewhere), "fp32",
-            "bf16", "fp16" (autocast, with a gradient scaler for fp16; the CPU has both, slowly).
+        precision: "auto" (bf16 autocast on a CUDA GPU that has it, else fp16 there; fp32 elsewhere), "fast"
+            ("auto", and bf16 also on a CPU with native bf16: AVX512-BF16 or AMX), "fp32", "bf16", "fp16"
+            (autocast, with a gradient scaler for fp16; any CPU has both, emulated and slow without native support).
         threads: torch CPU threads (0 = torch's default).
         gradient_checkpointing: keep only each layer's input for backward and recompute the rest (less
             memory for about one more forward pass; the same gradients). See tformer.nn.gradient_checkpointing.
