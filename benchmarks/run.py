@@ -3,6 +3,7 @@
     python benchmarks/run.py                               # small and base, 3 repeats (about an hour on 2 cores)
     python benchmarks/run.py --configs small --repeats 3   # the small workloads only
     python benchmarks/run.py --parts train --impls tformer,hf --repeats 1
+    python benchmarks/run.py --configs small --parts matmul,train --train-precision fp32,bf16   # CPU bf16 autocast
 
 Method: each measurement runs in a fresh process (so no run inherits another's allocator or thread
 state), with warm-up steps first; within a repeat the implementations of one workload run one after
@@ -78,6 +79,8 @@ def main() -> None:
                          "up to 6x slower; tformer and HF use torch's default threads)")
     ap.add_argument("--peer-adam", choices=("default", "fused"), default="default",
                     help="the training peers' Adam: torch's default (what their trainers use) or fused, as tformer's")
+    ap.add_argument("--train-precision", default="fp32",
+                    help="comma-separated fp32 and/or bf16 (every implementation's step under CPU bf16 autocast)")
     ap.add_argument("--train-steps", default="small:10,base:5", help="timed steps per training measurement")
     ap.add_argument("--work", type=Path, default=None, help="folder for converted weights (default: a temp dir)")
     ap.add_argument("--json-out", type=Path, default=None)
@@ -89,6 +92,9 @@ def main() -> None:
     steps = dict(kv.split(":") for kv in args.train_steps.split(","))
     work = args.work or Path(tempfile.mkdtemp(prefix="tformer-bench-"))
     train_impls = tuple(i for i in TRAIN_IMPLS if only is None or i in only)
+    precisions = tuple(args.train_precision.split(","))
+    if not set(precisions) <= {"fp32", "bf16"}:
+        ap.error("--train-precision takes fp32 and/or bf16")
     decode_impls = tuple(i for i in DECODE_IMPLS if only is None or i in only)
     modes = [(m.split("/")[0], int(m.split("/")[1])) for m in args.modes.split(",") if m]
     os.environ["CT2_THREADS"] = str(args.ct2_threads)
@@ -113,11 +119,12 @@ def main() -> None:
             log(f"[{r}] matmul {records[-1].get('gflop_s', records[-1].get('error'))}")
         for c in configs:
             if "train" in parts:
-                for impl in rotate(train_impls, r):
+                for impl, precision in rotate(tuple((i, p) for p in precisions for i in train_impls), r):
                     rec = worker(["train_step.py", "--impl", impl, "--config", c, "--steps", steps.get(c, "5"),
-                                  "--warmup", WARMUP_STEPS.get(c, "3"), "--peer-adam", args.peer_adam])
+                                  "--warmup", WARMUP_STEPS.get(c, "3"), "--peer-adam", args.peer_adam,
+                                  "--precision", precision])
                     records.append(rec)
-                    log(f"[{r}] train {c} {impl}: {rec.get('tgt_tok_s', rec.get('error'))}")
+                    log(f"[{r}] train {c} {impl} {precision}: {rec.get('tgt_tok_s', rec.get('error'))}")
             if "decode" in parts:
                 for mode, batch in modes:
                     for impl in rotate(decode_impls, r):
@@ -198,9 +205,13 @@ def summarize(records: list[dict], parity: dict) -> dict:
     for row in rows:
         key = (row["part"], row["config"], row["mode"], row["batch"])
         if row["part"] == "train":
-            peers = [m for p in TRAIN_PEERS if (m := med(*key, p)) is not None]
-            if peers and row["impl"] == "tformer":
+            plain, _, variant = row["impl"].partition("+")  # e.g. "tformer+bf16": the peers in bf16 too
+            suffix = f"+{variant}" if variant else ""
+            peers = [m for p in TRAIN_PEERS if (m := med(*key, p + suffix)) is not None]
+            if peers and plain == "tformer":
                 row["vs_fastest_peer"] = row["tgt_tok_s"]["median"] / max(peers)
+            if variant == "bf16" and (fp32 := med(*key, plain)):
+                row["vs_fp32"] = row["tgt_tok_s"]["median"] / fp32
             hf = med(*key, "hf")
             if hf and row["impl"] == "tformer":
                 row["peak_mib_vs_hf"] = row["train_peak_mib"]["median"] / next(
@@ -237,6 +248,8 @@ def markdown(summary: dict) -> str:
             ratio = f"**{r['vs_fastest_peer']:.2f}x** fastest peer" if "vs_fastest_peer" in r else ""
             if "peak_mib_vs_hf" in r:
                 ratio += f", memory {r['peak_mib_vs_hf']:.2f}x HF"
+            if "vs_fp32" in r:
+                ratio += f"{', ' if ratio else ''}{r['vs_fp32']:.2f}x its fp32"
             pct = f"{r['pct_of_matmul']:.0f}%" if "pct_of_matmul" in r else ""
             lines.append(f"| {r['config']} | {r['impl']} | {_fmt(r['tgt_tok_s'])} | {r['all_tok_s']['median']:,.0f} | "
                          f"{r['gflop_s']['median']:.1f} | {pct} | {r['train_peak_mib']['median']:,.0f} | {ratio} |")

@@ -1,13 +1,15 @@
 """One training-step measurement in a fresh process: forward + backward + Adam step with label-smoothed
 cross-entropy, on a fixed batch of 64 pairs (24 source, 24 target tokens).
 
-    python benchmarks/train_step.py --impl tformer --config small [--warmup 3 --steps 10]
+    python benchmarks/train_step.py --impl tformer --config small [--warmup 3 --steps 10] [--precision bf16]
 
 Implementations: ``tformer`` (its Trainer's loss and optimizer), ``hf`` (transformers' MarianMTModel),
 ``torch`` (torch.nn.Transformer with embeddings x sqrt(d_model), sinusoidal positions and a tied
 output layer) and ``xtransformers`` (x_transformers.XTransformer). The peers use PyTorch's fused
 ``cross_entropy(label_smoothing=0.1)``, which is how their users add label smoothing; tformer uses
-its own (``tformer.training.label_smoothing``). Prints one ``BENCH_RESULT {json}`` line.
+its own (``tformer.training.label_smoothing``). ``--precision bf16`` runs every implementation's step under
+``torch.autocast("cpu", torch.bfloat16)``, as tformer's ``train.precision: bf16`` (or ``fast`` on a CPU with native
+bf16) does. Prints one ``BENCH_RESULT {json}`` line.
 """
 
 from __future__ import annotations
@@ -178,14 +180,21 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
     ap.add_argument("--peer-adam", choices=("default", "fused"), default="default",
                     help="the peers' Adam: torch's default (what their trainers use) or fused")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: each step under CPU autocast to bfloat16 (fast only where the CPU has AVX512-BF16/AMX)")
     args = ap.parse_args()
     global PEER_FUSED_ADAM
     PEER_FUSED_ADAM = args.peer_adam == "fused"
     threads = setup_threads()
     torch.manual_seed(0)
     w = CONFIGS[args.config]
-    model, step = BUILDERS[args.impl](w, args.compile)
+    model, plain_step = BUILDERS[args.impl](w, args.compile)
     src, tgt_in, tgt_out = batch(w)
+
+    def step(*tensors):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            return plain_step(*tensors)
+
     rss_before = peak_rss_mib()
     for _ in range(args.warmup):
         step(src, tgt_in, tgt_out)
@@ -198,8 +207,9 @@ def main() -> None:
     sec = median(times)
     flops = train_matmul_flops(w)
     emit({
-        "part": "train", "impl": args.impl + ("+compile" if args.compile else ""), "config": args.config,
-        "peer_adam": args.peer_adam,
+        "part": "train", "impl": args.impl + ("+compile" if args.compile else "")
+        + ("+bf16" if args.precision == "bf16" else ""), "config": args.config,
+        "peer_adam": args.peer_adam, "precision": args.precision,
         "threads": threads, "params": sum(p.numel() for p in model.parameters()),
         "step_seconds": sec, "step_seconds_all": times,
         "tgt_tok_s": TRAIN_BATCH * TRAIN_TGT / sec, "all_tok_s": TRAIN_BATCH * (TRAIN_SRC + TRAIN_TGT) / sec,
