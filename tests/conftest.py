@@ -1,8 +1,11 @@
+import os
+
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# One torch thread per pytest-xdist worker (`./dev test` runs one worker per core), two at most otherwise.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, torch.get_num_threads())))
 
 # Property tests draw their examples from a fixed seed: a failure reproduces on every run and machine,
 # and the suite's time does not vary. `pytest --hypothesis-profile=explore` searches with fresh seeds.
