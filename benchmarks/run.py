@@ -51,7 +51,7 @@ def worker(args: list[str], timeout: float = 1800) -> dict:
     return {"error": f"{' '.join(args)}: exit {p.returncode}: {err}"}
 
 
-def rotate(xs: tuple[str, ...], r: int) -> list[str]:
+def rotate(xs: tuple, r: int) -> list:
     r %= len(xs)
     return list(xs[r:] + xs[:r])
 
@@ -205,12 +205,13 @@ def summarize(records: list[dict], parity: dict) -> dict:
     for row in rows:
         key = (row["part"], row["config"], row["mode"], row["batch"])
         if row["part"] == "train":
-            plain, _, variant = row["impl"].partition("+")  # e.g. "tformer+bf16": the peers in bf16 too
-            suffix = f"+{variant}" if variant else ""
+            plain = row["impl"].split("+")[0]
+            suffix = row["impl"][len(plain):]  # e.g. "+bf16" or "+compile+bf16": the peers in the same variant
             peers = [m for p in TRAIN_PEERS if (m := med(*key, p + suffix)) is not None]
             if peers and plain == "tformer":
                 row["vs_fastest_peer"] = row["tgt_tok_s"]["median"] / max(peers)
-            if variant == "bf16" and (fp32 := med(*key, plain)):
+            fp32_impl = row["impl"].removesuffix("+bf16")
+            if fp32_impl != row["impl"] and (fp32 := med(*key, fp32_impl)):
                 row["vs_fp32"] = row["tgt_tok_s"]["median"] / fp32
             hf = med(*key, "hf")
             if hf and row["impl"] == "tformer":

@@ -7,9 +7,9 @@ Implementations: ``tformer`` (its Trainer's loss and optimizer), ``hf`` (transfo
 ``torch`` (torch.nn.Transformer with embeddings x sqrt(d_model), sinusoidal positions and a tied
 output layer) and ``xtransformers`` (x_transformers.XTransformer). The peers use PyTorch's fused
 ``cross_entropy(label_smoothing=0.1)``, which is how their users add label smoothing; tformer uses
-its own (``tformer.training.label_smoothing``). ``--precision bf16`` runs every implementation's step under
-``torch.autocast("cpu", torch.bfloat16)``, as tformer's ``train.precision: bf16`` (or ``fast`` on a CPU with native
-bf16) does. Prints one ``BENCH_RESULT {json}`` line.
+its own (``tformer.training.label_smoothing``). ``--precision bf16`` runs every implementation's forward
+pass and loss under ``torch.autocast("cpu", torch.bfloat16)``, as tformer's ``train.precision: bf16`` (or
+``fast`` on a CPU with native bf16) does. Prints one ``BENCH_RESULT {json}`` line.
 """
 
 from __future__ import annotations
@@ -57,13 +57,20 @@ def peer_step(model: nn.Module, forward):
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=PEER_FUSED_ADAM or None)
 
     def step(src, tgt_in, tgt_out):
-        loss = peer_loss(forward(src, tgt_in), tgt_out)
+        with autocast():  # the forward pass and loss only, as a Trainer's step autocasts them
+            loss = peer_loss(forward(src, tgt_in), tgt_out)
         (loss / (tgt_out != PAD).sum()).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss
 
     return step
+
+
+def autocast():
+    """CPU autocast to bfloat16 with ``--precision bf16``, else nothing (backward and Adam stay outside, as in a
+    Trainer's step)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=AUTOCAST_BF16)
 
 
 def build_tformer(w: Workload, compile_: bool):
@@ -80,7 +87,8 @@ def build_tformer(w: Workload, compile_: bool):
     loss_fn = torch.compile(sequence_loss) if compile_ else sequence_loss
 
     def step(src, tgt_in, tgt_out):
-        out = loss_fn(model, src, tgt_in, tgt_out, LABEL_SMOOTHING)  # the Trainer's loss
+        with autocast():  # the forward pass and loss only, as tformer's Trainer autocasts them
+            out = loss_fn(model, src, tgt_in, tgt_out, LABEL_SMOOTHING)  # the Trainer's loss
         (out.loss / out.num_tokens).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -167,6 +175,7 @@ def build_xtransformers(w: Workload, compile_: bool):
 
 
 PEER_FUSED_ADAM = False  # --peer-adam fused: the peers get torch's fused Adam too (tformer's Trainer uses it)
+AUTOCAST_BF16 = False  # --precision bf16: each forward pass and loss under CPU autocast to bfloat16
 
 BUILDERS = {"tformer": build_tformer, "hf": build_hf, "torch": build_torch, "xtransformers": build_xtransformers}
 
@@ -188,12 +197,10 @@ def main() -> None:
     threads = setup_threads()
     torch.manual_seed(0)
     w = CONFIGS[args.config]
-    model, plain_step = BUILDERS[args.impl](w, args.compile)
+    global AUTOCAST_BF16
+    AUTOCAST_BF16 = args.precision == "bf16"
+    model, step = BUILDERS[args.impl](w, args.compile)
     src, tgt_in, tgt_out = batch(w)
-
-    def step(*tensors):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            return plain_step(*tensors)
 
     rss_before = peak_rss_mib()
     for _ in range(args.warmup):

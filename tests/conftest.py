@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-# One torch thread per pytest-xdist worker (`./dev test` runs one worker per core), two at most otherwise.
+# One torch thread per pytest-xdist worker (`./dev test` runs 2 workers), two at most otherwise.
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, torch.get_num_threads())))
 
 # Property tests draw their examples from a fixed seed: a failure reproduces on every run and machine,
