@@ -56,6 +56,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         q.add_argument("--dpi", type=int, default=150, help="PNG resolution, dots per inch (default 150)")
         return q
 
+    _translation_pictures(picture)
+    _vision_pictures(picture)
+    _training_pictures(picture)
+    _speech_pictures(picture)
+
+
+def _translation_pictures(picture) -> None:
+    """A translation run's pictures: attention, positional encodings, masks and the beam tree."""
     q = picture("attention", "attention weights of one sentence, tokens on the axes (§3.2.3)")
     q.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     q.add_argument("--text", required=True, help="the source sentence")
@@ -69,6 +77,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _guided_band_option(q)
     q.set_defaults(draw=_attention)
 
+    q = picture("positional", "the positional-encoding matrix and the similarity of positions (§3.5)")
+    q.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None,
+                   help="draw this run's encodings (default: the sinusoids of --d-model)")
+    q.add_argument("--d-model", type=int, default=512, help="d_model without RUN_DIR (default 512)")
+    q.add_argument("--max-len", type=int, default=100, help="positions to draw (default 100)")
+    q.set_defaults(draw=_positional)
+
+    q = picture("masks", "the padding and causal masks of a batch, as the model sees them (§3.2.3)")
+    q.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+    q.add_argument("--text", action="append", required=True, help="a source sentence of the batch (repeat)")
+    q.add_argument("--target", action="append", default=None,
+                   help="its target, once per --text (default: the model's translations)")
+    q.set_defaults(draw=_masks)
+
+    q = picture("beam", "the beam-search tree of one sentence: hypotheses kept, finished, pruned (§6.1)")
+    q.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
+    q.add_argument("--text", required=True, help="the source sentence")
+    q.add_argument("--beam", type=int, default=4, help="beam size K (default 4)")
+    q.add_argument("--alpha", type=float, default=0.6, help="length penalty alpha (default 0.6)")
+    q.add_argument("--max-len", type=int, default=None, help="most output tokens (default: source length + 50)")
+    q.set_defaults(draw=_beam)
+
+
+def _vision_pictures(picture) -> None:
+    """A vision run's pictures: ViT patch attention and Swin windows."""
     q = picture("patches", "a Vision Transformer run: the [class] token's attention over an image's patches")
     q.add_argument("run_dir", metavar="RUN_DIR", help="a run of task vision")
     q.add_argument("--image", type=int, default=0, help="which test image, from 0 (default 0)")
@@ -86,20 +119,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--image", type=int, default=0, help="which test image of a run, from 0 (default 0)")
     q.set_defaults(draw=_windows)
 
-    q = picture("positional", "the positional-encoding matrix and the similarity of positions (§3.5)")
-    q.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None,
-                   help="draw this run's encodings (default: the sinusoids of --d-model)")
-    q.add_argument("--d-model", type=int, default=512, help="d_model without RUN_DIR (default 512)")
-    q.add_argument("--max-len", type=int, default=100, help="positions to draw (default 100)")
-    q.set_defaults(draw=_positional)
 
-    q = picture("masks", "the padding and causal masks of a batch, as the model sees them (§3.2.3)")
-    q.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
-    q.add_argument("--text", action="append", required=True, help="a source sentence of the batch (repeat)")
-    q.add_argument("--target", action="append", default=None,
-                   help="its target, once per --text (default: the model's translations)")
-    q.set_defaults(draw=_masks)
-
+def _training_pictures(picture) -> None:
+    """A recipe's or run's training: the learning-rate schedule and the curves."""
     q = picture("schedule", "the learning-rate schedule of a recipe or run (Eq. 3, §5.3)")
     q.add_argument("source", metavar="CONFIG.yaml|RUN_DIR",
                    help="a recipe, or a run (its config.yaml, with the rates it logged)")
@@ -111,14 +133,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     q.set_defaults(draw=_curves)
 
-    q = picture("beam", "the beam-search tree of one sentence: hypotheses kept, finished, pruned (§6.1)")
-    q.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
-    q.add_argument("--text", required=True, help="the source sentence")
-    q.add_argument("--beam", type=int, default=4, help="beam size K (default 4)")
-    q.add_argument("--alpha", type=float, default=0.6, help="length penalty alpha (default 0.6)")
-    q.add_argument("--max-len", type=int, default=None, help="most output tokens (default: source length + 50)")
-    q.set_defaults(draw=_beam)
 
+def _speech_pictures(picture) -> None:
+    """A speech run's pictures: the filterbank and the alignment over the frames."""
     q = picture("filterbank", "the log-mel filterbank of an audio file, time in seconds (what a speech model reads)")
     q.add_argument("paths", metavar="[RUN_DIR] FILE", nargs="+",
                    help="an audio file; after a run of task asr, its normalised features as the model reads them")
