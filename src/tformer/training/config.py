@@ -137,6 +137,9 @@ class TrainConfig:
             and stops (0 = no limit). The run can be continued with --resume.
         warmup_steps, lr_scale: lrate = lr_scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5) (Eq. 3).
         schedule: "noam" (Eq. 3) or "cosine" (linear warm-up to ``lr``, then a half cosine to 0 at the last step).
+        decay_over: what the cosine schedule's decay spans: "steps" (to the run's last update) or "minutes" (to
+            the end of train.max_minutes of training time, then counted over all invocations of the run: the run
+            ends at lr 0 whatever the machine's speed, but the lr follows the clock, so no two runs are equal).
         lr: the peak learning rate of the cosine schedule (Eq. 3 sets its own).
         optimizer: "adam" (§5.3; ``weight_decay`` is an L2 term in the gradient) or "adamw" (decoupled weight
             decay, applied to the weight matrices of linear and convolution layers only).
@@ -181,6 +184,7 @@ class TrainConfig:
     warmup_steps: int = 4000
     lr_scale: float = 1.0
     schedule: str = "noam"
+    decay_over: str = "steps"
     lr: float = 1e-3
     optimizer: str = "adam"
     beta1: float = 0.9
@@ -215,6 +219,10 @@ class TrainConfig:
         check(self.lr_scale > 0, "train.lr_scale must be positive")
         check(self.schedule in ("noam", "cosine"), f"train.schedule must be noam or cosine, got {self.schedule!r}")
         check(self.lr > 0, "train.lr must be positive")
+        check(self.decay_over in ("steps", "minutes"), f"train.decay_over must be steps or minutes, got "
+                                                       f"{self.decay_over!r}")
+        check(self.decay_over == "steps" or (self.schedule == "cosine" and self.max_minutes > 0),
+              "train.decay_over: minutes needs train.schedule: cosine and a train.max_minutes > 0")
         check(self.optimizer in ("adam", "adamw"), f"train.optimizer must be adam or adamw, got {self.optimizer!r}")
         check(self.adam_eps >= 0 and self.weight_decay >= 0, "train.adam_eps and train.weight_decay must be >= 0")
         check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "train.beta1 and train.beta2 must be in [0, 1)")

@@ -73,10 +73,10 @@ class SingleProcess:
         """The update's summed auxiliary losses (by name, the same names on every process) over the processes."""
         return terms
 
-    def agree_on_stop(self, stop: str | None, out_of_time: bool) -> tuple[str | None, bool]:
-        """(the stop request to act on after this update, whether the time budget is spent), the same on all
-        processes."""
-        return stop, out_of_time
+    def agree_on_stop(self, stop: str | None, elapsed: float) -> tuple[str | None, float]:
+        """(the stop request to act on after this update, the seconds this invocation has trained), the same on
+        all processes (the time budget and a schedule that follows the clock read the seconds)."""
+        return stop, elapsed
 
     def global_norm(self, norm: Tensor) -> Tensor:
         """The gradient norm over the whole model, from this process's :func:`gradient_norm`."""
@@ -149,10 +149,12 @@ class DataParallel(SingleProcess):
                                               for k in names]))
         return dict(zip(names, sums, strict=True))
 
-    def agree_on_stop(self, stop: str | None, out_of_time: bool) -> tuple[str | None, bool]:
-        # one collective, so that one rank's reason stops all after the same update
-        flags = self.dist.all_sum(torch.tensor([float(stop is not None), float(out_of_time)], device=self.device))
-        return (stop or "a stop request to another process") if flags[0] > 0 else None, bool(flags[1] > 0)
+    def agree_on_stop(self, stop: str | None, elapsed: float) -> tuple[str | None, float]:
+        # one collective, so that one rank's reason stops all after the same update, and all read one clock (the
+        # slowest rank's: the time budget runs out on every rank at once, and a clock schedule sets one lr)
+        flags = self.dist.all_max(torch.tensor([float(stop is not None), elapsed], dtype=torch.float64,
+                                               device=self.device))
+        return (stop or "a stop request to another process") if flags[0] > 0 else None, float(flags[1])
 
     def rng_ranks(self) -> dict[str, Any]:
         return {"rng_ranks": self.dist.gather(rng_state())}

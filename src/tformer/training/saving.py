@@ -34,7 +34,7 @@ from tformer.io.checkpoints import (
 from tformer.training.distributed import Distributed, rank_seed
 from tformer.training.metrics import LogWindow
 from tformer.training.seed import rng_state, set_rng_state
-from tformer.training.state import TrainState
+from tformer.training.state import RunClock, TrainState
 from tformer.version import VERSION
 
 CHECKPOINT_DIR = "checkpoints"
@@ -104,6 +104,7 @@ def checkpoint_state(trainer: Any) -> dict[str, Any]:
     model, optimizer = p.model_state(trainer.model), p.optimizer_state(trainer.optimizer)
     return {"model": model, "optimizer": optimizer, "scheduler": trainer.scheduler.state_dict(),
             "scaler": trainer.scaler.state_dict(), "train_state": vars(trainer.state).copy(),
+            "clock": vars(trainer.clock).copy(),
             "log_window": trainer.window.state_dict(), "data_fingerprint": _fingerprint(trainer),
             "rng": rng_state(), **p.rng_ranks(), "world_size": trainer.dist.world_size,
             "model_config": trainer.model.cfg.to_dict(), "run_config": trainer.cfg.to_dict(), "versions": versions()}
@@ -128,6 +129,8 @@ def load_checkpoint_state(trainer: Any, path: Path, ckpt: dict[str, Any]) -> Non
         trainer.scheduler.load_state_dict(ckpt["scheduler"])
         trainer.scaler.load_state_dict(ckpt["scaler"])
     trainer.state = TrainState(**ckpt["train_state"])
+    # the run's training time goes on (a fresh schedule, train.reset_optimizer, starts a fresh clock)
+    trainer.clock = RunClock() if trainer.tc.reset_optimizer else RunClock(**ckpt.get("clock", {}))
     trainer.window = LogWindow(**ckpt.get("log_window", {}))
     restore_rng(ckpt, trainer.dist, trainer.cfg.seed, trainer.state.step)
 

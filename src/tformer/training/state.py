@@ -23,6 +23,25 @@ class TrainState:
     nonfinite_in_a_row: int = 0
 
 
+@dataclass
+class RunClock:
+    """The training time of a run in seconds, summed over its invocations (as the processes agreed at each
+    update), and the time at which the cosine schedule's decay began (``train.decay_over: minutes``).
+
+    Checkpoints save it beside :class:`TrainState`, not in it: TrainState holds what an exact resume repeats
+    bit for bit, and a time never repeats.
+    """
+
+    seconds: float = 0.0
+    decay_from: float | None = None  # seconds when the warm-up ended (None: still warming up)
+
+    def decay_progress(self, budget_s: float) -> float:
+        """The share of the time between the warm-up's end and ``budget_s`` that has passed (0 while warming up)."""
+        if self.decay_from is None:
+            return 0.0
+        return (self.seconds - self.decay_from) / max(budget_s - self.decay_from, 1e-9)
+
+
 def planned_steps(tc: TrainConfig, st: TrainState, batches_per_epoch: int, per_update: int) -> int:
     """The update at which the run ends: train.max_steps, or the updates left in train.max_epochs from the
     current position (in batches) plus those done, so that a run resumed with another number of batches

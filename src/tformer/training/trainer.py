@@ -27,6 +27,7 @@ import torch
 
 from tformer.console import log, progress
 from tformer.data.batching import TokenBatchSampler, rank_share
+from tformer.errors import TformerError
 from tformer.nn.gradient_checkpointing import set_gradient_checkpointing
 from tformer.training.config import RunConfig
 from tformer.training.devices import autocast, pick_device, pick_precision, to_device
@@ -38,7 +39,7 @@ from tformer.training.parallel import parallel_strategy
 from tformer.training.saving import CHECKPOINT_DIR, RunCheckpoints, checkpoint_state, load_checkpoint_state
 from tformer.training.schedule import build_scheduler
 from tformer.training.signals import stop_on_signals
-from tformer.training.state import TrainState, planned_steps
+from tformer.training.state import RunClock, TrainState, planned_steps
 from tformer.training.task_loss import CompiledOrEager, TaskLoss
 from tformer.training.task_protocol import TrainingTask
 
@@ -71,6 +72,8 @@ class Trainer:
         self.sampler = TokenBatchSampler(*task.lengths("train"), tc.max_tokens, shuffle=True, seed=cfg.seed)
         self.per_update = tc.accumulate * self.dist.world_size  # batches in one global batch (one update)
         self.state = TrainState()
+        self.clock = RunClock()  # the run's training time (the time budget; a schedule that follows the clock)
+        self._clock_at_start = 0.0  # the run's training time before this invocation
         self.total_steps = self._planned_steps()
         self.scheduler = self._build_scheduler()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -93,7 +96,12 @@ class Trainer:
         tc = self.tc
         return build_scheduler(tc.schedule, self.optimizer, d_model=self.model.cfg.d_model, lr=tc.lr,
                                warmup_steps=tc.warmup_steps, lr_scale=tc.lr_scale,
-                               total_steps=self.total_steps if steps is None else steps)
+                               total_steps=self.total_steps if steps is None else steps,
+                               progress=self._decay_progress if tc.decay_over == "minutes" else None)
+
+    def _decay_progress(self) -> float:
+        """How far the clock schedule's decay has come: the share of train.max_minutes spent since warm-up."""
+        return self.clock.decay_progress(60 * self.tc.max_minutes)
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Finish the current update, write a checkpoint and return from :meth:`train` (resumable); SIGINT and
@@ -179,6 +187,9 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         """Run until max_steps / max_epochs / early stopping / a stop request; return a summary."""
         tc, st = self.tc, self.state
+        if tc.decay_over == "minutes" and self.clock.seconds >= 60 * tc.max_minutes:
+            raise TformerError(f"this run has spent its time budget (train.max_minutes {tc.max_minutes}, which "
+                               "train.decay_over: minutes counts over all invocations); raise it to train on")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics.open_tensorboard(st.step)
         if tc.threads:
@@ -187,6 +198,7 @@ class Trainer:
         self._log_start(steps_per_epoch)
         bar = progress(total=self.total_steps, initial=st.step, enabled=self.show_progress and self.dist.is_main,
                        unit="step")
+        self._clock_at_start = self.clock.seconds
         t_start = self._t_start = time.perf_counter()
         self.window.t0 = time.perf_counter()
         self.model.train()
@@ -263,7 +275,9 @@ class Trainer:
             for name, value in out.terms.items():
                 terms[name] = terms.get(name, 0.0) + weight * value
         src = sum(b.num_src_tokens for b in micro[: len(share)])
-        self._stopping = p.agree_on_stop(self._stop_reason, self._out_of_time())  # one decision for all ranks
+        stop, elapsed = p.agree_on_stop(self._stop_reason, time.perf_counter() - self._t_start)  # one for all ranks
+        self.clock.seconds = self._clock_at_start + elapsed
+        self._stopping = stop, self._out_of_time(elapsed)
         loss, nll, src = p.global_sums(loss, nll, src)  # the global batch's, for the log and one decision to skip
         terms = p.global_terms(terms)
         if self.scaler.is_enabled():
@@ -276,14 +290,19 @@ class Trainer:
             return False
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.clock.decay_from is None and self.scheduler.last_epoch + 1 >= self.tc.warmup_steps:
+            self.clock.decay_from = self.clock.seconds  # the warm-up's last update: the decay starts here
         self.scheduler.step()
         self.state.step += 1
         self.state.nonfinite_in_a_row = 0
         self.window.add(loss, nll, num_tgt, src, terms)
         return True
 
-    def _out_of_time(self) -> bool:
-        return self.tc.max_minutes > 0 and time.perf_counter() - self._t_start > 60 * self.tc.max_minutes
+    def _out_of_time(self, elapsed: float) -> bool:
+        """Whether train.max_minutes is spent: by this invocation (``elapsed`` seconds), or by the whole run when
+        the schedule decays over it (train.decay_over: minutes)."""
+        spent = self.clock.seconds if self.tc.decay_over == "minutes" else elapsed
+        return self.tc.max_minutes > 0 and spent > 60 * self.tc.max_minutes
 
     def _skip_update(self, loss: float, grad_norm: float) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -303,7 +322,8 @@ class Trainer:
         log(f"training {self.model.num_parameters():,} parameters on {self.device}{procs}"
             f"{'' if self.amp_dtype is None else f' ({self.amp_dtype})'}, seed {self.cfg.seed}: "
             f"{self.sampler.num_pairs} {self.task.unit}, {steps_per_epoch} steps per epoch, "
-            f"padding {self.sampler.padding_ratio(0):.1%}, {self.total_steps} steps")
+            f"padding {self.sampler.padding_ratio(0):.1%}, {self.total_steps} steps"
+            + (f" (lr down to 0 at {self.tc.max_minutes:g} minutes)" if self.tc.decay_over == "minutes" else ""))
 
     def _log_train(self, bar) -> None:
         rec = self.window.record(self.state.step, self.state.epoch, self.scheduler.get_last_lr()[0])
