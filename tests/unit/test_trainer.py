@@ -93,6 +93,14 @@ def test_time_budget_stops_and_saves(tmp_path):
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
 
 
+def test_the_time_budget_also_ends_on_a_skipped_update(tmp_path, monkeypatch):
+    _fault_at_calls(monkeypatch, {1})  # the first update's loss is NaN: skipped, as the budget runs out
+    t = _trainer(tmp_path, _pairs(30, 4), max_tokens=50, max_steps=1000, max_minutes=1e-6, nonfinite_limit=0)
+    summary = t.train()
+    assert summary["out_of_time"] and summary["steps"] == 0 and summary["skipped_updates"] == 1
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
 # ---- exact resume after a stop at any update ---------------------------------------------------
 TIMING = ("tokens_per_s", "tgt_tokens_per_s")
 
@@ -183,6 +191,23 @@ def test_max_epochs_counts_batches_when_a_resume_changes_the_batches_per_update(
     left_in_epoch = -(-(n - 3) // accumulate_after)
     assert summary["steps"] == 3 + left_in_epoch + per_update
     assert (second.state.epoch, second.state.batch_in_epoch) == (2, 0)
+
+
+def test_a_cosine_run_resumed_with_other_batches_per_update_goes_on_at_the_lr_of_its_new_horizon(tmp_path,
+                                                                                              monkeypatch):
+    from tformer.training.schedule import cosine_lr
+
+    pairs, valid = _resume_pairs()
+    run = dict(max_tokens=60, max_steps=0, max_epochs=2, eval_every=0, log_every=3, schedule="cosine", lr=1e-2,
+               warmup_steps=2)
+    first = _trainer(tmp_path, pairs, valid, accumulate=1, **run)
+    _stop_at_call(monkeypatch, first, 3)
+    assert first.train()["steps"] == 3
+    monkeypatch.undo()
+    second = _trainer(tmp_path, pairs, valid, accumulate=2, **run)
+    assert second.resume() and second.total_steps != first.total_steps
+    # update 4 runs on the cosine down to the new last update (not at the lr of a schedule's first update)
+    assert second.optimizer.param_groups[0]["lr"] == pytest.approx(cosine_lr(4, 2, second.total_steps, 1e-2))
 
 
 # ---- numerical faults -----------------------------------------------------------------------------

@@ -19,7 +19,8 @@ What training guarantees (each is a test; the README's "Guarantees" lists them):
   the schedule, the RNG states, the position in the epoch's batch list and the partly filled log
   window. ``--resume`` after a clean stop (SIGINT/SIGTERM: the current update finishes, a checkpoint
   is written) or after a SIGKILL continues to bit-identical weights and metrics (``metrics.jsonl``
-  loses the lines written after the checkpoint it resumes from, which the resumed run writes again).
+  loses the lines written after the checkpoint it resumes from, which the resumed run writes again). Not with
+  ``train.decay_over: minutes``, whose learning rate follows the clock: that resume goes on with the clock it saved.
 * Numerical faults. An update whose loss or gradient norm is NaN or infinite is skipped: the weights,
   Adam's state and the schedule are untouched, the batch is consumed, and a ``skip`` record goes to
   ``metrics.jsonl``. Under fp16 an update whose scaled gradient overflows is skipped the same way and

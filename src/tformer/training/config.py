@@ -133,13 +133,15 @@ class TrainConfig:
         max_tokens: token budget of one batch (padded source or target tokens, whichever is larger).
         accumulate: batches whose gradients are summed before one optimizer step.
         max_steps: optimizer steps to run (0 = until max_epochs); max_epochs: passes over the data (0 = no limit).
-        max_minutes: wall-clock budget of this invocation; when it runs out, training validates, saves
-            and stops (0 = no limit). The run can be continued with --resume.
+        max_minutes: wall-clock budget of this invocation (of the whole run, summed over its invocations, with
+            ``decay_over: minutes``); when it runs out, training validates, saves and stops (0 = no limit). The
+            run can be continued with --resume.
         warmup_steps, lr_scale: lrate = lr_scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5) (Eq. 3).
         schedule: "noam" (Eq. 3) or "cosine" (linear warm-up to ``lr``, then a half cosine to 0 at the last step).
-        decay_over: what the cosine schedule's decay spans: "steps" (to the run's last update) or "minutes" (to
-            the end of train.max_minutes of training time, then counted over all invocations of the run: the run
-            ends at lr 0 whatever the machine's speed, but the lr follows the clock, so no two runs are equal).
+        decay_over: what the cosine schedule's decay spans: "steps" (from the warm-up's end to the run's last
+            update) or "minutes" (from the warm-up's end, counted in updates, to the end of train.max_minutes of
+            training time: the run ends at lr 0 whatever the machine's speed, if max_steps or max_epochs do not
+            end it first; the lr follows the clock, so such a run, resumed or not, is not bit-identical to another).
         lr: the peak learning rate of the cosine schedule (Eq. 3 sets its own).
         optimizer: "adam" (§5.3; ``weight_decay`` is an L2 term in the gradient) or "adamw" (decoupled weight
             decay, applied to the weight matrices of linear and convolution layers only).

@@ -151,10 +151,10 @@ class DataParallel(SingleProcess):
 
     def agree_on_stop(self, stop: str | None, elapsed: float) -> tuple[str | None, float]:
         # one collective, so that one rank's reason stops all after the same update, and all read one clock (the
-        # slowest rank's: the time budget runs out on every rank at once, and a clock schedule sets one lr)
+        # longest-running rank's: the time budget runs out on every rank at once, and a clock schedule sets one lr)
         flags = self.dist.all_max(torch.tensor([float(stop is not None), elapsed], dtype=torch.float64,
-                                               device=self.device))
-        return (stop or "a stop request to another process") if flags[0] > 0 else None, float(flags[1])
+                                               device=self.device)).tolist()  # one sync
+        return (stop or "a stop request to another process") if flags[0] > 0 else None, flags[1]
 
     def rng_ranks(self) -> dict[str, Any]:
         return {"rng_ranks": self.dist.gather(rng_state())}

@@ -131,6 +131,9 @@ def load_checkpoint_state(trainer: Any, path: Path, ckpt: dict[str, Any]) -> Non
     trainer.state = TrainState(**ckpt["train_state"])
     # the run's training time goes on (a fresh schedule, train.reset_optimizer, starts a fresh clock)
     trainer.clock = RunClock() if trainer.tc.reset_optimizer else RunClock(**ckpt.get("clock", {}))
+    if "clock" not in ckpt and trainer.tc.decay_over == "minutes" and not trainer.tc.reset_optimizer:
+        log(f"{path} was written before the run's clock was saved: train.decay_over: minutes counts the budget "
+            "from now")
     trainer.window = LogWindow(**ckpt.get("log_window", {}))
     restore_rng(ckpt, trainer.dist, trainer.cfg.seed, trainer.state.step)
 

@@ -27,7 +27,6 @@ import torch
 
 from tformer.console import log, progress
 from tformer.data.batching import TokenBatchSampler, rank_share
-from tformer.errors import TformerError
 from tformer.nn.gradient_checkpointing import set_gradient_checkpointing
 from tformer.training.config import RunConfig
 from tformer.training.devices import autocast, pick_device, pick_precision, to_device
@@ -130,10 +129,14 @@ class Trainer:
             log(f"train.reset_optimizer: a fresh optimizer and schedule from step {self.state.step}")
         elif planned != self.total_steps:
             self.total_steps = planned
-            if self.tc.schedule == "cosine":  # its horizon is the run's last update
+            if self.tc.schedule == "cosine" and self.tc.decay_over == "steps":  # its horizon is the last update
                 saved = self.scheduler.state_dict()
                 self.scheduler = self._build_scheduler()
                 self.scheduler.load_state_dict(saved)
+                sched = self.scheduler  # building it set the lr of its first update: that of the next one instead
+                for group, base, lr_at in zip(self.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas,
+                                              strict=True):
+                    group["lr"] = base * lr_at(sched.last_epoch)
         self._saved_step = self.state.step
         dropped = self.metrics.truncate(self.state.step, (self.state.epoch, self.state.batch_in_epoch))
         log(f"resumed from {found[0]} at step {self.state.step} (epoch {self.state.epoch})"
@@ -187,9 +190,10 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         """Run until max_steps / max_epochs / early stopping / a stop request; return a summary."""
         tc, st = self.tc, self.state
-        if tc.decay_over == "minutes" and self.clock.seconds >= 60 * tc.max_minutes:
-            raise TformerError(f"this run has spent its time budget (train.max_minutes {tc.max_minutes}, which "
-                               "train.decay_over: minutes counts over all invocations); raise it to train on")
+        if tc.decay_over == "minutes" and self.clock.seconds >= 60 * tc.max_minutes:  # a finished run
+            log(f"this run's time budget (train.max_minutes {tc.max_minutes}, counted over its invocations with "
+                "train.decay_over: minutes) is spent: nothing to train; raise it and --resume to train on")
+            return self._summary(f"train.max_minutes ({tc.max_minutes}) already spent", {}, 0.0)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics.open_tensorboard(st.step)
         if tc.threads:
@@ -217,10 +221,22 @@ class Trainer:
                     st.epoch, st.batch_in_epoch = st.epoch + 1, 0
         bar.close()
         if stop is not None:
-            log(f"{stop} at step {st.step}: saved a checkpoint; --resume continues the run")
+            log(f"{stop} at step {st.step}: saved a checkpoint; {self._after_stop(stop)}")
         self.metrics.close()
+        return self._summary(stop, valid, time.perf_counter() - t_start)
+
+    def _after_stop(self, stop: str) -> str:
+        """What a stop means for the run: --resume goes on, unless a schedule over the clock has ended."""
+        if self.tc.decay_over != "minutes" or "max_minutes" not in stop:
+            return "--resume continues the run"
+        if self.clock.decay_from is None:
+            return "the warm-up outlasted the whole budget and the lr never decayed (lower train.warmup_steps)"
+        return "the schedule has reached its end (raise train.max_minutes and --resume to train on)"
+
+    def _summary(self, stop: str | None, valid: dict[str, Any], seconds: float) -> dict[str, Any]:
+        st = self.state
         valid = {f"valid_{k}": v for k, v in valid.items() if k in ("loss", "ppl", *VALIDATION_SCORES)}
-        return {"steps": st.step, "epochs": st.epoch, "seconds": round(time.perf_counter() - t_start, 1),
+        return {"steps": st.step, "epochs": st.epoch, "seconds": round(seconds, 1),
                 "stopped_early": st.stopped_early, "out_of_time": stop is not None and "max_minutes" in stop,
                 "interrupted": stop if stop is not None and "max_minutes" not in stop else None,
                 "skipped_updates": st.skipped_updates, "overflow_skips": st.overflow_skips,
@@ -231,10 +247,12 @@ class Trainer:
         """One update and what follows it (log line, validation, checkpoint); returns (why to stop now, or
         None; the latest validation)."""
         st, tc = self.state, self.tc
-        if not self._update(group):  # skipped: no step, nothing to log; a stop request still stops
-            if self._stopping[0] is not None:
+        if not self._update(group):  # skipped: no step, nothing to log; a stop request or the budget still stops
+            requested, out_of_time = self._stopping
+            stop = requested or (f"train.max_minutes ({tc.max_minutes}) reached" if out_of_time else None)
+            if stop is not None:
                 self.save(best=not self.has_valid)
-            return self._stopping[0], valid
+            return stop, valid
         bar.update(1)
         if st.step % tc.log_every == 0 or st.step == self.total_steps:
             self._log_train(bar)
@@ -290,7 +308,8 @@ class Trainer:
             return False
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self.clock.decay_from is None and self.scheduler.last_epoch + 1 >= self.tc.warmup_steps:
+        if (self.tc.decay_over == "minutes" and self.clock.decay_from is None
+                and self.scheduler.last_epoch + 1 >= self.tc.warmup_steps):
             self.clock.decay_from = self.clock.seconds  # the warm-up's last update: the decay starts here
         self.scheduler.step()
         self.state.step += 1
