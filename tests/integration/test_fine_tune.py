@@ -9,7 +9,7 @@ from cli_helpers import tformer_cli, write_recipe
 from tformer import Translator
 from tformer.data.vocabularies import Vocabularies
 from tformer.tasks.translation import TranslationTask
-from tformer.training.config import read_run_config
+from tformer.training.config_file import read_run_config
 from tformer.training.schedule import noam_lr
 
 

@@ -90,7 +90,7 @@ def test_serve_answers_what_transformers_generate_gives(gpt2, imported):
 
 
 def test_the_run_config_says_lm_and_the_architecture(imported):
-    from tformer.training.config import read_run_config
+    from tformer.training.config_file import read_run_config
 
     cfg = read_run_config(imported / "config.yaml")
     model = json.loads((imported / "model" / "config.json").read_text())

@@ -9,7 +9,8 @@ import yaml
 
 from tformer.config import ConfigError
 from tformer.tasks import get_task, load_run_config, parse_run_config
-from tformer.training.config import DataConfig, TrainConfig, dump_run_config, read_run_config
+from tformer.training.config import DataConfig, TrainConfig
+from tformer.training.config_file import dump_run_config, read_run_config
 from tformer.training.config_migration import MOVED, migrate_run_config
 
 LEGACY_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "legacy" / "translation_run" / "config.yaml"

@@ -30,7 +30,7 @@ from tformer.models.vit.model import VisionClassifier, VisionConfig  # noqa: E40
 from tformer.tasks import load_run_config, open_run  # noqa: E402
 from tformer.tasks.classify import ClassificationTask  # noqa: E402
 from tformer.tasks.vision import VisionTask  # noqa: E402
-from tformer.training.config import dump_run_config  # noqa: E402
+from tformer.training.config_file import dump_run_config  # noqa: E402
 
 TEST_IMAGES = load_digits_splits(seed=0).test.images  # (360, 1, 8, 8) in [0, 1]
 

@@ -25,7 +25,7 @@ from tformer.tasks.classify_run import ClassifyPredictor
 from tformer.tasks.digit_images import pixels_from_json, read_image
 from tformer.tasks.vision import VisionTask
 from tformer.tasks.vision_run import VisionPredictor
-from tformer.training.config import dump_run_config
+from tformer.training.config_file import dump_run_config
 
 PIL = pytest.importorskip("PIL.Image")
 SPLITS = load_digits_splits(seed=0, valid_fraction=0.1, test_fraction=0.2)

@@ -20,7 +20,8 @@ from tformer.data.batching import TokenBatchSampler
 from tformer.errors import TformerError
 from tformer.models.registry import load_pretrained
 from tformer.tasks.predictor import CONFIG_FILE
-from tformer.training.config import RunConfig, read_run_config
+from tformer.training.config import RunConfig
+from tformer.training.config_file import read_run_config
 
 MODEL_DIR = "model"
 

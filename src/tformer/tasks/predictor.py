@@ -30,7 +30,7 @@ import torch
 from tformer.data.corpus import read_lines
 from tformer.errors import TformerError
 from tformer.registry import Registry
-from tformer.training.config import read_run_config
+from tformer.training.config_file import read_run_config
 
 CONFIG_FILE = "config.yaml"
 

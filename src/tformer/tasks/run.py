@@ -1,7 +1,7 @@
 """What ``tformer train`` does, task by task: load and check the run config, then train the registered task.
 
 :func:`load_run_config` is where a user sees every config error, in one line, before any data is read:
-the shared sections (:func:`tformer.training.config.read_run_config`, which also brings configs of the old
+the shared sections (:func:`tformer.training.config_file.read_run_config`, which also brings configs of the old
 layout to the new one) and then the task's own (:func:`tformer.tasks.registry.check_run_config`).
 """
 
@@ -12,7 +12,8 @@ from typing import Any
 
 from tformer.config import ConfigError
 from tformer.tasks.registry import check_run_config, get_task
-from tformer.training.config import RunConfig, read_run_config
+from tformer.training.config import RunConfig
+from tformer.training.config_file import read_run_config
 from tformer.training.config_migration import migrate_run_config
 from tformer.training.run import train_run
 

@@ -25,7 +25,8 @@ from tformer.generation import GenerationOptions
 from tformer.tasks.classifier_runs import check_device, input_error
 from tformer.tasks.predictor import CONFIG_FILE, Predictor, first_validation_line, register_predictor
 from tformer.tasks.summarization import SummarizationSettings, SummarizationTask, Summarizer
-from tformer.training.config import RunConfig, read_run_config
+from tformer.training.config import RunConfig
+from tformer.training.config_file import read_run_config
 from tformer.translator import Translator
 
 

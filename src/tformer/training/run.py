@@ -17,7 +17,8 @@ import torch
 
 from tformer.errors import TformerError
 from tformer.io.files import atomic_write_text
-from tformer.training.config import RunConfig, dump_run_config, read_run_config
+from tformer.training.config import RunConfig
+from tformer.training.config_file import dump_run_config, read_run_config
 from tformer.training.devices import pick_device
 from tformer.training.distributed import Distributed, rank_seed
 from tformer.training.metrics import check_tensorboard

@@ -19,7 +19,8 @@ from torch import nn
 from tformer.data.tokenizer import Tokenizer
 from tformer.errors import TformerError, first_line
 from tformer.io.files import atomic_write_text
-from tformer.training.config import DataConfig, RunConfig, dump_run_config
+from tformer.training.config import DataConfig, RunConfig
+from tformer.training.config_file import dump_run_config
 
 __all__ = ["CONFIG_FILE", "MODEL_DIR", "TOKENIZER_FILE", "ImportedRun", "Importer", "TaskRun", "check_architecture",
            "check_ids", "folder_tokenizer", "load_hf_model", "quiet_transformers", "transformers_module"]
