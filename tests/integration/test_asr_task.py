@@ -152,7 +152,9 @@ def test_the_decoder_takes_location_aware_and_monotonic_attention(tones, tmp_pat
 
 def test_the_guided_term_is_in_the_loss_only_in_training_with_a_weight():
     from tformer.models.conformer import ConformerConfig
-    from tformer.tasks.asr import AsrSettings, AsrTask, AttentionReadOut, CharVocabulary, SpeechSplit
+    from tformer.tasks.asr import AsrSettings, AsrTask, SpeechSplit
+    from tformer.tasks.asr_features import CharVocabulary
+    from tformer.tasks.asr_readouts import AttentionReadOut
     from tformer.training.config import GuidedAttentionConfig
     from tformer.training.guided_attention import TERM
 
@@ -326,7 +328,8 @@ def test_config_errors_are_one_line(tmp_path, section, message):
 def test_features_at_a_files_own_rate_and_the_vocabulary():
     from tformer.data.audio import log_mel, normalize_utterances
     from tformer.errors import TformerError
-    from tformer.tasks.asr import AttentionReadOut, CharVocabulary, SpeechFeatures
+    from tformer.tasks.asr_features import CharVocabulary, SpeechFeatures
+    from tformer.tasks.asr_readouts import AttentionReadOut
 
     cfg = SpeechFeatures().log_mel_config(22050)  # espeak-ng's rate: 25 ms = 551 samples, 10 ms = 220
     assert (cfg.win_length, cfg.hop_length, cfg.n_fft, cfg.n_mels) == (551, 220, 1024, 80)

@@ -334,7 +334,7 @@ def _beam(args: argparse.Namespace):
 
 def _filterbank(args: argparse.Namespace):
     from tformer.data.audio import log_mel, read_wav
-    from tformer.tasks.asr import SpeechFeatures
+    from tformer.tasks.asr_features import SpeechFeatures
     from tformer.tasks.transcriber import Transcriber
     from tformer.viz.audio import plot_filterbank
 

@@ -36,21 +36,18 @@ Shape legend: B utterances, T frames (padded), M mel channels, T' encoder frames
 
 from __future__ import annotations
 
-import math
-import os
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from tformer.config import Config, CrossAttentionConfig, check, check_cross_attention, from_dict
+from tformer.config import CrossAttentionConfig, check, check_cross_attention, from_dict
 from tformer.console import log
-from tformer.data.audio import LogMelConfig, SpecAugment, frame_mask, log_mel, normalize_utterances, read_wav
+from tformer.data.audio import SpecAugment
 from tformer.data.audio.speech_sentences import (
     CHARACTERS,
     SPEECH_SENTENCES_PATH,
@@ -62,12 +59,12 @@ from tformer.evaluation.wer import char_error_rate, word_error_rate
 from tformer.generation import Feature, capabilities_of
 from tformer.io.files import write_json
 from tformer.models.conformer import FRONT_ENDS, ConformerConfig
-from tformer.models.conformer.asr import ConformerCTC, ConformerSeq2Seq
 from tformer.nn.cache import MonotonicWindow
 from tformer.registry import Registry
+from tformer.tasks.asr_features import CharVocabulary, SpeechFeatures
+from tformer.tasks.asr_readouts import ASR_MODELS, CTCReadOut, ReadOut, SpeechBatch
 from tformer.tasks.base import Task, TaskSettings
 from tformer.tasks.registry import register
-from tformer.training import guided_attention
 from tformer.training.config import GuidedAttentionConfig, RunConfig
 from tformer.training.label_smoothing import LossOutput
 
@@ -101,215 +98,6 @@ def model_config(cfg: RunConfig, n_mels: int = 80) -> ConformerConfig:
     return from_dict(ConformerConfig, {**preset().to_dict(), **spec, "n_mels": n_mels, "num_classes": 0},
                      where="model")
 
-
-# ---- what a run saves: its features and its characters -----------------------------------------------------
-@dataclass(frozen=True)
-class SpeechFeatures(Config):
-    """Log-mel filterbanks of windows of ``window_ms`` every ``hop_ms`` at a file's own sample rate (the FFT is the
-    next power of two), normalised per utterance. The paper's: 80 channels, 25 ms, 10 ms (§3.1).
-
-    Energies more than ``top_db`` decibels below the utterance's loudest are raised to that level (librosa's
-    ``power_to_db(top_db=80)``; Whisper's 8 log10 units): digital silence, the exact zeros espeak-ng writes before,
-    between and after words, would otherwise sit at log(1e-10) = -23, far below any speech, and dominate the
-    utterance's mean and variance. None = no limit."""
-
-    n_mels: int = 80
-    window_ms: float = 25.0
-    hop_ms: float = 10.0
-    top_db: float | None = 80.0
-
-    def __post_init__(self) -> None:
-        self.check_positive("n_mels", "window_ms", "hop_ms")
-        self.check_positive("top_db", nullable=True)
-        check(self.hop_ms <= self.window_ms, f"hop_ms ({self.hop_ms}) must not exceed window_ms ({self.window_ms})")
-
-    def log_mel_config(self, sample_rate: int) -> LogMelConfig:
-        """The settings at ``sample_rate`` Hz: windows and hops rounded to whole samples."""
-        win = max(1, round(sample_rate * self.window_ms / 1000))
-        hop = max(1, round(sample_rate * self.hop_ms / 1000))
-        return LogMelConfig(sample_rate=sample_rate, n_fft=1 << (win - 1).bit_length(), hop_length=hop,
-                            win_length=win, n_mels=self.n_mels)
-
-    def of_waveform(self, waveform: Tensor, sample_rate: int) -> Tensor:
-        """waveform (N,) -> normalised features (T, M); a waveform shorter than half a window is padded with
-        silence first (the centred frames reflect it at both ends)."""
-        cfg = self.log_mel_config(sample_rate)
-        short = cfg.n_fft // 2 + 1 - waveform.shape[-1]
-        if short > 0:
-            waveform = torch.nn.functional.pad(waveform, (0, short))
-        x = log_mel(waveform, cfg)  # (T, M)
-        if self.top_db is not None:
-            x = x.clamp(min=float(x.max()) - self.top_db * math.log(10) / 10)  # top_db below the peak, in nats
-        return normalize_utterances(x[None])[0]
-
-    def of_file(self, path: str | os.PathLike) -> tuple[Tensor, float]:
-        """An audio file's features (T, M), and the seconds between frames (one hop at its sample rate)."""
-        waveform, rate = read_wav(path)
-        if waveform.numel() == 0:
-            raise TformerError(f"{path} holds no samples")
-        return self.of_waveform(waveform, rate), self.log_mel_config(rate).hop_length / rate
-
-
-@dataclass(frozen=True)
-class CharVocabulary(Config):
-    """Characters and the read-out's special tokens before them: id 0 is CTC's blank and the padding."""
-
-    specials: tuple[str, ...] = ("<blank>",)
-    characters: str = CHARACTERS
-
-    def __post_init__(self) -> None:
-        check(len(self.specials) >= 1, "a vocabulary needs a special token at id 0 (blank / padding)")
-        check(len(set(self.characters)) == len(self.characters), "the vocabulary's characters must be distinct")
-
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        return (*self.specials, *self.characters)
-
-    @property
-    def size(self) -> int:
-        return len(self.tokens)
-
-    def encode(self, text: str) -> list[int]:
-        """Character ids of ``text``; a character outside the vocabulary is a one-line TformerError."""
-        ids = {c: i + len(self.specials) for i, c in enumerate(self.characters)}
-        unknown = sorted(set(text) - set(ids))
-        if unknown:
-            raise TformerError(f"character(s) {''.join(unknown)!r} of {text!r} are not in the vocabulary")
-        return [ids[c] for c in text]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """The characters of ``ids``, special tokens left out."""
-        n = len(self.specials)
-        return "".join(self.characters[i - n] for i in ids if n <= i < self.size)
-
-
-# ---- the read-outs: CTC, attention ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SpeechBatch:
-    features: Tensor  # (B, T, M), right-padded with zeros
-    lengths: Tensor  # (B,) frames of each utterance
-    targets: Tensor  # (B, L) character ids, right-padded with 0
-    target_lengths: Tensor  # (B,)
-    num_src_tokens: int  # frames read
-    num_tgt_tokens: int  # what the loss is averaged over: utterances (CTC) or output tokens (attention)
-
-    def to(self, device, non_blocking: bool = False) -> SpeechBatch:
-        f, n, y, m = (t.to(device, non_blocking=non_blocking)
-                      for t in (self.features, self.lengths, self.targets, self.target_lengths))
-        return SpeechBatch(f, n, y, m, self.num_src_tokens, self.num_tgt_tokens)
-
-
-class ReadOut(ABC):
-    """How the encoder's frames become characters: the model class, its special tokens and its loss. Both models
-    decode with ``model.transcribe(features, lengths, beam_size)`` (beam 1 = greedy)."""
-
-    model_class: ClassVar[type[nn.Module]]
-    specials: ClassVar[tuple[str, ...]]
-    default_beam: ClassVar[int]
-    alignment_kind: ClassVar[str]
-
-    @classmethod
-    @abstractmethod
-    def build(cls, cfg: ConformerConfig, vocab: CharVocabulary, settings: AsrSettings) -> nn.Module: ...
-
-    @classmethod
-    @abstractmethod
-    def loss_units(cls, target_lengths: Tensor) -> int:
-        """What a batch's loss is averaged over."""
-
-    @classmethod
-    @abstractmethod
-    def loss(cls, model: nn.Module, batch: SpeechBatch, eps: float, guided: GuidedAttentionConfig | None = None
-             ) -> LossOutput:
-        """The batch's loss summed over its :meth:`loss_units`, and the NLL; with ``guided`` (attention only) plus
-        the guided attention loss."""
-
-    @classmethod
-    @abstractmethod
-    def alignment(cls, model: nn.Module, features: Tensor, lengths: Tensor, ids: list[int],
-                  window: MonotonicWindow | None = None) -> tuple[list[Tensor], list[int]]:
-        """What ties a transcript ``ids`` of one utterance to its frames: per layer (H, rows, T') weights, and the
-        token of each row; under a monotonic ``window`` if given (a read-out that decodes under one)."""
-
-
-class CTCReadOut(ReadOut):
-    """:class:`ConformerCTC`: a linear layer and a softmax per encoder frame; CTC's loss; greedy or prefix beam."""
-
-    model_class = ConformerCTC
-    specials = ("<blank>",)
-    default_beam = 8
-    alignment_kind = "CTC posteriors"
-
-    @classmethod
-    def build(cls, cfg, vocab, settings):
-        return ConformerCTC(cfg, vocab.size, blank_id=0)
-
-    @classmethod
-    def loss_units(cls, target_lengths):
-        return len(target_lengths)  # utterances: CTC's loss is per utterance, divided by its length
-
-    @classmethod
-    def loss(cls, model, batch, eps, guided=None):
-        mean = model.loss(batch.features, batch.lengths, batch.targets, batch.target_lengths)
-        loss = mean.float() * batch.num_tgt_tokens  # summed over the utterances
-        return LossOutput(loss, loss.detach(), batch.num_tgt_tokens)
-
-    @classmethod
-    def alignment(cls, model, features, lengths, ids, window=None):
-        posteriors = model(features, lengths)[0][0].exp().T  # (V, T'): P(token | frame), one "layer" and "head"
-        rows = [v for v in range(len(posteriors)) if v == 0 or float(posteriors[v].max()) >= 0.01]  # blank + seen
-        return [posteriors[rows][None]], rows  # (1, rows, T')
-
-
-class AttentionReadOut(ReadOut):
-    """:class:`ConformerSeq2Seq`: the paper's decoder over the encoder's frames (label-smoothed cross-entropy, and
-    ``ctc_weight`` x CTC on the encoder when > 0); greedy or beam search."""
-
-    model_class = ConformerSeq2Seq
-    specials = ("<pad>", "<bos>", "<eos>")  # pad is also the blank of the CTC head
-    default_beam = 4
-    alignment_kind = "cross-attention"
-
-    @classmethod
-    def build(cls, cfg, vocab, settings):
-        return ConformerSeq2Seq(cfg, vocab.size, decoder_layers=settings.decoder_layers, pad_id=0, bos_id=1, eos_id=2,
-                                ctc_weight=settings.ctc_weight, blank_id=0, cross_attention=settings.cross_attention)
-
-    @classmethod
-    def loss_units(cls, target_lengths):
-        return int(target_lengths.sum()) + len(target_lengths)  # the characters and an EOS each
-
-    @staticmethod
-    def teacher_forcing(targets: Tensor, target_lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, L) characters padded with 0 -> decoder input BOS + y and labels y + EOS, (B, L + 1) each."""
-        b = targets.shape[0]
-        tgt_in = torch.cat([targets.new_full((b, 1), 1), targets], dim=1)  # (B, L + 1)
-        tgt_out = torch.cat([targets, targets.new_zeros((b, 1))], dim=1)  # (B, L + 1)
-        tgt_out[torch.arange(b, device=targets.device), target_lengths] = 2  # EOS after the last character
-        return tgt_in, tgt_out
-
-    @classmethod
-    def loss(cls, model, batch, eps, guided=None):
-        """The joint loss summed over the target tokens; with ``guided``, plus ``guided.weight`` x the guided
-        attention loss per token on the probed cross-attention weights (B, H', L + 1, T') of the same pass."""
-        tgt_in, tgt_out = cls.teacher_forcing(batch.targets, batch.target_lengths)
-        probe = None if guided is None else guided_attention.probe(guided)
-        out = model.loss_terms(batch.features, batch.lengths, tgt_in, tgt_out, eps, cross_attention=probe)
-        summed = LossOutput(out.loss * out.num_tokens, out.nll, out.num_tokens)  # per target token -> summed
-        if guided is None:
-            return summed
-        frames = frame_mask(out.frame_lengths, out.cross_weights[0].shape[-1])  # (B, T') True = a real frame
-        return guided_attention.with_guided_attention(summed, out.cross_weights, frames, tgt_out != 0, guided)
-
-    @classmethod
-    def alignment(cls, model, features, lengths, ids, window=None):
-        tgt_in = torch.tensor([[1, *ids]], device=features.device)  # (1, L + 1): BOS + the transcript
-        layers = model.cross_attention(features, lengths, tgt_in, window)  # per layer (1, H, L + 1, T')
-        return [w[0] for w in layers], [*ids, 2]  # row i predicts character i, the last EOS
-
-
-ASR_MODELS: Registry[type[ReadOut]] = Registry("model", {"ctc": CTCReadOut, "attention": AttentionReadOut})
-"""``asr.model`` -> the read-out."""
 
 
 # ---- the settings ---------------------------------------------------------------------------------------

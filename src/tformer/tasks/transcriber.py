@@ -17,7 +17,9 @@ from torch import Tensor, nn
 from tformer.errors import ConfigError, TformerError
 from tformer.io.files import read_json
 from tformer.nn.cache import MonotonicWindow
-from tformer.tasks.asr import ASR_MODELS, RUN_FILE, CharVocabulary, SpeechFeatures, padded, transcribe_features
+from tformer.tasks.asr import RUN_FILE, padded, transcribe_features
+from tformer.tasks.asr_features import CharVocabulary, SpeechFeatures
+from tformer.tasks.asr_readouts import ASR_MODELS
 
 
 @dataclass
