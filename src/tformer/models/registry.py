@@ -31,8 +31,9 @@ from tformer.models.bert.heads import EncoderOnlyForClassification, EncoderOnlyF
 from tformer.models.bert.model import EncoderOnly
 from tformer.models.bert.span import EncoderOnlyForQuestionAnswering
 from tformer.models.cmlm.model import CMLM
-from tformer.models.conformer.asr import ConformerCTC, ConformerSeq2Seq
+from tformer.models.conformer.asr import ConformerSeq2Seq
 from tformer.models.conformer.classifier import ConformerClassifier
+from tformer.models.conformer.ctc import ConformerCTC
 from tformer.models.conformer.model import ConformerEncoder
 from tformer.models.gpt.model import DecoderOnly
 from tformer.models.swin.model import SwinClassifier, SwinTransformer

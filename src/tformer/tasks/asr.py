@@ -62,7 +62,7 @@ from tformer.models.conformer import FRONT_ENDS, ConformerConfig
 from tformer.nn.cache import MonotonicWindow
 from tformer.registry import Registry
 from tformer.tasks.asr_features import CharVocabulary, SpeechFeatures
-from tformer.tasks.asr_readouts import ASR_MODELS, CTCReadOut, ReadOut, SpeechBatch
+from tformer.tasks.asr_readouts import ASR_MODELS, AsrBatch, CTCReadOut, ReadOut
 from tformer.tasks.base import Task, TaskSettings
 from tformer.tasks.registry import register
 from tformer.training.config import GuidedAttentionConfig, RunConfig
@@ -289,7 +289,7 @@ class AsrTask(Task):
         frames = [max(len(f), self.min_frames) - 1 for f in part.features]  # the sampler adds 1
         return frames, [len(t) for t in part.targets]
 
-    def collate(self, split: str, indices: list[int], model: nn.Module) -> SpeechBatch:
+    def collate(self, split: str, indices: list[int], model: nn.Module) -> AsrBatch:
         part = self.splits[split]
         x, lengths = padded([part.features[i] for i in indices], self.min_frames)  # (B, T, M), (B,)
         if split == "train" and self.spec_augment is not None:
@@ -299,9 +299,9 @@ class AsrTask(Task):
         y = torch.zeros(len(targets), max(1, int(target_lengths.max())), dtype=torch.long)  # (B, L)
         for b, t in enumerate(targets):
             y[b, : len(t)] = torch.tensor(t, dtype=torch.long)
-        return SpeechBatch(x, lengths, y, target_lengths, int(lengths.sum()), self.read_out.loss_units(target_lengths))
+        return AsrBatch(x, lengths, y, target_lengths, int(lengths.sum()), self.read_out.loss_units(target_lengths))
 
-    def loss(self, model: nn.Module, batch: SpeechBatch, label_smoothing: float) -> LossOutput:
+    def loss(self, model: nn.Module, batch: AsrBatch, label_smoothing: float) -> LossOutput:
         """The read-out's loss; in training, with ``train.guided_attention`` on, plus the guided attention loss
         (validation losses stay comparable across runs with and without it)."""
         return self.read_out.loss(model, batch, label_smoothing, self.guided if model.training else None)

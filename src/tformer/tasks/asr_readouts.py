@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from tformer.config import CrossAttentionConfig
 from tformer.data.audio import frame_mask
 from tformer.models.conformer import ConformerConfig
-from tformer.models.conformer.asr import ConformerCTC, ConformerSeq2Seq
+from tformer.models.conformer.asr import ConformerSeq2Seq
+from tformer.models.conformer.ctc import ConformerCTC
 from tformer.nn.cache import MonotonicWindow
 from tformer.registry import Registry
 from tformer.training import guided_attention
@@ -38,7 +39,7 @@ class ReadOutSettings(Protocol):
 
 
 @dataclass(frozen=True)
-class SpeechBatch:
+class AsrBatch:
     features: Tensor  # (B, T, M), right-padded with zeros
     lengths: Tensor  # (B,) frames of each utterance
     targets: Tensor  # (B, L) character ids, right-padded with 0
@@ -46,10 +47,10 @@ class SpeechBatch:
     num_src_tokens: int  # frames read
     num_tgt_tokens: int  # what the loss is averaged over: utterances (CTC) or output tokens (attention)
 
-    def to(self, device, non_blocking: bool = False) -> SpeechBatch:
+    def to(self, device, non_blocking: bool = False) -> AsrBatch:
         f, n, y, m = (t.to(device, non_blocking=non_blocking)
                       for t in (self.features, self.lengths, self.targets, self.target_lengths))
-        return SpeechBatch(f, n, y, m, self.num_src_tokens, self.num_tgt_tokens)
+        return AsrBatch(f, n, y, m, self.num_src_tokens, self.num_tgt_tokens)
 
 
 class ReadOut(ABC):
@@ -72,7 +73,7 @@ class ReadOut(ABC):
 
     @classmethod
     @abstractmethod
-    def loss(cls, model: nn.Module, batch: SpeechBatch, eps: float, guided: GuidedAttentionConfig | None = None
+    def loss(cls, model: nn.Module, batch: AsrBatch, eps: float, guided: GuidedAttentionConfig | None = None
              ) -> LossOutput:
         """The batch's loss summed over its :meth:`loss_units`, and the NLL; with ``guided`` (attention only) plus
         the guided attention loss."""

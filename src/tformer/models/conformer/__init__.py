@@ -7,19 +7,12 @@
 * :mod:`.model`: :class:`ConformerEncoder`, features and lengths -> frames and lengths.
 * :mod:`.classifier`: :class:`ConformerClassifier`, the encoder, a mean over real frames and a linear head.
 * :mod:`.decoder`: :class:`SpeechDecoder`, the paper's Transformer decoder over encoder frames (from nn's parts).
-* :mod:`.asr`: speech recognition: :class:`ConformerCTC` (a CTC head) and :class:`ConformerSeq2Seq` (the decoder,
-  optionally joint CTC/attention), and :class:`SpeechBatch`, utterances as the decoding engines' source.
+* :mod:`.ctc`: speech recognition with a CTC head, :class:`ConformerCTC`, and :func:`ctc_loss`.
+* :mod:`.asr`: speech recognition with the decoder, :class:`ConformerSeq2Seq` (optionally joint CTC/attention), and
+  :class:`SpeechBatch`, utterances as the decoding engines' source.
 """
 
-from tformer.models.conformer.asr import (
-    ASRLoss,
-    ConformerCTC,
-    ConformerSeq2Seq,
-    CTCConfig,
-    Seq2SeqConfig,
-    SpeechBatch,
-    ctc_loss,
-)
+from tformer.models.conformer.asr import ASRLoss, ConformerSeq2Seq, Seq2SeqConfig, SpeechBatch
 from tformer.models.conformer.blocks import (
     CONFORMER_BLOCKS,
     ConformerBlock,
@@ -29,6 +22,7 @@ from tformer.models.conformer.blocks import (
 )
 from tformer.models.conformer.classifier import ConformerClassifier
 from tformer.models.conformer.config import ConformerConfig
+from tformer.models.conformer.ctc import ConformerCTC, CTCConfig, ctc_loss
 from tformer.models.conformer.decoder import SpeechDecoder
 from tformer.models.conformer.model import ConformerEncoder
 from tformer.models.conformer.positional import CONFORMER_POSITIONAL, ConformerPositional

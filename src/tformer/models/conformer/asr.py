@@ -1,12 +1,10 @@
-"""Speech recognition on the Conformer encoder: a CTC head, or the paper's Transformer decoder (with an optional CTC
-head trained jointly).
+"""Speech recognition with the paper's Transformer decoder over the Conformer encoder's frames, with an optional
+CTC head trained jointly (the CTC-only model is :mod:`.ctc`).
 
-    ConformerCTC       features (B, T, M) -> ConformerEncoder -> frames (B, T', D) -> Linear -> log-softmax (B, T', V)
-                       trained with CTC (Graves et al., 2006), decoded greedily or by prefix beam search
-                       (:mod:`tformer.generation.ctc`).
-    ConformerSeq2Seq   frames -> the Transformer decoder (:mod:`.decoder`) -> logits (B, L, V) per target position,
-                       trained with (label-smoothed) cross-entropy and, with ``ctc_weight`` = lambda > 0, jointly with
-                       CTC on the encoder (Watanabe et al., 2017, "Hybrid CTC/Attention Architecture"):
+    ConformerSeq2Seq   features (B, T, M) -> ConformerEncoder -> memory (B, T', D) -> the Transformer decoder
+                       (:mod:`.decoder`) -> logits (B, L, V) per target position, trained with (label-smoothed)
+                       cross-entropy and, with ``ctc_weight`` = lambda > 0, jointly with CTC on the encoder
+                       (Watanabe et al., 2017, "Hybrid CTC/Attention Architecture"):
                            L = lambda L_ctc + (1 - lambda) L_attention,
                        decoded by tformer.generation's greedy and beam search over the KV cache, optionally under
                        a monotonic window (:class:`~tformer.nn.cache.MonotonicWindow`, in encoder frames).
@@ -16,8 +14,8 @@ decodings and the decoder's cross-attention, so an utterance's outputs do not de
 engines take a source tensor ``src``; :class:`SpeechBatch` is one batch of utterances in that form (``src`` is
 the (B, 1) column of row numbers: ``encode(src)`` encodes those rows), so the engines run unchanged.
 
-Both models save and load as the other families (:class:`~tformer.io.pretrained.Pretrained`): ``config.json``
-holds the :class:`ConformerConfig` and a section ("ctc" or "asr") with the output settings.
+The model saves and loads as the other families (:class:`~tformer.io.pretrained.Pretrained`): ``config.json``
+holds the :class:`ConformerConfig` and an "asr" section (:class:`Seq2SeqConfig`).
 
 Shape legend: B batch, T input frames, M mel channels, T' encoder frames, D d_model, L target length,
 V vocabulary (the blank included), H heads.
@@ -36,9 +34,9 @@ from torch import Tensor, nn
 from tformer.config import Config, CrossAttentionConfig, check, check_choice, check_cross_attention
 from tformer.data.audio import frame_mask
 from tformer.generation import Capabilities, Feature, Hypothesis, beam_search_nbest, greedy_search
-from tformer.generation.ctc import ctc_greedy, ctc_prefix_beam_search, ctc_prefix_beam_search_nbest
 from tformer.io.pretrained import Pretrained
 from tformer.models.conformer.config import ConformerConfig
+from tformer.models.conformer.ctc import at_least_float32, check_no_classes, ctc_loss, log_softmax_float32
 from tformer.models.conformer.decoder import SpeechDecoder
 from tformer.models.conformer.model import ConformerEncoder
 from tformer.nn.attention import AttentionProbe
@@ -46,22 +44,10 @@ from tformer.nn.cache import DecoderCache, MonotonicWindow
 from tformer.nn.linear import Linear
 from tformer.nn.modes import eval_mode
 
-__all__ = ["ASRLoss", "CTCConfig", "ConformerCTC", "ConformerSeq2Seq", "Seq2SeqConfig", "SpeechBatch", "ctc_loss"]
+__all__ = ["ASRLoss", "ConformerSeq2Seq", "Seq2SeqConfig", "SpeechBatch"]
 
 
-# ---- configurations (the sections of config.json) -------------------------------------------------------
-@dataclass(frozen=True)
-class CTCConfig(Config):
-    """The CTC output layer: V labels, the blank among them."""
-
-    vocab_size: int
-    blank_id: int = 0
-
-    def __post_init__(self) -> None:
-        check(self.vocab_size >= 2, f"vocab_size must be >= 2 (the blank and a label), got {self.vocab_size}")
-        check(0 <= self.blank_id < self.vocab_size, f"blank_id must be in [0, {self.vocab_size}), got {self.blank_id}")
-
-
+# ---- configuration (the "asr" section of config.json) -------------------------------------------------
 @dataclass(frozen=True)
 class Seq2SeqConfig(Config):
     """The decoder and output settings of :class:`ConformerSeq2Seq` (its ``cfg`` for the decoding engines).
@@ -104,89 +90,6 @@ class Seq2SeqConfig(Config):
             check(getattr(self, name) != self.pad_id, f"{name} must differ from pad_id ({self.pad_id})")
         check(0.0 <= self.ctc_weight < 1.0, f"ctc_weight must be in [0, 1), got {self.ctc_weight}")
         check_choice("decoder_norm", self.decoder_norm, ("pre", "post"))
-
-
-def _no_classes(cfg: ConformerConfig, who: str) -> None:
-    check(cfg.num_classes == 0, f"{who} has an output vocabulary, not classes: set num_classes 0, got "
-                                f"{cfg.num_classes}")
-
-
-# ---- CTC -----------------------------------------------------------------------------------------------
-def ctc_loss(log_probs: Tensor, frame_lengths: Tensor, targets: Tensor, target_lengths: Tensor, blank: int) -> Tensor:
-    """CTC's -log p(y | x) (Graves et al., 2006), each utterance's divided by its target length, mean over the batch
-    (``F.ctc_loss``'s "mean"); impossible alignments (a target longer than its frames allow) count 0.
-
-    log_probs (B, T', V), frame_lengths (B,), targets (B, L) padded with anything past target_lengths (B,)."""
-    return F.ctc_loss(log_probs.transpose(0, 1), targets, frame_lengths, target_lengths, blank=blank,
-                      reduction="mean", zero_infinity=True)  # (T', B, V) as F.ctc_loss reads them
-
-
-def _at_least_float32(x: Tensor) -> Tensor:
-    """x in float32, or float64 if it is (softmax and losses of half-precision outputs in float32)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
-def _log_softmax(logits: Tensor) -> Tensor:
-    """log-softmax in float32 at least (float64 stays float64)."""
-    return _at_least_float32(logits).log_softmax(dim=-1)
-
-
-class ConformerCTC(Pretrained, nn.Module):
-    """The Conformer encoder with a linear CTC head: per encoder frame, log-probabilities over the V labels and the
-    blank. (The paper's decoder is an RNN transducer; a CTC head is the simplest one, as NeMo's Conformer-CTC.)"""
-
-    config_class = ConformerConfig
-    sections = {"ctc": CTCConfig}
-    capabilities = Capabilities("a CTC speech recogniser (Conformer)", (Feature.GREEDY, Feature.BEAM, Feature.NBEST))
-
-    def __init__(self, cfg: ConformerConfig, vocab_size: int, blank_id: int = 0) -> None:
-        super().__init__()
-        _no_classes(cfg, "ConformerCTC")
-        self.cfg = cfg
-        self.ctc_cfg = CTCConfig(vocab_size, blank_id)
-        self.encoder = ConformerEncoder(cfg)
-        self.head = Linear(cfg.d_model, vocab_size)
-
-    def config_sections(self) -> dict[str, dict[str, Any]]:
-        return {"ctc": self.ctc_cfg.to_dict()}
-
-    @classmethod
-    def from_config(cls, cfg: ConformerConfig, sections: dict[str, Any]) -> ConformerCTC:
-        return cls(cfg, **dataclasses.asdict(sections["ctc"]))
-
-    @property
-    def blank_id(self) -> int:
-        return self.ctc_cfg.blank_id
-
-    def forward(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """features (B, T, M), lengths (B,) -> log-probabilities (B, T', V) (float32, float64 for a float64 model)
-        and the encoder's lengths (B,); frames past a length hold padding."""
-        frames, frame_lengths = self.encoder(features, lengths)  # (B, T', D), (B,)
-        return _log_softmax(self.head(frames)), frame_lengths  # (B, T', V)
-
-    def loss(self, features: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> Tensor:
-        """The CTC loss (:func:`ctc_loss`) of targets (B, L) int64 (padded), target_lengths (B,)."""
-        log_probs, frame_lengths = self(features, lengths)
-        return ctc_loss(log_probs, frame_lengths, targets, target_lengths, self.blank_id)
-
-    @torch.no_grad()
-    def transcribe(self, features: Tensor, lengths: Tensor | None = None, beam_size: int = 1,
-                   max_len: int | None = None) -> list[list[int]]:
-        """Label ids per utterance (blanks and repeats collapsed): greedy with beam 1, prefix beam search otherwise
-        (in evaluation mode; the previous mode afterwards). ``max_len`` is unused (CTC emits at most T' labels)."""
-        with eval_mode(self):
-            log_probs, frame_lengths = self(features, lengths)
-        if beam_size == 1:
-            return ctc_greedy(log_probs, frame_lengths, self.blank_id)
-        return ctc_prefix_beam_search(log_probs, frame_lengths, beam_size, self.blank_id)
-
-    @torch.no_grad()
-    def transcribe_nbest(self, features: Tensor, lengths: Tensor | None = None, beam_size: int = 8,
-                         nbest: int | None = None) -> list[list]:
-        """Prefix beam search's ``nbest`` best :class:`~tformer.generation.ctc.CTCHypothesis` per utterance."""
-        with eval_mode(self):
-            log_probs, frame_lengths = self(features, lengths)
-        return ctc_prefix_beam_search_nbest(log_probs, frame_lengths, beam_size, self.blank_id, nbest)
 
 
 # ---- attention (the encoder-decoder) ----------------------------------------------------------------------
@@ -233,7 +136,7 @@ class ConformerSeq2Seq(Pretrained, nn.Module):
                  decoder_d_ff: int | None = None, decoder_norm: str = "pre", max_target_len: int = 512,
                  cross_attention: CrossAttentionConfig | None = None) -> None:
         super().__init__()
-        _no_classes(cfg, "ConformerSeq2Seq")
+        check_no_classes(cfg, "ConformerSeq2Seq")
         self.cfg = cfg
         dec = self.decoder_cfg = Seq2SeqConfig(vocab_size, decoder_layers, pad_id, bos_id, eos_id, ctc_weight,
                                                blank_id, decoder_d_ff, decoder_norm, max_target_len,
@@ -304,7 +207,7 @@ class ConformerSeq2Seq(Pretrained, nn.Module):
     def ctc_log_probs(self, memory: Tensor) -> Tensor:
         """The CTC head's log-probabilities (B, T', V) of encoded frames (a model with ``ctc_weight`` > 0)."""
         check(self.ctc_head is not None, "this model has no CTC head (ctc_weight 0)")
-        return _log_softmax(self.ctc_head(memory))
+        return log_softmax_float32(self.ctc_head(memory))
 
     def loss_terms(self, features: Tensor, lengths: Tensor | None, tgt_in: Tensor, tgt_out: Tensor,
                    label_smoothing: float = 0.0, *, cross_attention: AttentionProbe | None = None) -> ASRLoss:
@@ -315,7 +218,7 @@ class ConformerSeq2Seq(Pretrained, nn.Module):
         attention loss that the task adds (:mod:`tformer.training.guided_attention`)."""
         memory, frame_lengths = self.encode_audio(features, lengths)
         logits, probed = self._decode(tgt_in, memory, frame_lengths, cross_attention)
-        logits = _at_least_float32(logits)  # (B, L, V)
+        logits = at_least_float32(logits)  # (B, L, V)
         dec = self.decoder_cfg
         flat, gold = logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1)  # (B*L, V), (B*L,)
         real = tgt_out != dec.pad_id  # (B, L)
