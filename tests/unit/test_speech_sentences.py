@@ -25,9 +25,7 @@ from tformer.data.audio.speech_sentences import (
     VOCABULARY,
     SpeechSentencesConfig,
     SpokenSentence,
-    build,
     load_speech_sentences,
-    main,
     number_words,
     plan,
     read_manifest,
@@ -35,6 +33,7 @@ from tformer.data.audio.speech_sentences import (
     voice_splits,
     write_manifest,
 )
+from tformer.data.audio.speech_sentences_build import build, main
 from tformer.data.synthetic import english_words
 from tformer.errors import TformerError
 
