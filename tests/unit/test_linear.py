@@ -95,6 +95,8 @@ def test_the_state_dict_is_nn_linears():
     assert all(p is q for p, q in zip(ours.parameters(), [ours.weight, ours.bias], strict=True))
 
 
+# Tracing is what the ONNX exporter does with these layers; torch 2.13 calls torch.jit.trace deprecated.
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
 def test_other_dtypes_and_traced_graphs_take_f_linear():
     ours, _ = _pair(True, torch.float64)
     with torch.no_grad():
