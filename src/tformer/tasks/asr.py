@@ -14,14 +14,16 @@ generator, so resuming stays exact. Targets are characters (:class:`CharVocabula
 the vocabulary and the feature settings are saved in the run directory as ``asr.json``, so that
 :class:`~tformer.tasks.transcriber.Transcriber` (``tformer transcribe``) works from the run alone.
 
-Model: ``asr.model`` picks the read-out from :data:`ASR_MODELS` (``ctc``: :class:`ConformerCTC`; ``attention``:
-:class:`ConformerSeq2Seq` with ``asr.decoder_layers`` decoder layers and, when ``asr.ctc_weight`` > 0, a CTC loss on
-the encoder beside the decoder's); ``model.preset`` picks the encoder's size from :data:`PRESETS` and the other
-``model`` keys are :class:`ConformerConfig` fields on top of it (``n_mels`` is ``asr.n_mels``). An utterance costs its
-frames in the token budget (``train.max_tokens``). Validation: loss, and the character and word error rates (CER,
-WER) of greedy transcripts of the first ``asr.wer_samples`` validation utterances. At the end the best model (by
-validation loss) is scored once on test and test_long, greedy and with a beam (CTC prefix beam search, 8; attention
-beam search, 4; or ``asr.beam_size``): ``test_wer_beam``, ``test_long_cer_greedy``, ... in the run's summary.
+Model: ``asr.model`` picks the read-out from :data:`ASR_MODELS` (``ctc``:
+:class:`~tformer.models.conformer.ctc.ConformerCTC`; ``attention``:
+:class:`~tformer.models.conformer.asr.ConformerSeq2Seq` with ``asr.decoder_layers`` decoder layers and, when
+``asr.ctc_weight`` > 0, a CTC loss on the encoder beside the decoder's); ``model.preset`` picks the encoder's size from
+:data:`PRESETS` and the other ``model`` keys are :class:`ConformerConfig` fields on top of it (``n_mels`` is
+``asr.n_mels``). An utterance costs its frames in the token budget (``train.max_tokens``). Validation: loss, and the
+character and word error rates (CER, WER) of greedy transcripts of the first ``asr.wer_samples`` validation utterances.
+At the end the best model (by validation loss) is scored once on test and test_long, greedy and with a beam (CTC prefix
+beam search, 8; attention beam search, 4; or ``asr.beam_size``): ``test_wer_beam``, ``test_long_cer_greedy``, ... in the
+run's summary.
 
 Alignment (attention only): ``train.guided_attention`` (weight > 0) adds the guided attention loss (Tachibana et al.,
 2017; :mod:`tformer.training.guided_attention`) on the decoder's cross-attention over the encoder frames, in training
@@ -97,7 +99,6 @@ def model_config(cfg: RunConfig, n_mels: int = 80) -> ConformerConfig:
     preset = PRESETS.lookup(spec.pop("preset", "speech"))
     return from_dict(ConformerConfig, {**preset().to_dict(), **spec, "n_mels": n_mels, "num_classes": 0},
                      where="model")
-
 
 
 # ---- the settings ---------------------------------------------------------------------------------------

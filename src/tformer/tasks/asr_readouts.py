@@ -40,6 +40,9 @@ class ReadOutSettings(Protocol):
 
 @dataclass(frozen=True)
 class AsrBatch:
+    """One training or validation batch of the asr task (the decoding engines take a
+    :class:`~tformer.models.conformer.asr.SpeechBatch`)."""
+
     features: Tensor  # (B, T, M), right-padded with zeros
     lengths: Tensor  # (B,) frames of each utterance
     targets: Tensor  # (B, L) character ids, right-padded with 0

@@ -9,8 +9,8 @@ An input is one of
   reads no file a request names).
 
 Features are the run's own (log-mel filterbanks at the audio's own sample rate, normalised per utterance:
-:class:`~tformer.tasks.asr.SpeechFeatures`); the read-out decodes them as ``tformer transcribe`` does (CTC prefix
-beam search or the attention decoder's beam search, its default beam unless ``beam_size`` is given).
+:class:`~tformer.tasks.asr_features.SpeechFeatures`); the read-out decodes them as ``tformer transcribe`` does
+(CTC prefix beam search or the attention decoder's beam search, its default beam unless ``beam_size`` is given).
 """
 
 from __future__ import annotations

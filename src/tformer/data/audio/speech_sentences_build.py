@@ -109,8 +109,9 @@ def build(root: str | os.PathLike, cfg: SpeechSentencesConfig | None = None, *, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``build ROOT [--seed S] [--force] [--workers N] [--train N ...]`` or ``info ROOT``; exit status 2 on errors."""
-    parser = argparse.ArgumentParser(prog="python -m tformer.data.audio.speech_sentences_build", description=__doc__
-                                     .splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tformer.data.audio.speech_sentences_build",
+        description="Build the spoken number sentences with espeak-ng, or summarise a built set.")
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("build", help="synthesise the set into ROOT (atomically)")
     make.add_argument("root")
