@@ -18,3 +18,9 @@ def first_line(e: BaseException) -> str:
     """The first line of an exception's message, or its type's name: what a one-line error quotes."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def os_error_line(e: OSError) -> str:
+    """An OSError as one line for users: its reason and the path it names (``No such file or directory: x.txt``)."""
+    where = f": {e.filename}" if e.filename else ""
+    return f"{e.strerror or e}{where}"

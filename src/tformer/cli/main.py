@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tformer.errors import TformerError
+    from tformer.errors import TformerError, os_error_line
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tformer: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a file or folder the user named cannot be read or written
-        where = f": {e.filename}" if e.filename else ""
-        print(f"tformer: error: {e.strerror or e}{where}", file=sys.stderr)
+        print(f"tformer: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tformer: interrupted", file=sys.stderr)

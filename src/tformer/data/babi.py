@@ -45,6 +45,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tformer.data.build_cli import run_build
 from tformer.errors import TformerError
 from tformer.io.files import atomic_directory
 
@@ -324,13 +325,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--train-questions", type=int, default=1000, help="per task (default 1000, bAbI's 1k)")
     args = p.parse_args(list(argv) if argv is not None else None)
-    try:
-        counts = build(args.root, BabiConfig(seed=args.seed, train_questions=args.train_questions))
-    except TformerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({"root": str(args.root), "questions": counts}))
-    return 0
+    return run_build(lambda: build(args.root, BabiConfig(seed=args.seed, train_questions=args.train_questions)),
+                     args.root, lambda counts: json.dumps({"root": str(args.root), "questions": counts}))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tformer.data.build_cli import run_build
 from tformer.errors import TformerError, first_line
 from tformer.io.files import atomic_directory
 
@@ -263,21 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             make.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
     args = parser.parse_args(argv)
-    try:
+
+    def build_root():
         cfg = CmudictConfig(**{k: getattr(args, k) for k in asdict(CmudictConfig())})
-        splits = build(args.source, args.root, cfg, force=args.force)
-    except TformerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a source or ROOT that cannot be read or written: one line, as the tformer command says it
-        where = f": {e.filename}" if e.filename else ""
-        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
-        return 2
-    if splits is None:
-        print(f"{args.root} exists; --force rebuilds it")
-        return 0
-    print(f"wrote {args.root}\n{summary(splits)}")
-    return 0
+        return build(args.source, args.root, cfg, force=args.force)
+
+    return run_build(build_root, args.root, lambda splits: f"wrote {args.root}\n{summary(splits)}")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tformer.data.build_cli import run_build
 from tformer.errors import TformerError, first_line
 from tformer.io.files import atomic_directory
 
@@ -356,22 +357,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     make.add_argument("--min-words", type=int, default=d.min_words,
                       help=f"drop shorter long descriptions (default {d.min_words})")
     args = parser.parse_args(argv)
-    try:
+
+    def build_root():
         cfg = DebianConfig(seed=args.seed, valid=args.valid, test=args.test, min_words=args.min_words)
-        splits = build(args.root, cfg, lists=args.lists, force=args.force)
-    except TformerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        where = f": {e.filename}" if e.filename else ""
-        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
-        return 2
-    if splits is None:
-        print(f"{args.root} exists; --force rebuilds it")
-        return 0
-    print(f"wrote {args.root}\n{summary(splits)}")
-    print(json.dumps({name: len(r) for name, r in splits.items()}))
-    return 0
+        return build(args.root, cfg, lists=args.lists, force=args.force)
+
+    def report(splits: dict[str, list[Example]]) -> str:
+        return f"wrote {args.root}\n{summary(splits)}\n{json.dumps({name: len(r) for name, r in splits.items()})}"
+
+    return run_build(build_root, args.root, report)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from tformer.data.audio.speech_sentences import (
     summary,
     write_manifest,
 )
+from tformer.data.build_cli import run_build
 from tformer.errors import TformerError
 from tformer.io.files import atomic_directory
 
@@ -122,21 +123,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         make.add_argument(f"--{split.replace('_', '-')}", type=int, default=getattr(SpeechSentencesConfig, split))
     sub.add_parser("info", help="print the per-split summary of ROOT").add_argument("root")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "info":
-            print(summary([r for rows in load_speech_sentences(args.root).values() for r in rows]))
-            return 0
+    if args.command == "info":
+        return run_build(lambda: [r for rows in load_speech_sentences(args.root).values() for r in rows],
+                         args.root, summary)
+    start = time.monotonic()
+
+    def build_root():
         cfg = SpeechSentencesConfig(seed=args.seed, **{s: getattr(args, s) for s in SPLITS})
-        start = time.monotonic()
-        rows = build(args.root, cfg, force=args.force, workers=args.workers)
-    except TformerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if rows is None:
-        print(f"{args.root} exists; --force rebuilds it")
-        return 0
-    print(f"wrote {args.root} in {time.monotonic() - start:.1f} s\n{summary(rows)}")
-    return 0
+        return build(args.root, cfg, force=args.force, workers=args.workers)
+
+    return run_build(build_root, args.root, lambda rows: f"wrote {args.root} in {time.monotonic() - start:.1f} s\n"
+                                                   f"{summary(rows)}")
 
 
 if __name__ == "__main__":
