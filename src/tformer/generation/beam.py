@@ -38,7 +38,7 @@ from tformer.generation.processors import (  # noqa: F401 (forbid_*: still impor
     process,
     processors,
 )
-from tformer.generation.protocols import BeamStart, StepDecoder, TokenIds, encoder_decoder_start
+from tformer.generation.protocols import BeamCache, BeamStart, StepDecoder, TokenIds, encoder_decoder_start
 from tformer.nn.cache import MonotonicWindow
 
 
@@ -148,16 +148,24 @@ def beam_search_nbest(
         done = _stopped(finished, sent, limits, t, nbest, alpha, scores, seqs, rows, new_tok)
         if all(done):
             break
-        if not any(done):  # every sentence goes on: beams move within their sentence
-            rows, new_tok = rows.view(-1), new_tok.view(-1, 1)
-            cache.reorder_targets(rows)
-        else:  # finished sentences leave the batch
-            live = ~torch.tensor(done, dtype=torch.bool, device=device)  # (n,)
-            rows, new_tok, scores, sent = rows[live].view(-1), new_tok[live].view(-1, 1), scores[live], sent[live]
-            cache.select(rows)
+        rows, new_tok, scores, sent = _next_batch(done, cache, rows, new_tok, scores, sent)  # (n*K,), (n*K, 1), ...
         seqs = torch.cat([seqs[rows], new_tok], dim=1)  # (n*K, t+1)
         tokens = new_tok
     return [sorted(h, key=lambda h: -h.score)[:nbest] for h in finished]
+
+
+def _next_batch(done: list[bool], cache: BeamCache, rows: Tensor, new_tok: Tensor, scores: Tensor,
+                sent: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The next step's batch, with the cache moved to it: the kept beams' cache rows (n*K,) and tokens (n*K, 1), and
+    the scores (n, K) and sentence indices (n,) of the sentences that go on; the finished ones leave the batch."""
+    if not any(done):  # every sentence goes on: beams move within their sentence
+        rows = rows.view(-1)
+        cache.reorder_targets(rows)
+        return rows, new_tok.view(-1, 1), scores, sent
+    live = ~torch.tensor(done, dtype=torch.bool, device=rows.device)  # (n,)
+    rows = rows[live].view(-1)
+    cache.select(rows)
+    return rows, new_tok[live].view(-1, 1), scores[live], sent[live]
 
 
 def _best_candidates(scores: Tensor, logp: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
