@@ -1,5 +1,5 @@
-"""train.compile: torch.compile traces the loss (model and fused output layer) and gives the eager loss and
-gradients; when compiling fails, training goes on eagerly with a one-line warning.
+"""train.compile: torch.compile traces the model (the fused output layer + loss runs between its graphs as written)
+and gives the eager loss and gradients; when compiling fails, training goes on eagerly with a one-line warning.
 
 (Weights after Adam steps are not compared: Adam's first step moves every weight by about ±lr whatever the
 size of its gradient, so gradients that are 0 up to rounding, which any change of summation order flips,
@@ -58,6 +58,24 @@ def test_the_compiled_loss_gives_the_eager_loss_and_gradients(tmp_path, monkeypa
     trainer = _trainer(tmp_path, _pairs(12, 5), max_tokens=24, max_steps=3, layers=1, compile=True)
     _assert_same_as_eager(trainer)
     assert seen == ["inductor"] and trainer.loss_fn.failed is None
+
+
+def test_the_compiler_traces_the_model_and_leaves_the_fused_loss_as_written(tmp_path, monkeypatch):
+    """torch 2.11's compiler made wrong gradients of the fused output layer + loss (an autograd function that
+    writes gradients in place inside forward): compiled training on a GPU did not learn. The compiled graphs hold
+    the model; the loss runs between them as written (and is still differentiated: the test above)."""
+    graphs = []
+
+    def recording_backend(gm, example_inputs):
+        graphs.append({str(n.target) for n in gm.graph.nodes if n.op == "call_function"})
+        return gm.forward
+
+    _with_backend(monkeypatch, recording_backend, [])
+    trainer = _trainer(tmp_path, _pairs(12, 5), max_tokens=24, max_steps=3, layers=1, compile=True)
+    out, grads = _loss_and_grads(trainer, trainer.loss_fn)
+    assert graphs and any("scaled_dot_product_attention" in str(g) for g in graphs)  # the model was compiled
+    assert not any("autograd_function_apply" in target for g in graphs for target in g)
+    assert trainer.loss_fn.failed is None and out.num_tokens > 0 and grads
 
 
 def test_compiled_training_runs_and_logs_the_eager_losses(tmp_path, monkeypatch):

@@ -93,12 +93,26 @@ class _LabelSmoothedCrossEntropy(torch.autograd.Function):
         return grad.to(ctx.in_dtype), None, None, None
 
 
+# torch.compile (``train.compile``) leaves the two fused losses below to run as they are written, between compiled
+# graphs: each is already the kernel a compiler would make (one pass over a block of logits, no (N, V) tensors kept),
+# and their autograd functions write gradients in place inside forward, which torch 2.11's compiler turned into wrong
+# gradients: compiled training on a CUDA GPU did not learn at all (tests/gpu/test_cuda.py, 2026-12-04; the same class
+# of silent error as pytorch/pytorch#184113). Traced or not, the numbers are these functions'.
+@torch.compiler.disable
 def label_smoothed_loss(logits: Tensor, target: Tensor, eps: float, pad_id: int) -> LossOutput:
     """logits (..., V) and gold ids (...) -> summed smoothed loss and NLL over non-pad targets."""
     v = logits.shape[-1]
     target = target.reshape(-1)  # (N,)
     loss, nll = _LabelSmoothedCrossEntropy.apply(logits.reshape(-1, v), target, float(eps), int(pad_id))
     return LossOutput(loss=loss, nll=nll.detach(), num_tokens=int((target != pad_id).sum()))
+
+
+# Logits in one block of linear_label_smoothed_loss. On a CPU, 4 MiB of fp32, which stays in the cache between the
+# matrix products that make and use it. On a GPU each block costs some twenty kernel launches and Python calls: at
+# the CPU's size the paper's base model (V = 37,000) would run its loss in 64-row blocks, some 800 blocks and 16,000
+# launches for a 50,000-token batch, the likely cause of its 4.7% MFU on an H200 (GPU check of 2026-12-04, which
+# used the CPU's size everywhere; the GPU's size is not yet measured there). So on a GPU a block is 128 MiB.
+BLOCK_LOGITS_CPU, BLOCK_LOGITS_GPU = 1 << 20, 1 << 25
 
 
 class _LinearLabelSmoothedCrossEntropy(torch.autograd.Function):
@@ -152,6 +166,7 @@ class _LinearLabelSmoothedCrossEntropy(torch.autograd.Function):
         return (*grads, None, None, None, None, None)
 
 
+@torch.compiler.disable  # see label_smoothed_loss
 def linear_label_smoothed_loss(hidden: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, eps: float,
                                pad_id: int, chunk: int | None = None) -> LossOutput:
     """``label_smoothed_loss(F.linear(hidden, weight, bias), target, ...)`` without storing the logits.
@@ -159,11 +174,12 @@ def linear_label_smoothed_loss(hidden: Tensor, weight: Tensor, bias: Tensor | No
     Args:
         hidden: decoder outputs (..., D); weight: the pre-softmax matrix (V, D) (tied to the embeddings
             or not); bias: (V,) or None; target: gold ids (...).
-        chunk: positions per block (default: about 4 MiB of logits per block, at least 64 rows).
+        chunk: positions per block (default: ``BLOCK_LOGITS_CPU`` logits per block on a CPU,
+            ``BLOCK_LOGITS_GPU`` elsewhere; at least 64 rows).
     """
     d, v = hidden.shape[-1], weight.shape[0]
     target = target.reshape(-1)  # (N,)
-    chunk = chunk or max(64, (1 << 20) // v)
+    chunk = chunk or max(64, (BLOCK_LOGITS_CPU if hidden.device.type == "cpu" else BLOCK_LOGITS_GPU) // v)
     loss, nll = _LinearLabelSmoothedCrossEntropy.apply(hidden.reshape(-1, d), weight, bias, target, float(eps),
                                                        int(pad_id), int(chunk), torch.is_grad_enabled())
     return LossOutput(loss=loss, nll=nll.detach(), num_tokens=int((target != pad_id).sum()))
