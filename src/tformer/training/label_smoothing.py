@@ -94,10 +94,10 @@ class _LabelSmoothedCrossEntropy(torch.autograd.Function):
 
 
 # torch.compile (``train.compile``) leaves the two fused losses below to run as they are written, between compiled
-# graphs: each is already the kernel a compiler would make (one pass over a block of logits, no (N, V) tensors kept),
-# and their autograd functions write gradients in place inside forward, which torch 2.11's compiler turned into wrong
-# gradients: compiled training on a CUDA GPU did not learn at all (tests/gpu/test_cuda.py, 2026-12-04; the same class
-# of silent error as pytorch/pytorch#184113). Traced or not, the numbers are these functions'.
+# graphs: each is already the kernel a compiler would make (one pass over a block of logits, no (N, V) tensors kept).
+# Their autograd functions write gradients in place inside forward; with them traced, compiled training on a CUDA GPU
+# under torch 2.11 did not learn at all (tests/gpu/test_cuda.py, 2026-12-04), most likely the silent error class of
+# pytorch/pytorch#184113 (torch 2.13 on the CPU traced them correctly). Traced or not, the numbers are the same.
 @torch.compiler.disable
 def label_smoothed_loss(logits: Tensor, target: Tensor, eps: float, pad_id: int) -> LossOutput:
     """logits (..., V) and gold ids (...) -> summed smoothed loss and NLL over non-pad targets."""
