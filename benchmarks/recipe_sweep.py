@@ -22,6 +22,7 @@ version), in the Python that runs it; a GPU machine's own Python may lack it (RE
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -72,29 +73,25 @@ class Sweep:
         self.end = time.monotonic() + args.seconds
         self.lock = threading.Lock()
         self.results: dict[str, dict] = {}
-        self.procs: set[subprocess.Popen] = set()
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]),
             "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
 
-    def tformer(self, argv: list[str], log: Path) -> int | None:
-        """Runs ``tformer ARGV`` until it ends or the sweep's time is up (then None)."""
-        with log.open("a") as f:
+    def tformer(self, argv: list[str], log: Path, stdout: Path | None = None) -> int | None:
+        """Runs ``tformer ARGV`` (its output into ``log``, or its stdout into ``stdout``) until it ends or the sweep's
+        time is up (then None)."""
+        with log.open("a") as f, contextlib.ExitStack() as files:
+            out = files.enter_context(stdout.open("w")) if stdout else f
             f.write(f"$ tformer {' '.join(argv)}\n")
             f.flush()
             p = subprocess.Popen([sys.executable, "-m", "tformer.cli.main", *argv], cwd=ROOT, env=self.env,
-                                 stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-            with self.lock:
-                self.procs.add(p)
+                                 stdout=out, stderr=f, start_new_session=True)
             try:
                 return p.wait(timeout=max(1.0, self.end - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
                 return None
-            finally:
-                with self.lock:
-                    self.procs.discard(p)
 
     def job(self, name: str) -> None:
         direction, steps, overrides = JOBS[name]
@@ -135,13 +132,11 @@ class Sweep:
                     "--device", "cpu" if self.args.cpu_dry_run else "cuda"]
         scores = self.work / f"{slug(name)}.json"
         t1 = time.monotonic()
-        with scores.open("w") as f:
-            p = subprocess.run([sys.executable, "-m", "tformer.cli.main", *evaluate], cwd=ROOT, env=self.env,
-                               stdout=f, stderr=subprocess.PIPE, text=True,
-                               timeout=max(1.0, self.end - time.monotonic()))
+        rc = self.tformer(evaluate, log, stdout=scores)
         record["eval_seconds"] = round(time.monotonic() - t1, 1)
-        if p.returncode != 0:
-            record["status"] = f"evaluate: exit {p.returncode}: {p.stderr.strip()[-300:]}"
+        if rc != 0:
+            why = "out of time" if rc is None else f"exit {rc}: {log.read_text().strip()[-300:]}"
+            record["status"] = f"evaluate: {why}"
             return self.save(name, record)
         s = json.loads(scores.read_text().strip().splitlines()[-1])
         record.update(status="ok", **{k: s[k] for k in ("bleu", "bleu_tok", "chrf") if k in s})
