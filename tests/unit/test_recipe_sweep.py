@@ -38,18 +38,41 @@ def _sweep(tmp_path, *args):
 
 @pytest.mark.slow  # two short trainings of the small model and their evaluations: about a minute on 2 cores
 def test_a_dry_run_trains_scores_and_records_each_job(tmp_path):
-    jobs, out = _sweep(tmp_path, "--jobs", "1", "--only", "de-en 1750,en-de 1750 lr 2e-3")
-    assert set(jobs) == {"de-en 1750", "en-de 1750 lr 2e-3"}
+    jobs, out = _sweep(tmp_path, "--jobs", "1", "--only", "de-en 1750,en-de 1750 lr 2.5e-3")
+    assert set(jobs) == {"de-en 1750", "en-de 1750 lr 2.5e-3"}
     for name, job in jobs.items():
         assert job["status"] == "ok", (name, job)
         assert job["updates"] == 12 and job["last_logged_step"] == 12
         assert [v["step"] for v in job["valid"]] == [12] and job["valid"][0]["loss"] > 0
         assert 0 <= job["bleu"] <= 100 and 0 <= job["bleu_tok"] <= 100 and 0 <= job["chrf"] <= 100
-    assert jobs["en-de 1750 lr 2e-3"]["overrides"] == ["train.lr=0.002"]
+    assert jobs["en-de 1750 lr 2.5e-3"]["overrides"] == ["train.lr=0.0025"]
     with tarfile.open(out / "logs.tgz") as tar:
         assert {"de_en_1750.log", "de_en_1750.metrics.jsonl"} <= set(tar.getnames())
-        command = tar.extractfile("en_de_1750_lr_2e_3.log").read().decode().splitlines()[0]
-    assert "configs/multi30k_en_de.yaml" in command and "train.lr=0.002" in command
+        command = tar.extractfile("en_de_1750_lr_2_5e_3.log").read().decode().splitlines()[0]
+    assert "configs/multi30k_en_de.yaml" in command
+    assert command.index("train.lr=0.002") < command.index("train.lr=0.0025")  # the sweep's base, then the job's
+
+
+@pytest.mark.parametrize("sweep", list(recipe_sweep.SWEEPS))
+def test_every_job_of_every_sweep_is_a_valid_run_config(sweep):
+    """A typo in a job's overrides would cost a GPU call: each job's full override list loads as its recipe."""
+    from tformer.tasks import load_run_config
+
+    base, jobs = recipe_sweep.SWEEPS[sweep]
+    root = BENCHMARKS.parent
+    for name, (direction, steps, overrides) in jobs.items():
+        src, tgt = recipe_sweep.LANGS[direction]
+        cfg = load_run_config(root / f"configs/multi30k_{src}_{tgt}.yaml",
+                              ["train.decay_over=steps", f"train.max_steps={steps}", *base, *overrides])
+        assert cfg.train.max_steps == steps and name.startswith(direction), name
+
+
+def test_a_bad_override_is_caught_by_that_check():
+    from tformer.config import ConfigError
+    from tformer.tasks import load_run_config
+
+    with pytest.raises(ConfigError):
+        load_run_config(BENCHMARKS.parent / "configs/multi30k_en_de.yaml", ["model.num_encoder_layer=4"])
 
 def test_a_job_without_the_time_to_run_is_recorded_as_not_started(tmp_path):
     jobs, out = _sweep(tmp_path, "--seconds", "5", "--only", "en-de 1750")
@@ -59,7 +82,7 @@ def test_a_job_without_the_time_to_run_is_recorded_as_not_started(tmp_path):
 
 
 def test_a_training_that_fails_is_recorded_with_its_exit_status(tmp_path, monkeypatch):
-    monkeypatch.setitem(recipe_sweep.JOBS, "broken", ("en-de", 10, ["model.dropout=2"]))
+    monkeypatch.setitem(recipe_sweep.SWEEPS[recipe_sweep.LATEST][1], "broken", ("en-de", 10, ["model.dropout=2"]))
     jobs, out = _sweep(tmp_path, "--only", "broken")
     assert jobs["broken"]["status"] == "train: exit 2" and jobs["broken"]["valid"] == []
 
@@ -69,4 +92,10 @@ def test_an_unknown_job_is_refused_in_one_line(tmp_path, capsys):
         recipe_sweep.main([str(tmp_path / "out"), "--data", str(tmp_path), "--only", "en-de 99"])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "unknown job(s): en-de 99" in err and "en-de 1750" in err
+    assert f"unknown job(s) of sweep {recipe_sweep.LATEST}: en-de 99" in err and "en-de 1750" in err
+
+
+def test_an_earlier_sweep_can_be_chosen(tmp_path):
+    assert "en-de 1750 lr 3e-3" not in recipe_sweep.SWEEPS[recipe_sweep.LATEST][1]
+    jobs, out = _sweep(tmp_path, "--sweep", "nine", "--seconds", "5", "--only", "en-de 1750 lr 3e-3")
+    assert jobs["en-de 1750 lr 3e-3"]["overrides"] == ["train.lr=0.003"]
