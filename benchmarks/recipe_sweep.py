@@ -68,9 +68,9 @@ SWEEPS: dict[str, tuple[list[str], Jobs]] = {
     # hour, where dropout 0.1 against 0.2 and 0.3 was never measured under this schedule (round ten's CPU run found
     # no dropout 0.7 BLEU worse than 0.1 already at 1,200 updates, German -> English); pre-norm (Xiong et al., 2020:
     # it needs less warm-up and converged faster there) at the recipe's peak and at 3e-3; no label smoothing; other
-    # splits of the same cost between encoder and decoder layers, at the updates of an equal budget (multiply-adds a
-    # source + target token pair, forward: an encoder layer 0.79M, a decoder layer 1.05M, the output layer 2.05M,
-    # so 4+2 costs 0.97 of 3+3 and 6+1 1.04); a peak between 2e-3 and 3e-3.
+    # splits of the same cost between encoder and decoder layers, at the updates of an equal budget (multiply-adds
+    # per source + target token pair, forward: an encoder layer 0.79M, a decoder layer 1.05M, the output layer
+    # 2.05M, so 4+2 costs 0.965 of 3+3 and 6+1 1.035); a peak between 2e-3 and 3e-3.
     "ten": (
         ["train.schedule=cosine", "train.lr=0.002", "train.warmup_steps=400", "model.dropout=0.1",
          "train.label_smoothing=0.1", "data.vocab_size=8000", "train.max_tokens=4096"],
@@ -93,6 +93,26 @@ SWEEPS: dict[str, tuple[list[str], Jobs]] = {
     ),
 }
 LATEST = "ten"
+
+
+def recipe(direction: str) -> str:
+    """The config file of the direction's recipe, relative to the repository."""
+    src, tgt = LANGS[direction]
+    return f"configs/multi30k_{src}_{tgt}.yaml"
+
+
+def job_overrides(base: list[str], steps: int, overrides: list[str], cpu: bool = False) -> list[str]:
+    """A job's ``key=value`` overrides of its recipe, in order: the run's length and bookkeeping, the sweep's base,
+    the job's own (the last word wins); a CPU dry run also shortens the warm-up, the vocabulary and the BLEU."""
+    items = [
+        "train.decay_over=steps", f"train.max_steps={steps}", "train.max_minutes=0",
+        f"train.eval_every={min(500, steps)}", f"train.save_every={steps}", "train.keep_checkpoints=1",
+        "train.log_every=250", f"train.precision={'fp32' if cpu else 'bf16'}",
+        f"train.device={'cpu' if cpu else 'cuda'}", *base, *overrides,
+    ]
+    if cpu:
+        items += ["train.warmup_steps=4", "translation.bleu_samples=8", "data.vocab_size=1000"]
+    return items
 
 
 def slug(name: str) -> str:
@@ -141,15 +161,8 @@ class Sweep:
             record["status"] = "not started: out of time"
             return self.save(name, record)
         data = Path(self.args.data).resolve()
-        train = [
-            "train", f"configs/multi30k_{src}_{tgt}.yaml", f"run_dir={run_dir}", f"data.data_dir={data}",
-            "train.decay_over=steps", f"train.max_steps={steps}", "train.max_minutes=0",
-            f"train.eval_every={min(500, steps)}", f"train.save_every={steps}", "train.keep_checkpoints=1",
-            "train.log_every=250", f"train.precision={'fp32' if self.args.cpu_dry_run else 'bf16'}",
-            f"train.device={'cpu' if self.args.cpu_dry_run else 'cuda'}", *self.base, *overrides, "--no-progress",
-        ]
-        if self.args.cpu_dry_run:
-            train[-1:-1] = ["train.warmup_steps=4", "translation.bleu_samples=8", "data.vocab_size=1000"]
+        train = ["train", recipe(direction), f"run_dir={run_dir}", f"data.data_dir={data}",
+                 *job_overrides(self.base, steps, overrides, cpu=self.args.cpu_dry_run), "--no-progress"]
         rc = self.tformer(train, log)
         record["train_seconds"] = round(time.monotonic() - t0, 1)
         metrics = run_dir / "metrics.jsonl"
@@ -195,7 +208,8 @@ class Sweep:
             print(f"recipe_sweep: {name}: {record.get('status')} "
                   f"{record.get('bleu', '')} {record.get('bleu_tok', '')}", flush=True)
             tmp = self.out / "sweep.json.tmp"
-            tmp.write_text(json.dumps({"seconds": self.args.seconds, "jobs": self.results}, indent=1))
+            tmp.write_text(json.dumps({"sweep": self.args.sweep, "base": self.base, "seconds": self.args.seconds,
+                                       "jobs": self.results}, indent=1))
             tmp.replace(self.out / "sweep.json")
 
     def run(self, names: list[str]) -> None:
@@ -228,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(jobs)
     unknown = [n for n in names if n not in jobs]
     if unknown:
-        p.error(f"unknown job(s) of sweep {args.sweep}: {', '.join(unknown)}; its jobs are: {', '.join(jobs)}")
+        elsewhere = sorted({s for n in unknown for s, (_, js) in SWEEPS.items() if n in js})
+        hint = f" ({', '.join(unknown)}: see --sweep {' or '.join(elsewhere)})" if elsewhere else ""
+        p.error(f"unknown job(s) of sweep {args.sweep}: {', '.join(unknown)}; its jobs are: {', '.join(jobs)}{hint}")
     Sweep(args).run(names)
     return 0
 

@@ -48,23 +48,29 @@ def test_a_dry_run_trains_scores_and_records_each_job(tmp_path):
     assert jobs["en-de 1750 lr 2.5e-3"]["overrides"] == ["train.lr=0.0025"]
     with tarfile.open(out / "logs.tgz") as tar:
         assert {"de_en_1750.log", "de_en_1750.metrics.jsonl"} <= set(tar.getnames())
-        command = tar.extractfile("en_de_1750_lr_2_5e_3.log").read().decode().splitlines()[0]
-    assert "configs/multi30k_en_de.yaml" in command
-    assert command.index("train.lr=0.002") < command.index("train.lr=0.0025")  # the sweep's base, then the job's
+        argv = tar.extractfile("en_de_1750_lr_2_5e_3.log").read().decode().splitlines()[0].split()
+    assert "configs/multi30k_en_de.yaml" in argv
+    assert argv.index("train.lr=0.002") < argv.index("train.lr=0.0025")  # the sweep's base, then the job's
 
 
 @pytest.mark.parametrize("sweep", list(recipe_sweep.SWEEPS))
 def test_every_job_of_every_sweep_is_a_valid_run_config(sweep):
-    """A typo in a job's overrides would cost a GPU call: each job's full override list loads as its recipe."""
+    """A typo in a job's overrides would cost a GPU call: each job's overrides, as the sweep passes them, load as
+    its recipe, and the job's own settings are the ones that take effect."""
     from tformer.tasks import load_run_config
 
     base, jobs = recipe_sweep.SWEEPS[sweep]
-    root = BENCHMARKS.parent
     for name, (direction, steps, overrides) in jobs.items():
-        src, tgt = recipe_sweep.LANGS[direction]
-        cfg = load_run_config(root / f"configs/multi30k_{src}_{tgt}.yaml",
-                              ["train.decay_over=steps", f"train.max_steps={steps}", *base, *overrides])
-        assert cfg.train.max_steps == steps and name.startswith(direction), name
+        assert name.startswith(direction), name
+        cfg = load_run_config(BENCHMARKS.parent / recipe_sweep.recipe(direction),
+                              recipe_sweep.job_overrides(base, steps, overrides))
+        d = cfg.to_dict()
+        for item in [f"train.max_steps={steps}", "train.decay_over=steps", *overrides]:
+            key, value = item.split("=")
+            node = d
+            for part in key.split("."):
+                node = node[part]
+            assert str(node) == value or float(node) == float(value), (name, item)
 
 
 def test_a_bad_override_is_caught_by_that_check():
@@ -99,3 +105,11 @@ def test_an_earlier_sweep_can_be_chosen(tmp_path):
     assert "en-de 1750 lr 3e-3" not in recipe_sweep.SWEEPS[recipe_sweep.LATEST][1]
     jobs, out = _sweep(tmp_path, "--sweep", "nine", "--seconds", "5", "--only", "en-de 1750 lr 3e-3")
     assert jobs["en-de 1750 lr 3e-3"]["overrides"] == ["train.lr=0.003"]
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["sweep"] == "nine" and record["base"] == recipe_sweep.SWEEPS["nine"][0]
+
+
+def test_a_job_of_another_sweep_is_named_in_the_refusal(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        recipe_sweep.main([str(tmp_path / "out"), "--data", str(tmp_path), "--only", "en-de 1750 lr 3e-3"])
+    assert "see --sweep nine" in capsys.readouterr().err
