@@ -54,6 +54,7 @@ CASES = {
         True, dict(norm="pre", norm_type="rms", bias=False, d_kv=6, scale_attention=False, scale_output=True,
                    scale_embedding=False, activation="gelu", layer_norm_eps=0.3, sinusoidal_layout="halves",
                    attention={"kind": "chunked", "chunk_size": 5}, max_len=24)),
+    "a restricted output vocabulary (every other token scored, -inf elsewhere)": (True, dict(scored_every=2)),
 }
 
 
@@ -64,9 +65,15 @@ def _translator(shared: bool, options: dict) -> Translator:
     options = dict(options)
     if not shared:
         options["tgt_vocab_size"] = vocabs.tgt.vocab_size
+    every = options.pop("scored_every", None)
+    scored = sorted({0, 2, 3} | set(range(4, vocabs.tgt.vocab_size, every))) if every else None  # pad, EOS, UNK
+    if scored:
+        options["output_vocab"] = len(scored)
     torch.manual_seed(0)
     cfg = TransformerConfig.tiny(vocab_size=vocabs.src.vocab_size, **{"max_len": 64, **options})
     model = Transformer(cfg).eval()
+    if scored:
+        model.set_output_ids(torch.tensor(scored))
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() == 1:

@@ -139,6 +139,10 @@ class BinarizedPairs(Sequence[Pair]):
         src, tgt = (self._tokens[side][self._offsets[side][i] : self._offsets[side][i + 1]].tolist() for side in SIDES)
         return src, tgt
 
+    def token_ids(self, side: str, vocab_size: int) -> np.ndarray:
+        """The distinct ids of one side ("src" or "tgt"), ascending: one counting pass over its tokens."""
+        return np.flatnonzero(np.bincount(self._tokens[side], minlength=vocab_size))
+
     def lengths(self) -> tuple[np.ndarray, np.ndarray]:
         """Source and target lengths, (N,) int64 each (ids without BOS/EOS, as the sampler counts them)."""
         src, tgt = (np.diff(self._offsets[side]) for side in SIDES)

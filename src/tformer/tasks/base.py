@@ -40,14 +40,16 @@ class Task(ABC):
     """A kind of training: its config checks, its model, its batches, its loss, its validation and report.
 
     Class attributes: ``name`` (the config's ``task``, and the name of its settings section), ``unit`` (what an
-    example is called in log lines), ``Settings`` (the dataclass of its section) and ``guides_attention`` (whether
-    its loss takes the guided attention loss of ``train.guided_attention``: :mod:`tformer.training.guided_attention`).
+    example is called in log lines), ``Settings`` (the dataclass of its section), ``guides_attention`` (whether
+    its loss takes the guided attention loss of ``train.guided_attention``: :mod:`tformer.training.guided_attention`)
+    and ``restricts_output_vocab`` (whether it builds its model with ``data.output_vocab: target``).
     """
 
     name: ClassVar[str]
     unit: ClassVar[str] = "examples"
     Settings: ClassVar[type[TaskSettings]] = TaskSettings
     guides_attention: ClassVar[bool] = False  # its loss applies train.guided_attention (encoder-decoder attention)
+    restricts_output_vocab: ClassVar[bool] = False  # data.output_vocab: target is its to apply
 
     # -- the config, before any data is read --
     @classmethod

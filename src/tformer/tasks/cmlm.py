@@ -117,6 +117,7 @@ class CMLMTask(TranslationTask):
     model_class = CMLM
     config_class = CMLMConfig
     guides_attention = False  # its loss is mask-predict's (no guided attention loss)
+    restricts_output_vocab = False  # its model is not the Transformer
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:

@@ -35,5 +35,8 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     if cfg.train.guided_attention.enabled and not task.guides_attention:
         raise ConfigError(f"train.guided_attention applies to encoder-decoder attention: task {cfg.task} does not "
                           "train with it (set its weight to 0)")
+    if cfg.data.output_vocab != "all" and not task.restricts_output_vocab:
+        raise ConfigError(f"data.output_vocab: {cfg.data.output_vocab} is for task translation: task {cfg.task} "
+                          "scores every token (set it to all)")
     task.check_config(cfg)
     return dataclasses.replace(cfg, task_settings=dataclasses.asdict(settings))

@@ -117,6 +117,7 @@ class SummarizationTask(TranslationTask):
     unit = "texts"
     Settings = SummarizationSettings
     guides_attention = False  # a summary does not follow its text in order
+    restricts_output_vocab = False  # copying puts any source token in the summary
     settings: SummarizationSettings
     cfg: RunConfig  # the run's config (data.max_len, the test files), set by build
 

@@ -14,12 +14,14 @@ The config: ``task: translation`` (the default) and its section ``translation: {
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -147,12 +149,25 @@ def _train_vocabularies(cfg: RunConfig, held: list[list[tuple[str, str]]]) -> Vo
     return vocabs
 
 
+def output_token_ids(data: ParallelData, specials: Sequence[int]) -> np.ndarray:
+    """The target tokens a model trained on ``data`` can learn to produce, ascending: every subword of the training
+    targets, and ``specials`` (pad, EOS, UNK)."""
+    v = data.vocabs.tgt.vocab_size
+    if isinstance(data.train, BinarizedPairs):
+        seen = data.train.token_ids("tgt", v)
+    else:
+        seen = np.fromiter(itertools.chain.from_iterable(t for _, t in data.train), dtype=np.int64)
+    return np.union1d(seen, np.asarray(specials, dtype=np.int64))
+
+
 def sequence_loss(model: Transformer, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, eps: float,
                   guided: GuidedAttentionConfig | None = None) -> LossOutput:
     """Teacher-forced label-smoothed loss of a batch (§5.4), summed over real target tokens.
 
     The same number as ``label_smoothed_loss(model(src, tgt_in), tgt_out, eps, pad)``, computed with
-    the pre-softmax layer fused into the loss (no (B, T, V) logits are stored; tested equal).
+    the pre-softmax layer fused into the loss (no (B, T, V) logits are stored; tested equal). With a restricted
+    output vocabulary (``output_vocab``) the softmax and the smoothing run over the scored tokens only
+    (:meth:`Transformer.output_layer`).
 
     With ``guided`` (enabled), the guided attention loss on the cross-attention weights it names is added
     (:func:`tformer.training.guided_attention.with_guided_attention`), from the same forward pass.
@@ -160,12 +175,11 @@ def sequence_loss(model: Transformer, src: Tensor, tgt_in: Tensor, tgt_out: Tens
     pad = model.cfg.pad_id
     if model.cfg.pointer_generator:  # the output is a mixture, not one linear layer: log P from forward
         return label_smoothed_loss(model(src, tgt_in), tgt_out, eps, pad)
-    proj = model.output_projection
+    weight, bias, gold, gold_pad = model.output_layer(tgt_out)  # with output_vocab: its rows and positions only
     if guided is None or not guided.enabled:
-        return linear_label_smoothed_loss(model.decoder_states(src, tgt_in), proj.weight, proj.bias, tgt_out, eps,
-                                          pad)
+        return linear_label_smoothed_loss(model.decoder_states(src, tgt_in), weight, bias, gold, eps, gold_pad)
     hidden, weights = model.decoder_states(src, tgt_in, cross_attention=guided_attention.probe(guided))
-    out = linear_label_smoothed_loss(hidden, proj.weight, proj.bias, tgt_out, eps, pad)
+    out = linear_label_smoothed_loss(hidden, weight, bias, gold, eps, gold_pad)
     return guided_attention.with_guided_attention(out, weights, src != pad, tgt_out != pad, guided)
 
 
@@ -199,6 +213,7 @@ class TranslationTask(Task):
     model_class: ClassVar[type[Transformer]] = Transformer
     config_class: ClassVar[type[TransformerConfig]] = TransformerConfig
     guides_attention = True
+    restricts_output_vocab = True  # data.output_vocab: target (the training targets' subwords)
 
     def __init__(self, data: ParallelData, settings: TranslationSettings | None = None,
                  guided: GuidedAttentionConfig | None = None) -> None:
@@ -231,6 +246,11 @@ class TranslationTask(Task):
             f"data.max_len ({cfg.data.max_len}) + 1 for BOS/EOS exceeds model.max_len ({m.max_len}): "
             f"lower data.max_len or raise model.max_len",
         )
+        if cfg.data.output_vocab == "target":
+            check(not fine_tune.init_from(cfg), "data.output_vocab: target is for a model trained from scratch: "
+                  "model.init_from brings its own output layer")
+            check(not m.pointer_generator, "data.output_vocab: target does not combine with model.pointer_generator "
+                  "(copying puts any source token in the output)")
         guided = cfg.train.guided_attention
         if guided.enabled and cls.guides_attention:
             check(not m.pointer_generator, "train.guided_attention does not combine with model.pointer_generator")
@@ -263,11 +283,18 @@ class TranslationTask(Task):
             return cls(data, settings, cfg.train.guided_attention), fine_tune.start_model(pretrained, cfg,
                                                                                           cls.model_class)
         src_v, tgt_v = data.vocabs.src, data.vocabs.tgt
+        scored = output_token_ids(data, (src_v.pad_id, tgt_v.eos_id, src_v.unk_id)) \
+            if cfg.data.output_vocab == "target" else None  # the specials as the model config below takes them
         model_cfg = cfg.model_config(
             src_v.vocab_size, None if data.vocabs.shared else tgt_v.vocab_size, config_class=cls.config_class,
             pad_id=src_v.pad_id, bos_id=tgt_v.bos_id, eos_id=tgt_v.eos_id, unk_id=src_v.unk_id,
+            **({} if scored is None else {"output_vocab": len(scored)}),
         )
-        return cls(data, settings, cfg.train.guided_attention), cls.model_class(model_cfg)
+        model = cls.model_class(model_cfg)
+        if scored is not None:
+            model.set_output_ids(torch.from_numpy(scored))
+            log(f"output vocabulary: {len(scored)} of {tgt_v.vocab_size} target tokens (data.output_vocab: target)")
+        return cls(data, settings, cfg.train.guided_attention), model
 
     # -- training --
     def _pairs(self, split: str) -> Sequence[tuple[Sequence[int], Sequence[int]]]:

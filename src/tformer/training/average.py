@@ -18,7 +18,8 @@ from tformer.models.registry import model_from_config
 
 
 def average_checkpoints(paths: Sequence[str | os.PathLike]) -> nn.Module:
-    """A model whose floating-point parameters and buffers are the mean over ``paths``.
+    """A model whose floating-point parameters and buffers are the mean over ``paths``; the others (integer
+    buffers such as ``output_ids``) must be equal in all of them.
 
     All checkpoints must hold the same model configuration (an encoder-decoder or a CMLM, as the translation
     tasks train): the model class is the checkpoint's ``architecture`` or, for a checkpoint without one, what
@@ -40,6 +41,8 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> nn.Module:
                 total[name] = t.clone()
             elif t.is_floating_point():
                 total[name] += t
+            elif not torch.equal(total[name], t):  # ids (a restricted output vocabulary's): one model's, never mixed
+                raise TformerError(f"{p} holds another {name} than {paths[0]}: cannot average")
     model = model_from_config(cfg_dict, architecture, names=lambda: total)  # older checkpoints name no architecture
     state = {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in total.items()}
     model.load_state_dict(state)

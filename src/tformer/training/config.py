@@ -25,6 +25,7 @@ DATA_FORMATS = ("auto", "text", "tsv", "jsonl")
 TOKENIZER_MODELS = tuple(TOKENIZER_KINDS)  # ("bpe", "unigram", "symbols"): the data layer's registry
 PRECISIONS = ("auto", "fast", "fp32", "bf16", "fp16")
 DEFAULT_TASK = "translation"
+OUTPUT_VOCABS = ("all", "target")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class DataConfig:
             vocabulary for both languages (needed to tie all three matrices).
         max_len: examples with more subwords than this (on either side) are dropped (and counted).
         max_len_ratio: pairs whose length ratio exceeds this are dropped; 0 = no limit.
+        output_vocab: which target tokens the model's output layer scores: "all", or "target": only the subwords
+            of the training targets and the special tokens (a translation run with a joint vocabulary: the other
+            language's subwords are never produced, and training skips their rows of the pre-softmax layer,
+            :attr:`TransformerConfig.output_vocab`).
         cache_dir: where a translation run's tokenizer and tokenized training corpus are cached, memory-mapped
             (:mod:`tformer.data.binarized`); "" = ``<run_dir>/cache``. Name one folder to share them between runs.
     """
@@ -62,8 +67,11 @@ class DataConfig:
     test_src: str = ""
     test_tgt: str = ""
     cache_dir: str = ""
+    output_vocab: str = "all"
 
     def __post_init__(self) -> None:
+        check(self.output_vocab in OUTPUT_VOCABS,
+              f"data.output_vocab must be one of {OUTPUT_VOCABS}, got {self.output_vocab!r}")
         check(self.format in DATA_FORMATS, f"data.format must be one of {DATA_FORMATS}, got {self.format!r}")
         check(self.tokenizer in TOKENIZER_MODELS, f"data.tokenizer must be one of {TOKENIZER_MODELS}")
         check(self.vocab_size >= 16, f"data.vocab_size must be >= 16, got {self.vocab_size}")
@@ -291,6 +299,7 @@ class RunConfig:
         check(preset in MODEL_PRESETS, f"model.preset must be one of {MODEL_PRESETS}, got {preset!r}")
         fixed = {"vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id", "unk_id"}
         check(not fixed & set(spec), f"model: {', '.join(sorted(fixed & set(spec)))} come(s) from the tokenizer")
+        check("output_vocab" not in spec, "model.output_vocab comes from the training data: set data.output_vocab")
         separate = {"tgt_vocab_size": tgt_vocab_size, "share_embeddings": False} if tgt_vocab_size is not None else {}
         base = getattr(TransformerConfig, preset)(vocab_size=vocab_size).to_dict()
         return from_dict(config_class, {**base, **separate, **spec, **ids}, where="model")

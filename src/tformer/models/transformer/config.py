@@ -66,6 +66,11 @@ class TransformerConfig(Config):
         share_embeddings: one embedding matrix for source and target (needs a shared vocabulary).
         tie_output: the pre-softmax linear layer reuses the target embedding matrix (§3.4).
         output_bias: a bias on the pre-softmax linear layer (Marian's final_logits_bias).
+        output_vocab: how many target tokens the pre-softmax layer scores; None = all of them. When set, the
+            model holds their ids (its ``output_ids`` buffer, ascending; a translation run fills it with the
+            subwords of its training targets and the special tokens: ``data.output_vocab: target``) and every
+            other token's logit is -inf: it is never produced, and training computes only those rows of the
+            layer (:meth:`Transformer.output_layer`). With a joint vocabulary that is a third to a half of it.
         pad_id: padding id; bos_id: the decoder's start token; eos_id: end of sentence; unk_id: unknown.
         init_std: std of the normal initialisation of embeddings; None = d_model ** -0.5.
         attention: how self-attention is computed (:class:`AttentionConfig`). The encoder's self-attention uses
@@ -79,7 +84,8 @@ class TransformerConfig(Config):
             (Raffel et al., 2017). A pretrained folder records it only when it is not the default.
     """
 
-    saved_only_if_set: ClassVar[tuple[str, ...]] = ("cross_attention",)  # added after folders were written
+    # added after folders were written: saved only when not the default
+    saved_only_if_set: ClassVar[tuple[str, ...]] = ("cross_attention", "output_vocab")
 
     vocab_size: int
     tgt_vocab_size: int | None = None
@@ -109,6 +115,7 @@ class TransformerConfig(Config):
     share_embeddings: bool = True
     tie_output: bool = True
     output_bias: bool = False
+    output_vocab: int | None = None
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
@@ -155,6 +162,11 @@ class TransformerConfig(Config):
         check(not self.pointer_generator or self.tgt_vocab_size in (None, self.vocab_size),
               "pointer_generator copies source ids into the output: it needs one shared vocabulary "
               "(tgt_vocab_size null)")
+        check(self.output_vocab is None or 4 <= self.output_vocab <= self.target_vocab_size,
+              f"output_vocab must be null or between 4 and the target vocabulary ({self.target_vocab_size}), "
+              f"got {self.output_vocab}")
+        check(not (self.pointer_generator and self.output_vocab is not None),
+              "pointer_generator copies any source token into the output: output_vocab must be null")
 
     # ---- derived values -------------------------------------------------------------------
     @property
