@@ -70,7 +70,8 @@ class TransformerConfig(Config):
             model holds their ids (its ``output_ids`` buffer, ascending; a translation run fills it with the
             subwords of its training targets and the special tokens: ``data.output_vocab: target``) and every
             other token's logit is -inf: it is never produced, and training computes only those rows of the
-            layer (:meth:`Transformer.output_layer`). With a joint vocabulary that is a third to a half of it.
+            layer (:meth:`Transformer.output_layer`). With a joint vocabulary, a third to a half of the tokens are left
+            out (Multi30k, joint BPE of 8,000: 5,466 scored for German, 4,245 for English).
         pad_id: padding id; bos_id: the decoder's start token; eos_id: end of sentence; unk_id: unknown.
         init_std: std of the normal initialisation of embeddings; None = d_model ** -0.5.
         attention: how self-attention is computed (:class:`AttentionConfig`). The encoder's self-attention uses
