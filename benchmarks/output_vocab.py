@@ -5,8 +5,8 @@
 Builds the recipe's task and model twice in this process, from the same data and the same seed: once scoring all
 target tokens (``data.output_vocab=all``) and once only the subwords of the training targets and the special tokens
 (``target``). Then it times training updates (forward, fused label-smoothed loss, backward, fused Adam) of both on
-the same real batches: length-sorted groups of at most ``train.max_tokens`` padded tokens, picked at random, each
-batch run by both, in alternating order. The first two batches warm up. The machine's fp32 matmul rate
+the same real batches: the first of a seeded epoch (``TokenBatchSampler``, at most ``train.max_tokens`` padded
+tokens), each batch run by both, in alternating order. The first two batches warm up. The machine's fp32 matmul rate
 (``benchmarks/matmul.py``'s largest size) is measured beside them. Prints one BENCH_RESULT line: the median update
 time of each, their ratio (the speed-up), the vocabulary sizes.
 """
@@ -14,33 +14,13 @@ time of each, their ratio (the speed-up), the vocabulary sizes.
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from common import emit, median, setup_threads
 from matmul import rate
-
-
-def batches(task, max_tokens: int, count: int, seed: int = 0) -> list[list[int]]:
-    """``count`` random groups of length-sorted training pairs, each at most ``max_tokens`` padded tokens on
-    either side (EOS included), as the trainer's batches are made."""
-    src_len, tgt_len = (np.asarray(x) + 1 for x in task.lengths("train"))
-    order = np.argsort(tgt_len, kind="stable")
-    groups, start = [], 0
-    while start < len(order):
-        end, longest = start, 0
-        while end < len(order):
-            longest = max(longest, int(src_len[order[end]]), int(tgt_len[order[end]]))
-            if (end + 1 - start) * longest > max_tokens:
-                break
-            end += 1
-        end = max(end, start + 1)
-        groups.append(order[start:end].tolist())
-        start = end
-    picked = np.random.default_rng(seed).choice(len(groups), count, replace=False)
-    return [groups[i] for i in picked]
 
 
 def main() -> None:
@@ -54,6 +34,7 @@ def main() -> None:
     threads = setup_threads()
     import torch
 
+    from tformer.data.batching import TokenBatchSampler
     from tformer.tasks.run import load_run_config
     from tformer.tasks.translation import TranslationTask, sequence_loss
 
@@ -67,7 +48,9 @@ def main() -> None:
             task, model = TranslationTask.build(cfg, Path(cfg.run_dir), False)
             built[vocab] = task, model.train(), torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
         eps = cfg.train.label_smoothing
-        groups = batches(built["all"][0], cfg.train.max_tokens, args.updates + 2)
+        sampler = TokenBatchSampler(*built["all"][0].lengths("train"), cfg.train.max_tokens, shuffle=True,
+                                    seed=cfg.seed)  # the batches of a seeded epoch, as a run's sampler makes them
+        groups = list(itertools.islice(iter(sampler), args.updates + 2))
         times: dict[str, list[float]] = {"all": [], "target": []}
         for i, group in enumerate(groups):
             for vocab in ("all", "target") if i % 2 == 0 else ("target", "all"):

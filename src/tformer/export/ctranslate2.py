@@ -56,7 +56,6 @@ from tformer.console import log
 from tformer.data.tokenizer import Tokenizer
 from tformer.data.vocabularies import Vocabularies
 from tformer.errors import TformerError
-from tformer.interop.marian import output_bias
 from tformer.models.transformer.config import TransformerConfig
 from tformer.models.transformer.model import Transformer
 from tformer.translator import Translator
@@ -172,7 +171,7 @@ def build_spec(model: Transformer, vocabs: Vocabularies) -> transformer_spec.Tra
         _norm(layer_spec.ffn.layer_norm, layer.ffn_residual.norm)
     _linear(spec.decoder.projection, model.output_projection)
     if model.output_ids is not None:  # the tokens it does not score (output_vocab): -inf, as in the model's logits
-        spec.decoder.projection.bias = _array(output_bias(model))
+        spec.decoder.projection.bias = _array(model.output_bias())
     if cfg.scale_output:
         spec.decoder.scale_outputs = np.float32(cfg.d_model**-0.5)
 

@@ -6,7 +6,7 @@ encoder-decoder. The details a faithful copy must honour:
 * its sinusoidal table holds all sines in the first half and all cosines in the second
   (``sinusoidal_layout="halves"``; same frequencies as §3.5);
 * ``final_logits_bias`` is added to the output logits (``output_bias=True``); a model that scores only some target
-  tokens (``output_vocab``) goes out with -inf there at all the others (:func:`output_bias`);
+  tokens (``output_vocab``) goes out with -inf there at all the others (``Transformer.output_bias``);
 * the decoder starts from ``decoder_start_token_id``, which for Marian is the pad id (``bos_id``);
 * embeddings are scaled by sqrt(d_model) only when ``scale_embedding`` is set;
 * the FFN activation is configurable ("swish" is SiLU).
@@ -185,14 +185,6 @@ _HIDDEN_AXIS = {"q_proj.weight": 1, "k_proj.weight": 1, "v_proj.weight": 1, "out
 
 
 @torch.no_grad()
-def output_bias(model: Transformer) -> torch.Tensor:
-    """The pre-softmax layer's bias as a (V,) tensor of its own (zeros when it has none), -inf at the tokens it does
-    not score (``output_vocab``): what a runtime without that notion adds to the logits for the same output."""
-    bias = model.output_projection.bias
-    out = bias.detach().clone() if bias is not None else torch.zeros(model.cfg.target_vocab_size)
-    return out.masked_fill_(~model.scored_tokens().to(out.device), float("-inf"))
-
-
 def to_marian_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
     """Our weights under ``transformers.MarianMTModel``'s names, for a model :func:`marian_config_fields` accepts.
 
@@ -217,7 +209,7 @@ def to_marian_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
         out["model.shared.weight"] = out["model.encoder.embed_tokens.weight"]
     head = "output_projection.weight" if not cfg.tie_output else f"{dec}.embed.tokens.weight"
     out["lm_head.weight"] = hidden("output_projection.weight", ours[head])
-    out["final_logits_bias"] = output_bias(model).view(1, -1)
+    out["final_logits_bias"] = model.output_bias().view(1, -1)
     for stack, n, table in (("encoder", cfg.num_encoder_layers, _ENCODER_LAYER),
                             ("decoder", cfg.num_decoder_layers, _DECODER_LAYER)):
         for i in range(n):

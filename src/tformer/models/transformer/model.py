@@ -156,6 +156,14 @@ class Transformer(Pretrained, nn.Module):
             return torch.ones(v, dtype=torch.bool, device=self.output_projection.weight.device)
         return torch.zeros(v, dtype=torch.bool, device=self.output_ids.device).index_fill_(0, self.output_ids, True)
 
+    def output_bias(self) -> Tensor:
+        """The pre-softmax layer's bias as a (V,) tensor of its own (zeros when it has none), -inf at the tokens it
+        does not score: what a runtime without ``output_vocab`` adds to the logits for the same output (the Marian
+        and CTranslate2 exports)."""
+        bias = self.output_projection.bias
+        out = bias.detach().clone() if bias is not None else torch.zeros(self.cfg.target_vocab_size)
+        return out.masked_fill_(~self.scored_tokens().to(out.device), float("-inf"))
+
     def set_output_ids(self, ids: Tensor) -> None:
         """Fill the ``output_ids`` buffer: ``output_vocab`` distinct ascending target ids, among them pad, EOS and
         UNK (the loss counts a gold token outside them as UNK)."""
